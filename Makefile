@@ -1,0 +1,32 @@
+# One-command set-up: `make demo` runs the demo, `make test` runs the whole test suite.
+# Each target creates the virtualenv it needs in .venv on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint bench codedirs clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/dcihub demo $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests tools benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py $(ARGS)
+
+codedirs: $(STAMP)
+	$(BIN)/python tools/gen_codedirs.py
+
+clean:
+	rm -rf $(VENV) dcihub-demo .pytest_cache

@@ -1,0 +1,1 @@
+"""client layer of dcihub (see docs/architecture.md)."""

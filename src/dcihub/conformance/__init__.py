@@ -1,0 +1,1 @@
+"""conformance layer of dcihub (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""console layer of dcihub (see docs/architecture.md)."""

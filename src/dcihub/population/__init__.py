@@ -1,0 +1,1 @@
+"""population layer of dcihub (see docs/architecture.md)."""

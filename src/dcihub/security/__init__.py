@@ -1,0 +1,1 @@
+"""security layer of dcihub (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""server layer of dcihub (see docs/architecture.md)."""

@@ -1,0 +1,39 @@
+"""Errors a caller can cause, expressed in the standard's own terms.
+
+`DCIError` rejects a whole message (HTTP 4xx with an ERR ack carrying an `err.*` code);
+`ItemRejected` rejects one item of a batch (`status: rjct` with an item reason code) while the
+other items are still answered.
+"""
+
+from __future__ import annotations
+
+from .codes import ErrorCode
+
+
+class DCIError(Exception):
+    """A whole message is refused: answered with an ERR ack and an `err.*` code."""
+
+    def __init__(self, code: str | ErrorCode, message: str, http_status: int = 400) -> None:
+        super().__init__(message)
+        self.code = str(code)
+        self.message = message[:999]
+        self.http_status = http_status
+
+    def __repr__(self) -> str:  # pragma: no cover - debugging aid
+        return f"DCIError({self.code!r}, {self.message!r}, {self.http_status})"
+
+
+class ItemRejected(Exception):
+    """One item of a batch is refused with an item-level `rjct.*` reason code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = str(code)
+        self.message = message[:999]
+
+    def __repr__(self) -> str:  # pragma: no cover - debugging aid
+        return f"ItemRejected({self.code!r}, {self.message!r})"
+
+
+def bad_request(message: str) -> DCIError:
+    return DCIError(ErrorCode.REQUEST_BAD, message, 400)

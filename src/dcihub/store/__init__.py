@@ -1,0 +1,1 @@
+"""store layer of dcihub (see docs/architecture.md)."""
