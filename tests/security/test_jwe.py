@@ -1,0 +1,191 @@
+"""EncryptedMessage (flattened JWE): round trips, refusals, interop with jwcrypto both ways."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from jwcrypto import jwe as jwcrypto_jwe
+from jwcrypto import jwk as jwcrypto_jwk
+
+from dcihub.security import jwe
+from dcihub.security.errors import EncryptionError
+from dcihub.security.keys import load_jwk
+
+ALGS = ["RSA-OAEP-256", "ECDH-ES+A256KW"]
+
+
+def flip(b64: str, index: int = 0) -> str:
+    """Change one base64url character, keeping the alphabet valid."""
+    ch = b64[index]
+    return b64[:index] + ("A" if ch != "A" else "B") + b64[index + 1 :]
+
+
+@pytest.mark.parametrize("alg", ALGS)
+def test_round_trip_and_shape(keys, message, alg) -> None:
+    key = keys[alg]
+    encrypted = jwe.encrypt_message(message, key.as_dict())  # public JWK only
+    assert set(encrypted) == {"header", "encrypted_key", "iv", "ciphertext", "tag"}
+    assert encrypted["header"]["alg"] == alg
+    assert encrypted["header"]["enc"] == "A256GCM"
+    assert encrypted["header"]["kid"] == key.kid
+    assert ("epk" in encrypted["header"]) == (alg == "ECDH-ES+A256KW")
+    assert "search_request" not in json.dumps(encrypted)
+    assert jwe.is_encrypted_message(encrypted) and not jwe.is_encrypted_message(message)
+    assert jwe.recipient_kid(encrypted) == key.kid
+    assert jwe.decrypt_message(encrypted, {key.kid: key}.get) == message
+
+
+def test_matches_the_spec_schema(spec_dir: Path, keys, message) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    spec = yaml.safe_load((spec_dir / "spec" / "crvs_api_v1.0.0.yaml").read_text())
+    schema = spec["components"]["schemas"]["EncryptedMessage"]
+    for alg in ALGS:
+        jsonschema.validate(jwe.encrypt_message(message, keys[alg]), schema)
+
+
+@pytest.mark.parametrize("alg", ALGS)
+def test_corrupted_tag_is_refused(keys, message, alg) -> None:
+    key = keys[alg]
+    encrypted = jwe.encrypt_message(message, key)
+    encrypted["tag"] = flip(encrypted["tag"])
+    with pytest.raises(EncryptionError, match="integrity check") as err:
+        jwe.decrypt_message(encrypted, lambda kid: key)
+    assert err.value.code == "err.encryption.invalid"
+
+
+@pytest.mark.parametrize("alg", ALGS)
+@pytest.mark.parametrize("member", ["ciphertext", "iv"])
+def test_corrupted_ciphertext_or_iv_is_refused(keys, message, alg, member) -> None:
+    key = keys[alg]
+    encrypted = jwe.encrypt_message(message, key)
+    encrypted[member] = flip(encrypted[member], 3)
+    with pytest.raises(EncryptionError):
+        jwe.decrypt_message(encrypted, lambda kid: key)
+
+
+@pytest.mark.parametrize("alg", ALGS)
+def test_wrong_recipient_key_is_refused(keys, other_keys, message, alg) -> None:
+    encrypted = jwe.encrypt_message(message, keys[alg])
+    with pytest.raises(EncryptionError, match="another key"):
+        jwe.decrypt_message(encrypted, lambda kid: other_keys[alg])
+
+
+def test_unknown_kid_is_refused(keys, message) -> None:
+    encrypted = jwe.encrypt_message(message, keys["ECDH-ES+A256KW"])
+    with pytest.raises(EncryptionError, match="not one of our current encryption keys"):
+        jwe.decrypt_message(encrypted, lambda kid: None)
+
+
+def test_key_type_must_match_alg(keys, message) -> None:
+    encrypted = jwe.encrypt_message(message, keys["RSA-OAEP-256"])
+    with pytest.raises(EncryptionError, match="needs an RSA key"):
+        jwe.decrypt_message(encrypted, lambda kid: keys["ECDH-ES+A256KW"])
+    with pytest.raises(EncryptionError, match="needs an EC key"):
+        jwe.encrypt_message(message, keys["RSA-OAEP-256"], alg="ECDH-ES+A256KW")
+
+
+def test_signing_key_is_not_an_encryption_key(keys, message) -> None:
+    with pytest.raises(EncryptionError, match="use 'sig'"):
+        jwe.encrypt_message(message, keys["ES256"].as_dict(), alg="ECDH-ES+A256KW")
+
+
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        ({"alg": "RSA1_5"}, "not accepted"),
+        ({"alg": "dir"}, "not accepted"),
+        ({"enc": "A128CBC-HS256"}, "not accepted"),
+        ({"zip": "DEF"}, "zip"),
+    ],
+)
+def test_unsupported_header_values(keys, message, change, match) -> None:
+    key = keys["RSA-OAEP-256"]
+    encrypted = jwe.encrypt_message(message, key)
+    encrypted["header"].update(change)
+    with pytest.raises(EncryptionError, match=match):
+        jwe.decrypt_message(encrypted, lambda kid: key)
+
+
+def test_missing_members_and_bad_base64(keys, message) -> None:
+    key = keys["RSA-OAEP-256"]
+    encrypted = jwe.encrypt_message(message, key)
+    with pytest.raises(EncryptionError, match="lacks tag"):
+        jwe.decrypt_message({k: v for k, v in encrypted.items() if k != "tag"}, lambda kid: key)
+    with pytest.raises(EncryptionError, match="base64url"):
+        jwe.decrypt_message({**encrypted, "iv": "***"}, lambda kid: key)
+    with pytest.raises(EncryptionError, match="not a JSON object"):
+        jwe.decrypt_message("nope", lambda kid: key)  # type: ignore[arg-type]
+
+
+def test_ecdh_epk_off_curve_is_refused(keys, message) -> None:
+    key = keys["ECDH-ES+A256KW"]
+    encrypted = jwe.encrypt_message(message, key)
+    encrypted["header"]["epk"]["y"] = flip(encrypted["header"]["epk"]["y"], 5)
+    with pytest.raises(EncryptionError, match="not a valid point"):
+        jwe.decrypt_message(encrypted, lambda kid: key)
+
+
+def test_conflicting_duplicate_header_values_are_refused(keys, message) -> None:
+    key = keys["RSA-OAEP-256"]
+    encrypted = jwe.encrypt_message(message, key)
+    # OpenCRVS repeats alg/enc/kid in `unprotected` and `header`: same values are fine ...
+    same = {**encrypted, "unprotected": dict(encrypted["header"])}
+    assert jwe.decrypt_message(same, lambda kid: key) == message
+    # ... conflicting ones are not
+    conflict = {**encrypted, "unprotected": {**encrypted["header"], "enc": "A128GCM"}}
+    with pytest.raises(EncryptionError, match="conflicting"):
+        jwe.decrypt_message(conflict, lambda kid: key)
+
+
+def test_decrypted_plaintext_must_be_json(keys) -> None:
+    key = keys["RSA-OAEP-256"]
+    token = jwcrypto_jwe.JWE(b"\xff not json")
+    token.add_recipient(
+        jwcrypto_jwk.JWK(**key.as_dict()),
+        header={"alg": "RSA-OAEP-256", "enc": "A256GCM", "kid": key.kid},
+    )
+    with pytest.raises(EncryptionError, match="not UTF-8 JSON"):
+        jwe.decrypt_message(json.loads(token.serialize()), lambda kid: key)
+
+
+# -- interop with jwcrypto ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("alg", ALGS)
+def test_jwcrypto_decrypts_dcihub(keys, message, alg) -> None:
+    key = keys[alg]
+    encrypted = jwe.encrypt_message(message, load_jwk(key.as_dict()))
+    token = jwcrypto_jwe.JWE()
+    token.deserialize(json.dumps(encrypted), key=jwcrypto_jwk.JWK(**key.as_dict(private=True)))
+    assert json.loads(token.payload) == message
+
+
+@pytest.mark.parametrize("alg", ALGS)
+def test_dcihub_decrypts_jwcrypto(keys, message, alg) -> None:
+    key = keys[alg]
+    token = jwcrypto_jwe.JWE(json.dumps(message).encode())
+    token.add_recipient(
+        jwcrypto_jwk.JWK(**key.as_dict()), header={"alg": alg, "enc": "A256GCM", "kid": key.kid}
+    )
+    encrypted: dict[str, Any] = json.loads(token.serialize(compact=False))
+    assert set(encrypted) == {"header", "encrypted_key", "iv", "ciphertext", "tag"}
+    assert jwe.decrypt_message(encrypted, {key.kid: key}.get) == message
+
+
+def test_dcihub_decrypts_jwcrypto_with_protected_header(keys, message) -> None:
+    """Implementations that put enc in a protected header (AAD = that header) also work."""
+    key = keys["ECDH-ES+A256KW"]
+    token = jwcrypto_jwe.JWE(json.dumps(message).encode(), protected=json.dumps({"enc": "A256GCM"}))
+    token.add_recipient(
+        jwcrypto_jwk.JWK(**key.as_dict()), header={"alg": "ECDH-ES+A256KW", "kid": key.kid}
+    )
+    encrypted = json.loads(token.serialize(compact=False))
+    assert "protected" in encrypted
+    assert jwe.decrypt_message(encrypted, lambda kid: key) == message
+    encrypted["protected"] = jwcrypto_jwk.base64url_encode(json.dumps({"enc": "A256GCM", "x": 1}))
+    with pytest.raises(EncryptionError, match="integrity"):
+        jwe.decrypt_message(encrypted, lambda kid: key)
