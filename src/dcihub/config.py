@@ -1,0 +1,121 @@
+"""Configuration of a dcihub node: store, registries served, limits, delivery, security.
+
+`dcihub serve --config FILE` reads a YAML (or JSON) file with these members; every member has a
+default, so a file holding only `store_url` is a valid configuration. Relative paths in the file
+are relative to the file's directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .standard.plan import Limits
+from .standard.profiles import PROFILES
+
+
+class LimitSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    default_page_size: int = Field(100, ge=1)
+    max_page_size: int = Field(1000, ge=1)
+    max_total_records: int | None = Field(
+        100_000, ge=1,
+        description="a query matching more records is refused (rjct.search.too_many_records_found)",
+    )
+    max_batch_items: int = Field(1000, ge=1, description="items in one message")
+    max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+
+    def search_limits(self) -> Limits:
+        return Limits(self.default_page_size, self.max_page_size, self.max_total_records)
+
+
+class DeliverySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_attempts: int = Field(12, ge=1)
+    backoff_base: float = Field(1.0, gt=0, description="seconds before the first retry")
+    backoff_max: float = Field(600.0, gt=0)
+    timeout: float = Field(10.0, gt=0)
+    in_process_worker: bool = True
+    poll_interval: float = Field(1.0, gt=0)
+    lease_seconds: float = Field(120.0, gt=0)
+
+
+class RegistrySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = None  # this registry's id (sender_id of what it sends); default <name>.<node_id>
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    store_url: str = "sqlite:///dcihub.db"
+    node_id: str = "dcihub.local"
+    base_url: str = "http://127.0.0.1:8000"
+    registries: dict[str, RegistrySettings] = Field(
+        default_factory=lambda: {name: RegistrySettings() for name in PROFILES}
+    )
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    security: dict[str, Any] = Field(default_factory=dict)
+    log_level: str = "info"
+
+    @field_validator("registries", mode="before")
+    @classmethod
+    def _registries(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            value = {name: {} for name in value}
+        if isinstance(value, dict):
+            unknown = sorted(set(value) - set(PROFILES))
+            if unknown:
+                raise ValueError(
+                    f"unknown registr{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; "
+                    f"known: {', '.join(PROFILES)}"
+                )
+            value = {k: (v or {}) for k, v in value.items()}
+        return value
+
+    def registry_id(self, registry: str) -> str:
+        configured = self.registries.get(registry)
+        if configured is not None and configured.id:
+            return configured.id
+        return f"{registry}.{self.node_id}"
+
+    def registry_url(self, registry: str) -> str:
+        return f"{self.base_url.rstrip('/')}/{registry}"
+
+
+class ConfigError(Exception):
+    pass
+
+
+def load_settings(path: Path) -> Settings:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of settings")
+    url = data.get("store_url")
+    if isinstance(url, str) and url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        relative = url[len("sqlite:///"):]
+        if relative and relative != ":memory:":
+            data["store_url"] = f"sqlite:///{(path.parent / relative).resolve()}"
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"{path}: {problems}") from None
+    settings.security.setdefault("base_dir", str(path.parent.resolve()))
+    return settings

@@ -1,0 +1,167 @@
+"""The ASGI application: one route per DCI endpoint of each registry served, plus the node's
+well-known endpoints (`/healthz`, `/metrics`, JWKS, locations, token, console).
+
+Layout (DESIGN.md): `/<registry>/registry/...` with the exact DCI paths after it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from sqlalchemy import text
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from .. import __version__
+from ..config import Settings
+from ..standard.codes import ErrorCode
+from ..standard.envelope import err_ack
+from ..store import Store
+from .node import RegistryNode, endpoints_for
+from .pipeline import EndpointSpec, Guard, Pipeline, json_response, new_correlation_id
+from .worker import CallbackSender, Worker
+
+log = logging.getLogger("dcihub.app")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("dcihub_requests_total", "DCI messages answered",
+                                ["registry", "endpoint", "status"], registry=self.registry)
+        self.latency = Histogram("dcihub_request_seconds", "Time to answer a DCI message",
+                                 ["registry", "endpoint"], registry=self.registry,
+                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                          0.5, 1, 2.5, 5))
+
+    def observe(self, endpoint: EndpointSpec, status: int, seconds: float) -> None:
+        self.requests.labels(endpoint.registry, endpoint.path, str(status)).inc()
+        self.latency.labels(endpoint.registry, endpoint.path).observe(seconds)
+
+
+def create_app(
+    settings: Settings,
+    store: Store | None = None,
+    guard: Guard | None = None,
+    sender: CallbackSender | None = None,
+    extra: Callable[[FastAPI, RegistryNode], None] | None = None,
+    run_worker: bool | None = None,
+) -> FastAPI:
+    """Build the app. `guard` and `sender` are the security layer's pipeline steps; `extra`
+    adds routes (token endpoint, JWKS, console) that need the node."""
+    store = store or Store(settings.store_url)
+    node = RegistryNode(settings, store)
+    metrics = Metrics()
+    pipeline = Pipeline(guard or Guard(), settings.limits.max_body_bytes, metrics.observe)
+    worker = Worker(node, sender)
+    node.wakeup = worker.wake
+    in_process = settings.delivery.in_process_worker if run_worker is None else run_worker
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await anyio.to_thread.run_sync(store.create_all)
+        async with anyio.create_task_group() as tasks:
+            if in_process:
+                tasks.start_soon(worker.run)
+            yield
+            tasks.cancel_scope.cancel()
+        await worker.aclose()
+
+    app = FastAPI(
+        title="dcihub",
+        version=__version__,
+        summary="DCI-conformant registry APIs (Social Registry, CRVS, DR, FR, IBR)",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.node = node
+    app.state.worker = worker
+    app.state.metrics = metrics
+    app.state.pipeline = pipeline
+
+    for name, profile in node.profiles.items():
+        for spec in endpoints_for(profile):
+            handler = node.handlers[spec.kind]
+            app.add_api_route(
+                spec.url_path,
+                _route(pipeline, spec, profile, handler),
+                methods=["POST"],
+                name=f"{name}:{spec.path}",
+                summary=f"{profile.title}: /registry/{spec.path}",
+                tags=[profile.title],
+            )
+
+    served = ", ".join(node.profiles)
+
+    @app.post("/{registry}/registry/{rest:path}", include_in_schema=False)
+    async def unknown_endpoint(registry: str, rest: str) -> Response:
+        if registry not in node.profiles:
+            message = f"unknown registry '{registry}'; this node serves: {served}"
+        else:
+            paths = ", ".join(f"/registry/{s.path}" for s in endpoints_for(node.profiles[registry]))
+            message = (f"/{registry}/registry/{rest} is not an endpoint of the "
+                       f"{node.profiles[registry].title} here; it serves: {paths}")
+        return json_response(404, err_ack(ErrorCode.REQUEST_NOT_FOUND, message,
+                                          new_correlation_id()))
+
+    @app.get("/healthz", tags=["Operations"])
+    async def healthz() -> Response:
+        def check() -> dict[str, Any]:
+            with store.read() as conn:
+                conn.execute(text("SELECT 1"))
+                outbox = store.outbox.counts(conn)
+            return outbox
+        try:
+            outbox = await anyio.to_thread.run_sync(check)
+        except Exception as exc:  # the store is down: say so, do not crash
+            return json_response(503, {"status": "unavailable", "store": store.dialect,
+                                       "error": type(exc).__name__})
+        return json_response(200, {"status": "ok", "version": __version__,
+                                   "store": store.dialect, "registries": list(node.profiles),
+                                   "outbox": outbox})
+
+    @app.get("/metrics", tags=["Operations"])
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", tags=["Operations"])
+    async def index() -> Response:
+        return json_response(200, {
+            "name": "dcihub",
+            "version": __version__,
+            "node_id": settings.node_id,
+            "registries": {
+                name: {
+                    "title": profile.title,
+                    "url": settings.registry_url(name),
+                    "id": settings.registry_id(name),
+                    "endpoints": [f"/registry/{s.path}" for s in endpoints_for(profile)],
+                }
+                for name, profile in node.profiles.items()
+            },
+            "docs": "/docs",
+        })
+
+    if extra is not None:
+        extra(app, node)
+    return app
+
+
+def _route(pipeline: Pipeline, spec: EndpointSpec, profile: Any, handler: Any) -> Any:
+    async def endpoint(request: Request) -> Response:
+        return await pipeline.handle(request, spec, profile, handler)
+
+    endpoint.__name__ = f"{spec.registry}_{spec.kind}"
+    return endpoint
+
+
+def html(body: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(body, status_code=status)

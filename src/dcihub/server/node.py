@@ -1,0 +1,365 @@
+"""The registry node: endpoint table and handlers for every registry profile served.
+
+Handlers receive an `Inbound` that passed the pipeline and return a `Reply`. Store work runs
+in a worker thread (`self.db`), so the event loop never waits on the database. Asynchronous
+requests are acknowledged at once; their work and their callback go through the outbox in the
+same database transaction as the state change (see `server.worker`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from functools import partial
+from typing import Any, TypeVar
+
+import anyio
+import orjson
+from anyio import CapacityLimiter
+
+from ..config import Settings
+from ..standard.codes import ErrorCode, RequestStatus, TxnAttributeType
+from ..standard.envelope import ack, callback_header, format_ts
+from ..standard.errors import DCIError
+from ..standard.messages import TxnStatusRequest, parse_message
+from ..standard.profiles import PROFILES
+from ..standard.profiles.base import RegistryProfile
+from ..store import Store
+from ..store.transactions import ItemRow
+from .pipeline import EndpointSpec, Handler, Inbound, Reply, new_correlation_id
+from .search import Outcome, SearchService, completed
+
+T = TypeVar("T")
+
+# Older spellings of txn_type accepted on input (DIGEST §6 #17).
+TXN_TYPE_ALIASES = {"subscibe": "subscribe", "on-search": "search", "on-subscribe": "subscribe",
+                    "on-unsubscribe": "unsubscribe"}
+
+
+def endpoints_for(profile: RegistryProfile) -> list[EndpointSpec]:
+    name = profile.name
+    specs = [
+        EndpointSpec(name, "search", "async_search", "search", asynchronous=True),
+        EndpointSpec(name, "sync/search", "sync_search", "search"),
+    ]
+    if profile.has_txn_status:
+        specs += [
+            EndpointSpec(name, "txn/status", "async_txn_status", "txn-status", asynchronous=True),
+            EndpointSpec(name, "sync/txn/status", "sync_txn_status", "txn-status"),
+        ]
+    for special in profile.special_endpoints:
+        specs.append(EndpointSpec(name, special.path, special.name, special.request_action,
+                                  header=special.header))
+    return specs
+
+
+class RegistryNode:
+    """Everything the HTTP layer and the worker need to answer DCI messages."""
+
+    def __init__(self, settings: Settings, store: Store,
+                 profiles: dict[str, RegistryProfile] | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        all_profiles = profiles or PROFILES
+        self.profiles = {n: all_profiles[n] for n in settings.registries}
+        self.limits = settings.limits.search_limits()
+        self.search = SearchService(store, self.limits, settings.limits.max_batch_items)
+        self.limiter = CapacityLimiter(16)
+        self.wakeup: Callable[[], None] = lambda: None
+        self.shape: Callable[[Any, str, str | None, dict[str, Any]], dict[str, Any]] | None = None
+        from .special import SpecialCalls
+
+        self.special = SpecialCalls(self)
+        self.handlers: dict[str, Handler] = {
+            "sync_search": self.sync_search,
+            "async_search": self.async_search,
+            "sync_txn_status": self.sync_txn_status,
+            "async_txn_status": self.async_txn_status,
+            **self.special.handlers(),
+        }
+
+    # ----------------------------------------------------------------------------- helpers
+
+    async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs),
+                                              limiter=self.limiter)
+
+    def today(self) -> date:
+        return datetime.now(UTC).date()
+
+    def registry_id(self, registry: str) -> str:
+        return self.settings.registry_id(registry)
+
+    def shaper(self, partner: Any, registry: str) -> Callable[[str | None, dict], dict] | None:
+        if self.shape is None or partner is None:
+            return None
+        shape = self.shape
+        return lambda entity, record: shape(partner, registry, entity, record)
+
+    def envelope(self, inbound_registry: str, receiver_id: str | None, action: str,
+                 message: dict[str, Any], total: int, done: int,
+                 status: str = RequestStatus.SUCCESS) -> dict[str, Any]:
+        header = callback_header(
+            message_id=new_correlation_id(), action=action, status=status,
+            sender_id=self.registry_id(inbound_registry), receiver_id=receiver_id,
+            total_count=total, completed_count=done,
+        )
+        return {"header": header, "message": message}
+
+    def callback_url(self, inbound: Inbound, path: str) -> str:
+        """Where the async reply goes: header.sender_uri, else the partner's registered
+        callback base + the standard path (DIGEST §6 #14)."""
+        uri = getattr(inbound.header, "sender_uri", None)
+        if uri:
+            return uri
+        base = getattr(inbound.partner, "callback_base", None) if inbound.partner else None
+        if base:
+            return f"{base.rstrip('/')}/registry/{path}"
+        raise DCIError(
+            ErrorCode.SENDER_URI_INVALID,
+            "header.sender_uri is required for an asynchronous request: give the full URL of "
+            f"your /registry/{path} endpoint",
+        )
+
+    # ----------------------------------------------------------------------------- search
+
+    async def sync_search(self, inbound: Inbound) -> Reply:
+        profile = inbound.profile
+        request, prepared = self.search.prepare(profile, inbound.message,
+                                                inbound.header.total_count, self.today())
+        outcomes = await self.db(self._run_sync_search, inbound, request.transaction_id,
+                                 prepared)
+        message = {
+            "transaction_id": request.transaction_id,
+            "correlation_id": inbound.correlation_id,
+            "search_response": self.search.render(
+                profile, outcomes, shape=self.shaper(inbound.partner, inbound.registry)),
+        }
+        inbound.facts["records"] = _record_refs(outcomes)
+        envelope = self.envelope(inbound.registry, inbound.sender_id, "on-search", message,
+                                 len(outcomes), completed(outcomes))
+        return Reply(200, envelope, is_envelope=True)
+
+    def _run_sync_search(self, inbound: Inbound, transaction_id: str,
+                         prepared: list[Any]) -> list[Outcome]:
+        now = format_ts()
+        with self.store.begin() as conn:
+            outcomes = self.search.execute(conn, inbound.registry, prepared)
+            self.store.txns.create(
+                conn, registry=inbound.registry, sender_id=inbound.sender_id,
+                transaction_id=transaction_id, correlation_id=inbound.correlation_id,
+                message_id=inbound.header.message_id, action="search", txn_type="search",
+                mode="sync", status=RequestStatus.SUCCESS, total_count=len(outcomes),
+                completed_count=completed(outcomes),
+                items=[o.item_row(now) for o in outcomes],
+            )
+        return outcomes
+
+    async def async_search(self, inbound: Inbound) -> Reply:
+        profile = inbound.profile
+        request, prepared = self.search.prepare(profile, inbound.message,
+                                                inbound.header.total_count, self.today())
+        target = self.callback_url(inbound, "on-search")
+        await self.db(self._accept_async, inbound, request.transaction_id, "search",
+                      prepared, target)
+        self.wakeup()
+        return Reply(202, ack(inbound.correlation_id))
+
+    def _accept_async(self, inbound: Inbound, transaction_id: str, txn_type: str,
+                      prepared: list[Any], target: str) -> None:
+        now = format_ts()
+        items = [
+            ItemRow(seq=p.seq, reference_id=p.reference_id, status=RequestStatus.RECEIVED,
+                    timestamp=now, locale=p.locale)
+            for p in prepared
+        ]
+        with self.store.begin() as conn:
+            txn_pk = self.store.txns.create(
+                conn, registry=inbound.registry, sender_id=inbound.sender_id,
+                transaction_id=transaction_id, correlation_id=inbound.correlation_id,
+                message_id=inbound.header.message_id, action=inbound.endpoint.action,
+                txn_type=txn_type, mode="async", status=RequestStatus.RECEIVED,
+                total_count=len(prepared), sender_uri=target,
+                request={"header": inbound.raw_header, "message": inbound.message},
+                items=items,
+            )
+            self.store.outbox.enqueue(conn, "process", registry=inbound.registry,
+                                      txn_pk=txn_pk, sender_id=inbound.sender_id,
+                                      target_url=target, action="on-search")
+
+    def process_async_search(self, txn_pk: int, partner: Any = None) -> None:
+        """Worker job: run an accepted async search; store the results and queue the callback
+        in one database transaction."""
+        with self.store.begin() as conn:
+            txn = self.store.txns.get(conn, txn_pk)
+            if txn is None or txn.status != RequestStatus.RECEIVED or txn.request is None:
+                return
+            profile = self.profiles[txn.registry]
+            request = orjson.loads(txn.request)
+            header = request["header"]
+            total = header.get("total_count") if isinstance(header, dict) else None
+            try:
+                _, prepared = self.search.prepare(profile, request["message"],
+                                                  int(total or 0), self.today())
+            except DCIError as exc:  # cannot happen for an accepted message, but never lose it
+                self._reject_async(conn, txn, exc)
+                return
+            outcomes = self.search.execute(conn, txn.registry, prepared)
+            now = format_ts()
+            message = {
+                "transaction_id": txn.transaction_id,
+                "correlation_id": txn.correlation_id,
+                "search_response": self.search.render(
+                    profile, outcomes, now, shape=self.shaper(partner, txn.registry)),
+            }
+            envelope = self.envelope(txn.registry, txn.sender_id, "on-search", message,
+                                     len(outcomes), completed(outcomes))
+            self.store.txns.finish(conn, txn.pk, RequestStatus.SUCCESS, completed(outcomes),
+                                   [o.item_row(now) for o in outcomes])
+            self.store.outbox.enqueue(conn, "deliver", registry=txn.registry, txn_pk=txn.pk,
+                                      sender_id=txn.sender_id, target_url=txn.sender_uri,
+                                      action="on-search",
+                                      payload=orjson.dumps(envelope).decode())
+
+    def _reject_async(self, conn: Any, txn: Any, exc: DCIError) -> None:
+        envelope = self.envelope(
+            txn.registry, txn.sender_id, "on-search",
+            {"transaction_id": txn.transaction_id, "correlation_id": txn.correlation_id,
+             "search_response": []}, txn.total_count, 0, status=RequestStatus.REJECTED)
+        envelope["header"]["status_reason_message"] = exc.message
+        self.store.txns.finish(conn, txn.pk, RequestStatus.REJECTED, 0, [])
+        self.store.outbox.enqueue(conn, "deliver", registry=txn.registry, txn_pk=txn.pk,
+                                  sender_id=txn.sender_id, target_url=txn.sender_uri,
+                                  action="on-search", payload=orjson.dumps(envelope).decode())
+
+    # ----------------------------------------------------------------------------- txn status
+
+    async def sync_txn_status(self, inbound: Inbound) -> Reply:
+        message = await self.db(self._txn_status_message, inbound)
+        envelope = self.envelope(inbound.registry, inbound.sender_id, "txn-on-status", message,
+                                 1, 1)
+        return Reply(200, envelope, is_envelope=True)
+
+    async def async_txn_status(self, inbound: Inbound) -> Reply:
+        target = self.callback_url(inbound, "txn/on-status")
+        message = await self.db(self._txn_status_message, inbound)
+        envelope = self.envelope(inbound.registry, inbound.sender_id, "txn-on-status", message,
+                                 1, 1)
+        await self.db(self._queue_delivery, inbound, target, "txn-on-status", envelope)
+        self.wakeup()
+        return Reply(202, ack(inbound.correlation_id))
+
+    def _queue_delivery(self, inbound: Inbound, target: str, action: str,
+                        envelope: dict[str, Any]) -> None:
+        with self.store.begin() as conn:
+            self.store.outbox.enqueue(conn, "deliver", registry=inbound.registry,
+                                      sender_id=inbound.sender_id, target_url=target,
+                                      action=action, payload=orjson.dumps(envelope).decode())
+
+    def _txn_status_message(self, inbound: Inbound) -> dict[str, Any]:
+        request = parse_message(TxnStatusRequest, inbound.message)
+        if inbound.header.total_count not in (0, 1):
+            raise DCIError(ErrorCode.REQUEST_BAD,
+                           f"header.total_count is {inbound.header.total_count}; a txn/status "
+                           "message holds one txnstatus_request (rjct.total_count.invalid)")
+        item = request.txnstatus_request
+        txn_type = TXN_TYPE_ALIASES.get(item.txn_type, item.txn_type)
+        allowed = set(inbound.profile.txn_types) | {"search", "subscribe", "unsubscribe",
+                                                    "receipt"}
+        if txn_type not in allowed:
+            raise DCIError(ErrorCode.REQUEST_BAD,
+                           f"message.txnstatus_request.txn_type '{item.txn_type}' is not one of "
+                           f"{', '.join(inbound.profile.txn_types)}")
+        attribute_type = item.attribute_type
+        value = _txn_attribute_value(attribute_type, item.attribute_value)
+        if attribute_type == TxnAttributeType.SUBSCRIPTION_CODE_LIST:
+            raise DCIError(ErrorCode.REQUEST_NOT_FOUND,
+                           f"no subscription of sender '{inbound.sender_id}' matches the given "
+                           "subscription codes", 404)
+        with self.store.read() as conn:
+            found = self.store.txns.find(conn, inbound.registry, inbound.sender_id,
+                                         attribute_type, value)
+            found = [(t, items) for t, items in found if t.txn_type == txn_type]
+            if not found or (attribute_type == TxnAttributeType.REFERENCE_ID_LIST
+                             and not found[0][1]):
+                raise DCIError(
+                    ErrorCode.REQUEST_NOT_FOUND,
+                    f"no {txn_type} transaction of sender '{inbound.sender_id}' with "
+                    f"{attribute_type} {_show(value)} is known to the {inbound.profile.title}",
+                    404,
+                )
+            txn, items = found[0]
+            status = self._txn_status_body(conn, inbound, txn, items)
+        return {
+            "transaction_id": request.transaction_id,
+            "correlation_id": inbound.correlation_id,
+            "txnstatus_response": {"txn_type": txn_type, "txn_status": status},
+        }
+
+    def _txn_status_body(self, conn: Any, inbound: Inbound, txn: Any,
+                         items: list[ItemRow]) -> dict[str, Any]:
+        profile = self.profiles[txn.registry]
+        if txn.txn_type == "receipt":
+            beneficiaries = []
+            for item in items:
+                result = item.result or {}
+                for pk, record in self.store.records.fetch(
+                        conn, txn.registry, result.get("entity") or "", result.get("pks") or []
+                ).items():
+                    beneficiaries.append(orjson.loads(record))
+            return {"transaction_id": txn.transaction_id,
+                    "receipt_information": {"beneficiaries": beneficiaries}}
+        outcomes = []
+        for item in items:
+            outcome = Outcome(item.seq, item.reference_id or "", item.locale, item.status,
+                              item.reason_code, item.reason_message)
+            result = item.result or {}
+            if item.status == RequestStatus.SUCCESS and result.get("entity"):
+                outcome.entity = result["entity"]
+                outcome.pagination = result.get("pagination")
+                pks = result.get("pks") or []
+                fetched = self.store.records.fetch(conn, txn.registry, outcome.entity, pks)
+                outcome.pks = [pk for pk in pks if pk in fetched]
+                outcome.records = [fetched[pk] for pk in outcome.pks]
+            outcomes.append(outcome)
+        inbound.facts["records"] = _record_refs(outcomes)
+        return {
+            "transaction_id": txn.transaction_id,
+            "correlation_id": txn.correlation_id,
+            "search_response": self.search.render(
+                profile, outcomes, shape=self.shaper(inbound.partner, txn.registry)),
+        }
+
+
+def _txn_attribute_value(attribute_type: str, value: Any) -> Any:
+    if attribute_type in (TxnAttributeType.TRANSACTION_ID, TxnAttributeType.CORRELATION_ID):
+        if not isinstance(value, str) or not value.strip() or len(value) > 99:
+            raise DCIError(ErrorCode.REQUEST_BAD,
+                           f"message.txnstatus_request.attribute_value must be the {attribute_type}"
+                           " (a string of 1 to 99 characters)")
+        return value
+    if attribute_type in (TxnAttributeType.REFERENCE_ID_LIST,
+                          TxnAttributeType.SUBSCRIPTION_CODE_LIST):
+        if isinstance(value, str):
+            value = [value]
+        if (not isinstance(value, list) or not value
+                or not all(isinstance(v, str) and v for v in value)):
+            raise DCIError(ErrorCode.REQUEST_BAD,
+                           f"message.txnstatus_request.attribute_value must be a list of strings "
+                           f"for {attribute_type}")
+        return value
+    raise DCIError(ErrorCode.REQUEST_BAD,
+                   f"message.txnstatus_request.attribute_type '{attribute_type}' is not one of "
+                   "transaction_id, reference_id_list, correlation_id, subscription_code_list")
+
+
+def _show(value: Any) -> str:
+    return ", ".join(f"'{v}'" for v in value) if isinstance(value, list) else f"'{value}'"
+
+
+def _record_refs(outcomes: list[Outcome]) -> list[str]:
+    refs = []
+    for o in outcomes:
+        for pk in o.pks:
+            refs.append(f"{o.entity}:{pk}")
+    return refs

@@ -1,0 +1,233 @@
+"""The one inbound pipeline every DCI endpoint goes through, and its outbound mirror.
+
+    read body -> authenticate -> parse -> verify signature -> decrypt -> validate header
+    -> deduplicate -> dispatch to the endpoint handler -> (outbound) encrypt -> sign -> reply
+
+Security steps are provided by a `Guard` (see `server.guard`): the base Guard accepts every
+message (used by unit tests of the pipeline only); the security layer's Guard authenticates
+partners, verifies signatures, decrypts, remembers message ids and writes the audit trail.
+No endpoint re-implements a step.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..standard.codes import ErrorCode
+from ..standard.envelope import (
+    MsgCallbackHeader,
+    MsgHeader,
+    err_ack,
+    http_error_body,
+    parse_callback_header,
+    parse_request_header,
+    split_envelope,
+)
+from ..standard.errors import DCIError
+from ..standard.profiles.base import RegistryProfile
+
+log = logging.getLogger("dcihub.pipeline")
+
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    """One DCI endpoint of one registry."""
+
+    registry: str
+    path: str  # after /registry/, e.g. "sync/search"
+    kind: str  # handler name
+    action: str  # expected header.action
+    header: str = "request"  # request | callback
+    asynchronous: bool = False
+
+    @property
+    def url_path(self) -> str:
+        return f"/{self.registry}/registry/{self.path}"
+
+
+@dataclass
+class Inbound:
+    """A message that passed the pipeline up to dispatch."""
+
+    endpoint: EndpointSpec
+    profile: RegistryProfile
+    raw_header: dict[str, Any]
+    header: MsgHeader | MsgCallbackHeader
+    message: Any
+    signature: str | None
+    sender_id: str
+    correlation_id: str
+    received_at: float
+    partner: Any = None
+    facts: dict[str, Any] = field(default_factory=dict)  # for the audit trail
+
+    @property
+    def registry(self) -> str:
+        return self.endpoint.registry
+
+
+@dataclass
+class Reply:
+    status_code: int
+    body: dict[str, Any]
+    is_envelope: bool = False  # a full {header, message} envelope (signed on the way out)
+
+
+Handler = Callable[[Inbound], Awaitable[Reply]]
+
+
+class Guard:
+    """Security hooks of the pipeline. This base accepts everything and changes nothing."""
+
+    async def authenticate(self, request: Request, endpoint: EndpointSpec) -> Any:
+        return None
+
+    async def verify(self, inbound: Inbound) -> None:
+        return None
+
+    async def decrypt(self, inbound: Inbound) -> None:
+        return None
+
+    async def check_header(self, inbound: Inbound) -> None:
+        return None
+
+    async def replayed(self, inbound: Inbound) -> Reply | None:
+        return None
+
+    async def remember(self, inbound: Inbound, reply: Reply) -> None:
+        return None
+
+    async def outbound(self, inbound: Inbound, reply: Reply) -> dict[str, Any]:
+        return reply.body
+
+    async def audit(self, endpoint: EndpointSpec, inbound: Inbound | None, reply: Reply,
+                    partner: Any, error: DCIError | None) -> None:
+        return None
+
+
+def new_correlation_id() -> str:
+    return str(uuid.uuid4())
+
+
+def json_response(status: int, body: dict[str, Any]) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type=JSON)
+
+
+def error_reply(error: DCIError, correlation_id: str) -> Reply:
+    if error.http_status in (401, 403):
+        return Reply(error.http_status, http_error_body(error.code, error.message))
+    return Reply(error.http_status, err_ack(error.code, error.message, correlation_id))
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise DCIError(ErrorCode.REQUEST_BAD,
+                       f"the body is {declared} bytes; this registry accepts at most {limit}", 413)
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise DCIError(ErrorCode.REQUEST_BAD,
+                           f"the body exceeds {limit} bytes, the most this registry accepts", 413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def check_content_type(request: Request) -> None:
+    content_type = request.headers.get("content-type", "")
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media == JSON or (media.startswith("application/") and media.endswith("+json")):
+        return
+    if media == "multipart/form-data":
+        raise DCIError(ErrorCode.REQUEST_BAD,
+                       "multipart/form-data file upload is not supported by this registry; send "
+                       "the envelope as application/json", 415)
+    shown = media or "none"
+    raise DCIError(ErrorCode.REQUEST_BAD,
+                   f"Content-Type is {shown}; send the envelope as application/json", 415)
+
+
+def parse_json(body: bytes) -> Any:
+    if not body.strip():
+        raise DCIError(ErrorCode.REQUEST_BAD, "the body is empty; send a DCI envelope as JSON")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise DCIError(ErrorCode.REQUEST_BAD, f"the body is not valid JSON: {exc}") from None
+
+
+class Pipeline:
+    def __init__(self, guard: Guard, max_body_bytes: int,
+                 on_done: Callable[[EndpointSpec, int, float], None] | None = None) -> None:
+        self.guard = guard
+        self.max_body_bytes = max_body_bytes
+        self.on_done = on_done
+
+    async def handle(self, request: Request, endpoint: EndpointSpec, profile: RegistryProfile,
+                     handler: Handler) -> Response:
+        started = time.perf_counter()
+        correlation_id = new_correlation_id()
+        inbound: Inbound | None = None
+        partner: Any = None
+        error: DCIError | None = None
+        try:
+            partner = await self.guard.authenticate(request, endpoint)
+            check_content_type(request)
+            body = parse_json(await read_body(request, self.max_body_bytes))
+            raw_header, message, signature = split_envelope(body)
+            inbound = Inbound(
+                endpoint=endpoint, profile=profile, raw_header=raw_header, header=None,  # type: ignore[arg-type]
+                message=message, signature=signature, sender_id="",
+                correlation_id=correlation_id, received_at=time.time(), partner=partner,
+            )
+            inbound.header = self._parse_header(raw_header, endpoint)
+            inbound.sender_id = inbound.header.sender_id or ""
+            if not inbound.sender_id:
+                raise DCIError(ErrorCode.SENDER_ID_INVALID, "header.sender_id is required")
+            await self.guard.check_header(inbound)
+            await self.guard.verify(inbound)
+            await self.guard.decrypt(inbound)
+            replay = await self.guard.replayed(inbound)
+            if replay is not None:
+                reply = replay
+            else:
+                reply = await handler(inbound)
+                await self.guard.remember(inbound, reply)
+            body_out = await self.guard.outbound(inbound, reply)
+        except DCIError as exc:
+            error = exc
+            reply = error_reply(exc, correlation_id)
+            body_out = reply.body
+        except Exception:  # a defect, not the caller's fault: log it, answer without details
+            log.exception("unexpected error on %s", endpoint.url_path)
+            error = DCIError(ErrorCode.SERVICE_UNAVAILABLE,
+                             "the registry could not process the message; it has been logged",
+                             500)
+            reply = Reply(500, http_error_body(error.code, error.message))
+            body_out = reply.body
+        try:
+            await self.guard.audit(endpoint, inbound, reply, partner, error)
+        except Exception:  # pragma: no cover - audit failures must be visible
+            log.exception("audit trail write failed on %s", endpoint.url_path)
+        if self.on_done is not None:
+            self.on_done(endpoint, reply.status_code, time.perf_counter() - started)
+        return json_response(reply.status_code, body_out)
+
+    @staticmethod
+    def _parse_header(raw: dict[str, Any], endpoint: EndpointSpec) -> MsgHeader | MsgCallbackHeader:
+        if endpoint.header == "callback":
+            return parse_callback_header(raw, endpoint.action)
+        return parse_request_header(raw, endpoint.action)

@@ -1,0 +1,207 @@
+"""Search as a service: prepare (validate + plan every item), execute (one batched store round
+trip where possible), render (the newest SearchResponse shape).
+
+Sync search, the async search worker, txn/status and the registry-specific calls all go through
+this one path.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection
+
+from ..standard.codes import ErrorCode, RequestStatus, SearchReason
+from ..standard.envelope import format_ts
+from ..standard.errors import DCIError, ItemRejected
+from ..standard.messages import (
+    SearchRequest,
+    SearchRequestItem,
+    parse_items,
+    parse_message,
+    search_response_item,
+)
+from ..standard.plan import IdCond, Limits, SearchPlan, plan_search
+from ..standard.profiles.base import RegistryProfile
+from ..standard.query import parse_query
+from ..store import Store
+from ..store.transactions import ItemRow
+
+
+@dataclass
+class PreparedItem:
+    seq: int
+    reference_id: str
+    locale: str | None
+    plan: SearchPlan | None = None
+    rejection: ItemRejected | None = None
+    request: SearchRequestItem | None = None
+
+
+@dataclass
+class Outcome:
+    """The answer to one search item."""
+
+    seq: int
+    reference_id: str
+    locale: str | None
+    status: str
+    reason_code: str | None = None
+    reason_message: str | None = None
+    entity: str | None = None
+    pks: list[int] = field(default_factory=list)
+    records: list[str] = field(default_factory=list)  # JSON text, in page order
+    pagination: dict[str, int] | None = None
+
+    def item_row(self, timestamp: str) -> ItemRow:
+        result = None
+        if self.status == RequestStatus.SUCCESS:
+            result = {"entity": self.entity, "pks": self.pks, "pagination": self.pagination}
+        return ItemRow(
+            seq=self.seq, reference_id=self.reference_id, status=self.status,
+            timestamp=timestamp, locale=self.locale, reason_code=self.reason_code,
+            reason_message=self.reason_message, result=result,
+        )
+
+
+def check_batch(header_total: int, count: int, limit: int, list_name: str) -> None:
+    if count == 0:
+        raise DCIError(ErrorCode.REQUEST_BAD, f"message.{list_name} is empty")
+    if count > limit:
+        raise DCIError(
+            ErrorCode.REQUEST_BAD,
+            f"message.{list_name} has {count} items; this registry accepts at most {limit} per "
+            "message (rjct.total_count.limit_exceeded)",
+        )
+    if header_total != count:
+        raise DCIError(
+            ErrorCode.REQUEST_BAD,
+            f"header.total_count is {header_total} but message.{list_name} has {count} items "
+            "(rjct.total_count.invalid)",
+        )
+
+
+class SearchService:
+    def __init__(self, store: Store, limits: Limits, max_batch: int) -> None:
+        self.store = store
+        self.limits = limits
+        self.max_batch = max_batch
+
+    # ----------------------------------------------------------------------------- prepare
+
+    def prepare(self, profile: RegistryProfile, message: Any, header_total: int,
+                today: date) -> tuple[SearchRequest, list[PreparedItem]]:
+        request = parse_message(SearchRequest, message)
+        check_batch(header_total, len(request.search_request), self.max_batch, "search_request")
+        prepared = []
+        for seq, (ref, parsed) in enumerate(
+            parse_items(SearchRequestItem, request.search_request, "search_request")
+        ):
+            prepared.append(self._prepare_item(profile, seq, ref, parsed, today))
+        return request, prepared
+
+    def _prepare_item(self, profile: RegistryProfile, seq: int, ref: str | None,
+                      parsed: SearchRequestItem | ItemRejected, today: date) -> PreparedItem:
+        reference = ref if ref else f"#{seq + 1}"
+        if isinstance(parsed, ItemRejected):
+            return PreparedItem(seq, reference, None, rejection=parsed)
+        criteria = parsed.search_criteria
+        where = f"message.search_request[{seq}].search_criteria"
+        try:
+            query = parse_query(criteria.query_type, criteria.query, where)
+            plan = plan_search(profile, criteria, query, today, self.limits)
+        except ItemRejected as rejection:
+            return PreparedItem(seq, reference, parsed.locale, rejection=rejection,
+                                request=parsed)
+        return PreparedItem(seq, reference, parsed.locale, plan=plan, request=parsed)
+
+    # ----------------------------------------------------------------------------- execute
+
+    def execute(self, conn: Connection, registry: str,
+                items: list[PreparedItem]) -> list[Outcome]:
+        outcomes: dict[int, Outcome] = {}
+        batched: dict[tuple[str, str], list[PreparedItem]] = defaultdict(list)
+        for item in items:
+            if item.rejection is not None:
+                outcomes[item.seq] = Outcome(
+                    item.seq, item.reference_id, item.locale, RequestStatus.REJECTED,
+                    item.rejection.code, item.rejection.message)
+                continue
+            plan = item.plan
+            assert plan is not None
+            lookup = plan.node
+            if isinstance(lookup, IdCond) and lookup.entity == plan.entity.name and not plan.sort:
+                batched[(plan.entity.name, lookup.id_type)].append(item)
+            else:
+                outcomes[item.seq] = self._search_one(conn, registry, item)
+        for (entity, id_type), group in batched.items():
+            values = [g.plan.node.value for g in group]  # type: ignore[union-attr]
+            hits = self.store.records.lookup(conn, registry, entity, id_type, values)
+            for g in group:
+                assert g.plan is not None
+                found = hits.get(g.plan.node.value, [])  # type: ignore[union-attr]
+                outcomes[g.seq] = self._page(g, entity, len(found), found[g.plan.offset:
+                                             g.plan.offset + g.plan.page_size])
+        return [outcomes[item.seq] for item in items]
+
+    def _search_one(self, conn: Connection, registry: str, item: PreparedItem) -> Outcome:
+        plan = item.plan
+        assert plan is not None
+        cap = self.limits.max_total_records
+        result = self.store.records.search(conn, registry, plan, cap=cap)
+        if cap is not None and result.total_count > cap:
+            return Outcome(
+                item.seq, item.reference_id, item.locale, RequestStatus.REJECTED,
+                SearchReason.TOO_MANY_RECORDS,
+                f"the query matches more than {cap} records; narrow the criteria",
+            )
+        return self._page(item, plan.entity.name, result.total_count, result.rows)
+
+    @staticmethod
+    def _page(item: PreparedItem, entity: str, total: int,
+              rows: list[tuple[int, str]]) -> Outcome:
+        plan = item.plan
+        assert plan is not None
+        return Outcome(
+            item.seq, item.reference_id, item.locale, RequestStatus.SUCCESS, entity=entity,
+            pks=[pk for pk, _ in rows], records=[record for _, record in rows],
+            pagination={"page_size": plan.page_size, "page_number": plan.page_number,
+                        "total_count": total},
+        )
+
+    # ----------------------------------------------------------------------------- render
+
+    @staticmethod
+    def render(profile: RegistryProfile, outcomes: list[Outcome], timestamp: str | None = None,
+               shape: Any = None) -> list[dict[str, Any]]:
+        """SearchResponse items. `shape(entity, record_dict) -> dict` lets the caller cut a
+        record to what the receiving partner may see (data minimisation)."""
+        now = timestamp or format_ts()
+        out = []
+        for outcome in outcomes:
+            records: list[Any] | None = None
+            if outcome.status == RequestStatus.SUCCESS:
+                records = [orjson.loads(r) for r in outcome.records]
+                if shape is not None:
+                    records = [shape(outcome.entity, r) for r in records]
+            out.append(search_response_item(
+                reference_id=outcome.reference_id,
+                timestamp=now,
+                status=outcome.status,
+                reg_type=profile.reg_type,
+                reg_record_type=outcome.entity,
+                records=records,
+                pagination=outcome.pagination,
+                reason_code=outcome.reason_code,
+                reason_message=outcome.reason_message,
+                locale=outcome.locale,
+            ))
+        return out
+
+
+def completed(outcomes: list[Outcome]) -> int:
+    return sum(1 for o in outcomes if o.status in (RequestStatus.SUCCESS, RequestStatus.REJECTED))

@@ -1,0 +1,184 @@
+"""The delivery worker: claims outbox rows and carries them out.
+
+* `process` rows run accepted asynchronous work (an async search): results and the callback
+  row are written in one database transaction;
+* `deliver` rows POST a callback to the partner: outbound pipeline (encrypt -> sign, by the
+  `CallbackSender`), no redirects followed, retried with exponential back-off while the
+  receiver is down, given up ("dead") after `max_attempts` or on a permanent refusal.
+
+It runs inside `dcihub serve` / `dcihub demo` by default, or alone as `dcihub worker`; any number
+of workers may share one PostgreSQL (rows are claimed with SKIP LOCKED and a lease).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import httpx
+import orjson
+
+from ..config import DeliverySettings
+from ..store.outbox import OutboxRow
+from .node import RegistryNode
+
+log = logging.getLogger("dcihub.worker")
+
+RETRYABLE_STATUS = {408, 409, 425, 429}
+
+
+@dataclass
+class Outgoing:
+    url: str
+    body: bytes
+    headers: dict[str, str]
+
+
+class PermanentFailure(Exception):
+    """Delivery cannot succeed by retrying (e.g. a refused or invalid callback target)."""
+
+
+class CallbackSender:
+    """Outbound mirror of the inbound pipeline: build -> encrypt -> sign -> send.
+
+    This base sends the envelope as JSON; the security layer's sender encrypts and signs it for
+    the receiving partner, adds its bearer token and checks the target address."""
+
+    async def prepare(self, row: OutboxRow, envelope: dict[str, Any]) -> Outgoing:
+        if not row.target_url:
+            raise PermanentFailure("no callback URL")
+        return Outgoing(row.target_url, orjson.dumps(envelope),
+                        {"content-type": "application/json"})
+
+    async def check_target(self, row: OutboxRow) -> None:
+        return None
+
+
+def backoff(attempt: int, settings: DeliverySettings) -> float:
+    delay = min(settings.backoff_base * (2 ** max(attempt - 1, 0)), settings.backoff_max)
+    return delay * random.uniform(0.8, 1.2)
+
+
+class Worker:
+    def __init__(self, node: RegistryNode, sender: CallbackSender | None = None,
+                 client: httpx.AsyncClient | None = None) -> None:
+        self.node = node
+        self.store = node.store
+        self.settings = node.settings.delivery
+        self.sender = sender or CallbackSender()
+        self.client = client or httpx.AsyncClient(
+            timeout=self.settings.timeout, follow_redirects=False, trust_env=False)
+        self._wake = anyio.Event()
+        self.partner_for: Any = lambda sender_id: None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Run until cancelled."""
+        while True:
+            try:
+                worked = await self.run_once()
+            except Exception:  # keep the worker alive; the rows will be claimed again
+                log.exception("worker cycle failed")
+                worked = 0
+            if worked:
+                continue
+            with anyio.move_on_after(self.settings.poll_interval):
+                await self._wake.wait()
+            self._wake = anyio.Event()
+
+    async def run_once(self, limit: int = 20) -> int:
+        rows = await anyio.to_thread.run_sync(
+            lambda: self.store.outbox.claim(self.store.engine, limit, self.settings.lease_seconds))
+        for row in rows:
+            if row.kind == "process":
+                await self._process(row)
+            else:
+                await self._deliver(row)
+        return len(rows)
+
+    async def _process(self, row: OutboxRow) -> None:
+        try:
+            partner = self.partner_for(row.sender_id)
+            await self.node.db(self.node.process_async_search, row.txn_pk, partner)
+        except Exception as exc:
+            log.exception("async work %s failed", row.pk)
+            await self._failed(row, f"processing failed: {exc}", permanent=False)
+            return
+        await self._complete(row)
+        self.wake()
+
+    async def _deliver(self, row: OutboxRow) -> None:
+        if not row.payload:
+            await self._failed(row, "no payload", permanent=True)
+            return
+        envelope = orjson.loads(row.payload)
+        try:
+            await self.sender.check_target(row)
+            outgoing = await self.sender.prepare(row, envelope)
+            response = await self.client.post(outgoing.url, content=outgoing.body,
+                                              headers=outgoing.headers)
+        except PermanentFailure as exc:
+            await self._failed(row, str(exc), permanent=True)
+            return
+        except httpx.HTTPError as exc:
+            await self._failed(row, f"{type(exc).__name__}: {exc}", permanent=False)
+            return
+        if 200 <= response.status_code < 300:
+            verdict = _ack_status(response)
+            if verdict == "ERR":
+                await self._failed(row, f"receiver answered ERR: {response.text[:500]}",
+                                   permanent=True)
+                return
+            await self._complete(row)
+            log.info("delivered %s %s -> %s", row.action, row.pk, outgoing.url)
+            return
+        permanent = (400 <= response.status_code < 500
+                     and response.status_code not in RETRYABLE_STATUS)
+        if 300 <= response.status_code < 400:
+            permanent = True  # redirects are never followed
+        await self._failed(row, f"HTTP {response.status_code}: {response.text[:500]}",
+                           permanent=permanent)
+
+    async def _complete(self, row: OutboxRow) -> None:
+        def done() -> None:
+            with self.store.begin() as conn:
+                self.store.outbox.complete(conn, row.pk)
+        await anyio.to_thread.run_sync(done)
+
+    async def _failed(self, row: OutboxRow, error: str, permanent: bool) -> None:
+        give_up = permanent or row.attempts >= self.settings.max_attempts
+        delay = backoff(row.attempts, self.settings)
+
+        def record() -> None:
+            with self.store.begin() as conn:
+                if give_up:
+                    self.store.outbox.give_up(conn, row.pk, error)
+                else:
+                    self.store.outbox.retry(conn, row.pk, error, delay)
+        await anyio.to_thread.run_sync(record)
+        if give_up:
+            log.warning("gave up on outbox row %s (%s) after %s attempt(s): %s", row.pk,
+                        row.action, row.attempts, error)
+        else:
+            log.info("outbox row %s (%s) failed, retry in %.1fs: %s", row.pk, row.action,
+                     delay, error)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def _ack_status(response: httpx.Response) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    message = body.get("message") if isinstance(body, dict) else None
+    if isinstance(message, dict):
+        status = message.get("ack_status")
+        return status if isinstance(status, str) else None
+    return None

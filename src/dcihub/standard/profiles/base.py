@@ -1,0 +1,268 @@
+"""What a registry profile declares, and the generic helpers every profile shares.
+
+A profile is data: the registry's `reg_type`, its record types (entities), for each entity the
+identifier types it answers and the searchable attributes (name, type, path in the record), and
+the special endpoints the registry's contract adds. Everything else in dcihub is generic over
+profiles: adding a registry means adding a profile module.
+
+Entities can be nested: a Social Registry `Member` lives inside a `Group` record
+(`member_list`). A query on one entity may name attributes of its parent (a member's household
+poverty score) or of its children (a household with a widowed member); the store compiles those
+into sub-queries over indexed columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Literal
+
+AttrType = Literal["text", "code", "int", "float", "date", "bool"]
+
+
+@dataclass(frozen=True, slots=True)
+class Attribute:
+    """A searchable attribute.
+
+    `path` is the dotted path of the value inside the entity's record; a path may pass through
+    lists (every element is visited). `multi` attributes can hold several values per record and
+    are stored in a side table. `derived` attributes have no column of their own: `age` is
+    computed at query time from `birth_date`, `is_deceased` from `death_date`.
+    """
+
+    name: str
+    type: AttrType
+    path: str
+    aliases: tuple[str, ...] = ()
+    code_dir: str | None = None
+    multi: bool = False
+    derived: Literal["age", "is_set"] | None = None
+    aggregate: Literal["first", "sum"] = "first"  # how a single column reads a list path
+    source: str | None = None  # attribute a derived attribute is computed from
+    description: str = ""
+
+    @property
+    def stored(self) -> bool:
+        return self.derived is None
+
+    @property
+    def column(self) -> str:
+        return f"a_{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    """A record type a registry returns (`reg_record_type`)."""
+
+    name: str
+    attributes: tuple[Attribute, ...]
+    identifier_paths: tuple[str, ...]
+    identifier_types: tuple[str, ...]
+    aliases: tuple[str, ...] = ()
+    any_identifier_names: tuple[str, ...] = ()  # names that match a value of any identifier
+    parent: str | None = None
+    embedded_at: str | None = None  # list in the parent record holding these records
+    key: Callable[[dict[str, Any]], str] | None = None
+    description: str = ""
+
+    def attribute(self, name: str) -> Attribute | None:
+        return self._lookup().get(name.lower())
+
+    def _lookup(self) -> dict[str, Attribute]:
+        cache = _LOOKUPS.get(id(self))
+        if cache is None:
+            cache = {}
+            for attr in self.attributes:
+                for key in (attr.name, attr.path, *attr.aliases):
+                    cache.setdefault(key.lower(), attr)
+            _LOOKUPS[id(self)] = cache
+        return cache
+
+    def has_identifier(self, id_type: str) -> bool:
+        return id_type.upper() in (t.upper() for t in self.identifier_types)
+
+    def is_any_identifier(self, name: str) -> bool:
+        lowered = name.lower()
+        return any(lowered == n.lower() for n in (*self.any_identifier_names,
+                                                   *self.identifier_paths))
+
+    def record_key(self, record: dict[str, Any]) -> str:
+        if self.key is not None:
+            return self.key(record)
+        key = record.get("@id")
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"a {self.name} record has no '@id'")
+        return key
+
+
+_LOOKUPS: dict[int, dict[str, Attribute]] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class SpecialEndpoint:
+    """A registry-specific synchronous call (DR `sync/disabled`, IBR `sync/enrolled`, ...)."""
+
+    path: str  # after /registry/, e.g. "sync/disabled"
+    name: str  # handler name
+    request_action: str
+    response_action: str
+    header: Literal["request", "callback"] = "request"
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class RegistryProfile:
+    name: str
+    title: str
+    reg_type: str
+    entities: tuple[Entity, ...]
+    default_entity: str
+    txn_types: tuple[str, ...] = ("search", "subscribe", "unsubscribe")
+    reg_event_types: tuple[str, ...] = ("REGISTER",)
+    special_endpoints: tuple[SpecialEndpoint, ...] = ()
+    has_txn_status: bool = True
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def entity(self, name: str) -> Entity:
+        for ent in self.entities:
+            if ent.name == name:
+                return ent
+        raise KeyError(name)
+
+    def find_entity(self, name: str) -> Entity | None:
+        wanted = normalise_type_name(name)
+        for ent in self.entities:
+            if wanted == ent.name.lower() or wanted in (a.lower() for a in ent.aliases):
+                return ent
+        return None
+
+    def children(self, entity: Entity) -> list[Entity]:
+        return [e for e in self.entities if e.parent == entity.name]
+
+    def parent(self, entity: Entity) -> Entity | None:
+        return self.entity(entity.parent) if entity.parent else None
+
+    @property
+    def top_entities(self) -> list[Entity]:
+        return [e for e in self.entities if e.parent is None]
+
+    def identifier_types(self) -> list[str]:
+        seen: list[str] = []
+        for ent in self.entities:
+            for t in ent.identifier_types:
+                if t not in seen:
+                    seen.append(t)
+        return seen
+
+
+def normalise_type_name(name: str) -> str:
+    """`spdci-extensions-dci:Person` -> `person` (DIGEST §6 #9)."""
+    return name.rsplit(":", 1)[-1].strip().lower()
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading values out of records
+
+
+def values_at(record: Any, path: str) -> Iterator[Any]:
+    """Every value found at a dotted path, walking through lists."""
+    yield from _walk(record, path.split("."), 0)
+
+
+def _walk(node: Any, parts: list[str], index: int) -> Iterator[Any]:
+    if isinstance(node, list):
+        for element in node:
+            yield from _walk(element, parts, index)
+        return
+    if index == len(parts):
+        if node is not None and node != "":
+            yield node
+        return
+    if isinstance(node, dict):
+        child = node.get(parts[index])
+        if child is not None:
+            yield from _walk(child, parts, index + 1)
+
+
+def first_value(record: Any, path: str) -> Any:
+    for value in values_at(record, path):
+        return value
+    return None
+
+
+# Identifier-type spellings seen in the field for the national id (DIGEST §6 #21, #24).
+IDENTIFIER_TYPE_ALIASES = {"NID": "UIN", "NATIONALID": "UIN", "NATIONAL_ID": "UIN"}
+
+
+def canonical_id_type(id_type: str) -> str:
+    upper = id_type.strip().upper()
+    return IDENTIFIER_TYPE_ALIASES.get(upper, upper)
+
+
+def identifiers_of(record: dict[str, Any], paths: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(type, value) pairs of every Identifier object found at the entity's identifier paths."""
+    out: list[tuple[str, str]] = []
+    for path in paths:
+        for ident in values_at(record, path):
+            if not isinstance(ident, dict):
+                continue
+            id_type = ident.get("identifier_type")
+            value = ident.get("identifier_value")
+            if isinstance(id_type, str) and value not in (None, ""):
+                pair = (canonical_id_type(id_type), str(value))
+                if pair not in out:
+                    out.append(pair)
+    return out
+
+
+def to_date(value: Any) -> date | None:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str) and len(value) >= 10:
+        text = value.strip()
+        try:
+            return date.fromisoformat(text[:10])
+        except ValueError:
+            pass
+        for fmt in ("%d.%m.%Y", "%d/%m/%Y"):
+            try:
+                return datetime.strptime(text[:10], fmt).date()
+            except ValueError:
+                continue
+    return None
+
+
+def to_bool(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return bool(value) if value in (0, 1) else None
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("true", "yes", "y", "1"):
+            return True
+        if text in ("false", "no", "n", "0"):
+            return False
+    return None
+
+
+def to_number(value: Any, integral: bool) -> int | float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        if integral:
+            return int(value) if float(value).is_integer() else None
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number = float(text)
+        except ValueError:
+            return None
+        if integral:
+            return int(number) if number.is_integer() else None
+        return number
+    return None

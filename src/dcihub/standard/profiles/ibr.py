@@ -1,0 +1,220 @@
+"""Integrated Beneficiary Registry: who is enrolled in which programme (extensions/ibr
+Beneficiary), fed by SP-MIS systems through `sync/enrollment/updates` and asked through
+`sync/enrolled` and search.
+
+One record per enrolment: a beneficiary (a member, or a household) in one programme. Its key is
+`ibr:<programme_identifier>:<UIN or HHID>`, so an update for the same person and programme
+replaces the earlier record.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import codedirs
+from .base import (
+    Attribute,
+    Entity,
+    RegistryProfile,
+    SpecialEndpoint,
+    canonical_id_type,
+    first_value,
+    to_date,
+)
+from .common import member_attributes
+
+ENROLLED_STATUSES = ("1", "4")  # Active, Suspended: still enrolled; Deceased/Graduated are not
+
+
+def beneficiary_key(record: dict[str, Any]) -> str:
+    programme = programme_id(record)
+    holder = holder_id(record)
+    if not programme or not holder:
+        raise ValueError("a beneficiary needs a programme identifier and a UIN or HHID")
+    return f"ibr:{programme}:{holder}"
+
+
+def programme_id(record: dict[str, Any]) -> str | None:
+    value = first_value(record, "programme_identifier.programme_identifier")
+    return str(value) if value not in (None, "") else None
+
+
+def holder_id(record: dict[str, Any]) -> str | None:
+    for path in ("member.member_identifier", "member.demographic_info.identifier",
+                 "group.group_identifier"):
+        for ident in _identifiers(record, path):
+            return ident
+    return None
+
+
+def _identifiers(record: dict[str, Any], path: str) -> list[str]:
+    node: Any = record
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        node = [node]
+    out = []
+    for ident in node or []:
+        if isinstance(ident, dict) and ident.get("identifier_value") not in (None, ""):
+            out.append(str(ident["identifier_value"]))
+    return out
+
+
+BENEFICIARY = Entity(
+    name="Beneficiary",
+    aliases=("Member", "IBRPerson", "Enrollment", "Enrolment", "Beneficiary"),
+    identifier_paths=("member.member_identifier", "member.demographic_info.identifier",
+                      "group.group_identifier"),
+    identifier_types=("UIN", "HHID"),
+    any_identifier_names=("person_identifier", "member_identifier", "beneficiary_identifier",
+                          "identifier", "member.member_identifier", "national_id"),
+    key=beneficiary_key,
+    attributes=(
+        *member_attributes("member."),
+        Attribute("programme_identifier", "text", "programme_identifier.programme_identifier",
+                  ("programme", "program", "programme_id", "program_identifier",
+                   "programme_identifier.program.programme_identifier",
+                   "programme_identifier.programme.programme_identifier"),
+                  multi=True, description="identifier of the programme"),
+        Attribute("programme_type", "code", "programme_identifier.programme_type", (),
+                  code_dir="programme_type", multi=True),
+        Attribute("enrollment_status", "code", "enrollment_status",
+                  ("enrolment_status", "status"), code_dir="enrollment_status",
+                  description="1 Active, 2 Deceased, 3 Graduated, 4 Suspended"),
+        Attribute("enrollment_date", "date", "enrollment_date", ("enrolment_date",)),
+        Attribute("assistance_unit", "code", "assistance_unit", (), code_dir="assistance_unit"),
+        Attribute("benefit_type", "code", "benefits.benefit_type", (), code_dir="benefit_type",
+                  multi=True),
+    ),
+    description="an enrolment of a member or household in a programme (Beneficiary)",
+)
+
+PROFILE = RegistryProfile(
+    name="ibr",
+    title="Integrated Beneficiary Registry",
+    reg_type="ns:org:RegistryType:IBR",
+    entities=(BENEFICIARY,),
+    default_entity="Beneficiary",
+    txn_types=("search", "subscribe", "receipt"),
+    reg_event_types=("enrollement", "enrollement_status_change"),
+    special_endpoints=(
+        SpecialEndpoint("sync/enrollment/updates", "enrollment_updates", "notify", "on-notify",
+                        header="callback",
+                        summary="SP-MIS reports enrolments and status changes to the IBR"),
+        SpecialEndpoint("sync/enrolled", "enrolled", "search", "on-search",
+                        summary="is this person enrolled (in this programme)? (yes/no)"),
+    ),
+)
+
+
+def is_enrolled(record: dict[str, Any]) -> bool:
+    return record.get("enrollment_status") in ENROLLED_STATUSES
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading beneficiaries sent by SP-MIS (newest shape, and the older STD sample shape)
+
+_SEX = {"f": "female", "m": "male", "o": "other", "u": "unknown"}
+
+
+def normalise_beneficiary(raw: Any) -> dict[str, Any]:
+    """Return the beneficiary in the newest shape, or raise ValueError saying what is wrong."""
+    if not isinstance(raw, dict):
+        raise ValueError("each beneficiary must be a JSON object")
+    record = {k: v for k, v in raw.items() if v not in ("", None)}
+    member = record.get("member")
+    if member is not None and not isinstance(member, dict):
+        raise ValueError("member must be an object (a Member)")
+    if isinstance(member, dict):
+        member = _normalise_member(dict(member), record)
+        record["member"] = member
+    programmes = _programmes(record)
+    if not programmes:
+        raise ValueError(
+            "programme_identifier is required: a list of Programme objects with "
+            "programme_identifier (e.g. [{\"programme_identifier\": \"OAP\"}])"
+        )
+    record["programme_identifier"] = programmes
+    for old, new in (("enrolment_date", "enrollment_date"),
+                     ("enrolment_status", "enrollment_status")):
+        if old in record and new not in record:
+            record[new] = record.pop(old)
+    status = record.get("enrollment_status")
+    if status is None:
+        raise ValueError("enrollment_status is required (1 Active, 2 Deceased, 3 Graduated, "
+                         "4 Suspended)")
+    code = codedirs.get("enrollment_status").normalise(status)
+    if code is None:
+        raise ValueError(f"enrollment_status '{status}' is not a code of enrollment_status "
+                         "(1 Active, 2 Deceased, 3 Graduated, 4 Suspended)")
+    record["enrollment_status"] = code
+    if "enrollment_date" in record:
+        day = to_date(record["enrollment_date"])
+        if day is None:
+            raise ValueError(f"enrollment_date '{record['enrollment_date']}' is not a date "
+                             "(YYYY-MM-DD)")
+        record["enrollment_date"] = day.isoformat()
+    if holder_id(record) is None:
+        raise ValueError("the beneficiary has no identifier: give member.member_identifier "
+                         "(e.g. a UIN) or group.group_identifier (HHID)")
+    record["@type"] = "Beneficiary"
+    record["@id"] = beneficiary_key(record)
+    return record
+
+
+def _normalise_member(member: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    demo = member.get("demographic_info")
+    if isinstance(demo, dict) and isinstance(demo.get("person"), dict):
+        demo = dict(demo["person"])  # STD sample wraps the Person in "person"
+    if isinstance(demo, dict):
+        demo = {k: v for k, v in demo.items() if v not in ("", None)}
+        sex = demo.get("sex")
+        if isinstance(sex, str):
+            demo["sex"] = codedirs.get("sex").normalise(sex) or _SEX.get(sex.lower(), sex)
+        for field in ("birth_date", "death_date"):
+            if field in demo:
+                day = to_date(demo[field])
+                if day is not None:
+                    demo[field] = day.isoformat()
+        member["demographic_info"] = demo
+    for key in ("member_identifier",):
+        idents = member.get(key)
+        if isinstance(idents, dict):
+            idents = [idents]
+        if isinstance(idents, list):
+            member[key] = [
+                {**i, "identifier_type": canonical_id_type(str(i.get("identifier_type", "")))}
+                for i in idents if isinstance(i, dict)
+            ]
+    legacy = member.pop("programme_identifier", None)
+    if isinstance(legacy, dict):  # STD sample nests the enrolment inside the member
+        programme = legacy.get("programme") or legacy.get("program")
+        if isinstance(programme, dict) and "programme_identifier" not in record:
+            record["programme_identifier"] = [programme]
+        for old, new in (("enrolment_date", "enrollment_date"),
+                         ("enrolment_status", "enrollment_status"),
+                         ("enrollment_date", "enrollment_date"),
+                         ("enrollment_status", "enrollment_status")):
+            if legacy.get(old) not in (None, "") and new not in record:
+                record[new] = legacy[old]
+        if isinstance(legacy.get("benefits"), dict) and "benefits" not in record:
+            record["benefits"] = [legacy["benefits"]]
+    return {k: v for k, v in member.items() if v not in ("", None)}
+
+
+def _programmes(record: dict[str, Any]) -> list[dict[str, Any]]:
+    value = record.get("programme_identifier")
+    if isinstance(value, str):
+        return [{"programme_identifier": value}]
+    if isinstance(value, dict):
+        value = [value]
+    out = []
+    for item in value or []:
+        if isinstance(item, str):
+            out.append({"programme_identifier": item})
+        elif isinstance(item, dict):
+            inner = item.get("programme") or item.get("program")
+            programme = inner if isinstance(inner, dict) else item
+            if programme.get("programme_identifier") not in (None, ""):
+                out.append(programme)
+    return out

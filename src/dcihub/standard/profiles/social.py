@@ -1,0 +1,52 @@
+"""Social Registry: households (`Group`) with their members (`Member`) embedded in
+`member_list`, poverty scores and socio-economic attributes (extensions/social)."""
+
+from __future__ import annotations
+
+from .base import Attribute, Entity, RegistryProfile
+from .common import UIN_NAMES, address_attributes, member_attributes, registration_attributes
+
+GROUP = Entity(
+    name="Group",
+    aliases=("Household", "HouseHold", "Family", "SRGroup", "spdci:Group"),
+    identifier_paths=("group_identifier",),
+    identifier_types=("HHID",),
+    any_identifier_names=("group_identifier", "household_identifier"),
+    attributes=(
+        Attribute("poverty_score", "float", "poverty_score", ("pmt_score",),
+                  description="poverty score (lower is poorer)"),
+        Attribute("poverty_score_type", "text", "poverty_score_type", ()),
+        Attribute("group_size", "int", "group_size", ("household_size", "family_size"),
+                  description="number of members"),
+        Attribute("group_type", "code", "group_type", ("household_type",),
+                  code_dir="assistance_unit", description="assistance unit type"),
+        *registration_attributes(),
+        *address_attributes(),
+    ),
+    description="a household or family (Group)",
+)
+
+MEMBER = Entity(
+    name="Member",
+    aliases=("SRPerson", "SR_Person", "Person", "Individual", "spdci:Member"),
+    identifier_paths=("member_identifier", "demographic_info.identifier"),
+    identifier_types=("UIN",),
+    any_identifier_names=UIN_NAMES,
+    parent="Group",
+    embedded_at="member_list",
+    attributes=(
+        *member_attributes(""),
+        *registration_attributes(),
+    ),
+    description="a member of a household (Member)",
+)
+
+PROFILE = RegistryProfile(
+    name="social",
+    title="Social Registry",
+    reg_type="ns:org:RegistryType:Social",
+    entities=(GROUP, MEMBER),
+    default_entity="Group",
+    txn_types=("search", "subscribe", "receipt"),
+    reg_event_types=("REGISTER", "NewHouseHoldMember"),
+)

@@ -1,0 +1,109 @@
+"""The durable outbox: work to do and callbacks to deliver, written in the same database
+transaction as the state change that causes them.
+
+Rows are claimed with a lease (`inflight` until `locked_until`): a worker that dies mid-job
+leaves its rows to be claimed again when the lease runs out. On PostgreSQL the claim uses
+`FOR UPDATE SKIP LOCKED`, so many workers on many hosts share one queue; on SQLite the claim is
+one atomic UPDATE.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+
+from .schema import OperationalTables
+
+PENDING, INFLIGHT, DONE, DEAD = "pending", "inflight", "done", "dead"
+
+
+@dataclass
+class OutboxRow:
+    pk: int
+    kind: str
+    registry: str | None
+    txn_pk: int | None
+    sender_id: str | None
+    target_url: str | None
+    action: str | None
+    payload: str | None
+    attempts: int
+
+
+class Outbox:
+    def __init__(self, ops: OperationalTables) -> None:
+        self.t = ops.outbox
+
+    def enqueue(self, conn: Connection, kind: str, *, registry: str | None = None,
+                txn_pk: int | None = None, sender_id: str | None = None,
+                target_url: str | None = None, action: str | None = None,
+                payload: str | None = None, delay: float = 0.0) -> int:
+        now = time.time()
+        return conn.execute(
+            insert(self.t).returning(self.t.c.pk),
+            {"kind": kind, "registry": registry, "txn_pk": txn_pk, "sender_id": sender_id,
+             "target_url": target_url, "action": action, "payload": payload,
+             "status": PENDING, "attempts": 0, "next_attempt_at": now + delay,
+             "created_at": now, "updated_at": now},
+        ).scalar_one()
+
+    def claim(self, engine: Engine, limit: int = 20, lease: float = 60.0,
+              kinds: tuple[str, ...] = ("process", "deliver")) -> list[OutboxRow]:
+        now = time.time()
+        t = self.t
+        due = and_(
+            t.c.kind.in_(kinds),
+            or_(
+                and_(t.c.status == PENDING, t.c.next_attempt_at <= now),
+                and_(t.c.status == INFLIGHT, t.c.locked_until < now),
+            ),
+        )
+        candidates = select(t.c.pk).where(due).order_by(t.c.next_attempt_at).limit(limit)
+        if engine.dialect.name == "postgresql":
+            candidates = candidates.with_for_update(skip_locked=True)
+        statement = (
+            update(t)
+            .where(t.c.pk.in_(candidates.scalar_subquery()), due)
+            .values(status=INFLIGHT, locked_until=now + lease, updated_at=now,
+                    attempts=t.c.attempts + 1)
+            .returning(t.c.pk, t.c.kind, t.c.registry, t.c.txn_pk, t.c.sender_id,
+                       t.c.target_url, t.c.action, t.c.payload, t.c.attempts)
+        )
+        with engine.begin() as conn:
+            rows = conn.execute(statement).all()
+        return sorted((OutboxRow(*row) for row in rows), key=lambda r: r.pk)
+
+    def complete(self, conn: Connection, pk: int) -> None:
+        conn.execute(update(self.t).where(self.t.c.pk == pk).values(
+            status=DONE, locked_until=None, last_error=None, updated_at=time.time(),
+            payload=None))  # delivered: do not keep personal data in the queue
+
+    def retry(self, conn: Connection, pk: int, error: str, delay: float) -> None:
+        now = time.time()
+        conn.execute(update(self.t).where(self.t.c.pk == pk).values(
+            status=PENDING, locked_until=None, last_error=error[:2000],
+            next_attempt_at=now + delay, updated_at=now))
+
+    def give_up(self, conn: Connection, pk: int, error: str) -> None:
+        conn.execute(update(self.t).where(self.t.c.pk == pk).values(
+            status=DEAD, locked_until=None, last_error=error[:2000], updated_at=time.time()))
+
+    def next_due(self, conn: Connection) -> float | None:
+        t = self.t
+        return conn.execute(
+            select(func.min(t.c.next_attempt_at)).where(t.c.status == PENDING)
+        ).scalar_one_or_none()
+
+    def counts(self, conn: Connection) -> dict[str, int]:
+        t = self.t
+        rows = conn.execute(select(t.c.status, func.count()).group_by(t.c.status)).all()
+        return {status: n for status, n in rows}
+
+    def rows(self, conn: Connection, status: str | None = None) -> list[dict[str, Any]]:
+        query = select(self.t).order_by(self.t.c.pk)
+        if status:
+            query = query.where(self.t.c.status == status)
+        return [dict(r) for r in conn.execute(query).mappings().all()]

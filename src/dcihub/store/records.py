@@ -1,0 +1,306 @@
+"""Registry records: loading, upserting and searching.
+
+A record is stored once as JSON text (returned as is) and indexed by what its profile declares:
+single-valued attributes as typed columns of the entity table, identifiers in the `_ids` table,
+multi-valued attributes in the `_mv` table. Embedded entities (a household's members) get rows
+of their own that point at the enclosing record.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, delete, func, insert, select
+
+from ..standard import codedirs
+from ..standard.plan import ANY_ID, SearchPlan
+from ..standard.profiles.base import (
+    Attribute,
+    Entity,
+    RegistryProfile,
+    identifiers_of,
+    to_bool,
+    to_date,
+    to_number,
+    values_at,
+)
+from .compiler import Compiler, text_key
+from .schema import EntityTables, Schema
+
+
+def index_value(attr: Attribute, value: Any) -> Any:
+    """The value as stored in an index column (None when it cannot be read as the type)."""
+    if attr.type == "code":
+        text = str(value).strip()
+        if attr.code_dir is not None:
+            return codedirs.get(attr.code_dir).normalise(value) or text
+        return text
+    if attr.type == "text":
+        return text_key(str(value).strip())[:200]
+    if attr.type in ("int", "float"):
+        return to_number(value, attr.type == "int")
+    if attr.type == "date":
+        return to_date(value)
+    if attr.type == "bool":
+        return to_bool(value)
+    return None  # pragma: no cover
+
+
+@dataclass
+class Row:
+    """What one record contributes to the tables of its entity."""
+
+    entity: Entity
+    key: str
+    record: dict[str, Any]
+    columns: dict[str, Any]
+    ids: list[tuple[str, str]]
+    mv: list[tuple[str, Any, Attribute]]
+    children: list[Row] = field(default_factory=list)
+
+
+def explode(profile: RegistryProfile, entity: Entity, record: dict[str, Any]) -> Row:
+    columns: dict[str, Any] = {}
+    mv: list[tuple[str, Any, Attribute]] = []
+    for attr in entity.attributes:
+        if not attr.stored:
+            continue
+        if attr.multi:
+            seen = set()
+            for raw in values_at(record, attr.path):
+                value = index_value(attr, raw)
+                if value is not None and value not in seen:
+                    seen.add(value)
+                    mv.append((attr.name, value, attr))
+            continue
+        if attr.aggregate == "sum":
+            numbers = [index_value(attr, v) for v in values_at(record, attr.path)]
+            present = [n for n in numbers if n is not None]
+            columns[attr.column] = sum(present) if present else None
+        else:
+            value = None
+            for raw in values_at(record, attr.path):
+                value = index_value(attr, raw)
+                if value is not None:
+                    break
+            columns[attr.column] = value
+    row = Row(entity, entity.record_key(record), record, columns,
+              identifiers_of(record, entity.identifier_paths), mv)
+    for child in profile.children(entity):
+        if child.embedded_at:
+            for sub in record.get(child.embedded_at) or []:
+                if isinstance(sub, dict):
+                    row.children.append(explode(profile, child, sub))
+    return row
+
+
+def _mv_params(pk: int, name: str, value: Any, attr: Attribute) -> dict[str, Any]:
+    params: dict[str, Any] = {"pk": pk, "attr": name, "v_text": None, "v_num": None,
+                              "v_date": None}
+    if attr.type in ("int", "float", "bool"):
+        params["v_num"] = float(value)
+    elif attr.type == "date":
+        params["v_date"] = value if isinstance(value, date) else None
+    else:
+        params["v_text"] = str(value)[:200]
+    return params
+
+
+@dataclass
+class SearchResult:
+    total_count: int
+    rows: list[tuple[int, str]]  # (pk, record JSON)
+
+
+class RecordStore:
+    """Record tables of every registry. Methods take an open connection: the caller decides
+    the transaction (a request, a worker job, a bulk load)."""
+
+    def __init__(self, schema: Schema, profiles: dict[str, RegistryProfile]) -> None:
+        self.schema = schema
+        self.profiles = profiles
+        self.compilers = {name: Compiler(schema, name, p) for name, p in profiles.items()}
+
+    def tables(self, registry: str, entity: str) -> EntityTables:
+        return self.schema.tables(registry, entity)
+
+    # ----------------------------------------------------------------------------- writing
+
+    def bulk_load(self, conn: Connection, registry: str, records: Iterable[dict[str, Any]],
+                  batch: int = 5000) -> int:
+        """Insert records into empty-or-growing tables quickly (explicit keys, executemany).
+
+        For a single writer (demo build, imports); live updates use `upsert`."""
+        profile = self.profiles[registry]
+        top = [e for e in profile.entities if e.parent is None]
+        assert len(top) == 1, "bulk_load supports registries with one top-level entity"
+        next_pk = {e.name: self._max_pk(conn, registry, e) + 1 for e in profile.entities}
+        pending: dict[str, _Batch] = {e.name: _Batch() for e in profile.entities}
+        count = 0
+        now = time.time()
+        for record in records:
+            row = explode(profile, top[0], record)
+            self._stage(row, None, next_pk, pending, now)
+            count += 1
+            if count % batch == 0:
+                self._flush(conn, registry, pending)
+        self._flush(conn, registry, pending)
+        return count
+
+    def _max_pk(self, conn: Connection, registry: str, entity: Entity) -> int:
+        main = self.tables(registry, entity.name).main
+        return conn.execute(select(func.coalesce(func.max(main.c.pk), 0))).scalar_one()
+
+    def _stage(self, row: Row, parent_pk: int | None, next_pk: dict[str, int],
+               pending: dict[str, _Batch], now: float) -> None:
+        pk = next_pk[row.entity.name]
+        next_pk[row.entity.name] = pk + 1
+        batch = pending[row.entity.name]
+        batch.main.append({"pk": pk, "record_key": row.key, "parent_pk": parent_pk,
+                           "record": orjson.dumps(row.record).decode(), "updated_at": now,
+                           **row.columns})
+        batch.ids.extend({"pk": pk, "id_type": t, "id_value": v} for t, v in row.ids)
+        batch.mv.extend(_mv_params(pk, n, v, a) for n, v, a in row.mv)
+        for child in row.children:
+            self._stage(child, pk, next_pk, pending, now)
+
+    def _flush(self, conn: Connection, registry: str, pending: dict[str, _Batch]) -> None:
+        for name, batch in pending.items():
+            tables = self.tables(registry, name)
+            if batch.main:
+                conn.execute(insert(tables.main), batch.main)
+            if batch.ids:
+                conn.execute(insert(tables.ids), batch.ids)
+            if batch.mv:
+                conn.execute(insert(tables.mv), batch.mv)
+            batch.clear()
+
+    def upsert(self, conn: Connection, registry: str, record: dict[str, Any]) -> tuple[str, bool]:
+        """Insert or replace one top-level record; returns (record key, created)."""
+        profile = self.profiles[registry]
+        top = next(e for e in profile.entities if e.parent is None)
+        row = explode(profile, top, record)
+        existing = conn.execute(
+            select(self.tables(registry, top.name).main.c.pk).where(
+                self.tables(registry, top.name).main.c.record_key == row.key)
+        ).scalar_one_or_none()
+        if existing is not None:
+            self._delete(conn, registry, top, existing)
+        self._insert_row(conn, registry, row, None)
+        return row.key, existing is None
+
+    def _insert_row(self, conn: Connection, registry: str, row: Row, parent_pk: int | None) -> int:
+        tables = self.tables(registry, row.entity.name)
+        pk = conn.execute(
+            insert(tables.main).returning(tables.main.c.pk),
+            {"record_key": row.key, "parent_pk": parent_pk,
+             "record": orjson.dumps(row.record).decode(), "updated_at": time.time(),
+             **row.columns},
+        ).scalar_one()
+        if row.ids:
+            conn.execute(insert(tables.ids),
+                         [{"pk": pk, "id_type": t, "id_value": v} for t, v in row.ids])
+        if row.mv:
+            conn.execute(insert(tables.mv), [_mv_params(pk, n, v, a) for n, v, a in row.mv])
+        for child in row.children:
+            self._insert_row(conn, registry, child, pk)
+        return pk
+
+    def _delete(self, conn: Connection, registry: str, entity: Entity, pk: int) -> None:
+        profile = self.profiles[registry]
+        for child in profile.children(entity):
+            child_main = self.tables(registry, child.name).main
+            for child_pk in conn.execute(
+                select(child_main.c.pk).where(child_main.c.parent_pk == pk)
+            ).scalars().all():
+                self._delete(conn, registry, child, child_pk)
+        tables = self.tables(registry, entity.name)
+        conn.execute(delete(tables.ids).where(tables.ids.c.pk == pk))
+        conn.execute(delete(tables.mv).where(tables.mv.c.pk == pk))
+        conn.execute(delete(tables.main).where(tables.main.c.pk == pk))
+
+    # ----------------------------------------------------------------------------- reading
+
+    def search(self, conn: Connection, registry: str, plan: SearchPlan,
+               cap: int | None = None) -> SearchResult:
+        """Count and fetch one page. With `cap`, counting stops at cap+1 (cheap refusal)."""
+        compiler = self.compilers[registry]
+        target = plan.entity.name
+        main = self.tables(registry, target).main
+        where = compiler.where(plan.node, target)
+        if cap is not None:
+            limited = select(main.c.pk).where(where).limit(cap + 1).subquery()
+            total = conn.execute(select(func.count()).select_from(limited)).scalar_one()
+        else:
+            total = conn.execute(select(func.count()).select_from(main).where(where)).scalar_one()
+        if cap is not None and total > cap:
+            return SearchResult(total, [])
+        if total == 0 or plan.offset >= total:
+            return SearchResult(total, [])
+        query = (
+            select(main.c.pk, main.c.record)
+            .where(where)
+            .order_by(*compiler.order_by(target, plan.sort))
+            .limit(plan.page_size)
+            .offset(plan.offset)
+        )
+        return SearchResult(total, [(r.pk, r.record) for r in conn.execute(query)])
+
+    def lookup(self, conn: Connection, registry: str, entity: str, id_type: str,
+               values: Sequence[str]) -> dict[str, list[tuple[int, str]]]:
+        """Batched identifier lookup: value -> [(pk, record JSON)] in pk order."""
+        tables = self.tables(registry, entity)
+        ids, main = tables.ids, tables.main
+        out: dict[str, list[tuple[int, str]]] = {v: [] for v in values}
+        for chunk in _chunks(list(dict.fromkeys(values)), 900):
+            cond = ids.c.id_value.in_(chunk)
+            if id_type != ANY_ID:
+                cond = (ids.c.id_type == id_type) & cond
+            query = (
+                select(ids.c.id_value, main.c.pk, main.c.record)
+                .join(main, main.c.pk == ids.c.pk)
+                .where(cond)
+                .order_by(main.c.pk)
+            )
+            for value, pk, record in conn.execute(query):
+                hits = out[value]
+                if not hits or hits[-1][0] != pk:
+                    hits.append((pk, record))
+        return out
+
+    def fetch(self, conn: Connection, registry: str, entity: str,
+              pks: Sequence[int]) -> dict[int, str]:
+        main = self.tables(registry, entity).main
+        out: dict[int, str] = {}
+        for chunk in _chunks(list(pks), 900):
+            for pk, record in conn.execute(
+                select(main.c.pk, main.c.record).where(main.c.pk.in_(chunk))
+            ):
+                out[pk] = record
+        return out
+
+    def count(self, conn: Connection, registry: str, entity: str) -> int:
+        main = self.tables(registry, entity).main
+        return conn.execute(select(func.count()).select_from(main)).scalar_one()
+
+
+@dataclass
+class _Batch:
+    main: list[dict[str, Any]] = field(default_factory=list)
+    ids: list[dict[str, Any]] = field(default_factory=list)
+    mv: list[dict[str, Any]] = field(default_factory=list)
+
+    def clear(self) -> None:
+        self.main.clear()
+        self.ids.clear()
+        self.mv.clear()
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
