@@ -1,0 +1,52 @@
+"""Loading a generated country into a store (used by `dcihub demo` and by the tests)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import date
+
+from ..store import Store
+from .generator import Country, generate_country
+
+REGISTRIES = ("crvs", "social", "dr", "fr", "ibr")
+BUILD_KEY = "population.build"
+
+
+def build_signature(people: int, seed: int, as_of: date) -> str:
+    return json.dumps({"people": people, "seed": seed, "as_of": as_of.isoformat()},
+                      sort_keys=True)
+
+
+def load_country(store: Store, country: Country,
+                 progress: Callable[[str, int], None] | None = None) -> dict[str, int]:
+    """Bulk-load every registry of `country` into `store` (tables must be empty)."""
+    counts: dict[str, int] = {}
+    with store.begin() as conn:
+        for registry in REGISTRIES:
+            if registry not in store.profiles:
+                continue
+            counts[registry] = store.records.bulk_load(conn, registry, country.records(registry))
+            if progress is not None:
+                progress(registry, counts[registry])
+    store.set_meta(BUILD_KEY, build_signature(country.people, country.seed, country.as_of))
+    return counts
+
+
+def ensure_population(store: Store, people: int, seed: int,
+                      as_of: date = date(2026, 1, 1),
+                      progress: Callable[[str, int], None] | None = None
+                      ) -> tuple[Country, bool]:
+    """Build the population into the store unless the same build is already there.
+
+    Returns (country, built_now). The country is regenerated in memory either way (it is
+    deterministic and fast) so that samples can be written."""
+    store.create_all()
+    country = generate_country(people=people, seed=seed, as_of=as_of)
+    wanted = build_signature(people, seed, as_of)
+    if store.get_meta(BUILD_KEY) == wanted:
+        return country, False
+    store.drop_all()
+    store.create_all()
+    load_country(store, country, progress)
+    return country, True
