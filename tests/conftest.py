@@ -37,3 +37,74 @@ def require_spec_dir() -> Path:
 @pytest.fixture(scope="session")
 def spec_dir() -> Path:
     return require_spec_dir()
+
+
+# ---------------------------------------------------------------------------------------------
+# Stores, populations and live servers, on SQLite and on PostgreSQL
+
+TEST_PEOPLE = 3000
+TEST_SEED = 4242
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    from support import require_postgres
+
+    if request.param == "postgres":
+        require_postgres()
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def country():
+    from dcihub.population.generator import generate_country
+
+    return generate_country(people=TEST_PEOPLE, seed=TEST_SEED)
+
+
+@pytest.fixture(scope="session")
+def populated_url(backend, country, tmp_path_factory):
+    """A store URL on `backend` holding the test country."""
+    from support import store_url_for
+
+    from dcihub.population.load import load_country
+    from dcihub.store import Store
+
+    with store_url_for(backend, tmp_path_factory.mktemp("store")) as url:
+        store = Store(url)
+        store.create_all()
+        load_country(store, country)
+        store.dispose()
+        yield url
+
+
+@pytest.fixture(scope="session")
+def server(populated_url):
+    """A real dcihub server on loopback over the test country (SQLite and PostgreSQL)."""
+    from support import live_server, test_settings
+
+    from dcihub.store import Store
+
+    settings = test_settings(populated_url)
+    store = Store(populated_url)
+    running = live_server(settings, store)
+    yield running
+    running.stop()
+    store.dispose()
+
+
+@pytest.fixture(scope="session")
+def client(server):
+    from support import DCIClient
+
+    return DCIClient(server)
+
+
+@pytest.fixture()
+def receiver():
+    """A real SP-MIS callback receiver on loopback."""
+    from receiver import CallbackReceiver
+
+    running = CallbackReceiver().start()
+    yield running
+    running.stop()
