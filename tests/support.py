@@ -207,6 +207,17 @@ class DCIClient:
             body, headers = orjson.dumps(envelope), {"content-type": "application/json"}
         return self.http.post(self.server.url(registry, path), content=body, headers=headers)
 
+    def post_raw(self, registry: str, path: str, body: bytes,
+                 headers: dict[str, str] | None = None) -> httpx.Response:
+        """POST bytes as they are (bad-input tests). Authentication headers the security layer
+        needs are added here, so only the body and the given headers are "bad"."""
+        sent = dict(self.auth_headers())
+        sent.update(headers if headers is not None else {"content-type": "application/json"})
+        return self.http.post(self.server.url(registry, path), content=body, headers=sent)
+
+    def auth_headers(self) -> dict[str, str]:
+        return {}
+
     def sync_search(self, registry: str, *items: dict[str, Any], **kw: Any) -> dict[str, Any]:
         response = self.post(registry, "sync/search",
                              search_envelope(*items, sender_id=self.sender_id, **kw))
