@@ -401,3 +401,15 @@ def test_dcihub_verifies_jwcrypto_compact_opencrvs_style(keys, header, message, 
     received = json.loads(json.dumps({"header": header, "message": message}, sort_keys=True))
     result = sig.verify(value, received["header"], received["message"], resolver_for(key))
     assert result == sig.Verified("jws-compact", key.kid, alg)
+
+
+def test_compact_compares_json_values_not_spelling(keys, header, message) -> None:
+    key = keys["ES256"]
+    header["total_count"] = 6.0  # a JavaScript signer writes 6; a Python one may write 6.0
+    header["meta"] = {"big": 2**60}  # beyond JCS's integer range: compared as parsed values
+    value = sig.sign(header, message, key, "jws-compact")
+    header["total_count"] = 6
+    assert sig.verify(value, header, message, resolver_for(key)).profile == "jws-compact"
+    header["meta"] = {"big": 2**60 + 1}
+    with pytest.raises(SignatureError, match="payload differs"):
+        sig.verify(value, header, message, resolver_for(key))

@@ -37,7 +37,7 @@ from dcihub.standard.codes import ErrorCode
 
 from . import _jws
 from ._b64 import b64url_decode, b64url_encode
-from .canonical import CanonicalizationError, envelope_bytes, envelope_document
+from .canonical import CanonicalizationError, canonicalize, envelope_bytes, envelope_document
 from .errors import SignatureError
 from .keys import AsymmetricKey, as_key
 
@@ -280,12 +280,22 @@ def _verify_jws(
             signed = orjson.loads(b64url_decode(payload_b64))
         except (ValueError, orjson.JSONDecodeError) as exc:
             raise SignatureError(f"{profile} signature: payload is not JSON") from exc
-        if not _same_json(signed, envelope_document(header, message)):
+        if not _same_envelope(signed, header, message):
             raise SignatureError(
                 f"{profile} signature with kid={kid!r} is valid, but its payload differs from "
                 "the received header and message: they were changed after signing"
             )
     return Verified(profile, kid, alg)
+
+
+def _same_envelope(signed: Any, header: Mapping[str, Any], message: Any) -> bool:
+    """Is the signed payload the received envelope, as JSON values? Comparing JCS bytes gives
+    JSON equality (key order and number spelling ignored, `true` never `1`) at C speed."""
+    expected = envelope_document(header, message)
+    try:
+        return canonicalize(signed) == canonicalize(expected)
+    except CanonicalizationError:  # e.g. integers beyond 2^53: compare the parsed values
+        return _same_json(signed, expected)
 
 
 def _same_json(a: Any, b: Any) -> bool:
