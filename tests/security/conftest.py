@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 
-from dcihub.security.keys import _generate
+from dcihub.security.keys import generate_key
 
 
 @pytest.fixture(scope="session")
 def keys() -> dict[str, Any]:
     """One freshly generated private key per algorithm (session-wide: RSA is slow)."""
     return {
-        alg: _generate(use, alg)
+        alg: generate_key(use, alg)
         for use, alg in [
             ("sig", "ES256"),
             ("sig", "EdDSA"),
@@ -29,7 +29,7 @@ def keys() -> dict[str, Any]:
 def other_keys() -> dict[str, Any]:
     """A second, unrelated key per algorithm (the "attacker" or "wrong recipient")."""
     return {
-        alg: _generate(use, alg)
+        alg: generate_key(use, alg)
         for use, alg in [
             ("sig", "ES256"),
             ("sig", "EdDSA"),

@@ -68,7 +68,9 @@ def as_key(value: AsymmetricKey | Mapping[str, Any]) -> AsymmetricKey:
     raise TypeError(f"expected a JWK dict or a joserfc EC/OKP/RSA key, got {type(value).__name__}")
 
 
-def _generate(use: str, alg: str) -> AsymmetricKey:
+def generate_key(use: str, alg: str) -> AsymmetricKey:
+    """A new private key for `use` ("sig"|"enc") and `alg` (ES256, EdDSA, RS256, RSA-OAEP-256,
+    ECDH-ES+A256KW) with `use`, `alg` and `kid` (RFC 7638 thumbprint) set."""
     params: dict[str, Any] = {"use": use, "alg": alg}
     key: AsymmetricKey
     if alg == "ES256" or alg == "ECDH-ES+A256KW":
@@ -321,7 +323,7 @@ class KeyManager:
                 wanted.append(("enc", alg))
         created: set[str] = set()
         for use, alg in wanted:
-            key = _generate(use, alg)
+            key = generate_key(use, alg)
             stored = _StoredKey(key, self.now(), None, self.key_dir / f"{key.kid}.json")
             self._write(stored)
             created.add(str(key.kid))
