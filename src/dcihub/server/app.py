@@ -68,6 +68,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(store.create_all)
         async with anyio.create_task_group() as tasks:
+            tasks.start_soon(node.committer.run)
             if in_process:
                 tasks.start_soon(worker.run)
             yield

@@ -25,7 +25,8 @@ from ..standard.messages import TxnStatusRequest, parse_message
 from ..standard.profiles import PROFILES
 from ..standard.profiles.base import RegistryProfile
 from ..store import Store
-from ..store.transactions import ItemRow
+from ..store.transactions import ItemRow, NewTxn
+from .committer import GroupCommitter
 from .pipeline import EndpointSpec, Handler, Inbound, Reply, new_correlation_id
 from .search import Outcome, SearchService, completed
 
@@ -65,6 +66,7 @@ class RegistryNode:
         self.limits = settings.limits.search_limits()
         self.search = SearchService(store, self.limits, settings.limits.max_batch_items)
         self.limiter = CapacityLimiter(16)
+        self.committer = GroupCommitter(store)
         self.wakeup: Callable[[], None] = lambda: None
         self.shape: Callable[[Any, str, str | None, dict[str, Any]], dict[str, Any]] | None = None
         from .special import SpecialCalls
@@ -81,8 +83,16 @@ class RegistryNode:
     # ----------------------------------------------------------------------------- helpers
 
     async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run blocking store work in a worker thread."""
         return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs),
                                               limiter=self.limiter)
+
+    async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a short read: inline on SQLite (an embedded indexed read is cheaper than a
+        thread hop), in a worker thread on a networked database."""
+        if self.store.dialect == "sqlite":
+            return fn(*args, **kwargs)
+        return await self.db(fn, *args, **kwargs)
 
     def today(self) -> date:
         return datetime.now(UTC).date()
@@ -127,8 +137,7 @@ class RegistryNode:
         profile = inbound.profile
         request, prepared = self.search.prepare(profile, inbound.message,
                                                 inbound.header.total_count, self.today())
-        outcomes = await self.db(self._run_sync_search, inbound, request.transaction_id,
-                                 prepared)
+        outcomes = await self.read(self._execute, inbound.registry, prepared)
         message = {
             "transaction_id": request.transaction_id,
             "correlation_id": inbound.correlation_id,
@@ -136,56 +145,53 @@ class RegistryNode:
                 profile, outcomes, shape=self.shaper(inbound.partner, inbound.registry)),
         }
         inbound.facts["records"] = _record_refs(outcomes)
+        now = format_ts()
+        txn = self._new_txn(inbound, request.transaction_id, "search", "sync",
+                            RequestStatus.SUCCESS, len(outcomes), completed(outcomes),
+                            items=[o.item_row(now) for o in outcomes])
+        await self.committer.submit(lambda conn: self.store.txns.create_many(conn, [txn]))
         envelope = self.envelope(inbound.registry, inbound.sender_id, "on-search", message,
                                  len(outcomes), completed(outcomes))
         return Reply(200, envelope, is_envelope=True)
 
-    def _run_sync_search(self, inbound: Inbound, transaction_id: str,
-                         prepared: list[Any]) -> list[Outcome]:
-        now = format_ts()
-        with self.store.begin() as conn:
-            outcomes = self.search.execute(conn, inbound.registry, prepared)
-            self.store.txns.create(
-                conn, registry=inbound.registry, sender_id=inbound.sender_id,
-                transaction_id=transaction_id, correlation_id=inbound.correlation_id,
-                message_id=inbound.header.message_id, action="search", txn_type="search",
-                mode="sync", status=RequestStatus.SUCCESS, total_count=len(outcomes),
-                completed_count=completed(outcomes),
-                items=[o.item_row(now) for o in outcomes],
-            )
-        return outcomes
+    def _execute(self, registry: str, prepared: list[Any]) -> list[Outcome]:
+        with self.store.read() as conn:
+            return self.search.execute(conn, registry, prepared)
+
+    def _new_txn(self, inbound: Inbound, transaction_id: str, txn_type: str, mode: str,
+                 status: str, total: int, done: int, **extra: Any) -> NewTxn:
+        return NewTxn(
+            registry=inbound.registry, sender_id=inbound.sender_id,
+            transaction_id=transaction_id, correlation_id=inbound.correlation_id,
+            message_id=inbound.header.message_id, action=inbound.endpoint.action,
+            txn_type=txn_type, mode=mode, status=status, total_count=total,
+            completed_count=done, **extra,
+        )
 
     async def async_search(self, inbound: Inbound) -> Reply:
         profile = inbound.profile
         request, prepared = self.search.prepare(profile, inbound.message,
                                                 inbound.header.total_count, self.today())
         target = self.callback_url(inbound, "on-search")
-        await self.db(self._accept_async, inbound, request.transaction_id, "search",
-                      prepared, target)
-        self.wakeup()
-        return Reply(202, ack(inbound.correlation_id))
-
-    def _accept_async(self, inbound: Inbound, transaction_id: str, txn_type: str,
-                      prepared: list[Any], target: str) -> None:
         now = format_ts()
-        items = [
-            ItemRow(seq=p.seq, reference_id=p.reference_id, status=RequestStatus.RECEIVED,
-                    timestamp=now, locale=p.locale)
-            for p in prepared
-        ]
-        with self.store.begin() as conn:
-            txn_pk = self.store.txns.create(
-                conn, registry=inbound.registry, sender_id=inbound.sender_id,
-                transaction_id=transaction_id, correlation_id=inbound.correlation_id,
-                message_id=inbound.header.message_id, action=inbound.endpoint.action,
-                txn_type=txn_type, mode="async", status=RequestStatus.RECEIVED,
-                total_count=len(prepared), sender_uri=target,
-                request={"header": inbound.raw_header, "message": inbound.message},
-                items=items,
-            )
+        txn = self._new_txn(
+            inbound, request.transaction_id, "search", "async", RequestStatus.RECEIVED,
+            len(prepared), 0, sender_uri=target,
+            request={"header": inbound.raw_header, "message": inbound.message},
+            items=[ItemRow(seq=p.seq, reference_id=p.reference_id,
+                           status=RequestStatus.RECEIVED, timestamp=now, locale=p.locale)
+                   for p in prepared],
+        )
+
+        def accept(conn: Any) -> None:
+            txn_pk = self.store.txns.create_many(conn, [txn])[0]
             self.store.outbox.enqueue(conn, "process", registry=inbound.registry,
                                       txn_pk=txn_pk, sender_id=inbound.sender_id,
                                       target_url=target, action="on-search")
+
+        await self.committer.submit(accept)
+        self.wakeup()
+        return Reply(202, ack(inbound.correlation_id))
 
     def process_async_search(self, txn_pk: int, partner: Any = None) -> None:
         """Worker job: run an accepted async search; store the results and queue the callback
@@ -235,26 +241,22 @@ class RegistryNode:
     # ----------------------------------------------------------------------------- txn status
 
     async def sync_txn_status(self, inbound: Inbound) -> Reply:
-        message = await self.db(self._txn_status_message, inbound)
+        message = await self.read(self._txn_status_message, inbound)
         envelope = self.envelope(inbound.registry, inbound.sender_id, "txn-on-status", message,
                                  1, 1)
         return Reply(200, envelope, is_envelope=True)
 
     async def async_txn_status(self, inbound: Inbound) -> Reply:
         target = self.callback_url(inbound, "txn/on-status")
-        message = await self.db(self._txn_status_message, inbound)
+        message = await self.read(self._txn_status_message, inbound)
         envelope = self.envelope(inbound.registry, inbound.sender_id, "txn-on-status", message,
                                  1, 1)
-        await self.db(self._queue_delivery, inbound, target, "txn-on-status", envelope)
+        await self.committer.submit(
+            lambda conn: self.store.outbox.enqueue(
+                conn, "deliver", registry=inbound.registry, sender_id=inbound.sender_id,
+                target_url=target, action="txn-on-status", payload=orjson.dumps(envelope).decode()))
         self.wakeup()
         return Reply(202, ack(inbound.correlation_id))
-
-    def _queue_delivery(self, inbound: Inbound, target: str, action: str,
-                        envelope: dict[str, Any]) -> None:
-        with self.store.begin() as conn:
-            self.store.outbox.enqueue(conn, "deliver", registry=inbound.registry,
-                                      sender_id=inbound.sender_id, target_url=target,
-                                      action=action, payload=orjson.dumps(envelope).decode())
 
     def _txn_status_message(self, inbound: Inbound) -> dict[str, Any]:
         request = parse_message(TxnStatusRequest, inbound.message)

@@ -62,6 +62,38 @@ class TxnRow:
     created_at: float
 
 
+@dataclass
+class NewTxn:
+    """A transaction to record (see `TxnStore.create_many`)."""
+
+    registry: str
+    sender_id: str
+    transaction_id: str
+    correlation_id: str
+    message_id: str
+    action: str
+    txn_type: str
+    mode: str
+    status: str
+    total_count: int
+    completed_count: int = 0
+    sender_uri: str | None = None
+    request: Any = None
+    items: Sequence[ItemRow] = ()
+
+    def params(self, now: float) -> dict[str, Any]:
+        return {
+            "registry": self.registry, "sender_id": self.sender_id,
+            "transaction_id": self.transaction_id, "correlation_id": self.correlation_id,
+            "message_id": self.message_id, "action": self.action, "txn_type": self.txn_type,
+            "mode": self.mode, "status": self.status, "total_count": self.total_count,
+            "completed_count": self.completed_count, "sender_uri": self.sender_uri,
+            "request": orjson.dumps(self.request).decode() if self.request is not None
+            else None,
+            "created_at": now, "updated_at": now,
+        }
+
+
 class TxnStore:
     def __init__(self, ops: OperationalTables) -> None:
         self.t = ops.transactions
@@ -88,6 +120,21 @@ class TxnStore:
         if items:
             conn.execute(insert(self.items), [item.params(pk) for item in items])
         return pk
+
+    def create_many(self, conn: Connection, txns: Sequence[NewTxn]) -> list[int]:
+        """Record many transactions in two statements (group commit of the request path)."""
+        if not txns:
+            return []
+        now = time.time()
+        result = conn.execute(
+            insert(self.t).returning(self.t.c.pk, sort_by_parameter_order=True),
+            [txn.params(now) for txn in txns],
+        )
+        pks = [row[0] for row in result]
+        items = [item.params(pk) for pk, txn in zip(pks, txns, strict=True) for item in txn.items]
+        if items:
+            conn.execute(insert(self.items), items)
+        return pks
 
     def finish(self, conn: Connection, txn_pk: int, status: str, completed_count: int,
                items: Sequence[ItemRow]) -> None:
