@@ -69,6 +69,7 @@ def create_app(
         await anyio.to_thread.run_sync(store.create_all)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(node.committer.run)
+            tasks.start_soon(_checkpoints, store)
             if in_process:
                 tasks.start_soon(worker.run)
             yield
@@ -154,6 +155,18 @@ def create_app(
     if extra is not None:
         extra(app, node)
     return app
+
+
+async def _checkpoints(store: Store, every: float = 1.0) -> None:
+    """SQLite: checkpoint the write-ahead log in a worker thread, off the request path."""
+    if store.dialect != "sqlite":
+        return
+    while True:
+        await anyio.sleep(every)
+        try:
+            await anyio.to_thread.run_sync(store.checkpoint)
+        except Exception:  # a busy database: try again at the next tick
+            log.debug("checkpoint skipped", exc_info=True)
 
 
 def _route(pipeline: Pipeline, spec: EndpointSpec, profile: Any, handler: Any) -> Any:

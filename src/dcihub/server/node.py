@@ -149,14 +149,14 @@ class RegistryNode:
         txn = self._new_txn(inbound, request.transaction_id, "search", "sync",
                             RequestStatus.SUCCESS, len(outcomes), completed(outcomes),
                             items=[o.item_row(now) for o in outcomes])
-        await self.committer.submit(lambda conn: self.store.txns.create_many(conn, [txn]))
+        await self.committer.record(txn)
         envelope = self.envelope(inbound.registry, inbound.sender_id, "on-search", message,
                                  len(outcomes), completed(outcomes))
         return Reply(200, envelope, is_envelope=True)
 
     def _execute(self, registry: str, prepared: list[Any]) -> list[Outcome]:
-        with self.store.read() as conn:
-            return self.search.execute(conn, registry, prepared)
+        with self.store.reader() as reader:
+            return self.search.execute(reader, registry, prepared)
 
     def _new_txn(self, inbound: Inbound, transaction_id: str, txn_type: str, mode: str,
                  status: str, total: int, done: int, **extra: Any) -> NewTxn:
@@ -183,13 +183,12 @@ class RegistryNode:
                    for p in prepared],
         )
 
-        def accept(conn: Any) -> None:
-            txn_pk = self.store.txns.create_many(conn, [txn])[0]
+        def accept(conn: Any, txn_pk: int) -> None:
             self.store.outbox.enqueue(conn, "process", registry=inbound.registry,
                                       txn_pk=txn_pk, sender_id=inbound.sender_id,
                                       target_url=target, action="on-search")
 
-        await self.committer.submit(accept)
+        await self.committer.record(txn, accept)
         self.wakeup()
         return Reply(202, ack(inbound.correlation_id))
 

@@ -29,6 +29,7 @@ from ..standard.plan import IdCond, Limits, SearchPlan, plan_search
 from ..standard.profiles.base import RegistryProfile
 from ..standard.query import parse_query
 from ..store import Store
+from ..store.database import Reader
 from ..store.transactions import ItemRow
 
 
@@ -121,8 +122,10 @@ class SearchService:
 
     # ----------------------------------------------------------------------------- execute
 
-    def execute(self, conn: Connection, registry: str,
+    def execute(self, conn: Connection | Reader, registry: str,
                 items: list[PreparedItem]) -> list[Outcome]:
+        """Answer prepared items; `conn` is a Connection or a `Reader` (identifier lookups use
+        its DBAPI connection, other searches open a SQLAlchemy connection only if needed)."""
         outcomes: dict[int, Outcome] = {}
         batched: dict[tuple[str, str], list[PreparedItem]] = defaultdict(list)
         for item in items:
@@ -148,9 +151,12 @@ class SearchService:
                                              g.plan.offset + g.plan.page_size])
         return [outcomes[item.seq] for item in items]
 
-    def _search_one(self, conn: Connection, registry: str, item: PreparedItem) -> Outcome:
+    def _search_one(self, conn: Connection | Reader, registry: str,
+                    item: PreparedItem) -> Outcome:
         plan = item.plan
         assert plan is not None
+        if isinstance(conn, Reader):
+            conn = conn.conn
         cap = self.limits.max_total_records
         result = self.store.records.search(conn, registry, plan, cap=cap)
         if cap is not None and result.total_count > cap:

@@ -73,7 +73,7 @@ def format_ts(moment: datetime | None = None) -> str:
 
 def blank_to_none(data: Any, fields: tuple[str, ...]) -> Any:
     """Older samples send "" for absent optional members; treat those as absent."""
-    if isinstance(data, dict):
+    if isinstance(data, dict) and "" in data.values():
         for name in fields:
             if data.get(name) == "":
                 data = {k: v for k, v in data.items() if k != name}
@@ -176,7 +176,12 @@ class MsgCallbackHeader(BaseModel):
 def describe_validation_error(exc: ValidationError, prefix: str) -> str:
     parts = []
     for err in exc.errors()[:5]:
-        loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
+        loc = ""
+        for part in (prefix, *err["loc"]):
+            if isinstance(part, int):
+                loc += f"[{part}]"
+            elif part != "":
+                loc += f".{part}" if loc else str(part)
         msg = err["msg"]
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
@@ -192,6 +197,8 @@ def describe_validation_error(exc: ValidationError, prefix: str) -> str:
             msg = f"must be a JSON object (got {type(err.get('input')).__name__})"
         elif err["type"] in ("list_type",):
             msg = f"must be a JSON array (got {type(err.get('input')).__name__})"
+        elif err["type"] in ("literal_error", "enum"):
+            msg = f"is {err.get('input')!r}; it {msg.replace('Input should', 'should', 1)}"
         parts.append(f"{loc} {msg}")
     more = len(exc.errors()) - 5
     if more > 0:

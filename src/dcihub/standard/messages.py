@@ -39,15 +39,18 @@ class _Lenient(BaseModel):
     """Base of request models: unknown members are ignored, "" means absent."""
 
     model_config = ConfigDict(extra="ignore")
-    _blank_fields: tuple[str, ...] = ()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls.__optional_fields__ = tuple(
+            name for name, f in cls.model_fields.items() if not f.is_required()
+        )
 
     @model_validator(mode="before")
     @classmethod
     def _blanks(cls, data: Any) -> Any:
-        fields = tuple(
-            name for name, f in cls.model_fields.items() if not f.is_required()
-        )
-        return blank_to_none(data, fields)
+        return blank_to_none(data, cls.__dict__.get("__optional_fields__", ()))
 
 
 # ---------------------------------------------------------------------------------------------

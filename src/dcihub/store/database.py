@@ -39,6 +39,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute("PRAGMA cache_size=-65536")
             cursor.execute("PRAGMA temp_store=MEMORY")
+            # Checkpoints (which fsync) run in the background (Store.checkpoint), never in a
+            # request's commit.
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
             cursor.close()
 
         return engine
@@ -56,6 +59,7 @@ class Store:
         self.records = RecordStore(self.schema, self.profiles)
         self.txns = TxnStore(self.schema.ops)
         self.outbox = Outbox(self.schema.ops)
+        self._loop_dbapi: Any = None
 
     @property
     def dialect(self) -> str:
@@ -77,6 +81,23 @@ class Store:
         with self.engine.connect() as conn:
             yield conn
 
+    @contextmanager
+    def reader(self) -> Iterator[Reader]:
+        """A read context for the request path: on SQLite, in the event-loop thread, a
+        connection dedicated to that thread (no pool round trip per request); elsewhere a pooled
+        connection opened only if a query needs one."""
+        reader = Reader(self)
+        try:
+            yield reader
+        finally:
+            reader.close()
+
+    def loop_dbapi(self) -> Any:
+        """The DBAPI connection reserved for inline SQLite reads on the event-loop thread."""
+        if self._loop_dbapi is None:
+            self._loop_dbapi = self.engine.raw_connection()
+        return self._loop_dbapi
+
     def get_meta(self, key: str) -> str | None:
         meta = self.schema.ops.meta
         with self.read() as conn:
@@ -88,5 +109,42 @@ class Store:
             conn.execute(delete(meta).where(meta.c.key == key))
             conn.execute(meta.insert(), {"key": key, "value": value})
 
+    def checkpoint(self) -> None:
+        """Move the SQLite write-ahead log into the database file (no-op elsewhere)."""
+        if self.dialect != "sqlite":
+            return
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
     def dispose(self) -> None:
+        if self._loop_dbapi is not None:
+            self._loop_dbapi.close()
+            self._loop_dbapi = None
         self.engine.dispose()
+
+
+class Reader:
+    """Lazily opened connections for one unit of read work (see `Store.reader`)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.dialect = store.dialect
+        self._conn: Connection | None = None
+        self._ctx: Any = None
+
+    @property
+    def conn(self) -> Connection:
+        if self._conn is None:
+            self._ctx = self.store.engine.connect()
+            self._conn = self._ctx.__enter__()
+        return self._conn
+
+    def dbapi(self) -> Any:
+        if self._conn is None and self.dialect == "sqlite":
+            return self.store.loop_dbapi()
+        return self.conn.connection.dbapi_connection
+
+    def close(self) -> None:
+        if self._ctx is not None:
+            self._ctx.__exit__(None, None, None)
+            self._ctx = self._conn = None

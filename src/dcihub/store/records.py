@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import Connection, delete, func, insert, select
@@ -31,6 +31,9 @@ from ..standard.profiles.base import (
 )
 from .compiler import Compiler, text_key
 from .schema import EntityTables, Schema
+
+if TYPE_CHECKING:
+    from .database import Reader
 
 
 def index_value(attr: Attribute, value: Any) -> Any:
@@ -252,7 +255,7 @@ class RecordStore:
         )
         return SearchResult(total, [(r.pk, r.record) for r in conn.execute(query)])
 
-    def lookup(self, conn: Connection, registry: str, entity: str, id_type: str,
+    def lookup(self, conn: Connection | Reader, registry: str, entity: str, id_type: str,
                values: Sequence[str]) -> dict[str, list[tuple[int, str]]]:
         """Batched identifier lookup: value -> [(pk, record JSON)] in pk order.
 
@@ -261,16 +264,18 @@ class RecordStore:
         SQLAlchemy statement per call costs an order of magnitude more than the lookup."""
         out: dict[str, list[tuple[int, str]]] = {v: [] for v in values}
         unique = list(dict.fromkeys(values))
-        dialect = conn.dialect.name
+        dialect = conn.dialect if isinstance(conn.dialect, str) else conn.dialect.name
         sql = self._lookup_sql(registry, entity, dialect, id_type == ANY_ID)
         if dialect == "sqlite":
             packed: Any = orjson.dumps(unique).decode()
         elif dialect == "postgresql":
             packed = unique
         else:  # pragma: no cover - other dialects take the portable path
-            return self._lookup_portable(conn, registry, entity, id_type, unique, out)
+            sa = conn.conn if hasattr(conn, "dbapi") else conn
+            return self._lookup_portable(sa, registry, entity, id_type, unique, out)
         params = (packed,) if id_type == ANY_ID else (id_type, packed)
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        dbapi = conn.dbapi() if hasattr(conn, "dbapi") else conn.connection.dbapi_connection
+        cursor = dbapi.cursor()  # type: ignore[union-attr]
         try:
             cursor.execute(sql, params)
             rows = cursor.fetchall()

@@ -126,11 +126,15 @@ class TxnStore:
         if not txns:
             return []
         now = time.time()
-        result = conn.execute(
-            insert(self.t).returning(self.t.c.pk, sort_by_parameter_order=True),
-            [txn.params(now) for txn in txns],
-        )
-        pks = [row[0] for row in result]
+        # executemany without RETURNING (one statement for the group), then read the keys back
+        # by the unique correlation ids: RETURNING with executemany would run row by row on
+        # SQLite.
+        conn.execute(insert(self.t), [txn.params(now) for txn in txns])
+        wanted = [txn.correlation_id for txn in txns]
+        found = dict(conn.execute(
+            select(self.t.c.correlation_id, self.t.c.pk).where(
+                self.t.c.correlation_id.in_(wanted))).all())
+        pks = [found[c] for c in wanted]
         items = [item.params(pk) for pk, txn in zip(pks, txns, strict=True) for item in txn.items]
         if items:
             conn.execute(insert(self.items), items)

@@ -80,7 +80,7 @@ class Entity:
         return cache
 
     def has_identifier(self, id_type: str) -> bool:
-        return id_type.upper() in (t.upper() for t in self.identifier_types)
+        return id_type.upper() in _upper_set(self.identifier_types)
 
     def is_any_identifier(self, name: str) -> bool:
         lowered = name.lower()
@@ -97,6 +97,14 @@ class Entity:
 
 
 _LOOKUPS: dict[int, dict[str, Attribute]] = {}
+_UPPER: dict[tuple[str, ...], frozenset[str]] = {}
+
+
+def _upper_set(names: tuple[str, ...]) -> frozenset[str]:
+    found = _UPPER.get(names)
+    if found is None:
+        found = _UPPER[names] = frozenset(n.upper() for n in names)
+    return found
 
 
 @dataclass(frozen=True, slots=True)
