@@ -304,8 +304,10 @@ class RegistryNode:
             beneficiaries = []
             for item in items:
                 result = item.result or {}
+                if not result.get("entity") or not result.get("pks"):
+                    continue  # a rejected beneficiary: nothing was stored
                 for pk, record in self.store.records.fetch(
-                        conn, txn.registry, result.get("entity") or "", result.get("pks") or []
+                        conn, txn.registry, result["entity"], result["pks"]
                 ).items():
                     beneficiaries.append(orjson.loads(record))
             return {"transaction_id": txn.transaction_id,

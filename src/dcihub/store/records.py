@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 def index_value(attr: Attribute, value: Any) -> Any:
     """The value as stored in an index column (None when it cannot be read as the type)."""
     if attr.type == "code":
-        text = str(value).strip()
+        text = str(value).strip()[:200]
         if attr.code_dir is not None:
             return codedirs.get(attr.code_dir).normalise(value) or text
         return text
@@ -154,7 +154,19 @@ class RecordStore:
             if count % batch == 0:
                 self._flush(conn, registry, pending)
         self._flush(conn, registry, pending)
+        self._advance_pk_sequences(conn, registry)
         return count
+
+    def _advance_pk_sequences(self, conn: Connection, registry: str) -> None:
+        """Explicit keys leave PostgreSQL's serial sequences behind: move them past the loaded
+        rows, or the next `upsert` would collide with a loaded primary key."""
+        if conn.dialect.name != "postgresql":
+            return
+        for entity in self.profiles[registry].entities:
+            main = self.tables(registry, entity.name).main
+            after = select(func.coalesce(func.max(main.c.pk), 0) + 1).scalar_subquery()
+            conn.execute(select(func.setval(func.pg_get_serial_sequence(main.name, "pk"),
+                                            after, False)))
 
     def _max_pk(self, conn: Connection, registry: str, entity: Entity) -> int:
         main = self.tables(registry, entity.name).main
