@@ -19,7 +19,7 @@ from anyio import CapacityLimiter
 
 from ..config import Settings
 from ..standard.codes import ErrorCode, RequestStatus, TxnAttributeType
-from ..standard.envelope import ack, callback_header, format_ts
+from ..standard.envelope import ack, callback_header, format_ts, has_control_chars
 from ..standard.errors import DCIError
 from ..standard.messages import TxnStatusRequest, parse_message
 from ..standard.profiles import PROFILES
@@ -336,17 +336,19 @@ class RegistryNode:
 
 def _txn_attribute_value(attribute_type: str, value: Any) -> Any:
     if attribute_type in (TxnAttributeType.TRANSACTION_ID, TxnAttributeType.CORRELATION_ID):
-        if not isinstance(value, str) or not value.strip() or len(value) > 99:
+        if (not isinstance(value, str) or not value.strip() or len(value) > 99
+                or has_control_chars(value)):
             raise DCIError(ErrorCode.REQUEST_BAD,
                            f"message.txnstatus_request.attribute_value must be the {attribute_type}"
-                           " (a string of 1 to 99 characters)")
+                           " (a string of 1 to 99 characters, no control characters)")
         return value
     if attribute_type in (TxnAttributeType.REFERENCE_ID_LIST,
                           TxnAttributeType.SUBSCRIPTION_CODE_LIST):
         if isinstance(value, str):
             value = [value]
         if (not isinstance(value, list) or not value
-                or not all(isinstance(v, str) and v for v in value)):
+                or not all(isinstance(v, str) and v and not has_control_chars(v)
+                           for v in value)):
             raise DCIError(ErrorCode.REQUEST_BAD,
                            f"message.txnstatus_request.attribute_value must be a list of strings "
                            f"for {attribute_type}")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..standard.codes import ErrorCode, RequestStatus, SearchReason
-from ..standard.envelope import format_ts
+from ..standard.envelope import format_ts, has_control_chars
 from ..standard.errors import DCIError, ItemRejected
 from ..standard.messages import (
     DisabledRequest,
@@ -226,6 +226,10 @@ class SpecialCalls:
                 reference = str(raw.get("reference_id") or index + 1) if isinstance(raw, dict) \
                     else str(index + 1)
                 try:
+                    if len(reference) > 99 or has_control_chars(reference):
+                        reference = str(index + 1)
+                        raise ValueError("reference_id must be 1 to 99 characters without "
+                                         "control characters")
                     record = ibr.normalise_beneficiary(raw)
                 except ValueError as exc:
                     reason = f"{where}: {exc}"

@@ -58,7 +58,15 @@ def check_id(value: Any, field: str = "id") -> str:
         raise ValueError("must not be empty")
     if len(value) > ID_MAX_LENGTH:
         raise ValueError(f"is {len(value)} characters long; the maximum is {ID_MAX_LENGTH}")
+    if has_control_chars(value):
+        raise ValueError("must not contain control characters (such as NUL)")
     return value
+
+
+def has_control_chars(text: str) -> bool:
+    """True if `text` holds a C0 control character or DEL (NUL cannot even be stored in
+    PostgreSQL text)."""
+    return not text.isprintable() and any(ord(c) < 32 or ord(c) == 127 for c in text)
 
 
 def now_utc() -> datetime:
@@ -119,6 +127,14 @@ class MsgHeader(BaseModel):
     @classmethod
     def _message_ts(cls, v: str) -> str:
         parse_timestamp(v)
+        return v
+
+    @field_validator("sender_uri")
+    @classmethod
+    def _sender_uri(cls, v: str | None) -> str | None:
+        if v is not None and (has_control_chars(v) or len(v) > 2000):
+            raise ValueError("must be a URL of at most 2000 characters without control "
+                             "characters")
         return v
 
     @field_validator("total_count")

@@ -10,6 +10,7 @@ item reason code of the standard and a message naming the offending part.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -96,6 +97,10 @@ class SearchPlan:
 
 def invalid(message: str) -> ItemRejected:
     return ItemRejected(SearchReason.SEARCH_CRITERIA_INVALID, message)
+
+
+INT32_MAX = 2**31 - 1
+MAX_NUMBER = 2**53  # larger numbers overflow SQLite integers and lose float precision
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,6 +264,8 @@ def _identifier_compare(owner: Entity, id_type: str, cmp: Compare) -> Bound:
 def _id_text(value: Any, name: str) -> str:
     if isinstance(value, bool) or value is None or isinstance(value, dict | list):
         raise invalid(f"the value of identifier '{name}' must be a string")
+    if isinstance(value, str) and "\x00" in value:
+        raise invalid(f"the value of identifier '{name}' contains a NUL character")
     return str(value).strip()
 
 
@@ -284,6 +291,8 @@ def coerce(attr: Attribute, value: Any, name: str) -> Any:
     """Convert a value sent on the wire to the attribute's type, or refuse it."""
     if isinstance(value, dict | list) or value is None:
         raise invalid(f"the value of '{name}' must be a single {describe_type(attr)}")
+    if isinstance(value, str) and "\x00" in value:
+        raise invalid(f"the value of '{name}' contains a NUL character")
     result: Any
     if attr.type == "code":
         result = _coerce_code(attr, value, name)
@@ -291,6 +300,9 @@ def coerce(attr: Attribute, value: Any, name: str) -> Any:
         result = str(value).strip() if not isinstance(value, bool) else None
     elif attr.type in ("int", "float"):
         result = to_number(value, attr.type == "int")
+        if result is not None and not (math.isfinite(result) and abs(result) <= MAX_NUMBER):
+            raise invalid(f"'{value}' is out of range for '{name}' (a finite number of at most "
+                          f"{MAX_NUMBER:.0e} in size)")
     elif attr.type == "date":
         result = to_date(value)
     elif attr.type == "bool":
@@ -434,6 +446,12 @@ def bind_pagination(criteria: SearchCriteria, limits: Limits) -> tuple[int, int]
         raise ItemRejected(
             SearchReason.PAGINATION_INVALID,
             f"search_criteria.pagination.page_number is {page.page_number}; pages count from 1",
+        )
+    if page.page_number > INT32_MAX:
+        raise ItemRejected(
+            SearchReason.PAGINATION_INVALID,
+            f"search_criteria.pagination.page_number {page.page_number} exceeds {INT32_MAX} "
+            "(pagination numbers are int32)",
         )
     return page.page_size, page.page_number
 

@@ -18,6 +18,7 @@ Every problem raises `ItemRejected(rjct.search_criteria.invalid)` naming the off
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,6 +111,8 @@ def parse_idtype_value(query: Any, where: str) -> IdentifierIs:
     text = str(value).strip()
     if not text:
         raise invalid(f"{where}.value must not be empty")
+    if "\x00" in text:
+        raise invalid(f"{where}.value contains a NUL character")
     if len(text) > 256:
         raise invalid(f"{where}.value is longer than 256 characters")
     return IdentifierIs(id_type.strip(), text)
@@ -145,9 +148,12 @@ def _seq_num(value: Any, where: str, index: int) -> float:
     if isinstance(value, bool):
         raise invalid(f"{where}.seq_num must be a number")
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         raise invalid(f"{where}.seq_num '{value}' is not a number") from None
+    if not math.isfinite(number):
+        raise invalid(f"{where}.seq_num '{value}' is not a finite number")
+    return number
 
 
 def _parse_predicate_item(item: dict[str, Any], where: str) -> Node:

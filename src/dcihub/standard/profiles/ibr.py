@@ -121,6 +121,7 @@ def normalise_beneficiary(raw: Any) -> dict[str, Any]:
     """Return the beneficiary in the newest shape, or raise ValueError saying what is wrong."""
     if not isinstance(raw, dict):
         raise ValueError("each beneficiary must be a JSON object")
+    _check_text(raw)
     record = {k: v for k, v in raw.items() if v not in ("", None)}
     member = record.get("member")
     if member is not None and not isinstance(member, dict):
@@ -157,9 +158,53 @@ def normalise_beneficiary(raw: Any) -> dict[str, Any]:
     if holder_id(record) is None:
         raise ValueError("the beneficiary has no identifier: give member.member_identifier "
                          "(e.g. a UIN) or group.group_identifier (HHID)")
+    _check_identifiers(record)
     record["@type"] = "Beneficiary"
     record["@id"] = beneficiary_key(record)
+    if len(record["@id"]) > MAX_KEY_LENGTH:
+        raise ValueError("the programme identifier and the beneficiary's identifier are too "
+                         f"long together (the key '{record['@id'][:40]}...' exceeds "
+                         f"{MAX_KEY_LENGTH} characters)")
     return record
+
+
+MAX_KEY_LENGTH = 200  # record_key column
+MAX_ID_TYPE_LENGTH = 40  # identifier type column
+MAX_ID_VALUE_LENGTH = 256  # identifier value column
+MAX_CODE_LENGTH = 200  # index columns of codes and text
+
+
+def _check_identifiers(record: dict[str, Any]) -> None:
+    for path in BENEFICIARY.identifier_paths:
+        node: Any = record
+        for part in path.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        for ident in node if isinstance(node, list) else [node] if node else []:
+            if not isinstance(ident, dict):
+                continue
+            id_type, value = ident.get("identifier_type"), ident.get("identifier_value")
+            if isinstance(id_type, str) and len(id_type) > MAX_ID_TYPE_LENGTH:
+                raise ValueError(f"{path}: identifier_type '{id_type[:40]}...' is longer than "
+                                 f"{MAX_ID_TYPE_LENGTH} characters")
+            if isinstance(value, dict | list | bool):
+                raise ValueError(f"{path}: identifier_value must be a string")
+            if value is not None and len(str(value)) > MAX_ID_VALUE_LENGTH:
+                raise ValueError(f"{path}: identifier_value is longer than "
+                                 f"{MAX_ID_VALUE_LENGTH} characters")
+
+
+def _check_text(node: Any, where: str = "beneficiary") -> None:
+    """No NUL characters anywhere (PostgreSQL text cannot hold them)."""
+    if isinstance(node, str):
+        if "\x00" in node:
+            raise ValueError(f"{where} contains a NUL character")
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            _check_text(key, where)
+            _check_text(value, f"{where}.{key}" if where != "beneficiary" else str(key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            _check_text(value, f"{where}[{index}]")
 
 
 def _normalise_member(member: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
@@ -208,8 +253,10 @@ def _programmes(record: dict[str, Any]) -> list[dict[str, Any]]:
         return [{"programme_identifier": value}]
     if isinstance(value, dict):
         value = [value]
+    if not isinstance(value, list):
+        return []
     out = []
-    for item in value or []:
+    for item in value:
         if isinstance(item, str):
             out.append({"programme_identifier": item})
         elif isinstance(item, dict):
