@@ -67,6 +67,8 @@ def demo(
         console.print("  population already built; reusing it")
     fastapi_app, info = build_app(setup.settings, setup.store, demo_info=setup.info)
     path = write_demo_json(data_dir, info)
+    setup.country = None  # type: ignore[assignment]  # the generated records are in the store now
+    _settle_memory()
     console.print(f"  ready in {time.perf_counter() - started:.1f}s; wrote {path}")
     _print_demo_help(info)
     _serve(fastapi_app, host, port, log_level)
@@ -95,6 +97,15 @@ def _print_demo_help(info: dict) -> None:
         f"\"idtype-value\", \"query\": {{\"type\": \"{sample['type']}\", \"value\": "
         f"\"{sample['value']}\"}}}}}}]}}}}'\n"
     )
+
+
+def _settle_memory() -> None:
+    """Collect start-up garbage and freeze what survives, so that the collector does not walk
+    long-lived objects again and again while serving."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 def _serve(fastapi_app: object, host: str, port: int, log_level: str) -> None:

@@ -18,6 +18,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
 
 from .. import __version__
 from ..config import Settings
@@ -89,30 +90,25 @@ def create_app(
     app.state.metrics = metrics
     app.state.pipeline = pipeline
 
+    routes: dict[tuple[str, str], tuple[EndpointSpec, Any, Any]] = {}
     for name, profile in node.profiles.items():
         for spec in endpoints_for(profile):
-            handler = node.handlers[spec.kind]
-            app.add_api_route(
-                spec.url_path,
-                _route(pipeline, spec, profile, handler),
-                methods=["POST"],
-                name=f"{name}:{spec.path}",
-                summary=f"{profile.title}: /registry/{spec.path}",
-                tags=[profile.title],
-            )
-
+            routes[(name, spec.path)] = (spec, profile, node.handlers[spec.kind])
     served = ", ".join(node.profiles)
 
-    @app.post("/{registry}/registry/{rest:path}", include_in_schema=False)
-    async def unknown_endpoint(registry: str, rest: str) -> Response:
-        if registry not in node.profiles:
-            message = f"unknown registry '{registry}'; this node serves: {served}"
-        else:
-            paths = ", ".join(f"/registry/{s.path}" for s in endpoints_for(node.profiles[registry]))
-            message = (f"/{registry}/registry/{rest} is not an endpoint of the "
-                       f"{node.profiles[registry].title} here; it serves: {paths}")
-        return json_response(404, err_ack(ErrorCode.REQUEST_NOT_FOUND, message,
-                                          new_correlation_id()))
+    async def dci_endpoint(request: Request) -> Response:
+        """Every DCI endpoint: one route, a dict lookup, then the one inbound pipeline."""
+        registry = request.path_params["registry"]
+        path = request.path_params["path"]
+        found = routes.get((registry, path))
+        if found is None:
+            return _unknown_endpoint(node, registry, path, served)
+        spec, profile, handler = found
+        return await pipeline.handle(request, spec, profile, handler)
+
+    app.router.routes.insert(
+        0, Route("/{registry}/registry/{path:path}", dci_endpoint, methods=["POST"]))
+    app.openapi = lambda: _openapi(app, node)  # type: ignore[method-assign]
 
     @app.get("/healthz", tags=["Operations"])
     async def healthz() -> Response:
@@ -169,12 +165,43 @@ async def _checkpoints(store: Store, every: float = 1.0) -> None:
             log.debug("checkpoint skipped", exc_info=True)
 
 
-def _route(pipeline: Pipeline, spec: EndpointSpec, profile: Any, handler: Any) -> Any:
-    async def endpoint(request: Request) -> Response:
-        return await pipeline.handle(request, spec, profile, handler)
+def _unknown_endpoint(node: RegistryNode, registry: str, path: str, served: str) -> Response:
+    if registry not in node.profiles:
+        message = f"unknown registry '{registry}'; this node serves: {served}"
+    else:
+        paths = ", ".join(f"/registry/{s.path}" for s in endpoints_for(node.profiles[registry]))
+        message = (f"/{registry}/registry/{path} is not an endpoint of the "
+                   f"{node.profiles[registry].title} here; it serves: {paths}")
+    return json_response(404, err_ack(ErrorCode.REQUEST_NOT_FOUND, message,
+                                      new_correlation_id()))
 
-    endpoint.__name__ = f"{spec.registry}_{spec.kind}"
-    return endpoint
+
+def _openapi(app: FastAPI, node: RegistryNode) -> dict[str, Any]:
+    """FastAPI's schema of the operational routes plus one entry per DCI endpoint (the
+    contracts of ../shared/dci/spec describe their bodies in full)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    schema = get_openapi(title=app.title, version=app.version, summary=app.summary,
+                         routes=app.routes)
+    envelope = {"type": "object", "required": ["header", "message"],
+                "properties": {"signature": {"type": "string"}, "header": {"type": "object"},
+                               "message": {"type": "object"}}}
+    for name, profile in node.profiles.items():
+        for spec in endpoints_for(profile):
+            schema.setdefault("paths", {})[spec.url_path] = {"post": {
+                "tags": [profile.title],
+                "summary": f"/registry/{spec.path} (action '{spec.action}')",
+                "operationId": f"{name}_{spec.kind}",
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": envelope}}},
+                "responses": {"default": {"description": "DCI response envelope or ack",
+                                          "content": {"application/json": {
+                                              "schema": {"type": "object"}}}}},
+            }}
+    app.openapi_schema = schema
+    return schema
 
 
 def html(body: str, status: int = 200) -> HTMLResponse:

@@ -105,9 +105,12 @@ class GroupCommitter:
                 if entry.future is not None and not entry.future.done():
                     entry.future.set_exception(RuntimeError("the server is shutting down"))
 
+    def _begin(self) -> Any:
+        return self.store.loop_begin() if self.inline else self.store.begin()
+
     def _commit(self, batch: list[_Entry]) -> list[tuple[bool, Any]]:
         try:
-            with self.store.begin() as conn:
+            with self._begin() as conn:
                 return self._apply(conn, batch)
         except Exception as exc:
             if len(batch) == 1:
@@ -117,7 +120,7 @@ class GroupCommitter:
         out: list[tuple[bool, Any]] = []
         for entry in batch:
             try:
-                with self.store.begin() as conn:
+                with self._begin() as conn:
                     out.append(self._apply(conn, [entry])[0])
             except Exception as exc:  # reported to that request only
                 log.exception("write failed")

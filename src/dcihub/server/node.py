@@ -155,7 +155,7 @@ class RegistryNode:
         return Reply(200, envelope, is_envelope=True)
 
     def _execute(self, registry: str, prepared: list[Any]) -> list[Outcome]:
-        with self.store.reader() as reader:
+        with self.store.reader(inline=True) as reader:
             return self.search.execute(reader, registry, prepared)
 
     def _new_txn(self, inbound: Inbound, transaction_id: str, txn_type: str, mode: str,
@@ -306,10 +306,10 @@ class RegistryNode:
                 result = item.result or {}
                 if not result.get("entity") or not result.get("pks"):
                     continue  # a rejected beneficiary: nothing was stored
-                for pk, record in self.store.records.fetch(
-                        conn, txn.registry, result["entity"], result["pks"]
-                ).items():
-                    beneficiaries.append(orjson.loads(record))
+                fetched = self.store.records.fetch(conn, txn.registry, result["entity"],
+                                                   result["pks"])
+                beneficiaries.extend(orjson.loads(fetched[pk]) for pk in result["pks"]
+                                     if pk in fetched)
             return {"transaction_id": txn.transaction_id,
                     "receipt_information": {"beneficiaries": beneficiaries}}
         outcomes = []

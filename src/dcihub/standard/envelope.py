@@ -9,6 +9,7 @@ message that names the field.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -73,9 +74,21 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
+_last_ts: tuple[int, str] = (0, "")
+
+
 def format_ts(moment: datetime | None = None) -> str:
-    """Timestamps dcihub emits: UTC, millisecond precision, with an explicit offset."""
-    moment = moment or now_utc()
+    """Timestamps dcihub emits: UTC, millisecond precision, 'Z' for the offset."""
+    global _last_ts
+    if moment is None:
+        millis = time.time_ns() // 1_000_000
+        cached_millis, text = _last_ts
+        if millis == cached_millis:
+            return text
+        moment = datetime.fromtimestamp(millis / 1000, UTC)
+        text = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        _last_ts = (millis, text)
+        return text
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, delete, event, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import NullPool, StaticPool
 
 from ..standard.profiles import PROFILES
 from ..standard.profiles.base import RegistryProfile
@@ -22,11 +22,12 @@ from .transactions import TxnStore
 def make_engine(url: str, **kwargs: Any) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        pool_args: dict[str, Any] = ({} if kwargs.get("poolclass") is StaticPool
+                                     else {"pool_size": 8, "max_overflow": 8})
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
-            pool_size=8,
-            max_overflow=8,
+            **pool_args,
             **kwargs,
         ) if parsed.database not in (None, "", ":memory:") else create_engine(
             url, connect_args={"check_same_thread": False}, poolclass=NullPool, **kwargs)
@@ -38,6 +39,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute("PRAGMA cache_size=-65536")
+            cursor.execute("PRAGMA mmap_size=1073741824")
             cursor.execute("PRAGMA temp_store=MEMORY")
             # Checkpoints (which fsync) run in the background (Store.checkpoint), never in a
             # request's commit.
@@ -60,6 +62,7 @@ class Store:
         self.txns = TxnStore(self.schema.ops)
         self.outbox = Outbox(self.schema.ops)
         self._loop_dbapi: Any = None
+        self._loop_engine: Engine | None = None
 
     @property
     def dialect(self) -> str:
@@ -82,20 +85,34 @@ class Store:
             yield conn
 
     @contextmanager
-    def reader(self) -> Iterator[Reader]:
+    def reader(self, inline: bool = False) -> Iterator[Reader]:
         """A read context for the request path: on SQLite, in the event-loop thread, a
         connection dedicated to that thread (no pool round trip per request); elsewhere a pooled
         connection opened only if a query needs one."""
-        reader = Reader(self)
+        reader = Reader(self, inline and self.dialect == "sqlite")
         try:
             yield reader
         finally:
             reader.close()
 
+    @property
+    def loop_engine(self) -> Engine:
+        """SQLite: an engine over ONE connection, used only from the event-loop thread for the
+        request path's inline reads and group commits. Reads and writes share its page cache
+        (another connection's commit would invalidate it on every group commit)."""
+        if self._loop_engine is None:
+            self._loop_engine = make_engine(self.url, poolclass=StaticPool)
+        return self._loop_engine
+
+    @contextmanager
+    def loop_begin(self) -> Iterator[Connection]:
+        with self.loop_engine.begin() as conn:
+            yield conn
+
     def loop_dbapi(self) -> Any:
-        """The DBAPI connection reserved for inline SQLite reads on the event-loop thread."""
+        """The DBAPI connection of `loop_engine` (raw cursor for identifier lookups)."""
         if self._loop_dbapi is None:
-            self._loop_dbapi = self.engine.raw_connection()
+            self._loop_dbapi = self.loop_engine.raw_connection()
         return self._loop_dbapi
 
     def get_meta(self, key: str) -> str | None:
@@ -120,14 +137,18 @@ class Store:
         if self._loop_dbapi is not None:
             self._loop_dbapi.close()
             self._loop_dbapi = None
+        if self._loop_engine is not None:
+            self._loop_engine.dispose()
+            self._loop_engine = None
         self.engine.dispose()
 
 
 class Reader:
     """Lazily opened connections for one unit of read work (see `Store.reader`)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, inline: bool) -> None:
         self.store = store
+        self.inline = inline
         self.dialect = store.dialect
         self._conn: Connection | None = None
         self._ctx: Any = None
@@ -135,12 +156,13 @@ class Reader:
     @property
     def conn(self) -> Connection:
         if self._conn is None:
-            self._ctx = self.store.engine.connect()
+            engine = self.store.loop_engine if self.inline else self.store.engine
+            self._ctx = engine.connect()
             self._conn = self._ctx.__enter__()
         return self._conn
 
     def dbapi(self) -> Any:
-        if self._conn is None and self.dialect == "sqlite":
+        if self._conn is None and self.inline:
             return self.store.loop_dbapi()
         return self.conn.connection.dbapi_connection
 

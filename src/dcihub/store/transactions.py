@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, insert, select, update
 
+from .raw import RawInsert
 from .schema import OperationalTables
 
 
@@ -98,6 +99,8 @@ class TxnStore:
     def __init__(self, ops: OperationalTables) -> None:
         self.t = ops.transactions
         self.items = ops.txn_items
+        self._insert_txns = RawInsert(self.t)
+        self._insert_items = RawInsert(self.items)
 
     def create(self, conn: Connection, *, registry: str, sender_id: str, transaction_id: str,
                correlation_id: str, message_id: str, action: str, txn_type: str, mode: str,
@@ -129,15 +132,14 @@ class TxnStore:
         # executemany without RETURNING (one statement for the group), then read the keys back
         # by the unique correlation ids: RETURNING with executemany would run row by row on
         # SQLite.
-        conn.execute(insert(self.t), [txn.params(now) for txn in txns])
+        self._insert_txns.run(conn, [txn.params(now) for txn in txns])
         wanted = [txn.correlation_id for txn in txns]
         found = dict(conn.execute(
             select(self.t.c.correlation_id, self.t.c.pk).where(
                 self.t.c.correlation_id.in_(wanted))).all())
         pks = [found[c] for c in wanted]
         items = [item.params(pk) for pk, txn in zip(pks, txns, strict=True) for item in txn.items]
-        if items:
-            conn.execute(insert(self.items), items)
+        self._insert_items.run(conn, items)
         return pks
 
     def finish(self, conn: Connection, txn_pk: int, status: str, completed_count: int,
