@@ -29,6 +29,7 @@ from expect import (
     enrollment_updates_envelope,
     new_id,
     remove_ibr_records,
+    send,
     txn_status_envelope,
 )
 from support import expr, idtype, mongo, pred, predicate, search_envelope, search_item
@@ -53,7 +54,7 @@ def contracts(spec_dir: Path) -> dict[str, Any]:
 
 def post_json(client, registry: str, path: str, envelope: dict[str, Any],
               status: int = 200) -> dict[str, Any]:
-    response = client.post(registry, path, envelope)
+    response = send(client, registry, path, envelope)
     assert response.status_code == status, response.text
     return response.json()
 
@@ -241,10 +242,13 @@ def test_ibr_special_calls(client, server, country, contracts):
         assert [b["@id"] for b in info["beneficiaries"]] == [key]
 
         for who, expected in ((person, "yes"), (f"T{uuid.uuid4().hex[:12]}", "no")):
-            body = post_json(client, "ibr", "sync/enrolled",
-                             enrolled_envelope({"person_identifier": {"eq": who}}))
+            asked = enrolled_envelope({"person_identifier": {"eq": who}})
+            body = post_json(client, "ibr", "sync/enrolled", asked)
             contract.validate_response("/registry/sync/enrolled", body)
             assert body["message"]["enrolled_response"][0]["enrolled_status"] == expected
+            status = post_json(client, "ibr", "sync/txn/status", txn_status_envelope(
+                "transaction_id", asked["message"]["transaction_id"]))
+            contract.validate_response("/registry/sync/txn/status", status)
     finally:
         remove_ibr_records(server.store, [key])
 
@@ -253,16 +257,19 @@ def test_ibr_special_calls(client, server, country, contracts):
 # ERR acks
 
 
-def err_cases(country) -> list[tuple[str, str, bytes, dict[str, str] | None, int, str]]:
+def err_cases(client, country) -> list[tuple[str, str, bytes, dict[str, str] | None, int, str]]:
     """(registry, path, body, headers, HTTP status, error code) of requests to refuse."""
-    good = search_envelope(idtype("UIN", country.samples()["crvs"]["identifiers"][0]["value"]))
+    uin = country.samples()["crvs"]["identifiers"][0]["value"]
+    good = search_envelope(idtype("UIN", uin), sender_id=client.sender_id)
     wrong_action = {**good, "header": {**good["header"], "action": "on-search"}}
     wrong_count = {**good, "header": {**good["header"], "total_count": 3}}
     no_txn = {**good, "message": {"search_request": good["message"]["search_request"]}}
     bad_version = {**good, "header": {**good["header"], "version": "9.9.9"}}
     no_uri = good  # async search without a sender_uri (and no partner callback configured)
-    unknown_txn = txn_status_envelope("transaction_id", new_id("nope"))
-    bad_locale = search_envelope({**idtype("UIN", "1"), "locale": "EN/GB"})
+    unknown_txn = txn_status_envelope("transaction_id", new_id("nope"),
+                                      sender_id=client.sender_id)
+    bad_locale = search_envelope({**idtype("UIN", "1"), "locale": "EN/GB"},
+                                 sender_id=client.sender_id)
 
     def dumps(value: Any) -> bytes:
         return orjson.dumps(value)
@@ -288,7 +295,7 @@ def err_cases(country) -> list[tuple[str, str, bytes, dict[str, str] | None, int
 
 
 def test_err_acks(client, country, contracts):
-    for registry, path, body, headers, status, code in err_cases(country):
+    for registry, path, body, headers, status, code in err_cases(client, country):
         response = client.post_raw(registry, path, body, headers)
         assert response.status_code == status, (registry, path, response.text)
         ack = response.json()

@@ -67,7 +67,8 @@ BENEFICIARY = Entity(
                       "group.group_identifier"),
     identifier_types=("UIN", "HHID"),
     any_identifier_names=("person_identifier", "member_identifier", "beneficiary_identifier",
-                          "identifier", "member.member_identifier", "national_id"),
+                          "identifier", "member.member_identifier", "national_id",
+                          "group_identifier", "household_identifier"),
     key=beneficiary_key,
     attributes=(
         *member_attributes("member."),
