@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, func, not_, or_, select, true
+from sqlalchemy import Boolean, ColumnElement, and_, false, func, not_, or_, select, true
 from sqlalchemy.sql import operators
 
 from ..standard.plan import ANY_ID, BAll, BAny, BNot, Bound, Cond, IdCond, SortKey
@@ -123,6 +123,8 @@ class Compiler:
         if is_text:
             value = text_key(value)
         if isinstance(value, bool):
+            if not isinstance(col.type, Boolean):  # a multi-valued flag, stored in v_num
+                return col == (1.0 if value else 0.0)
             return col.is_(true()) if value else col.is_(false())
         return _OPS[node.op](col, value)
 
@@ -151,6 +153,9 @@ class Compiler:
                     .where(parent.c.pk == main.c.parent_pk)
                     .scalar_subquery()
                 )
-            out.append(expr.desc() if key.descending else expr.asc())
+            # Records without the value come last ascending and first descending on every
+            # store (PostgreSQL's default, which its indexes serve; SQLite's is the reverse).
+            out.append(expr.desc().nulls_first() if key.descending
+                       else expr.asc().nulls_last())
         out.append(main.c.pk.asc())
         return out

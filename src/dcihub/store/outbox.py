@@ -63,10 +63,17 @@ class Outbox:
         )
         candidates = select(t.c.pk).where(due).order_by(t.c.next_attempt_at).limit(limit)
         if engine.dialect.name == "postgresql":
-            candidates = candidates.with_for_update(skip_locked=True)
+            # Pick the rows once, in a materialised CTE: as a `pk IN (subquery)` the planner may
+            # re-run the subquery per row, and each run skips the rows this statement already
+            # updated, so far more than `limit` rows would be claimed.
+            picked = (candidates.with_for_update(skip_locked=True).cte("picked")
+                      .prefix_with("MATERIALIZED"))
+            where = t.c.pk == picked.c.pk
+        else:
+            where = and_(t.c.pk.in_(candidates.scalar_subquery()), due)
         statement = (
             update(t)
-            .where(t.c.pk.in_(candidates.scalar_subquery()), due)
+            .where(where)
             .values(status=INFLIGHT, locked_until=now + lease, updated_at=now,
                     attempts=t.c.attempts + 1)
             .returning(t.c.pk, t.c.kind, t.c.registry, t.c.txn_pk, t.c.sender_id,
