@@ -79,13 +79,14 @@ def populated_url(backend, country, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def server(populated_url):
-    """A real dcihub server on loopback over the test country (SQLite and PostgreSQL)."""
+def server(populated_url, tmp_path_factory):
+    """A real, secured dcihub server on loopback over the test country (SQLite and
+    PostgreSQL), with one registered partner (`server.partner`)."""
     from support import live_server, test_settings
 
     from dcihub.store import Store
 
-    settings = test_settings(populated_url)
+    settings = test_settings(populated_url, data_dir=tmp_path_factory.mktemp("node"))
     store = Store(populated_url)
     running = live_server(settings, store)
     yield running
@@ -95,9 +96,10 @@ def server(populated_url):
 
 @pytest.fixture(scope="session")
 def client(server):
+    """A DCI client acting as the registered partner: token + signed envelopes."""
     from support import DCIClient
 
-    return DCIClient(server)
+    return DCIClient(server, server.partner)
 
 
 @pytest.fixture()

@@ -79,6 +79,7 @@ class LiveServer:
     app: Any
     server: uvicorn.Server
     thread: threading.Thread
+    partner: Any = None
 
     def url(self, registry: str, path: str) -> str:
         return f"{self.base_url}/{registry}/registry/{path}"
@@ -102,23 +103,83 @@ def start_server(app: Any, port: int) -> tuple[uvicorn.Server, threading.Thread]
     return server, thread
 
 
-def live_server(settings: Settings, store: Store, **kwargs: Any) -> LiveServer:
+def live_server(settings: Settings, store: Store, partner: bool = True,
+                **kwargs: Any) -> LiveServer:
+    """Start a node; unless `partner=False`, register the test partner first
+    (`running.partner`), so that `DCIClient(running)` can call it."""
     from dcihub.server.factory import build_app
 
+    registered = provision(settings) if partner and settings.security.enabled else None
     app, _ = build_app(settings, store, **kwargs)
     port = int(settings.base_url.rsplit(":", 1)[1])
     server, thread = start_server(app, port)
-    return LiveServer(settings.base_url, settings, store, app, server, thread)
+    return LiveServer(settings.base_url, settings, store, app, server, thread, registered)
 
 
-def test_settings(store_url: str, port: int | None = None, **overrides: Any) -> Settings:
+TEST_SENDER = "spmis.test"
+TEST_CLIENT = "spmis-test"
+
+
+@dataclass
+class TestPartner:
+    """A registered partner with its secrets (client secret, private keys)."""
+
+    sender_id: str
+    client_id: str
+    client_secret: str
+    private_jwks: dict[str, Any]
+
+    def signing_key(self) -> Any:
+        from dcihub.security.keys import load_jwk
+
+        return load_jwk(next(k for k in self.private_jwks["keys"] if k.get("use") == "sig"))
+
+    def decryption_key(self, kid: str | None) -> Any:
+        from dcihub.security.keys import load_jwk
+
+        for jwk in self.private_jwks["keys"]:
+            if jwk.get("use") == "enc" and (kid is None or jwk.get("kid") == kid):
+                return load_jwk(jwk)
+        return None
+
+
+def provision(settings: Settings, sender_id: str = TEST_SENDER, client_id: str = TEST_CLIENT,
+              **fields: Any) -> TestPartner:
+    """Register a partner in the node's partner file (allowed everything by default)."""
+    from dcihub.security.partners import PartnerRegistry
+    from dcihub.security.provision import provision_partner
+
+    path = settings.security.path(settings.security.partners_file)
+    registry = PartnerRegistry.load(path) if path.exists() else PartnerRegistry()
+    registry.remove(sender_id)
+    fields.setdefault("scopes", {name: "*" for name in settings.registries})
+    fields.setdefault("callback_prefixes", ["http://127.0.0.1:*/"])
+    fields.setdefault("allow_private_callbacks", True)
+    made = provision_partner(sender_id, client_id, **fields)
+    registry.add(made.partner, client_secret=made.client_secret)
+    registry.save(path)
+    return TestPartner(sender_id, client_id, made.client_secret, made.private_jwks)
+
+
+def test_settings(store_url: str, port: int | None = None, data_dir: Any = None,
+                  **overrides: Any) -> Settings:
+    """Settings of a secured test node; keys and partners live in `data_dir` (a fresh
+    temporary directory when not given)."""
+    import tempfile
+
     port = port or free_port()
+    base_dir = str(data_dir) if data_dir is not None else tempfile.mkdtemp(prefix="dcihub-")
     data: dict[str, Any] = {
         "store_url": store_url,
         "node_id": "dcihub.test",
         "base_url": f"http://127.0.0.1:{port}",
+        "security": {"base_dir": base_dir},
     }
-    data.update(overrides)
+    for key, value in overrides.items():
+        if key == "security":
+            data["security"].update(value)
+        else:
+            data[key] = value
     return Settings.model_validate(data)
 
 
@@ -130,7 +191,7 @@ def now_ts() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def header(action: str, total_count: int = 1, sender_id: str = "spmis.test",
+def header(action: str, total_count: int = 1, sender_id: str = TEST_SENDER,
            **extra: Any) -> dict[str, Any]:
     h = {"version": "1.0.0", "message_id": f"m-{uuid.uuid4().hex}", "message_ts": now_ts(),
          "action": action, "sender_id": sender_id, "total_count": total_count,
@@ -179,7 +240,7 @@ def mongo(document: dict[str, Any], collection: str | None = None, **criteria: A
                                       "value": {"expression": expression}}, **criteria)
 
 
-def search_envelope(*items: dict[str, Any], sender_id: str = "spmis.test",
+def search_envelope(*items: dict[str, Any], sender_id: str = TEST_SENDER,
                     transaction_id: str | None = None, **header_extra: Any) -> dict[str, Any]:
     return {
         "header": header("search", len(items), sender_id, **header_extra),
@@ -190,33 +251,83 @@ def search_envelope(*items: dict[str, Any], sender_id: str = "spmis.test",
 
 @dataclass
 class DCIClient:
-    """Posts envelopes to a live server (the security layer's token and signature are added
-    by `prepare` once configured)."""
+    """Posts envelopes to a live server as a registered partner: gets (and caches) an access
+    token from the node's token endpoint and signs every envelope (default profile)."""
 
     server: LiveServer
-    sender_id: str = "spmis.test"
+    partner: TestPartner | None = None
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30))
-    prepare: Any = None  # callable(envelope) -> (body bytes, headers)
+    sign: bool = True
+    profile: str = "jws-detached"
+    _token: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.partner is None:
+            self.partner = self.server.partner
+
+    @property
+    def sender_id(self) -> str:
+        return self.partner.sender_id if self.partner else TEST_SENDER
+
+    def token(self, refresh: bool = False) -> str:
+        assert self.partner is not None
+        if self._token is None or refresh:
+            response = self.http.post(
+                f"{self.server.base_url}/oauth2/client/token",
+                data={"grant_type": "client_credentials", "client_id": self.partner.client_id,
+                      "client_secret": self.partner.client_secret})
+            assert response.status_code == 200, response.text
+            self._token = response.json()["access_token"]
+        return self._token
+
+    def auth_headers(self) -> dict[str, str]:
+        if self.partner is None:
+            return {}
+        return {"authorization": f"Bearer {self.token()}"}
+
+    def signed(self, envelope: dict[str, Any]) -> dict[str, Any]:
+        """The envelope with a fresh signature (unless signing is off or it has one)."""
+        if not self.sign or self.partner is None or "signature" in envelope:
+            return envelope
+        from dcihub.security.signatures import sign
+
+        signature = sign(envelope["header"], envelope.get("message"),
+                         self.partner.signing_key(), self.profile)
+        return {"signature": signature, **envelope}
 
     def post(self, registry: str, path: str, envelope: dict[str, Any]) -> httpx.Response:
-        if self.prepare is not None:
-            body, headers = self.prepare(envelope)
-        else:
-            import orjson
+        import orjson
 
-            body, headers = orjson.dumps(envelope), {"content-type": "application/json"}
+        body = orjson.dumps(self.signed(envelope))
+        headers = {"content-type": "application/json", **self.auth_headers()}
         return self.http.post(self.server.url(registry, path), content=body, headers=headers)
 
     def post_raw(self, registry: str, path: str, body: bytes,
                  headers: dict[str, str] | None = None) -> httpx.Response:
-        """POST bytes as they are (bad-input tests). Authentication headers the security layer
-        needs are added here, so only the body and the given headers are "bad"."""
+        """POST a bad body (bad-input tests). The access token is added, and an envelope that
+        parses (a JSON object with a header, no signature) is signed as it is, so that only
+        the body's own defect is what the server answers about."""
+        body = self._sign_raw(body)
         sent = dict(self.auth_headers())
         sent.update(headers if headers is not None else {"content-type": "application/json"})
         return self.http.post(self.server.url(registry, path), content=body, headers=sent)
 
-    def auth_headers(self) -> dict[str, str]:
-        return {}
+    def _sign_raw(self, body: bytes) -> bytes:
+        import orjson
+
+        if not self.sign or self.partner is None:
+            return body
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return body
+        if not isinstance(doc, dict) or not isinstance(doc.get("header"), dict) \
+                or "signature" in doc:
+            return body
+        try:
+            return orjson.dumps(self.signed(doc))
+        except Exception:  # not signable as it is (e.g. odd types): send it unsigned
+            return body
 
     def sync_search(self, registry: str, *items: dict[str, Any], **kw: Any) -> dict[str, Any]:
         response = self.post(registry, "sync/search",

@@ -82,15 +82,16 @@ def _print_demo_help(info: dict) -> None:
     if info.get("client_id"):
         console.print(
             "  get a token:\n"
-            f"    curl -s -X POST {info['token_url']} -d grant_type=client_credentials "
-            f"-d client_id={info['client_id']} -d client_secret={info['client_secret']}"
+            f"    TOKEN=$(curl -s -X POST {info['token_url']} -d grant_type=client_credentials "
+            f"-d client_id={info['client_id']} -d client_secret={info['client_secret']} "
+            "| python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')"
         )
     console.print(
         "  search the CRVS by UIN (the demo partner may send unsigned requests):\n"
         f"    curl -s -X POST {crvs}/registry/sync/search -H 'content-type: application/json' "
         + ("-H \"authorization: Bearer $TOKEN\" " if info.get("client_id") else "")
-        + "-d '{\"header\": {\"message_id\": \"m1\", \"message_ts\": "
-        "\"2026-01-01T00:00:00Z\", \"action\": \"search\", \"sender_id\": "
+        + "-d '{\"header\": {\"message_id\": \"'m-$RANDOM'\", \"message_ts\": "
+        "\"'$(date -u +%Y-%m-%dT%H:%M:%SZ)'\", \"action\": \"search\", \"sender_id\": "
         f"\"{info.get('sender_id', 'spmis.demo')}\", \"total_count\": 1}}, \"message\": "
         "{\"transaction_id\": \"t1\", \"search_request\": [{\"reference_id\": \"r1\", "
         "\"timestamp\": \"2026-01-01T00:00:00Z\", \"search_criteria\": {\"query_type\": "

@@ -8,7 +8,7 @@ are relative to the file's directory.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -45,6 +45,42 @@ class DeliverySettings(BaseModel):
     lease_seconds: float = Field(120.0, gt=0)
 
 
+class SecuritySettings(BaseModel):
+    """Trust between organisations (docs/security.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="false only for local experiments: no tokens, "
+                          "no signatures, no audit")
+    key_dir: str = Field("keys", description="our key pairs (JWK files, mode 0600)")
+    signing_alg: Literal["ES256", "EdDSA", "RS256"] = "ES256"
+    key_overlap_days: float = Field(7.0, ge=0, description="retired keys stay published and "
+                                    "usable for verification/decryption this long")
+    partners_file: str = Field("partners.yaml", description="the partner registry")
+    issuer: str | None = Field(None, description="token issuer; default base_url")
+    token_ttl: int = Field(300, ge=30, le=86400)
+    replay_window: float = Field(86400.0, gt=0, description="seconds a (sender_id, message_id) "
+                                 "is remembered")
+    clock_skew: float = Field(300.0, gt=0, description="allowed distance of header.message_ts "
+                              "from our clock, in seconds")
+    require_consent: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="registry -> purpose codes accepted in a search's consent/authorize (an "
+                    "empty list: any purpose the partner may claim); searches without one are "
+                    "refused",
+    )
+    audit: bool = True
+    jwks_refetch_seconds: float = Field(60.0, gt=0)
+    base_dir: str | None = None
+    demo: bool = False
+
+    def path(self, value: str) -> Path:
+        candidate = Path(value)
+        if not candidate.is_absolute() and self.base_dir:
+            candidate = Path(self.base_dir) / candidate
+        return candidate
+
+
 class RegistrySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -62,7 +98,7 @@ class Settings(BaseModel):
     )
     limits: LimitSettings = Field(default_factory=LimitSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
-    security: dict[str, Any] = Field(default_factory=dict)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
     log_level: str = "info"
 
     @field_validator("registries", mode="before")
@@ -117,5 +153,6 @@ def load_settings(path: Path) -> Settings:
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
         raise ConfigError(f"{path}: {problems}") from None
-    settings.security.setdefault("base_dir", str(path.parent.resolve()))
+    if settings.security.base_dir is None:
+        settings.security.base_dir = str(path.parent.resolve())
     return settings

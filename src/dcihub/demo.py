@@ -4,7 +4,6 @@ registries over it, writing `DIR/demo.json` for clients (DESIGN.md, public surfa
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ def demo_settings(data_dir: Path, host: str, port: int) -> Settings:
         store_url=f"sqlite:///{(data_dir / 'demo.db').resolve()}",
         node_id=DEMO_NODE_ID,
         base_url=f"http://{host}:{port}",
-        security={"base_dir": str(data_dir.resolve()), "demo": True},
+        security={"base_dir": str(data_dir.resolve()), "demo": True},  # type: ignore[arg-type]
     )
 
 
@@ -44,7 +43,47 @@ def prepare_demo(data_dir: Path, host: str, port: int, people: int, seed: int = 
     store = Store(settings.store_url)
     country, built_now = ensure_population(store, people, seed, progress=progress)
     info = demo_info(settings, country)
+    info.update(ensure_demo_partner(settings, data_dir))
     return DemoSetup(settings, store, country, built_now, data_dir, info)
+
+
+DEMO_SENDER_ID = "spmis.demo"
+DEMO_CLIENT_ID = "demo-spmis"
+DEMO_CREDENTIALS = "demo-partner.json"
+DEMO_PARTNER_JWK = "demo-partner.jwk.json"
+
+
+def ensure_demo_partner(settings: Settings, data_dir: Path) -> dict[str, Any]:
+    """The demo partner, allowed everything (it alone may also send unsigned requests, so that
+    a plain curl works; a signature it does send is always verified). Created once; its client
+    secret and private keys are written to DATA_DIR for the person running the demo."""
+    from .security.keys import _atomic_write
+    from .security.partners import PartnerRegistry
+    from .security.provision import provision_partner
+
+    partners_path = settings.security.path(settings.security.partners_file)
+    credentials_path = data_dir / DEMO_CREDENTIALS
+    jwk_path = data_dir / DEMO_PARTNER_JWK
+    registry = PartnerRegistry.load(partners_path) if partners_path.exists() \
+        else PartnerRegistry()
+    if registry.get(DEMO_SENDER_ID) is not None and credentials_path.exists() \
+            and jwk_path.exists():
+        credentials = json.loads(credentials_path.read_text("utf-8"))
+    else:
+        registry.remove(DEMO_SENDER_ID)
+        made = provision_partner(
+            DEMO_SENDER_ID, DEMO_CLIENT_ID, name="Demo SP-MIS (allowed everything)",
+            scopes={name: "*" for name in settings.registries},
+            callback_prefixes=["http://127.0.0.1:*/", "http://localhost:*/"],
+            allow_private_callbacks=True, allow_unsigned=True,
+        )
+        registry.add(made.partner, client_secret=made.client_secret)
+        registry.save(partners_path)
+        credentials = {"sender_id": DEMO_SENDER_ID, "client_id": DEMO_CLIENT_ID,
+                       "client_secret": made.client_secret}
+        _atomic_write(credentials_path, (json.dumps(credentials, indent=2) + "\n").encode())
+        _atomic_write(jwk_path, (json.dumps(made.private_jwks, indent=2) + "\n").encode())
+    return {**credentials, "partner_jwk": str(jwk_path.resolve())}
 
 
 def demo_info(settings: Settings, country: Country) -> dict[str, Any]:
@@ -63,8 +102,8 @@ def demo_info(settings: Settings, country: Country) -> dict[str, Any]:
 
 
 def write_demo_json(data_dir: Path, info: dict[str, Any]) -> Path:
+    from .security.keys import _atomic_write
+
     path = data_dir / "demo.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    _atomic_write(path, (json.dumps(info, indent=2) + "\n").encode("utf-8"))  # holds a secret
     return path

@@ -30,6 +30,7 @@ def load_country(store: Store, country: Country,
             if progress is not None:
                 progress(registry, counts[registry])
     store.set_meta(BUILD_KEY, build_signature(country.people, country.seed, country.as_of))
+    store.checkpoint(truncate=True)
     return counts
 
 

@@ -2,7 +2,7 @@
 
 `check_sender_uri` accepts a callback URL only if it lies under one of the partner's registered
 `callback_prefixes`, compared as parsed URLs: same scheme, same host, same port (default ports
-made explicit), and a path that equals the prefix path or continues it at a `/` boundary; no
+made explicit; a prefix written `host:*` accepts any port of that host), and a path that equals the prefix path or continues it at a `/` boundary; no
 userinfo, no fragment, no dot segments or encoded dots/slashes that could climb out of the
 prefix. `resolve_and_check` resolves a host and refuses loopback, private, link-local,
 multicast, unspecified, reserved and other non-global addresses (also when hidden in IPv4-mapped
@@ -72,11 +72,16 @@ def check_sender_uri(uri: str, partner: _HasPrefixes) -> None:
             f"sender_uri {uri!r} has dot segments or encoded slashes/dots in its path"
         )
     for prefix in partner.callback_prefixes:
+        any_port = False
+        if isinstance(prefix, str) and ":*" in urlsplit(prefix).netloc:
+            # "http://127.0.0.1:*/..." — any port of that host (for local development partners)
+            prefix = prefix.replace(":*", "", 1)
+            any_port = True
         try:
             p_parts, p_host, p_port, p_scheme = _parse(prefix, "callback prefix")
         except SenderUriError:
             continue  # a broken prefix in configuration never matches
-        if (scheme, host, port) != (p_scheme, p_host, p_port):
+        if (scheme, host) != (p_scheme, p_host) or (port != p_port and not any_port):
             continue
         p_path = p_parts.path or "/"
         path = parts.path or "/"

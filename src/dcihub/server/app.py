@@ -54,14 +54,19 @@ def create_app(
     sender: CallbackSender | None = None,
     extra: Callable[[FastAPI, RegistryNode], None] | None = None,
     run_worker: bool | None = None,
+    client: Any = None,
+    partner_for: Callable[[str | None], Any] | None = None,
 ) -> FastAPI:
     """Build the app. `guard` and `sender` are the security layer's pipeline steps; `extra`
     adds routes (token endpoint, JWKS, console) that need the node."""
     store = store or Store(settings.store_url)
     node = RegistryNode(settings, store)
     metrics = Metrics()
-    pipeline = Pipeline(guard or Guard(), settings.limits.max_body_bytes, metrics.observe)
-    worker = Worker(node, sender)
+    pipeline = Pipeline(guard or Guard(), node.committer, settings.limits.max_body_bytes,
+                        metrics.observe)
+    worker = Worker(node, sender, client)
+    if partner_for is not None:
+        worker.partner_for = partner_for
     node.wakeup = worker.wake
     in_process = settings.delivery.in_process_worker if run_worker is None else run_worker
 

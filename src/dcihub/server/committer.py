@@ -1,12 +1,14 @@
 """Group commit for the request path.
 
-Handlers that must write before they answer (record a sync transaction, accept an async one
-together with its outbox row) submit a small write and await it. A single writer runs all the
-writes submitted meanwhile in ONE database transaction and then wakes every waiter: under load
-dozens of requests share one commit, so durability costs a fraction of a commit per request.
+Everything a request must make durable before it is answered — the transaction it recorded (and
+an async request's outbox row), its audit-trail entry, its message id for replay protection —
+is collected in one `RequestWrites` and committed by a single writer together with the writes of
+every other request that arrived meanwhile, in ONE database transaction. Under load dozens of
+requests share one commit, and the rows of each kind go in with one multi-row statement.
 
-On SQLite the writer runs on the event loop (an embedded commit takes tens of microseconds and
-SQLite allows one writer anyway); on PostgreSQL it runs in a worker thread.
+On SQLite the writer runs on the event loop, on the connection the loop also reads from (an
+embedded commit takes tens of microseconds, SQLite allows one writer anyway, and a shared
+connection keeps its page cache warm); on PostgreSQL it runs in a worker thread.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -28,14 +31,22 @@ Write = Callable[[Connection], Any]
 After = Callable[[Connection, int], Any]
 
 
-class _Entry:
-    __slots__ = ("write", "txn", "after", "future")
+@dataclass
+class RequestWrites:
+    txns: list[tuple[NewTxn, After | None]] = field(default_factory=list)
+    writes: list[Write] = field(default_factory=list)
+    audit: list[dict[str, Any]] = field(default_factory=list)
+    seen: list[tuple[str, str, int, bytes]] = field(default_factory=list)
 
-    def __init__(self, write: Write | None, txn: NewTxn | None, after: After | None,
-                 future: asyncio.Future[Any] | None) -> None:
-        self.write = write
-        self.txn = txn
-        self.after = after
+    def __bool__(self) -> bool:
+        return bool(self.txns or self.writes or self.audit or self.seen)
+
+
+class _Entry:
+    __slots__ = ("writes", "future")
+
+    def __init__(self, writes: RequestWrites, future: asyncio.Future[None] | None) -> None:
+        self.writes = writes
         self.future = future
 
 
@@ -48,33 +59,31 @@ class GroupCommitter:
         self._wake: asyncio.Event | None = None
         self._running = False
 
-    async def submit(self, write: Write) -> Any:
-        """Run `write(conn)` in the next group transaction; returns its result once committed."""
-        return await self._enqueue(_Entry(write, None, None, None))
-
-    async def record(self, txn: NewTxn, after: After | None = None) -> Any:
-        """Record a transaction (and run `after(conn, txn_pk)` in the same database
-        transaction); all transactions of a group are inserted with one statement."""
-        return await self._enqueue(_Entry(None, txn, after, None))
-
-    async def _enqueue(self, entry: _Entry) -> Any:
+    async def commit(self, writes: RequestWrites) -> None:
+        """Make `writes` durable in the next group transaction; returns once committed."""
+        if not writes:
+            return
         if not self._running:  # no writer task (unit use): commit on our own
-            return await self._direct(entry)
-        entry.future = asyncio.get_running_loop().create_future()
-        self._pending.append(entry)
+            await self._direct(_Entry(writes, None))
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Entry(writes, future))
         assert self._wake is not None
         self._wake.set()
-        return await entry.future
+        await future
 
-    async def _direct(self, entry: _Entry) -> Any:
-        def run() -> Any:
-            ok, value = self._commit([entry])[0]
-            if not ok:
-                raise value
-            return value
+    async def submit(self, write: Write) -> None:
+        await self.commit(RequestWrites(writes=[write]))
+
+    async def _direct(self, entry: _Entry) -> None:
+        def run() -> None:
+            error = self._commit([entry])[0]
+            if error is not None:
+                raise error
         if self.inline:
-            return run()
-        return await anyio.to_thread.run_sync(run)
+            run()
+        else:
+            await anyio.to_thread.run_sync(run)
 
     async def run(self) -> None:
         """The writer: run until cancelled."""
@@ -88,17 +97,17 @@ class GroupCommitter:
                     batch = self._pending[: self.max_batch]
                     del self._pending[: self.max_batch]
                     if self.inline:
-                        results = self._commit(batch)
+                        errors = self._commit(batch)
                     else:
-                        results = await anyio.to_thread.run_sync(self._commit, batch)
-                    for entry, (ok, value) in zip(batch, results, strict=True):
+                        errors = await anyio.to_thread.run_sync(self._commit, batch)
+                    for entry, error in zip(batch, errors, strict=True):
                         future = entry.future
                         if future is None or future.done():
                             continue
-                        if ok:
-                            future.set_result(value)
+                        if error is None:
+                            future.set_result(None)
                         else:
-                            future.set_exception(value)
+                            future.set_exception(error)
         finally:
             self._running = False
             for entry in self._pending:
@@ -108,35 +117,40 @@ class GroupCommitter:
     def _begin(self) -> Any:
         return self.store.loop_begin() if self.inline else self.store.begin()
 
-    def _commit(self, batch: list[_Entry]) -> list[tuple[bool, Any]]:
+    def _commit(self, batch: list[_Entry]) -> list[Exception | None]:
         try:
             with self._begin() as conn:
-                return self._apply(conn, batch)
+                self._apply(conn, [e.writes for e in batch])
+            return [None] * len(batch)
         except Exception as exc:
             if len(batch) == 1:
                 log.exception("write failed")
-                return [(False, exc)]
-        # One write spoiled the group: commit them one by one so the others still land.
-        out: list[tuple[bool, Any]] = []
+                return [exc]
+        # One request's writes spoiled the group: commit them one by one so the others land.
+        out: list[Exception | None] = []
         for entry in batch:
             try:
                 with self._begin() as conn:
-                    out.append(self._apply(conn, [entry])[0])
+                    self._apply(conn, [entry.writes])
+                out.append(None)
             except Exception as exc:  # reported to that request only
                 log.exception("write failed")
-                out.append((False, exc))
+                out.append(exc)
         return out
 
-    def _apply(self, conn: Connection, batch: list[_Entry]) -> list[tuple[bool, Any]]:
-        txn_entries = [e for e in batch if e.txn is not None]
-        pks = self.store.txns.create_many(conn, [e.txn for e in txn_entries])  # type: ignore[misc]
-        by_entry = {id(e): pk for e, pk in zip(txn_entries, pks, strict=True)}
-        out: list[tuple[bool, Any]] = []
-        for entry in batch:
-            if entry.txn is not None:
-                pk = by_entry[id(entry)]
-                out.append((True, entry.after(conn, pk) if entry.after else pk))
-            else:
-                assert entry.write is not None
-                out.append((True, entry.write(conn)))
-        return out
+    def _apply(self, conn: Connection, groups: list[RequestWrites]) -> None:
+        txns = [t for g in groups for t in g.txns]
+        if txns:
+            pks = self.store.txns.create_many(conn, [txn for txn, _ in txns])
+            for (_, after), pk in zip(txns, pks, strict=True):
+                if after is not None:
+                    after(conn, pk)
+        for group in groups:
+            for write in group.writes:
+                write(conn)
+        seen = [row for g in groups for row in g.seen]
+        if seen:
+            self.store.replay.remember_many(conn, seen)
+        audit = [entry for g in groups for entry in g.audit]
+        if audit:
+            self.store.audit.append_many(conn, audit)

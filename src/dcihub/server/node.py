@@ -41,16 +41,18 @@ def endpoints_for(profile: RegistryProfile) -> list[EndpointSpec]:
     name = profile.name
     specs = [
         EndpointSpec(name, "search", "async_search", "search", asynchronous=True),
-        EndpointSpec(name, "sync/search", "sync_search", "search"),
+        EndpointSpec(name, "sync/search", "sync_search", "search", response_action="on-search"),
     ]
     if profile.has_txn_status:
         specs += [
             EndpointSpec(name, "txn/status", "async_txn_status", "txn-status", asynchronous=True),
-            EndpointSpec(name, "sync/txn/status", "sync_txn_status", "txn-status"),
+            EndpointSpec(name, "sync/txn/status", "sync_txn_status", "txn-status",
+                         response_action="txn-on-status"),
         ]
     for special in profile.special_endpoints:
         specs.append(EndpointSpec(name, special.path, special.name, special.request_action,
-                                  header=special.header))
+                                  header=special.header,
+                                  response_action=special.response_action))
     return specs
 
 
@@ -149,7 +151,7 @@ class RegistryNode:
         txn = self._new_txn(inbound, request.transaction_id, "search", "sync",
                             RequestStatus.SUCCESS, len(outcomes), completed(outcomes),
                             items=[o.item_row(now) for o in outcomes])
-        await self.committer.record(txn)
+        inbound.writes.txns.append((txn, None))
         envelope = self.envelope(inbound.registry, inbound.sender_id, "on-search", message,
                                  len(outcomes), completed(outcomes))
         return Reply(200, envelope, is_envelope=True)
@@ -188,7 +190,7 @@ class RegistryNode:
                                       txn_pk=txn_pk, sender_id=inbound.sender_id,
                                       target_url=target, action="on-search")
 
-        await self.committer.record(txn, accept)
+        inbound.writes.txns.append((txn, accept))
         self.wakeup()
         return Reply(202, ack(inbound.correlation_id))
 
@@ -250,10 +252,11 @@ class RegistryNode:
         message = await self.read(self._txn_status_message, inbound)
         envelope = self.envelope(inbound.registry, inbound.sender_id, "txn-on-status", message,
                                  1, 1)
-        await self.committer.submit(
+        payload = orjson.dumps(envelope).decode()
+        inbound.writes.writes.append(
             lambda conn: self.store.outbox.enqueue(
                 conn, "deliver", registry=inbound.registry, sender_id=inbound.sender_id,
-                target_url=target, action="txn-on-status", payload=orjson.dumps(envelope).decode()))
+                target_url=target, action="txn-on-status", payload=payload))
         self.wakeup()
         return Reply(202, ack(inbound.correlation_id))
 

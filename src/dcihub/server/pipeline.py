@@ -12,8 +12,8 @@ No endpoint re-implements a step.
 from __future__ import annotations
 
 import logging
-import time
 import os
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,14 +26,16 @@ from ..standard.codes import ErrorCode
 from ..standard.envelope import (
     MsgCallbackHeader,
     MsgHeader,
+    callback_header,
     err_ack,
     http_error_body,
     parse_callback_header,
     parse_request_header,
     split_envelope,
 )
-from ..standard.errors import DCIError
+from ..standard.errors import DCIError, MessageRejected
 from ..standard.profiles.base import RegistryProfile
+from .committer import GroupCommitter, RequestWrites
 
 log = logging.getLogger("dcihub.pipeline")
 
@@ -50,6 +52,7 @@ class EndpointSpec:
     action: str  # expected header.action
     header: str = "request"  # request | callback
     asynchronous: bool = False
+    response_action: str = ""  # action of a sync response envelope
 
     @property
     def url_path(self) -> str:
@@ -71,6 +74,7 @@ class Inbound:
     received_at: float
     partner: Any = None
     facts: dict[str, Any] = field(default_factory=dict)  # for the audit trail
+    writes: RequestWrites = field(default_factory=RequestWrites)  # committed before replying
 
     @property
     def registry(self) -> str:
@@ -88,9 +92,13 @@ Handler = Callable[[Inbound], Awaitable[Reply]]
 
 
 class Guard:
-    """Security hooks of the pipeline. This base accepts everything and changes nothing."""
+    """Security hooks of the pipeline. This base accepts every message and changes nothing
+    (used by tests of the pipeline alone); `server.guard.SecurityGuard` is the real one."""
 
     async def authenticate(self, request: Request, endpoint: EndpointSpec) -> Any:
+        return None
+
+    async def check_header(self, inbound: Inbound) -> None:
         return None
 
     async def verify(self, inbound: Inbound) -> None:
@@ -99,20 +107,26 @@ class Guard:
     async def decrypt(self, inbound: Inbound) -> None:
         return None
 
-    async def check_header(self, inbound: Inbound) -> None:
+    async def replayed(self, inbound: Inbound) -> tuple[int, bytes] | None:
         return None
 
-    async def replayed(self, inbound: Inbound) -> Reply | None:
-        return None
-
-    async def remember(self, inbound: Inbound, reply: Reply) -> None:
-        return None
-
-    async def outbound(self, inbound: Inbound, reply: Reply) -> dict[str, Any]:
+    def outbound(self, inbound: Inbound, reply: Reply) -> dict[str, Any]:
         return reply.body
 
-    async def audit(self, endpoint: EndpointSpec, inbound: Inbound | None, reply: Reply,
-                    partner: Any, error: DCIError | None) -> None:
+    def remember(self, inbound: Inbound) -> bool:
+        """Whether the reply to this message is kept for replay protection."""
+        return False
+
+    def release(self, inbound: Inbound) -> None:
+        """The exchange is over (committed or failed)."""
+        return None
+
+    def registry_id(self, registry: str) -> str:
+        return registry
+
+    def audit_entry(self, endpoint: EndpointSpec, request: Request, inbound: Inbound | None,
+                    partner: Any, status: int, body: dict[str, Any],
+                    error: DCIError | None, replay: bool) -> dict[str, Any] | None:
         return None
 
 
@@ -124,6 +138,19 @@ def new_correlation_id() -> str:
 
 def json_response(status: int, body: dict[str, Any]) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type=JSON)
+
+
+def rejection_envelope(rejection: MessageRejected, endpoint: EndpointSpec, guard: Guard,
+                       inbound: Inbound | None) -> dict[str, Any]:
+    """The sync response envelope of a whole-message rejection (header.status 'rjct')."""
+    header = callback_header(
+        message_id=new_correlation_id(), action=endpoint.response_action or "on-search",
+        status="rjct", sender_id=guard.registry_id(endpoint.registry),
+        receiver_id=inbound.sender_id if inbound is not None else None,
+        total_count=getattr(inbound.header, "total_count", 0) or 0 if inbound else 0,
+        completed_count=0, reason_code=rejection.reason, reason_message=rejection.detail,
+    )
+    return {"header": header}
 
 
 def error_reply(error: DCIError, correlation_id: str) -> Reply:
@@ -172,9 +199,10 @@ def parse_json(body: bytes) -> Any:
 
 
 class Pipeline:
-    def __init__(self, guard: Guard, max_body_bytes: int,
+    def __init__(self, guard: Guard, committer: GroupCommitter, max_body_bytes: int,
                  on_done: Callable[[EndpointSpec, int, float], None] | None = None) -> None:
         self.guard = guard
+        self.committer = committer
         self.max_body_bytes = max_body_bytes
         self.on_done = on_done
 
@@ -182,16 +210,20 @@ class Pipeline:
                      handler: Handler) -> Response:
         started = time.perf_counter()
         correlation_id = new_correlation_id()
+        guard = self.guard
         inbound: Inbound | None = None
         partner: Any = None
         error: DCIError | None = None
+        replay: tuple[int, bytes] | None = None
+        remember = False
         try:
-            partner = await self.guard.authenticate(request, endpoint)
+            partner = await guard.authenticate(request, endpoint)
             check_content_type(request)
             body = parse_json(await read_body(request, self.max_body_bytes))
             raw_header, message, signature = split_envelope(body)
             inbound = Inbound(
-                endpoint=endpoint, profile=profile, raw_header=raw_header, header=None,  # type: ignore[arg-type]
+                endpoint=endpoint, profile=profile, raw_header=raw_header,
+                header=None,  # type: ignore[arg-type]
                 message=message, signature=signature, sender_id="",
                 correlation_id=correlation_id, received_at=time.time(), partner=partner,
             )
@@ -199,19 +231,19 @@ class Pipeline:
             inbound.sender_id = inbound.header.sender_id or ""
             if not inbound.sender_id:
                 raise DCIError(ErrorCode.SENDER_ID_INVALID, "header.sender_id is required")
-            await self.guard.check_header(inbound)
-            await self.guard.verify(inbound)
-            await self.guard.decrypt(inbound)
-            replay = await self.guard.replayed(inbound)
-            if replay is not None:
-                reply = replay
-            else:
+            await guard.check_header(inbound)
+            await guard.verify(inbound)
+            await guard.decrypt(inbound)
+            replay = await guard.replayed(inbound)
+            remember = replay is None and guard.remember(inbound)
+            if replay is None:
                 reply = await handler(inbound)
-                await self.guard.remember(inbound, reply)
-            body_out = await self.guard.outbound(inbound, reply)
+                body_out = guard.outbound(inbound, reply)
         except DCIError as exc:
             error = exc
             reply = error_reply(exc, correlation_id)
+            if isinstance(exc, MessageRejected) and not endpoint.asynchronous:
+                reply = Reply(400, rejection_envelope(exc, endpoint, guard, inbound))
             body_out = reply.body
         except Exception:  # a defect, not the caller's fault: log it, answer without details
             log.exception("unexpected error on %s", endpoint.url_path)
@@ -220,13 +252,32 @@ class Pipeline:
                              500)
             reply = Reply(500, http_error_body(error.code, error.message))
             body_out = reply.body
+            remember = False
+        if replay is not None:
+            status, raw = replay
+            body_out = orjson.loads(raw)
+        else:
+            status, raw = reply.status_code, orjson.dumps(body_out)
+        writes = inbound.writes if inbound is not None and error is None else RequestWrites()
+        if remember and inbound is not None and status < 500:
+            writes.seen.append((inbound.sender_id, inbound.header.message_id, status, raw))
+        entry = guard.audit_entry(endpoint, request, inbound, partner, status, body_out, error,
+                                  replay is not None)
+        if entry is not None:
+            writes.audit.append(entry)
         try:
-            await self.guard.audit(endpoint, inbound, reply, partner, error)
-        except Exception:  # pragma: no cover - audit failures must be visible
-            log.exception("audit trail write failed on %s", endpoint.url_path)
+            await self.committer.commit(writes)
+        except Exception:  # the store refused the writes: nothing of this request persisted
+            log.exception("could not commit the writes of %s", endpoint.url_path)
+            status = 503
+            raw = orjson.dumps(err_ack(ErrorCode.SERVICE_UNAVAILABLE,
+                                       "the registry could not record the message; nothing was "
+                                       "done, send it again later", correlation_id))
+        if inbound is not None and inbound.header is not None:
+            guard.release(inbound)
         if self.on_done is not None:
-            self.on_done(endpoint, reply.status_code, time.perf_counter() - started)
-        return json_response(reply.status_code, body_out)
+            self.on_done(endpoint, status, time.perf_counter() - started)
+        return Response(raw, status_code=status, media_type=JSON)
 
     @staticmethod
     def _parse_header(raw: dict[str, Any], endpoint: EndpointSpec) -> MsgHeader | MsgCallbackHeader:

@@ -27,7 +27,7 @@ from ..standard.plan import Limits, plan_search
 from ..standard.profiles import dr, ibr
 from ..standard.query import parse_query
 from ..store.records import SearchResult
-from ..store.transactions import ItemRow
+from ..store.transactions import ItemRow, NewTxn
 from .pipeline import Handler, Inbound, Reply
 
 if TYPE_CHECKING:
@@ -79,14 +79,14 @@ class SpecialCalls:
 
     def _record(self, inbound: Inbound, transaction_id: str, txn_type: str,
                 items: list[ItemRow]) -> None:
-        with self.node.store.begin() as conn:
-            self.node.store.txns.create(
-                conn, registry=inbound.registry, sender_id=inbound.sender_id,
-                transaction_id=transaction_id, correlation_id=inbound.correlation_id,
-                message_id=inbound.header.message_id, action=inbound.endpoint.action,
-                txn_type=txn_type, mode="sync", status=RequestStatus.SUCCESS,
-                total_count=len(items), completed_count=len(items), items=items,
-            )
+        """Queue the transaction record; the pipeline commits it before replying."""
+        inbound.writes.txns.append((NewTxn(
+            registry=inbound.registry, sender_id=inbound.sender_id,
+            transaction_id=transaction_id, correlation_id=inbound.correlation_id,
+            message_id=inbound.header.message_id, action=inbound.endpoint.action,
+            txn_type=txn_type, mode="sync", status=RequestStatus.SUCCESS,
+            total_count=len(items), completed_count=len(items), items=items,
+        ), None))
 
     def _reply(self, inbound: Inbound, action: str, message: dict[str, Any],
                count: int) -> Reply:

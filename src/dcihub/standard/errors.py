@@ -37,3 +37,15 @@ class ItemRejected(Exception):
 
 def bad_request(message: str) -> DCIError:
     return DCIError(ErrorCode.REQUEST_BAD, message, 400)
+
+
+class MessageRejected(DCIError):
+    """A whole message refused with a `MsgHeaderStatusReasonCode` (e.g. rjct.message_ts.invalid).
+
+    A sync endpoint answers with its response envelope whose header has status 'rjct' and the
+    reason code; an async endpoint answers with an ERR ack (err.request.bad) naming the code."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(ErrorCode.REQUEST_BAD, f"{reason}: {message}", 400)
+        self.reason = reason
+        self.detail = message[:999]

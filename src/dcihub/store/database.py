@@ -13,8 +13,10 @@ from sqlalchemy.pool import NullPool, StaticPool
 
 from ..standard.profiles import PROFILES
 from ..standard.profiles.base import RegistryProfile
+from .audit import AuditLog
 from .outbox import Outbox
 from .records import RecordStore
+from .replay import ReplayStore
 from .schema import build_schema
 from .transactions import TxnStore
 
@@ -61,6 +63,8 @@ class Store:
         self.records = RecordStore(self.schema, self.profiles)
         self.txns = TxnStore(self.schema.ops)
         self.outbox = Outbox(self.schema.ops)
+        self.audit = AuditLog(self.schema.ops)
+        self.replay = ReplayStore(self.schema.ops)
         self._loop_dbapi: Any = None
         self._loop_engine: Engine | None = None
 
@@ -70,6 +74,8 @@ class Store:
 
     def create_all(self) -> None:
         self.schema.metadata.create_all(self.engine)
+        with self.begin() as conn:
+            self.audit.ensure_head(conn)
 
     def drop_all(self) -> None:
         self.schema.metadata.drop_all(self.engine)
@@ -126,12 +132,13 @@ class Store:
             conn.execute(delete(meta).where(meta.c.key == key))
             conn.execute(meta.insert(), {"key": key, "value": value})
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, truncate: bool = False) -> None:
         """Move the SQLite write-ahead log into the database file (no-op elsewhere)."""
         if self.dialect != "sqlite":
             return
+        mode = "TRUNCATE" if truncate else "PASSIVE"
         with self.engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            conn.exec_driver_sql(f"PRAGMA wal_checkpoint({mode})")
 
     def dispose(self) -> None:
         if self._loop_dbapi is not None:

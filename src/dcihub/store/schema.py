@@ -191,9 +191,13 @@ def operational_tables(metadata: MetaData) -> OperationalTables:
         metadata,
         Column("seq", Integer, primary_key=True, autoincrement=False),
         Column("ts", Float, nullable=False),
+        Column("partner", String(100), nullable=True),
+        Column("registry", String(32), nullable=True),
         Column("entry", Text, nullable=False),  # canonical JSON of the audited facts
         Column("prev_hash", String(64), nullable=False),
         Column("hash", String(64), nullable=False),
+        Index("ix_audit_partner_ts", "partner", "ts"),
+        Index("ix_audit_ts", "ts"),
     )
     meta = Table(
         "dcihub_meta",

@@ -1,0 +1,305 @@
+"""The security steps of the inbound pipeline, and the outbound signing of replies.
+
+    authenticate  Bearer access token issued by our token endpoint; scope for registry+action
+    check_header  sender_id = the token's partner; receiver_id = us; message_ts within the
+                  allowed skew; sender_uri under the partner's registered prefixes
+    verify        signature of {header, message} (three profiles, auto-detected) against the
+                  partner's keys; required unless the partner may send unsigned messages
+    decrypt       `is_msg_encrypted` messages (flattened JWE) with our key
+    replayed      (sender_id, message_id) seen within the window: the original reply again
+    outbound      replies to the partner: encrypt (if it asks for it), then sign
+    audit_entry   what the audit trail records of this exchange (never record content)
+
+Every refusal is a DCIError carrying the standard's code (docs/security.md has the table).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Any
+
+import anyio
+from starlette.requests import Request
+
+from ..config import Settings
+from ..security.callbacks import check_sender_uri
+from ..security.errors import SecurityError, TokenError
+from ..security.jwe import decrypt_message, encrypt_message, is_encrypted_message
+from ..security.keys import KeyManager
+from ..security.partners import JwksResolver, Partner, PartnerRegistry
+from ..security.signatures import inspect_signature, sign, verify
+from ..security.tokens import TokenClaims, TokenIssuer, bearer_token
+from ..standard.codes import ErrorCode, HeaderReason
+from ..standard.envelope import parse_timestamp
+from ..standard.errors import DCIError, MessageRejected
+from ..store import Store
+from .pipeline import EndpointSpec, Guard, Inbound, Reply
+
+
+class TokenCache:
+    """Verified access tokens by their text, until they expire (verification costs more than
+    the lookup of a small registry record)."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._items: OrderedDict[str, TokenClaims] = OrderedDict()
+
+    def get(self, token: str) -> TokenClaims | None:
+        claims = self._items.get(token)
+        if claims is None:
+            return None
+        if claims.expires_at <= time.time():
+            self._items.pop(token, None)
+            return None
+        return claims
+
+    def put(self, token: str, claims: TokenClaims) -> None:
+        self._items[token] = claims
+        if len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+
+class PartnerContext:
+    """What the pipeline knows about the caller once its token is verified."""
+
+    __slots__ = ("partner", "claims", "resolver", "signature", "encrypted")
+
+    def __init__(self, partner: Partner, claims: TokenClaims, resolver: JwksResolver) -> None:
+        self.partner = partner
+        self.claims = claims
+        self.resolver = resolver
+        self.signature = "unsigned"
+        self.encrypted = False
+
+    @property
+    def sender_id(self) -> str:
+        return self.partner.sender_id
+
+    @property
+    def callback_base(self) -> str | None:
+        return None
+
+
+class Security:
+    """Keys, partners, token issuer and partner key resolvers of one node."""
+
+    def __init__(self, settings: Settings, partners: PartnerRegistry, keys: KeyManager,
+                 issuer: TokenIssuer, fetch: Any = None) -> None:
+        self.settings = settings
+        self.options = settings.security
+        self.partners = partners
+        self.keys = keys
+        self.issuer = issuer
+        self.fetch = fetch
+        self._resolvers: dict[str, JwksResolver] = {}
+
+    def resolver(self, partner: Partner) -> JwksResolver:
+        found = self._resolvers.get(partner.sender_id)
+        if found is None or found.partner is not partner:
+            found = JwksResolver(partner, self.fetch,
+                                 min_refetch_seconds=self.options.jwks_refetch_seconds)
+            self._resolvers[partner.sender_id] = found
+        return found
+
+    def our_ids(self, registry: str) -> set[str]:
+        return {self.settings.registry_id(registry), self.settings.node_id}
+
+
+class SecurityGuard(Guard):
+    def __init__(self, security: Security, store: Store) -> None:
+        self.security = security
+        self.store = store
+        self.tokens = TokenCache()
+        self.inflight: set[tuple[str, str]] = set()
+
+    # ----------------------------------------------------------------------------- inbound
+
+    async def authenticate(self, request: Request, endpoint: EndpointSpec) -> PartnerContext:
+        try:
+            token = bearer_token(request.headers.get("authorization"))
+            claims = self.tokens.get(token)
+            if claims is None:
+                claims = self.security.issuer.verify(token)
+                self.tokens.put(token, claims)
+        except TokenError as exc:
+            raise DCIError(ErrorCode.REQUEST_UNAUTHORIZED, exc.message, 401) from None
+        partner = self.security.partners.get(claims.sender_id)
+        if partner is None:
+            raise DCIError(ErrorCode.REQUEST_UNAUTHORIZED,
+                           f"the access token's partner '{claims.sender_id}' is no longer "
+                           "registered here", 401)
+        action = endpoint.action
+        if not (claims.allows(endpoint.registry, action) and
+                partner.allows(endpoint.registry, action)):
+            raise DCIError(ErrorCode.REQUEST_FORBIDDEN,
+                           f"partner '{partner.sender_id}' may not use '{action}' on the "
+                           f"{endpoint.registry} registry (token scope "
+                           f"'{' '.join(sorted(claims.scopes)) or 'none'}')", 403)
+        return PartnerContext(partner, claims, self.security.resolver(partner))
+
+    async def check_header(self, inbound: Inbound) -> None:
+        ctx: PartnerContext = inbound.partner
+        header = inbound.header
+        if header.sender_id != ctx.sender_id:
+            raise DCIError(ErrorCode.SENDER_ID_INVALID,
+                           f"header.sender_id '{header.sender_id}' is not the partner of the "
+                           f"access token ('{ctx.sender_id}')")
+        receiver = header.receiver_id
+        ours = self.security.our_ids(inbound.registry)
+        if receiver and receiver not in ours:
+            raise DCIError(ErrorCode.RECEIVER_ID_INVALID,
+                           f"header.receiver_id '{receiver}' is not this registry; send to "
+                           f"'{self.security.settings.registry_id(inbound.registry)}'")
+        self._check_freshness(inbound)
+        uri = getattr(header, "sender_uri", None)
+        if uri and inbound.endpoint.asynchronous:
+            try:
+                check_sender_uri(uri, ctx.partner)
+            except SecurityError as exc:
+                raise DCIError(ErrorCode.SENDER_URI_INVALID, exc.message) from None
+
+    def _check_freshness(self, inbound: Inbound) -> None:
+        skew = self.security.options.clock_skew
+        sent = parse_timestamp(inbound.header.message_ts).timestamp()
+        off = sent - time.time()
+        if abs(off) > skew:
+            when = "in the future" if off > 0 else "old"
+            raise MessageRejected(
+                HeaderReason.MESSAGE_TS_INVALID,
+                f"header.message_ts {inbound.header.message_ts} is {abs(off):.0f} s {when}; this "
+                f"registry accepts at most {skew:.0f} s of clock difference: check the sender's "
+                "clock",
+            )
+
+    async def verify(self, inbound: Inbound) -> None:
+        ctx: PartnerContext = inbound.partner
+        partner = ctx.partner
+        if not inbound.signature:
+            if partner.signature_required:
+                raise DCIError(ErrorCode.SIGNATURE_MISSING,
+                               "the message has no signature; partner "
+                               f"'{partner.sender_id}' must sign {{header, message}} (detached "
+                               "JWS by default, see the registry's documentation)")
+            return
+        try:
+            info = inspect_signature(inbound.signature)
+            await ctx.resolver.refresh_for(info.kid)
+            verified = verify(inbound.signature, inbound.raw_header, inbound.message,
+                              ctx.resolver.resolve)
+        except SecurityError as exc:
+            ctx.signature = "invalid"
+            raise DCIError(ErrorCode.SIGNATURE_INVALID, exc.message) from None
+        ctx.signature = f"{verified.profile}:{verified.kid}"
+
+    async def decrypt(self, inbound: Inbound) -> None:
+        ctx: PartnerContext = inbound.partner
+        if inbound.header.is_msg_encrypted:
+            if not is_encrypted_message(inbound.message):
+                raise DCIError(ErrorCode.ENCRYPTION_INVALID,
+                               "header.is_msg_encrypted is true but message is not an "
+                               "EncryptedMessage (flattened JWE: header, encrypted_key, iv, "
+                               "ciphertext, tag)")
+            try:
+                inbound.message = decrypt_message(inbound.message,
+                                                  self.security.keys.decryption_key)
+            except SecurityError as exc:
+                raise DCIError(ErrorCode.ENCRYPTION_INVALID, exc.message) from None
+            ctx.encrypted = True
+        elif ctx.partner.require_encryption:
+            raise DCIError(ErrorCode.ENCRYPTION_INVALID,
+                           f"partner '{ctx.partner.sender_id}' must encrypt its messages "
+                           "(header.is_msg_encrypted true, message as EncryptedMessage)")
+
+    async def replayed(self, inbound: Inbound) -> tuple[int, bytes] | None:
+        key = (inbound.sender_id, inbound.header.message_id)
+        window = self.security.options.replay_window
+        if self.store.dialect == "sqlite":
+            found = self._find(key, window, inline=True)
+        else:
+            found = await anyio.to_thread.run_sync(self._find, key, window, False)
+        if found is not None:
+            return found
+        if key in self.inflight:
+            raise DCIError(ErrorCode.REQUEST_BAD,
+                           f"message_id '{key[1]}' is being processed already "
+                           "(rjct.message_id.duplicate); its reply will follow", 409)
+        self.inflight.add(key)
+        return None
+
+    def _find(self, key: tuple[str, str], window: float, inline: bool) -> tuple[int, bytes] | None:
+        if inline:
+            with self.store.loop_engine.connect() as conn:
+                return self.store.replay.find(conn, key[0], key[1], window)
+        with self.store.read() as conn:
+            return self.store.replay.find(conn, key[0], key[1], window)
+
+    def remember(self, inbound: Inbound) -> bool:
+        return True
+
+    def registry_id(self, registry: str) -> str:
+        return self.security.settings.registry_id(registry)
+
+    def release(self, inbound: Inbound) -> None:
+        self.inflight.discard((inbound.sender_id, inbound.header.message_id))
+
+    # ----------------------------------------------------------------------------- outbound
+
+    def outbound(self, inbound: Inbound, reply: Reply) -> dict[str, Any]:
+        if not reply.is_envelope:
+            return reply.body
+        ctx: PartnerContext = inbound.partner
+        return seal(reply.body, ctx.partner, ctx.resolver, self.security.keys,
+                    encrypt=ctx.partner.encrypt_replies or ctx.encrypted)
+
+    # ----------------------------------------------------------------------------- audit
+
+    def audit_entry(self, endpoint: EndpointSpec, request: Request, inbound: Inbound | None,
+                    partner: Any, status: int, body: dict[str, Any], error: DCIError | None,
+                    replay: bool) -> dict[str, Any] | None:
+        if not self.security.options.audit:
+            return None
+        ctx: PartnerContext | None = partner if isinstance(partner, PartnerContext) else None
+        header = inbound.header if inbound is not None else None
+        message = inbound.message if inbound is not None else None
+        entry: dict[str, Any] = {
+            "ts": time.time(),
+            "direction": "in",
+            "partner": ctx.sender_id if ctx else None,
+            "client_id": ctx.claims.client_id if ctx else None,
+            "registry": endpoint.registry,
+            "endpoint": f"/registry/{endpoint.path}",
+            "action": endpoint.action,
+            "message_id": getattr(header, "message_id", None),
+            "claimed_sender": getattr(header, "sender_id", None),
+            "transaction_id": message.get("transaction_id") if isinstance(message, dict) else None,
+            "correlation_id": inbound.correlation_id if inbound is not None else None,
+            "status": status,
+            "outcome": "replay" if replay else (error.code if error else "ok"),
+            "signature": ctx.signature if ctx else "none",
+            "encrypted": bool(ctx and ctx.encrypted),
+            "records": (inbound.facts.get("records") or []) if inbound is not None else [],
+            "remote": request.client.host if request.client else None,
+        }
+        return entry
+
+
+def seal(envelope: dict[str, Any], partner: Partner, resolver: JwksResolver, keys: KeyManager,
+         encrypt: bool) -> dict[str, Any]:
+    """Outbound mirror of the pipeline: encrypt (when asked), then sign for `partner`."""
+    header = dict(envelope["header"])
+    message = envelope.get("message")
+    if encrypt and message is not None:
+        recipient = resolver.encryption_key()
+        if recipient is None:
+            raise DCIError(ErrorCode.ENCRYPTION_INVALID,
+                           f"partner '{partner.sender_id}' asks for encrypted replies but "
+                           "publishes no encryption key (use 'enc') in its JWKS", 400)
+        message = encrypt_message(message, recipient)
+        header["is_msg_encrypted"] = True
+    signature = sign(header, message, keys.signing_key(), partner.signature_profile,
+                     sender_id=header.get("sender_id"))
+    out: dict[str, Any] = {"signature": signature, "header": header}
+    if message is not None:
+        out["message"] = message
+    return out

@@ -1,0 +1,169 @@
+"""The audit trail: every exchange, hash-chained.
+
+Each row holds the canonical JSON of the audited facts (partner, action, ids, record ids
+returned — never their content —, signature verdict, outcome, time) and
+`hash = SHA-256(prev_hash || entry)`. The chain head (last seq and hash) is kept in
+`dcihub_meta` and updated in the same database transaction, under a lock, so that many processes
+can append without forking the chain. `verify` recomputes the chain and names every row that
+was edited, deleted or inserted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, select
+
+from .raw import RawInsert
+from .schema import OperationalTables
+
+GENESIS = "0" * 64
+HEAD_KEY = "audit.head"
+
+
+def entry_bytes(entry: dict[str, Any]) -> bytes:
+    return orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
+
+
+def chain_hash(prev_hash: str, entry: bytes) -> str:
+    return hashlib.sha256(prev_hash.encode("ascii") + entry).hexdigest()
+
+
+@dataclass
+class AuditRow:
+    seq: int
+    ts: float
+    partner: str | None
+    entry: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+@dataclass
+class Problem:
+    seq: int
+    kind: str  # edited | deleted | inserted | reordered | head
+    message: str
+
+
+class AuditLog:
+    def __init__(self, ops: OperationalTables) -> None:
+        self.t = ops.audit_log
+        self.meta = ops.meta
+        self._insert = RawInsert(self.t)
+
+    # ----------------------------------------------------------------------------- append
+
+    def append_many(self, conn: Connection, entries: Sequence[dict[str, Any]]) -> None:
+        """Append entries to the chain inside the caller's transaction."""
+        if not entries:
+            return
+        seq, prev = self._lock_head(conn)
+        rows = []
+        for entry in entries:
+            seq += 1
+            body = entry_bytes(entry)
+            digest = chain_hash(prev, body)
+            rows.append({"seq": seq, "ts": entry.get("ts", time.time()),
+                         "partner": entry.get("partner"), "registry": entry.get("registry"),
+                         "entry": body.decode(), "prev_hash": prev, "hash": digest})
+            prev = digest
+        self._insert.run(conn, rows)
+        conn.execute(self.meta.update().where(self.meta.c.key == HEAD_KEY).values(
+            value=orjson.dumps({"seq": seq, "hash": prev}).decode()))
+
+    def _lock_head(self, conn: Connection) -> tuple[int, str]:
+        meta = self.meta
+        query = select(meta.c.value).where(meta.c.key == HEAD_KEY)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        else:
+            # SQLite: take the write lock before reading the head (no other writer can append
+            # between our read and our write).
+            conn.execute(meta.update().where(meta.c.key == HEAD_KEY).values(value=meta.c.value))
+        value = conn.execute(query).scalar()
+        if value is None:
+            conn.execute(meta.insert(), {"key": HEAD_KEY,
+                                         "value": orjson.dumps({"seq": 0, "hash": GENESIS})
+                                         .decode()})
+            return 0, GENESIS
+        head = orjson.loads(value)
+        return int(head["seq"]), str(head["hash"])
+
+    def ensure_head(self, conn: Connection) -> None:
+        if conn.execute(select(self.meta.c.key).where(self.meta.c.key == HEAD_KEY)).first():
+            return
+        conn.execute(self.meta.insert(), {"key": HEAD_KEY,
+                                          "value": orjson.dumps({"seq": 0, "hash": GENESIS})
+                                          .decode()})
+
+    # ----------------------------------------------------------------------------- read
+
+    def rows(self, conn: Connection, partner: str | None = None, since: float | None = None,
+             limit: int | None = None) -> Iterator[AuditRow]:
+        t = self.t
+        query = select(t).order_by(t.c.seq)
+        if partner:
+            query = query.where(t.c.partner == partner)
+        if since is not None:
+            query = query.where(t.c.ts >= since)
+        if limit:
+            query = query.limit(limit)
+        for r in conn.execute(query).mappings():
+            yield AuditRow(r["seq"], r["ts"], r["partner"], orjson.loads(r["entry"]),
+                           r["prev_hash"], r["hash"])
+
+    def verify(self, conn: Connection) -> tuple[int, list[Problem]]:
+        """Walk the whole chain; return (rows checked, problems)."""
+        t = self.t
+        problems: list[Problem] = []
+        expected_seq = 1
+        prev = GENESIS
+        count = 0
+        for r in conn.execute(select(t).order_by(t.c.seq)).mappings():
+            count += 1
+            seq = r["seq"]
+            recomputed = chain_hash(r["prev_hash"], r["entry"].encode())
+            if seq > expected_seq:
+                problems.append(Problem(seq, "deleted",
+                                        f"rows {expected_seq}..{seq - 1} are missing (deleted)"))
+            if r["prev_hash"] != prev:
+                if seq == expected_seq:
+                    problems.append(Problem(
+                        seq, "inserted",
+                        f"row {seq} does not follow row {seq - 1}: its prev_hash does not match "
+                        "(a row was inserted or replaced before it)"))
+                prev = r["prev_hash"]
+            if recomputed != r["hash"]:
+                problems.append(Problem(seq, "edited",
+                                        f"row {seq} was edited: its hash does not match its "
+                                        "content"))
+            else:
+                entry = orjson.loads(r["entry"])
+                if entry.get("partner") != r["partner"] or entry.get("registry") != r["registry"]:
+                    problems.append(Problem(seq, "edited",
+                                            f"row {seq} was edited: its partner/registry columns "
+                                            "differ from the hashed entry"))
+            prev = r["hash"]
+            expected_seq = seq + 1
+        head_value = conn.execute(
+            select(self.meta.c.value).where(self.meta.c.key == HEAD_KEY)).scalar()
+        if head_value is not None:
+            head = orjson.loads(head_value)
+            if int(head["seq"]) >= expected_seq:
+                problems.append(Problem(int(head["seq"]), "deleted",
+                                        f"rows {expected_seq}..{head['seq']} at the end of the "
+                                        "trail are missing (deleted)"))
+            elif int(head["seq"]) == expected_seq - 1 and head["hash"] != prev and count:
+                problems.append(Problem(int(head["seq"]), "head",
+                                        "the last row's hash differs from the recorded chain "
+                                        "head (the tail was rewritten)"))
+            elif int(head["seq"]) < expected_seq - 1:
+                problems.append(Problem(expected_seq - 1, "inserted",
+                                        f"rows after {head['seq']} were appended outside dcihub"))
+        return count, problems

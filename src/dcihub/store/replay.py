@@ -1,0 +1,51 @@
+"""Replay protection: `(sender_id, message_id)` pairs seen within the window, with the reply
+that was given, so that a replay gets the original reply back and is not processed twice."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from sqlalchemy import Connection, delete, select
+
+from .schema import OperationalTables
+
+
+class ReplayStore:
+    def __init__(self, ops: OperationalTables) -> None:
+        self.t = ops.seen_messages
+
+    def find(self, conn: Connection, sender_id: str, message_id: str,
+             window: float) -> tuple[int, bytes] | None:
+        t = self.t
+        row = conn.execute(
+            select(t.c.response_status, t.c.response).where(
+                t.c.sender_id == sender_id, t.c.message_id == message_id,
+                t.c.created_at >= time.time() - window)
+        ).first()
+        return (row[0], bytes(row[1])) if row else None
+
+    def remember_many(self, conn: Connection,
+                      rows: Sequence[tuple[str, str, int, bytes]]) -> None:
+        """Insert (sender_id, message_id, status, body); an existing pair is kept as is."""
+        if not rows:
+            return
+        now = time.time()
+        dialect = conn.dialect.name
+        params = [(s, m, status, body, now) for s, m, status, body in rows]
+        if dialect == "sqlite":
+            sql = ("INSERT OR IGNORE INTO seen_messages (sender_id, message_id, response_status, "
+                   "response, created_at) VALUES (?, ?, ?, ?, ?)")
+        else:
+            sql = ("INSERT INTO seen_messages (sender_id, message_id, response_status, "
+                   "response, created_at) VALUES (%s, %s, %s, %s, %s) "
+                   "ON CONFLICT (sender_id, message_id) DO NOTHING")
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(sql, params)
+        finally:
+            cursor.close()
+
+    def purge(self, conn: Connection, window: float) -> int:
+        result = conn.execute(delete(self.t).where(self.t.c.created_at < time.time() - window))
+        return result.rowcount or 0
