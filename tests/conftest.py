@@ -7,35 +7,13 @@ with `DCIHUB_REQUIRE_SPEC=1` (set by `.ci/run`) a missing spec fails instead.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-def find_spec_dir() -> Path | None:
-    env = os.environ.get("DCIHUB_SPEC_DIR")
-    candidate = Path(env) if env else PROJECT_ROOT.parent / "shared" / "dci"
-    return candidate if (candidate / "spec").is_dir() else None
-
-
-def require_spec_dir() -> Path:
-    """Return the reference-material directory, or skip (fail under DCIHUB_REQUIRE_SPEC=1)."""
-    found = find_spec_dir()
-    if found is None:
-        reason = (
-            "DCI reference material not found (set DCIHUB_SPEC_DIR or place it at ../shared/dci)"
-        )
-        if os.environ.get("DCIHUB_REQUIRE_SPEC") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return found
+from specdir import PROJECT_ROOT, find_spec_dir, require_spec_dir  # noqa: F401
 
 
 @pytest.fixture(scope="session")
-def spec_dir() -> Path:
+def spec_dir():
     return require_spec_dir()
 
 
@@ -65,10 +43,9 @@ def country():
 @pytest.fixture(scope="session")
 def populated_url(backend, country, tmp_path_factory):
     """A store URL on `backend` holding the test country."""
-    from support import store_url_for
-
     from dcihub.population.load import load_country
     from dcihub.store import Store
+    from support import store_url_for
 
     with store_url_for(backend, tmp_path_factory.mktemp("store")) as url:
         store = Store(url)
@@ -82,9 +59,8 @@ def populated_url(backend, country, tmp_path_factory):
 def server(populated_url, tmp_path_factory):
     """A real, secured dcihub server on loopback over the test country (SQLite and
     PostgreSQL), with one registered partner (`server.partner`)."""
-    from support import live_server, test_settings
-
     from dcihub.store import Store
+    from support import live_server, test_settings
 
     settings = test_settings(populated_url, data_dir=tmp_path_factory.mktemp("node"))
     store = Store(populated_url)

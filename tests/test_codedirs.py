@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PROJECT_ROOT, require_spec_dir
 from dcihub.standard import codedirs
 from dcihub.standard.codedirs import CodeDirectory
+from specdir import PROJECT_ROOT, require_spec_dir
 
 GENERATOR = PROJECT_ROOT / "tools" / "gen_codedirs.py"
 GENERATED = PROJECT_ROOT / "src" / "dcihub" / "standard" / "codedirs" / "generated.py"

@@ -9,7 +9,6 @@ import pytest
 import yaml
 from jsonschema import Draft7Validator
 
-from conftest import require_spec_dir
 from contract import (
     CORE_APIS,
     REGISTRIES,
@@ -19,6 +18,7 @@ from contract import (
     load_contract,
     load_core_contract,
 )
+from specdir import require_spec_dir
 
 TS = "2025-01-15T10:30:00+00:00"
 SYNC_SEARCH = "/registry/sync/search"

@@ -637,9 +637,9 @@ def test_claim_respects_kinds_and_due_time(scratch):
 
 def test_expired_lease_is_reclaimed(scratch):
     (pk,) = enqueue(scratch, 1)
-    (claimed,) = scratch.outbox.claim(scratch.engine, lease=0.05)
+    (claimed,) = scratch.outbox.claim(scratch.engine, lease=1.0)
     assert scratch.outbox.claim(scratch.engine) == []  # still leased
-    time.sleep(0.1)
+    time.sleep(1.1)
     (again,) = scratch.outbox.claim(scratch.engine, lease=60)
     assert (again.pk, again.attempts) == (pk, 2)
     assert claimed.attempts == 1
