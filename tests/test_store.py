@@ -649,10 +649,10 @@ def test_retry_then_give_up_then_done(scratch):
     a, b = enqueue(scratch, 2)
     scratch.outbox.claim(scratch.engine)
     with scratch.begin() as conn:
-        scratch.outbox.retry(conn, a, "HTTP 503: try later", delay=0.15)
+        scratch.outbox.retry(conn, a, "HTTP 503: try later", delay=1.0)
         scratch.outbox.give_up(conn, b, "HTTP 400: refused")
     assert scratch.outbox.claim(scratch.engine) == []  # a is not due yet, b is dead
-    time.sleep(0.2)
+    time.sleep(1.1)
     (retried,) = scratch.outbox.claim(scratch.engine)
     assert (retried.pk, retried.attempts) == (a, 2)
     with scratch.begin() as conn:
