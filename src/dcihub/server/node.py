@@ -28,7 +28,7 @@ from ..store import Store
 from ..store.transactions import ItemRow, NewTxn
 from .committer import GroupCommitter
 from .pipeline import EndpointSpec, Handler, Inbound, Reply, new_correlation_id
-from .search import Outcome, SearchService, completed
+from .search import ConsentCheck, Outcome, SearchService, completed, consent_check
 
 T = TypeVar("T")
 
@@ -108,6 +108,15 @@ class RegistryNode:
         shape = self.shape
         return lambda entity, record: shape(partner, registry, entity, record)
 
+    def consent(self, registry: str, partner: Any) -> ConsentCheck | None:
+        """The consent rule for `partner` on `registry` (None: no consent required)."""
+        required = self.settings.security.require_consent.get(registry)
+        if required is None:
+            return None
+        partner = getattr(partner, "partner", partner)
+        purposes = list(getattr(partner, "consent_purposes", None) or [])
+        return consent_check(required, purposes, self.profiles[registry].title)
+
     def envelope(self, inbound_registry: str, receiver_id: str | None, action: str,
                  message: dict[str, Any], total: int, done: int,
                  status: str = RequestStatus.SUCCESS) -> dict[str, Any]:
@@ -137,8 +146,9 @@ class RegistryNode:
 
     async def sync_search(self, inbound: Inbound) -> Reply:
         profile = inbound.profile
-        request, prepared = self.search.prepare(profile, inbound.message,
-                                                inbound.header.total_count, self.today())
+        request, prepared = self.search.prepare(
+            profile, inbound.message, inbound.header.total_count, self.today(),
+            self.consent(inbound.registry, inbound.partner))
         outcomes = await self.read(self._execute, inbound.registry, prepared)
         message = {
             "transaction_id": request.transaction_id,
@@ -172,8 +182,9 @@ class RegistryNode:
 
     async def async_search(self, inbound: Inbound) -> Reply:
         profile = inbound.profile
-        request, prepared = self.search.prepare(profile, inbound.message,
-                                                inbound.header.total_count, self.today())
+        request, prepared = self.search.prepare(
+            profile, inbound.message, inbound.header.total_count, self.today(),
+            self.consent(inbound.registry, inbound.partner))
         target = self.callback_url(inbound, "on-search")
         now = format_ts()
         txn = self._new_txn(
@@ -206,8 +217,9 @@ class RegistryNode:
             header = request["header"]
             total = header.get("total_count") if isinstance(header, dict) else None
             try:
-                _, prepared = self.search.prepare(profile, request["message"],
-                                                  int(total or 0), self.today())
+                _, prepared = self.search.prepare(
+                    profile, request["message"], int(total or 0), self.today(),
+                    self.consent(txn.registry, partner))
             except DCIError as exc:  # cannot happen for an accepted message, but never lose it
                 self._reject_async(conn, txn, exc)
                 return

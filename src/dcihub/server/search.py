@@ -8,6 +8,7 @@ this one path.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -19,6 +20,7 @@ from ..standard.codes import ErrorCode, RequestStatus, SearchReason
 from ..standard.envelope import format_ts
 from ..standard.errors import DCIError, ItemRejected
 from ..standard.messages import (
+    SearchCriteria,
     SearchRequest,
     SearchRequestItem,
     parse_items,
@@ -69,6 +71,38 @@ class Outcome:
         )
 
 
+ConsentCheck = Callable[[SearchCriteria, str], None]
+
+
+def consent_check(required: list[str] | None, partner_purposes: list[str],
+                  registry_title: str) -> ConsentCheck | None:
+    """The consent rule of a registry for one partner, or None when the registry requires none.
+
+    With a rule, every search item must carry a `consent` or `authorize` object whose
+    `purpose.code` the partner may claim and (when the registry lists codes) the registry
+    accepts. Anything else is refused: fail closed."""
+    if required is None:
+        return None
+    accepted = set(partner_purposes) if not required else set(partner_purposes) & set(required)
+
+    def check(criteria: SearchCriteria, where: str) -> None:
+        codes = [obj.purpose_code() for obj in (criteria.consent, criteria.authorize)
+                 if obj is not None]
+        codes = [c for c in codes if c]
+        allowed = ", ".join(sorted(accepted)) or "none (ask the registry operator)"
+        if not codes:
+            raise ItemRejected(
+                SearchReason.SEARCH_CRITERIA_INVALID,
+                f"{where}: the {registry_title} requires consent: send consent (or authorize) "
+                f"with purpose.code, one of: {allowed}")
+        if not any(code in accepted for code in codes):
+            raise ItemRejected(
+                SearchReason.SEARCH_CRITERIA_INVALID,
+                f"{where}: purpose code {', '.join(repr(c) for c in codes)} is not one this "
+                f"partner may claim here (allowed: {allowed})")
+    return check
+
+
 def check_batch(header_total: int, count: int, limit: int, list_name: str) -> None:
     if count == 0:
         raise DCIError(ErrorCode.REQUEST_BAD, f"message.{list_name} is empty")
@@ -95,24 +129,30 @@ class SearchService:
     # ----------------------------------------------------------------------------- prepare
 
     def prepare(self, profile: RegistryProfile, message: Any, header_total: int,
-                today: date) -> tuple[SearchRequest, list[PreparedItem]]:
+                today: date, consent: ConsentCheck | None = None
+                ) -> tuple[SearchRequest, list[PreparedItem]]:
+        """Validate and plan every item. `consent(criteria, where)` refuses an item whose
+        consent / authorize the registry does not accept (see `consent_check`)."""
         request = parse_message(SearchRequest, message)
         check_batch(header_total, len(request.search_request), self.max_batch, "search_request")
         prepared = []
         for seq, (ref, parsed) in enumerate(
             parse_items(SearchRequestItem, request.search_request, "search_request")
         ):
-            prepared.append(self._prepare_item(profile, seq, ref, parsed, today))
+            prepared.append(self._prepare_item(profile, seq, ref, parsed, today, consent))
         return request, prepared
 
     def _prepare_item(self, profile: RegistryProfile, seq: int, ref: str | None,
-                      parsed: SearchRequestItem | ItemRejected, today: date) -> PreparedItem:
+                      parsed: SearchRequestItem | ItemRejected, today: date,
+                      consent: ConsentCheck | None) -> PreparedItem:
         reference = ref if ref else f"#{seq + 1}"
         if isinstance(parsed, ItemRejected):
             return PreparedItem(seq, reference, None, rejection=parsed)
         criteria = parsed.search_criteria
         where = f"message.search_request[{seq}].search_criteria"
         try:
+            if consent is not None:
+                consent(criteria, where)
             query = parse_query(criteria.query_type, criteria.query, where)
             plan = plan_search(profile, criteria, query, today, self.limits)
         except ItemRejected as rejection:

@@ -54,6 +54,11 @@ class SpecialCalls:
     def _match(self, inbound: Inbound, criteria: Any, where: str) -> tuple[Any, SearchResult]:
         """Run the criteria of a special call as a search over the registry's records."""
         profile = inbound.profile
+        if self.node.consent(inbound.registry, inbound.partner) is not None:
+            raise DCIError(ErrorCode.REQUEST_FORBIDDEN,
+                           f"the {profile.title} requires consent for every search, and "
+                           f"/registry/{inbound.endpoint.path} cannot carry one: use "
+                           "/registry/sync/search with search_criteria.consent", 403)
         try:
             parsed = parse_query(criteria.query_type or "expression", criteria.query,
                                  f"message.{where}")
