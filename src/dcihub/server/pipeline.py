@@ -131,9 +131,12 @@ class Guard:
 
 
 def new_correlation_id() -> str:
-    """A random (version 4) UUID string; os.urandom directly, as uuid.uuid4() costs more."""
-    h = os.urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+    """A time-ordered UUID (version 7, RFC 9562): 48 bits of Unix milliseconds, then random.
+
+    Ids that grow with time keep the unique index of correlation ids append-only, so a group
+    commit dirties few index pages."""
+    h = f"{time.time_ns() // 1_000_000:012x}" + os.urandom(10).hex()
+    return f"{h[:8]}-{h[8:12]}-7{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
 
 
 def json_response(status: int, body: dict[str, Any]) -> Response:
