@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from datetime import date
 
@@ -11,6 +12,7 @@ from .generator import Country, generate_country
 
 REGISTRIES = ("crvs", "social", "dr", "fr", "ibr")
 BUILD_KEY = "population.build"
+LOCATIONS_KEY = "population.locations"
 
 
 def build_signature(people: int, seed: int, as_of: date) -> str:
@@ -30,8 +32,26 @@ def load_country(store: Store, country: Country,
             if progress is not None:
                 progress(registry, counts[registry])
     store.set_meta(BUILD_KEY, build_signature(country.people, country.seed, country.as_of))
+    store.set_meta(LOCATIONS_KEY, json.dumps({"places": places_of(country),
+                                              "updated": time.time()}))
     store.checkpoint(truncate=True)
     return counts
+
+
+def places_of(country: Country) -> list[dict[str, str | None]]:
+    """Regions and their districts, as named in the civil register's places of birth."""
+    regions: dict[str, set[str]] = {}
+    for person in country.crvs:
+        place = person.get("birth_place") or {}
+        region = (place.get("contained_in_place") or {}).get("name")
+        if place.get("name") and region:
+            regions.setdefault(region, set()).add(place["name"])
+    places: list[dict[str, str | None]] = []
+    for region in sorted(regions):
+        places.append({"name": region, "parent": None, "type": "region"})
+        places.extend({"name": d, "parent": region, "type": "district"}
+                      for d in sorted(regions[region]))
+    return places
 
 
 def ensure_population(store: Store, people: int, seed: int,

@@ -153,6 +153,9 @@ def create_app(
             "docs": "/docs",
         })
 
+    from .operations import add_operation_routes
+
+    add_operation_routes(app, node)
     if extra is not None:
         extra(app, node)
     return app

@@ -1,0 +1,115 @@
+"""Read-only operational pages of a node: `/.well-known/locations.json` (locations_core) and the
+`/console/` overview (registries, record counts, endpoints, outbox). No personal data."""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import orjson
+from fastapi import FastAPI
+from starlette.responses import HTMLResponse, Response
+
+from .. import __version__
+from .node import RegistryNode, endpoints_for
+
+LOCATIONS_KEY = "population.locations"
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def location_hierarchy(places: list[dict[str, Any]], updated: float | None) -> dict[str, Any]:
+    """`LocationHierarchy` of the locations contract from `[{name, parent, type}]` rows."""
+    ids = {}
+    for place in places:
+        parent = place.get("parent")
+        key = f"{slug(parent)}/{slug(place['name'])}" if parent else slug(place["name"])
+        ids[(place["name"], parent)] = key
+    locations = []
+    for place in places:
+        parent = place.get("parent")
+        locations.append({
+            "@type": "Place",
+            "identifier": [{"@type": "PropertyValue", "name": "dcihub-location",
+                            "identifier": ids[(place["name"], parent)]}],
+            "name": place["name"],
+            "additional_type": f"dcihub:{place.get('type', 'PLACE').upper()}",
+            "contained_in_place": slug(parent) if parent else None,
+        })
+    stamp = datetime.fromtimestamp(updated or time.time(), UTC)
+    return {
+        "@context": {"@context": "http://spdci.org/", "xsd": "http://www.w3.org/2001/XMLSchema#",
+                     "schema": "http://schema.org/"},
+        "@type": "LocationHierarchy",
+        "last_updated": stamp.isoformat(timespec="milliseconds"),
+        "locations": locations,
+    }
+
+
+def add_operation_routes(app: FastAPI, node: RegistryNode) -> None:
+    store = node.store
+
+    @app.get("/.well-known/locations.json", tags=["Operations"],
+             summary="Location hierarchy of the places the registries know (locations_core)")
+    async def locations() -> Response:
+        def load() -> tuple[list[dict[str, Any]], float | None]:
+            raw = store.get_meta(LOCATIONS_KEY)
+            if not raw:
+                return [], None
+            doc = orjson.loads(raw)
+            return doc.get("places", []), doc.get("updated")
+        places, updated = await anyio.to_thread.run_sync(load)
+        return Response(orjson.dumps(location_hierarchy(places, updated)),
+                        media_type="application/json")
+
+    @app.get("/console/", tags=["Operations"], response_class=HTMLResponse,
+             summary="Operator overview (read-only; no personal data)")
+    async def console() -> HTMLResponse:
+        def gather() -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+            counts: dict[str, dict[str, int]] = {}
+            with store.read() as conn:
+                for name, profile in node.profiles.items():
+                    counts[name] = {e.name: store.records.count(conn, name, e.name)
+                                    for e in profile.entities}
+                outbox = store.outbox.counts(conn)
+            return counts, outbox
+        counts, outbox = await anyio.to_thread.run_sync(gather)
+        return HTMLResponse(render_console(node, counts, outbox))
+
+
+def render_console(node: RegistryNode, counts: dict[str, dict[str, int]],
+                   outbox: dict[str, int]) -> str:
+    esc = html.escape
+    settings = node.settings
+    rows = []
+    for name, profile in node.profiles.items():
+        records = ", ".join(f"{n:,} {esc(e)}" for e, n in counts.get(name, {}).items())
+        paths = "<br>".join(esc(f"/registry/{s.path}") for s in endpoints_for(profile))
+        rows.append(
+            f"<tr><td><b>{esc(name)}</b><br><small>{esc(profile.title)}</small></td>"
+            f"<td><code>{esc(settings.registry_url(name))}</code><br>"
+            f"<small>id {esc(settings.registry_id(name))}</small></td>"
+            f"<td>{records}</td><td><small>{paths}</small></td></tr>")
+    queue = ", ".join(f"{esc(k)}: {v:,}" for k, v in sorted(outbox.items())) or "empty"
+    security = ("tokens, signatures, replay protection and audit trail on"
+                if settings.security.enabled else "DISABLED (local experiments only)")
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>dcihub console — {esc(settings.node_id)}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:70rem}}
+table{{border-collapse:collapse;width:100%}}td,th{{border:1px solid #ccc;padding:.4rem;
+vertical-align:top;text-align:left}}code{{font-size:.9em}}</style></head>
+<body><h1>dcihub <small>{esc(__version__)}</small></h1>
+<p>Node <b>{esc(settings.node_id)}</b> at <code>{esc(settings.base_url)}</code>;
+store: {esc(node.store.dialect)}; security: {esc(security)}.</p>
+<table><tr><th>Registry</th><th>Base URL</th><th>Records</th><th>DCI endpoints</th></tr>
+{''.join(rows)}</table>
+<p>Outbox (callbacks and async work): {queue}.</p>
+<p><a href="/docs">API documentation</a> · <a href="/.well-known/jwks.json">JWKS</a> ·
+<a href="/.well-known/locations.json">locations</a> · <a href="/healthz">health</a> ·
+<a href="/metrics">metrics</a></p></body></html>"""

@@ -1,0 +1,70 @@
+"""The node's well-known and operational endpoints: locations, JWKS, token response shapes,
+console, health and metrics — each checked against its contract where one exists."""
+
+import httpx
+
+from contract import load_core_contract
+
+
+def get(server, path):
+    return httpx.get(f"{server.base_url}{path}", timeout=10)
+
+
+def test_locations_follow_the_contract_and_the_population(server, country, spec_dir):
+    response = get(server, "/.well-known/locations.json")
+    assert response.status_code == 200
+    body = response.json()
+    load_core_contract(spec_dir, "locations").validate_response("/.well-known/locations.json",
+                                                                body)
+    names = {place["name"] for place in body["locations"]}
+    regions = {p["birth_place"]["contained_in_place"]["name"] for p in country.crvs}
+    districts = {p["birth_place"]["name"] for p in country.crvs}
+    assert regions | districts == names
+    ids = {p["identifier"][0]["identifier"] for p in body["locations"]}
+    for place in body["locations"]:
+        parent = place["contained_in_place"]
+        assert parent is None or parent in ids, place
+
+
+def test_jwks_and_token_follow_their_contracts(server, client, spec_dir):
+    jwks = get(server, "/.well-known/jwks.json")
+    assert jwks.status_code == 200
+    load_core_contract(spec_dir, "jwks").validate_response("/.well-known/jwks.json",
+                                                           jwks.json())
+    assert {k["use"] for k in jwks.json()["keys"]} == {"sig", "enc"}
+    assert all("d" not in k for k in jwks.json()["keys"])
+    partner = server.partner
+    token = httpx.post(f"{server.base_url}/oauth2/client/token", timeout=10, data={
+        "grant_type": "client_credentials", "client_id": partner.client_id,
+        "client_secret": partner.client_secret})
+    assert token.status_code == 200, token.text
+    load_core_contract(spec_dir, "authz").validate_response("/oauth2/client/token",
+                                                            token.json())
+    assert isinstance(token.json()["expires_in"], int)
+    assert token.headers["cache-control"] == "no-store"
+
+
+def test_console_health_and_metrics(server, client, country):
+    console = get(server, "/console/")
+    assert console.status_code == 200
+    assert "crvs" in console.text and f"{len(country.crvs):,} Person" in console.text
+    assert "identifier_value" not in console.text  # no records on the console
+    health = get(server, "/healthz").json()
+    assert health["status"] == "ok" and set(health["registries"]) == {
+        "social", "crvs", "dr", "fr", "ibr"}
+    sample = country.samples()["crvs"]["identifiers"][0]
+    from support import idtype
+
+    client.sync_search("crvs", idtype(sample["type"], sample["value"]))
+    metrics = get(server, "/metrics").text
+    assert 'dcihub_requests_total{endpoint="sync/search",registry="crvs",status="200"}' in metrics
+
+
+def test_openapi_lists_every_dci_endpoint(server):
+    paths = get(server, "/openapi.json").json()["paths"]
+    for registry in ("social", "crvs", "dr", "fr", "ibr"):
+        assert f"/{registry}/registry/sync/search" in paths
+        assert f"/{registry}/registry/search" in paths
+    assert "/dr/registry/sync/disabled" in paths
+    assert "/ibr/registry/sync/enrollment/updates" in paths
+    assert "/dr/registry/sync/txn/status" not in paths  # the DR contract has none
