@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from enum import Enum, StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from .admin import PartnerChanges, PartnerResult
+    from .config import Settings
+    from .security.keys import KeyInfo
+
+T = TypeVar("T")
 
 app = typer.Typer(
     name="dcihub",
@@ -164,6 +174,471 @@ def worker(
         anyio.run(delivery_worker.run)
     except KeyboardInterrupt:
         pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Operator commands: partners, keys, audit (the work is in admin.py; here: parse, call, print)
+
+partners_app = typer.Typer(
+    help="Manage the partner registry (security.partners_file): who may call this node, with "
+         "which credentials, keys, scopes and callbacks.",
+    no_args_is_help=True,
+)
+keys_app = typer.Typer(
+    help="This node's signing and encryption keys (security.key_dir): list, rotate, JWKS.",
+    no_args_is_help=True,
+)
+audit_app = typer.Typer(
+    help="The hash-chained audit trail in the configured store: verify, show.",
+    no_args_is_help=True,
+)
+app.add_typer(partners_app, name="partners")
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+
+AdminConfig = Annotated[Path, typer.Option(
+    "--config", "-c", help="Configuration file (YAML), the one `dcihub serve` reads.",
+    dir_okay=False)]
+
+
+class SignatureProfile(StrEnum):
+    jws_detached = "jws-detached"
+    jws_compact = "jws-compact"
+    http_sig_ed25519 = "http-sig-ed25519"
+
+
+class Clearable(StrEnum):
+    name = "name"
+    scopes = "scopes"
+    callback_prefixes = "callback-prefixes"
+    jwks = "jwks"
+    jwks_url = "jwks-url"
+    fields = "fields"
+    consent_purposes = "consent-purposes"
+    callback_auth = "callback-auth"
+
+
+OptName = Annotated[str | None, typer.Option("--name", help="A readable name of the partner.")]
+OptScope = Annotated[list[str] | None, typer.Option(
+    "--scope", metavar="REGISTRY:ACTION",
+    help="What the partner may call, e.g. crvs:search, crvs:search,subscribe, crvs:* or *:search "
+         "(repeat for several registries; replaces all scopes on update).")]
+OptCallback = Annotated[list[str] | None, typer.Option(
+    "--callback-prefix", metavar="URL",
+    help="A URL prefix the partner may give as sender_uri for callbacks (repeatable; host:* "
+         "allows any port; replaces all prefixes on update).")]
+OptJwksUrl = Annotated[str | None, typer.Option(
+    "--jwks-url", metavar="URL", help="Where the partner publishes its public keys (JWKS).")]
+OptJwksFile = Annotated[Path | None, typer.Option(
+    "--jwks-file", metavar="FILE", dir_okay=False,
+    help="A file with the partner's public JWK set, registered inline.")]
+OptGenerate = Annotated[Path | None, typer.Option(
+    "--generate-keys", metavar="PATH", dir_okay=False,
+    help="Make a signing and an encryption key pair for the partner, register the public "
+         "keys and write the private JWK set to PATH (mode 0600; PATH must not exist).")]
+OptFields = Annotated[list[str] | None, typer.Option(
+    "--fields", metavar="REGISTRY:PATH,PATH",
+    help="Limit the record fields the partner receives from a registry, e.g. "
+         "crvs:identifier,name.given_name (repeatable; a registry not named: all fields; "
+         "replaces all limits on update).")]
+OptProfile = Annotated[SignatureProfile | None, typer.Option(
+    "--signature-profile",
+    help="How this node signs what it sends to the partner (default on add: jws-detached).")]
+OptSigned = Annotated[bool | None, typer.Option(
+    "--signature-required/--no-signature-required",
+    help="Whether the partner's requests must be signed (default on add: required); a "
+         "signature that is sent is always verified.")]
+OptEncrypted = Annotated[bool | None, typer.Option(
+    "--require-encryption/--no-require-encryption",
+    help="Whether the partner's requests must be encrypted (default on add: no).")]
+OptEncryptReplies = Annotated[bool | None, typer.Option(
+    "--encrypt-replies/--no-encrypt-replies",
+    help="Encrypt replies and callbacks to the partner (default on add: no).")]
+OptConsent = Annotated[list[str] | None, typer.Option(
+    "--consent-purpose", metavar="CODE",
+    help="A purpose code the partner may claim in consent (repeatable; replaces the list on "
+         "update).")]
+OptPrivate = Annotated[bool | None, typer.Option(
+    "--allow-private-callbacks/--no-allow-private-callbacks",
+    help="Allow callbacks to loopback and private addresses (default on add: refused).")]
+OptTokenUrl = Annotated[str | None, typer.Option(
+    "--token-url", metavar="URL",
+    help="The partner's OAuth2 token endpoint, used to get tokens for callbacks to it.")]
+OptCbClient = Annotated[str | None, typer.Option(
+    "--callback-client-id", metavar="ID", help="This node's client id at the partner.")]
+OptCbSecret = Annotated[str | None, typer.Option(
+    "--callback-client-secret", metavar="env:NAME",
+    help="This node's client secret at the partner, read from environment variable NAME on "
+         "the node.")]
+
+
+def _out() -> Console:
+    """The standard output console (made per command, so that it follows COLUMNS)."""
+    return Console(highlight=False)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    from rich.markup import escape
+
+    console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True, highlight=False)
+    return typer.Exit(code)
+
+
+def _note(message: str, kind: str = "note") -> None:
+    from rich.markup import escape
+
+    colour = "yellow" if kind == "warning" else "dim"
+    console.print(f"[{colour}]{kind}:[/{colour}] {escape(message)}", soft_wrap=True,
+                  highlight=False)
+
+
+def _settings(config: Path) -> Settings:
+    from .admin import AdminError, load_config
+
+    try:
+        return load_config(config)
+    except AdminError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _changes(**options: object) -> PartnerChanges:
+    from .admin import PartnerChanges
+
+    profile = options.pop("signature_profile")
+    clear = options.pop("clear", None) or []
+    return PartnerChanges(
+        signature_profile=profile.value if isinstance(profile, Enum) else None,
+        clear=[c.value for c in clear],  # type: ignore[union-attr]
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def _print_partner_result(result: PartnerResult, verb: str) -> None:
+    from rich.markup import escape
+
+    out = _out()
+    partner = result.partner
+    out.print(f"{verb} partner [bold]{escape(partner.sender_id)}[/bold] "
+              f"(client_id {escape(partner.client_id or '-')}) in {escape(str(result.path))}",
+              soft_wrap=True)
+    if result.client_secret is not None:
+        out.print("client secret (shown once; only its hash is stored):", soft_wrap=True)
+        out.print(f"  {result.client_secret}", soft_wrap=True, markup=False)
+    if result.key_file is not None:
+        out.print(f"the partner's private keys (signing + encryption): "
+                  f"{escape(str(result.key_file))} (mode 0600): give this file to the partner "
+                  "over a safe channel and keep no copy", soft_wrap=True)
+    for warning in result.warnings:
+        _note(warning, "warning")
+    from .admin import PARTNERS_RESTART_NOTE
+
+    _note(PARTNERS_RESTART_NOTE)
+
+
+def _call(fn: Callable[..., T], *args: object) -> T:
+    from .admin import AdminError
+
+    try:
+        return fn(*args)
+    except AdminError as exc:
+        raise _fail(str(exc)) from None
+
+
+@partners_app.command("list")
+def partners_list(config: AdminConfig) -> None:
+    """List the registered partners: sender_id, name, client_id, scopes, callback prefixes,
+    signature profile, signed/encrypted requirements, field restrictions."""
+    from rich.table import Table
+
+    from .admin import load_partners, partner_row, partners_file
+
+    settings = _settings(config)
+    registry = _call(load_partners, settings)
+    if not len(registry):
+        _out().print(f"no partners in {partners_file(settings)}", soft_wrap=True, markup=False)
+        return
+    rows = [partner_row(p) for p in registry]
+    table = Table(title=f"partners ({partners_file(settings)})", title_justify="left")
+    for column in rows[0]:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row.values())
+    _out().print(table)
+
+
+@partners_app.command("show")
+def partners_show(
+    sender_id: Annotated[str, typer.Argument(help="The partner's sender_id.")],
+    config: AdminConfig,
+) -> None:
+    """Show every setting of one partner (secrets only as set / not set)."""
+    from rich.table import Table
+
+    from .admin import load_partners, partner_details, partners_file
+
+    settings = _settings(config)
+    registry = _call(load_partners, settings)
+    partner = registry.get(sender_id)
+    if partner is None:
+        raise _fail(f"no partner with sender_id {sender_id!r} in {partners_file(settings)}")
+    table = Table(show_header=False, box=None)
+    table.add_column("setting", style="bold")
+    table.add_column("value", overflow="fold")
+    for name, value in partner_details(partner):
+        table.add_row(name, value)
+    _out().print(table)
+
+
+@partners_app.command("add")
+def partners_add(
+    sender_id: Annotated[str, typer.Argument(help="The partner's DCI sender_id.")],
+    config: AdminConfig,
+    client_id: Annotated[str, typer.Option("--client-id", metavar="ID",
+                                           help="The partner's OAuth2 client id.")],
+    name: OptName = None,
+    scope: OptScope = None,
+    callback_prefix: OptCallback = None,
+    jwks_url: OptJwksUrl = None,
+    jwks_file: OptJwksFile = None,
+    generate_keys: OptGenerate = None,
+    fields: OptFields = None,
+    signature_profile: OptProfile = None,
+    signature_required: OptSigned = None,
+    require_encryption: OptEncrypted = None,
+    encrypt_replies: OptEncryptReplies = None,
+    consent_purpose: OptConsent = None,
+    allow_private_callbacks: OptPrivate = None,
+    token_url: OptTokenUrl = None,
+    callback_client_id: OptCbClient = None,
+    callback_client_secret: OptCbSecret = None,
+) -> None:
+    """Register a partner and generate its client secret, printed once (stored hashed only).
+
+    Give its public keys with --jwks-url or --jwks-file, or make a key pair for it with \
+--generate-keys PATH. Running nodes see the change after a restart."""
+    from .admin import add_partner
+
+    changes = _changes(
+        name=name, client_id=client_id, scopes=scope, callback_prefixes=callback_prefix,
+        jwks_url=jwks_url, jwks_file=jwks_file, generate_keys=generate_keys, fields=fields,
+        signature_profile=signature_profile, require_signature=signature_required,
+        require_encryption=require_encryption, encrypt_replies=encrypt_replies,
+        consent_purposes=consent_purpose, allow_private_callbacks=allow_private_callbacks,
+        token_url=token_url, callback_client_id=callback_client_id,
+        callback_client_secret=callback_client_secret)
+    result = _call(add_partner, _settings(config), sender_id, changes)
+    _print_partner_result(result, "added")
+
+
+@partners_app.command("update")
+def partners_update(
+    sender_id: Annotated[str, typer.Argument(help="The partner's sender_id.")],
+    config: AdminConfig,
+    client_id: Annotated[str | None, typer.Option(
+        "--client-id", metavar="ID", help="A new OAuth2 client id (the secret stays).")] = None,
+    name: OptName = None,
+    scope: OptScope = None,
+    callback_prefix: OptCallback = None,
+    jwks_url: OptJwksUrl = None,
+    jwks_file: OptJwksFile = None,
+    generate_keys: OptGenerate = None,
+    fields: OptFields = None,
+    signature_profile: OptProfile = None,
+    signature_required: OptSigned = None,
+    require_encryption: OptEncrypted = None,
+    encrypt_replies: OptEncryptReplies = None,
+    consent_purpose: OptConsent = None,
+    allow_private_callbacks: OptPrivate = None,
+    token_url: OptTokenUrl = None,
+    callback_client_id: OptCbClient = None,
+    callback_client_secret: OptCbSecret = None,
+    clear: Annotated[list[Clearable] | None, typer.Option(
+        "--clear", help="Reset a setting to its default (repeatable); callback-auth clears "
+                        "token_url and the callback client id and secret.")] = None,
+) -> None:
+    """Change the given settings of a partner; settings not given stay as they are.
+
+    The client secret is kept (use set-secret for a new one). Running nodes see the change \
+after a restart."""
+    from .admin import update_partner
+
+    changes = _changes(
+        name=name, client_id=client_id, scopes=scope, callback_prefixes=callback_prefix,
+        jwks_url=jwks_url, jwks_file=jwks_file, generate_keys=generate_keys, fields=fields,
+        signature_profile=signature_profile, require_signature=signature_required,
+        require_encryption=require_encryption, encrypt_replies=encrypt_replies,
+        consent_purposes=consent_purpose, allow_private_callbacks=allow_private_callbacks,
+        token_url=token_url, callback_client_id=callback_client_id,
+        callback_client_secret=callback_client_secret, clear=clear)
+    result = _call(update_partner, _settings(config), sender_id, changes)
+    _print_partner_result(result, "updated")
+
+
+@partners_app.command("remove")
+def partners_remove(
+    sender_id: Annotated[str, typer.Argument(help="The partner's sender_id.")],
+    config: AdminConfig,
+) -> None:
+    """Remove a partner from the partner file (running nodes see it after a restart)."""
+    from .admin import PARTNERS_RESTART_NOTE, remove_partner
+
+    path = _call(remove_partner, _settings(config), sender_id)
+    _out().print(f"removed partner {sender_id} from {path}", soft_wrap=True, markup=False)
+    _note(PARTNERS_RESTART_NOTE)
+
+
+@partners_app.command("set-secret")
+def partners_set_secret(
+    sender_id: Annotated[str, typer.Argument(help="The partner's sender_id.")],
+    config: AdminConfig,
+) -> None:
+    """Give a partner a new client secret, printed once (the old one stops working once
+    running nodes restart)."""
+    from .admin import reset_secret
+
+    result = _call(reset_secret, _settings(config), sender_id)
+    _print_partner_result(result, "new secret for")
+
+
+@keys_app.command("list")
+def keys_list(config: AdminConfig) -> None:
+    """List this node's keys: kid, use, alg, created, status (current / retiring / expired).
+
+    Reads the key directory only; keys are created when the node first starts."""
+    from rich.table import Table
+
+    from .admin import key_dir, list_keys
+
+    settings = _settings(config)
+    keys = _call(list_keys, settings)
+    if not keys:
+        _out().print(f"no keys in {key_dir(settings)} yet: they are created when the node "
+                     "first starts (or by `dcihub keys rotate`)", soft_wrap=True, markup=False)
+        return
+    overlap = timedelta(days=settings.security.key_overlap_days)
+    table = Table(title=f"keys ({key_dir(settings)})", title_justify="left")
+    for column in ("kid", "use", "alg", "created", "status"):
+        table.add_column(column, overflow="fold")
+    for key in keys:
+        status = key.status
+        if key.retired_at is not None and status == "retiring":
+            status = f"retiring until {_when(key.retired_at + overlap)}"
+        table.add_row(key.kid, key.use, key.alg, _when(key.created), status)
+    _out().print(table)
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+@keys_app.command("rotate")
+def keys_rotate(config: AdminConfig) -> None:
+    """Make new current keys; the old ones stay published, and usable to verify and decrypt,
+    for security.key_overlap_days. Running nodes sign with the new key after a restart."""
+    from .admin import RESTART_NOTE, rotate_keys
+
+    rotation = _call(rotate_keys, _settings(config))
+    out = _out()
+
+    def describe(key: KeyInfo) -> str:
+        return f"  {key.kid}  {key.use} {key.alg}"
+
+    if rotation.first:
+        out.print(f"there were no keys in {rotation.key_dir}; created the first ones:",
+                  soft_wrap=True, markup=False)
+        for key in rotation.created:
+            out.print(describe(key), soft_wrap=True, markup=False)
+        return
+    until = rotation.retiring_until
+    if until is not None and until > datetime.now(UTC):
+        out.print(f"retired (still published until {_when(until)}):", soft_wrap=True,
+                  markup=False)
+    else:
+        out.print("retired (expired at once: security.key_overlap_days is 0):", soft_wrap=True,
+                  markup=False)
+    for key in rotation.retired:
+        out.print(describe(key), soft_wrap=True, markup=False)
+    out.print("new current keys:", soft_wrap=True, markup=False)
+    for key in rotation.created:
+        out.print(describe(key), soft_wrap=True, markup=False)
+    _note(RESTART_NOTE)
+
+
+@keys_app.command("jwks")
+def keys_jwks(config: AdminConfig) -> None:
+    """Print the public JWKS this node publishes at /.well-known/jwks.json (current and
+    retiring keys) as JSON."""
+    import json
+
+    from .admin import public_jwks
+
+    jwks = _call(public_jwks, _settings(config))
+    print(json.dumps(jwks, indent=2))
+
+
+@audit_app.command("verify")
+def audit_verify(config: AdminConfig) -> None:
+    """Walk the audit trail's hash chain in the configured store; name every row that was
+    edited, deleted or inserted (exit status 1 if any)."""
+    from .admin import verify_audit
+
+    count, problems = _call(verify_audit, _settings(config))
+    out = _out()
+    if not problems:
+        out.print(f"{count} rows, chain intact", soft_wrap=True, markup=False)
+        return
+    for problem in problems:
+        out.print(f"seq {problem.seq}: {problem.kind}: {problem.message}", soft_wrap=True,
+                  markup=False)
+    out.print(f"{count} rows, {len(problems)} problem{'s' if len(problems) != 1 else ''}: "
+              "the chain is broken", soft_wrap=True, markup=False)
+    raise typer.Exit(1)
+
+
+@audit_app.command("show")
+def audit_show(
+    config: AdminConfig,
+    partner: Annotated[str | None, typer.Option("--partner", metavar="SENDER_ID",
+                                                help="Only this partner's exchanges.")] = None,
+    since: Annotated[str | None, typer.Option(
+        "--since", metavar="WHEN",
+        help="Only exchanges from then on: a date (2026-01-01, UTC), a time "
+             "(2026-01-01T12:00:00Z) or a duration back from now (30m, 24h, 7d).")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=0,
+                                       help="Show the most recent N matching rows "
+                                            "(0: all).")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per row "
+                                                         "(JSON Lines).")] = False,
+) -> None:
+    """Print the audit trail, oldest first: time, partner, registry, action, message_id,
+    transaction_id, status/outcome, signature verdict, number of records returned."""
+    import json
+
+    from rich.table import Table
+
+    from .admin import audit_summary, audit_trail, parse_since
+
+    settings = _settings(config)
+    since_ts = _call(parse_since, since) if since else None
+    rows = [audit_summary(r) for r in
+            _call(audit_trail, settings, partner, since_ts, limit or None)]
+    if as_json:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+        return
+    if not rows:
+        _out().print("no audit rows match", soft_wrap=True, markup=False)
+        return
+    table = Table()
+    for column in ("seq", "time", "partner", "registry", "action", "message_id",
+                   "transaction_id", "status", "signature", "records"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(str(row["seq"]), row["time"], row["partner"] or "-",
+                      row["registry"] or "-", row["action"] or "-", row["message_id"] or "-",
+                      row["transaction_id"] or "-", f"{row['status']} {row['outcome']}",
+                      row["signature"] or "-", str(row["records"]))
+    _out().print(table)
 
 
 def main() -> None:

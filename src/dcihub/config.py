@@ -71,8 +71,8 @@ class SecuritySettings(BaseModel):
     )
     audit: bool = True
     jwks_refetch_seconds: float = Field(60.0, gt=0)
-    base_dir: str | None = None
-    demo: bool = False
+    base_dir: str | None = Field(None, description="directory relative paths are resolved "
+                                 "against (default: the configuration file's directory)")
 
     def path(self, value: str) -> Path:
         candidate = Path(value)
@@ -99,7 +99,6 @@ class Settings(BaseModel):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
-    log_level: str = "info"
 
     @field_validator("registries", mode="before")
     @classmethod

@@ -32,7 +32,7 @@ def demo_settings(data_dir: Path, host: str, port: int) -> Settings:
         store_url=f"sqlite:///{(data_dir / 'demo.db').resolve()}",
         node_id=DEMO_NODE_ID,
         base_url=f"http://{host}:{port}",
-        security={"base_dir": str(data_dir.resolve()), "demo": True},  # type: ignore[arg-type]
+        security={"base_dir": str(data_dir.resolve())},  # type: ignore[arg-type]
     )
 
 

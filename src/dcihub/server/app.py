@@ -76,6 +76,8 @@ def create_app(
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(node.committer.run)
             tasks.start_soon(_checkpoints, store)
+            if settings.security.enabled:
+                tasks.start_soon(_purge_replay_window, store, settings.security.replay_window)
             if in_process:
                 tasks.start_soon(worker.run)
             yield
@@ -171,6 +173,20 @@ async def _checkpoints(store: Store, every: float = 1.0) -> None:
             await anyio.to_thread.run_sync(store.checkpoint)
         except Exception:  # a busy database: try again at the next tick
             log.debug("checkpoint skipped", exc_info=True)
+
+
+async def _purge_replay_window(store: Store, window: float, every: float = 60.0) -> None:
+    """Forget (sender_id, message_id) pairs older than the replay window."""
+    while True:
+        await anyio.sleep(every)
+
+        def purge() -> int:
+            with store.begin() as conn:
+                return store.replay.purge(conn, window)
+        try:
+            await anyio.to_thread.run_sync(purge)
+        except Exception:  # busy store: next time
+            log.debug("replay purge skipped", exc_info=True)
 
 
 def _unknown_endpoint(node: RegistryNode, registry: str, path: str, served: str) -> Response:
