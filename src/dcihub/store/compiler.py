@@ -130,7 +130,14 @@ class Compiler:
 
     # -----------------------------------------------------------------------------------------
 
-    def order_by(self, target: str, keys: tuple[SortKey, ...]) -> list[Any]:
+    def order_by(self, target: str, keys: tuple[SortKey, ...],
+                 dialect: str = "") -> list[Any]:
+        """ORDER BY of a search page: the sort keys, then pk for a stable order.
+
+        On SQLite the pk tie-breaker is written `pk + 0` when there are no sort keys: a bare
+        `ORDER BY pk LIMIT n` makes SQLite walk the table in rowid order (no sort needed) and
+        ignore the index of a selective WHERE; with the expression it uses the index and sorts
+        the (few) matches."""
         tables = self.tables(target)
         main = tables.main
         out: list[Any] = []
@@ -157,5 +164,6 @@ class Compiler:
             # store (PostgreSQL's default, which its indexes serve; SQLite's is the reverse).
             out.append(expr.desc().nulls_first() if key.descending
                        else expr.asc().nulls_last())
-        out.append(main.c.pk.asc())
+        tie = (main.c.pk + 0) if dialect == "sqlite" and not keys else main.c.pk
+        out.append(tie.asc())
         return out

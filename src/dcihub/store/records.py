@@ -261,7 +261,7 @@ class RecordStore:
         query = (
             select(main.c.pk, main.c.record)
             .where(where)
-            .order_by(*compiler.order_by(target, plan.sort))
+            .order_by(*compiler.order_by(target, plan.sort, conn.dialect.name))
             .limit(plan.page_size)
             .offset(plan.offset)
         )
