@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, model_validator
 
 from .codes import Ack, ErrorCode, RequestStatus
 from .errors import DCIError
@@ -102,100 +102,90 @@ def blank_to_none(data: Any, fields: tuple[str, ...]) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------
+# Field types shared by every message model
+
+
+def _timestamp(value: str) -> str:
+    parse_timestamp(value)
+    return value
+
+
+def _uri(value: str) -> str:
+    if has_control_chars(value) or len(value) > 2000:
+        raise ValueError("must be a URL of at most 2000 characters without control characters")
+    return value
+
+
+def _not_negative(value: int) -> int:
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+Id = Annotated[str, AfterValidator(check_id)]
+Timestamp = Annotated[str, AfterValidator(_timestamp)]
+Uri = Annotated[str, AfterValidator(_uri)]
+Count = Annotated[int, AfterValidator(_not_negative)]
+
+
+class LenientModel(BaseModel):
+    """Base of the models dcihub reads: "" in an optional member means absent (older
+    samples). Unknown members are ignored (headers keep them: `extra="allow"`)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls.__optional_fields__ = tuple(
+            name for name, f in cls.model_fields.items() if not f.is_required()
+        )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blanks(cls, data: Any) -> Any:
+        return blank_to_none(data, cls.__dict__.get("__optional_fields__", ()))
+
+
+# ---------------------------------------------------------------------------------------------
 # Headers
 
 
-class MsgHeader(BaseModel):
+class MsgHeader(LenientModel):
     """`MsgHeader_V1.0.0`: header of requests (and of on-subscribe / on-unsubscribe)."""
 
     model_config = ConfigDict(extra="allow")
 
     version: str = "1.0.0"
-    message_id: str
-    message_ts: str
+    message_id: Id
+    message_ts: Timestamp
     action: str
-    sender_id: str
-    sender_uri: str | None = None
+    sender_id: Id
+    sender_uri: Uri | None = None
     receiver_id: str | None = None
-    total_count: int
+    total_count: Count
     is_msg_encrypted: bool = False
     meta: dict[str, Any] | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _lenient(cls, data: Any) -> Any:
-        return blank_to_none(data, ("sender_uri", "receiver_id", "meta", "version"))
 
-    @field_validator("message_id")
-    @classmethod
-    def _message_id(cls, v: str) -> str:
-        return check_id(v)
-
-    @field_validator("sender_id")
-    @classmethod
-    def _sender_id(cls, v: str) -> str:
-        return check_id(v)
-
-    @field_validator("message_ts")
-    @classmethod
-    def _message_ts(cls, v: str) -> str:
-        parse_timestamp(v)
-        return v
-
-    @field_validator("sender_uri")
-    @classmethod
-    def _sender_uri(cls, v: str | None) -> str | None:
-        if v is not None and (has_control_chars(v) or len(v) > 2000):
-            raise ValueError("must be a URL of at most 2000 characters without control "
-                             "characters")
-        return v
-
-    @field_validator("total_count")
-    @classmethod
-    def _total_count(cls, v: int) -> int:
-        if v < 0:
-            raise ValueError("must not be negative")
-        return v
-
-
-class MsgCallbackHeader(BaseModel):
+class MsgCallbackHeader(LenientModel):
     """`MsgCallbackHeader_V1.0.0`: header of callbacks, notifications and sync responses."""
 
     model_config = ConfigDict(extra="allow")
 
     version: str = "1.0.0"
-    message_id: str
-    message_ts: str
+    message_id: Id
+    message_ts: Timestamp
     action: str
     status: RequestStatus
     status_reason_code: str | None = None
     status_reason_message: str | None = None
-    total_count: int | None = None
-    completed_count: int | None = None
-    sender_id: str | None = None
+    total_count: Count | None = None
+    completed_count: Count | None = None
+    sender_id: Id | None = None
     receiver_id: str | None = None
     is_msg_encrypted: bool = False
     meta: dict[str, Any] | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _lenient(cls, data: Any) -> Any:
-        return blank_to_none(
-            data,
-            ("sender_id", "receiver_id", "meta", "version", "status_reason_code",
-             "status_reason_message"),
-        )
-
-    @field_validator("message_id")
-    @classmethod
-    def _message_id(cls, v: str) -> str:
-        return check_id(v)
-
-    @field_validator("message_ts")
-    @classmethod
-    def _message_ts(cls, v: str) -> str:
-        parse_timestamp(v)
-        return v
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, model_validator
 
 from .codes import ErrorCode, RequestStatus, SearchReason
-from .envelope import blank_to_none, check_id, describe_validation_error, parse_timestamp
+from .envelope import (
+    Id,
+    LenientModel,
+    Timestamp,
+    describe_validation_error,
+)
 from .errors import DCIError, ItemRejected
 
 LOCALE_RE = re.compile(r"^[a-z]{3}$")
@@ -35,39 +40,24 @@ def check_locale(value: str | None) -> str | None:
     return value
 
 
-class _Lenient(BaseModel):
-    """Base of request models: unknown members are ignored, "" means absent."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    @classmethod
-    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
-        super().__pydantic_init_subclass__(**kwargs)
-        cls.__optional_fields__ = tuple(
-            name for name, f in cls.model_fields.items() if not f.is_required()
-        )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _blanks(cls, data: Any) -> Any:
-        return blank_to_none(data, cls.__dict__.get("__optional_fields__", ()))
+Locale = Annotated[str, AfterValidator(check_locale)]
 
 
 # ---------------------------------------------------------------------------------------------
 # Shared small objects
 
 
-class Pagination(_Lenient):
+class Pagination(LenientModel):
     page_size: int
     page_number: int = 1
 
 
-class SortItem(_Lenient):
+class SortItem(LenientModel):
     attribute_name: str
     sort_order: Literal["asc", "desc"] = "asc"
 
 
-class Purpose(_Lenient):
+class Purpose(LenientModel):
     text: str | None = None
     code: str | None = None
     ref_uri: str | None = None
@@ -91,7 +81,7 @@ class ConsentOrAuthorize(BaseModel):
 # Search
 
 
-class SearchCriteria(_Lenient):
+class SearchCriteria(LenientModel):
     version: str | None = "1.0.0"
     reg_type: str | None = None
     reg_record_type: str | None = None
@@ -116,36 +106,15 @@ class SearchCriteria(_Lenient):
         return data
 
 
-class SearchRequestItem(_Lenient):
-    reference_id: str
-    timestamp: str
+class SearchRequestItem(LenientModel):
+    reference_id: Id
+    timestamp: Timestamp
     search_criteria: SearchCriteria
-    locale: str | None = None
-
-    @field_validator("reference_id")
-    @classmethod
-    def _ref(cls, v: str) -> str:
-        return check_id(v)
-
-    @field_validator("timestamp")
-    @classmethod
-    def _ts(cls, v: str) -> str:
-        parse_timestamp(v)
-        return v
-
-    @field_validator("locale")
-    @classmethod
-    def _locale(cls, v: str | None) -> str | None:
-        return check_locale(v)
+    locale: Locale | None = None
 
 
-class TransactionMessage(_Lenient):
-    transaction_id: str
-
-    @field_validator("transaction_id")
-    @classmethod
-    def _txn(cls, v: str) -> str:
-        return check_id(v)
+class TransactionMessage(LenientModel):
+    transaction_id: Id
 
 
 class SearchRequest(TransactionMessage):
@@ -161,13 +130,13 @@ class SearchRequest(TransactionMessage):
 # Subscribe / notify / unsubscribe
 
 
-class EventFrequency(_Lenient):
+class EventFrequency(LenientModel):
     start_time: str | None = None
     end_time: str | None = None
     frequency: str | None = None
 
 
-class SubscribeCriteria(_Lenient):
+class SubscribeCriteria(LenientModel):
     version: str | None = "1.0.0"
     reg_type: str | None = None
     reg_event_type: str
@@ -178,27 +147,11 @@ class SubscribeCriteria(_Lenient):
     authorize: ConsentOrAuthorize | None = None
 
 
-class SubscribeRequestItem(_Lenient):
-    reference_id: str
-    timestamp: str
+class SubscribeRequestItem(LenientModel):
+    reference_id: Id
+    timestamp: Timestamp
     subscribe_criteria: SubscribeCriteria
-    locale: str | None = None
-
-    @field_validator("reference_id")
-    @classmethod
-    def _ref(cls, v: str) -> str:
-        return check_id(v)
-
-    @field_validator("timestamp")
-    @classmethod
-    def _ts(cls, v: str) -> str:
-        parse_timestamp(v)
-        return v
-
-    @field_validator("locale")
-    @classmethod
-    def _locale(cls, v: str | None) -> str | None:
-        return check_locale(v)
+    locale: Locale | None = None
 
 
 class SubscribeRequest(TransactionMessage):
@@ -211,7 +164,7 @@ class SubscribeRequest(TransactionMessage):
 
 
 class UnsubscribeRequest(TransactionMessage):
-    timestamp: str
+    timestamp: Timestamp
     subscription_codes: list[str]
 
     @model_validator(mode="before")
@@ -226,18 +179,12 @@ class UnsubscribeRequest(TransactionMessage):
                 data["subscription_codes"] = data.pop("sunscription_codes")
         return data
 
-    @field_validator("timestamp")
-    @classmethod
-    def _ts(cls, v: str) -> str:
-        parse_timestamp(v)
-        return v
 
-
-class NotifyEventItem(_Lenient):
-    reference_id: str
-    timestamp: str
+class NotifyEventItem(LenientModel):
+    reference_id: Id
+    timestamp: Timestamp
     data: dict[str, Any]
-    locale: str | None = None
+    locale: Locale | None = None
 
 
 class NotifyEventRequest(TransactionMessage):
@@ -248,22 +195,12 @@ class NotifyEventRequest(TransactionMessage):
 # Transaction status
 
 
-class TxnStatusItem(_Lenient):
-    reference_id: str
+class TxnStatusItem(LenientModel):
+    reference_id: Id
     txn_type: str
     attribute_type: str
     attribute_value: Any
-    locale: str | None = None
-
-    @field_validator("reference_id")
-    @classmethod
-    def _ref(cls, v: str) -> str:
-        return check_id(v)
-
-    @field_validator("locale")
-    @classmethod
-    def _locale(cls, v: str | None) -> str | None:
-        return check_locale(v)
+    locale: Locale | None = None
 
 
 class TxnStatusRequest(TransactionMessage):
@@ -274,7 +211,7 @@ class TxnStatusRequest(TransactionMessage):
 # Registry-specific calls (DR, IBR)
 
 
-class DisabledCriteria(_Lenient):
+class DisabledCriteria(LenientModel):
     query_type: str = "expression"
     query: Any
 
@@ -285,7 +222,7 @@ class DisabledRequest(TransactionMessage):
     disabled_criteria: DisabledCriteria
 
 
-class EnrolledCriteria(_Lenient):
+class EnrolledCriteria(LenientModel):
     query_type: str = "expression"
     response_entity: str | None = None
     query: Any
