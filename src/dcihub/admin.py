@@ -561,6 +561,7 @@ def list_keys(settings: Settings) -> list[KeyInfo]:
         return []
     manager = _key_manager(settings)
     try:
+        manager._ensure_dir()  # refuses a directory others could write to, as the node does
         manager.reload()
     except (KeyStoreError, OSError) as exc:
         raise AdminError(str(exc)) from None
@@ -594,6 +595,7 @@ def public_jwks(settings: Settings) -> dict[str, Any]:
         return {"keys": []}
     manager = _key_manager(settings)
     try:
+        manager._ensure_dir()  # refuses a directory others could write to, as the node does
         manager.reload()
     except (KeyStoreError, OSError) as exc:
         raise AdminError(str(exc)) from None

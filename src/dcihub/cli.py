@@ -280,7 +280,8 @@ def _out() -> Console:
 def _fail(message: str, code: int = 2) -> typer.Exit:
     from rich.markup import escape
 
-    console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True, highlight=False)
+    one_line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    console.print(f"[red]error:[/red] {escape(one_line)}", soft_wrap=True, highlight=False)
     return typer.Exit(code)
 
 
