@@ -56,6 +56,7 @@ def create_app(
     run_worker: bool | None = None,
     client: Any = None,
     partner_for: Callable[[str | None], Any] | None = None,
+    background: list[Callable[[], Any]] | None = None,
 ) -> FastAPI:
     """Build the app. `guard` and `sender` are the security layer's pipeline steps; `extra`
     adds routes (token endpoint, JWKS, console) that need the node."""
@@ -78,6 +79,8 @@ def create_app(
             tasks.start_soon(_checkpoints, store)
             if settings.security.enabled:
                 tasks.start_soon(_purge_replay_window, store, settings.security.replay_window)
+            for task in background or []:
+                tasks.start_soon(task)
             if in_process:
                 tasks.start_soon(worker.run)
             yield

@@ -20,6 +20,7 @@ from .app import create_app
 from .auth_routes import add_auth_routes
 from .guard import Security, SecurityGuard
 from .node import RegistryNode
+from .reload import Reloader
 from .sender import SecureCallbackSender
 from .worker import Worker
 
@@ -73,9 +74,11 @@ def build_app(settings: Settings, store: Store | None = None,
         node.shape = _shape
         app.state.security = security
 
+    reloader = Reloader(security)
     app = create_app(settings, store, guard=guard, sender=sender, extra=extra,
                      run_worker=run_worker, client=client,
-                     partner_for=security.partners.get)
+                     partner_for=lambda sender_id: security.partners.get(sender_id),
+                     background=[reloader.run])
     return app, info
 
 
@@ -98,7 +101,9 @@ def build_worker(settings: Settings) -> Worker:
                                trust_env=False)
     node.shape = _shape
     worker = Worker(node, SecureCallbackSender(security, client), client)
-    worker.partner_for = security.partners.get
+    worker.partner_for = lambda sender_id: security.partners.get(sender_id)
+    reloader = Reloader(security)
+    worker.background = [reloader.run]
     return worker
 
 

@@ -73,12 +73,20 @@ class Worker:
             timeout=self.settings.timeout, follow_redirects=False, trust_env=False)
         self._wake = anyio.Event()
         self.partner_for: Any = lambda sender_id: None
+        self.background: list[Any] = []
 
     def wake(self) -> None:
         self._wake.set()
 
     async def run(self) -> None:
-        """Run until cancelled."""
+        """Run until cancelled (with the background tasks of a standalone worker)."""
+        async with anyio.create_task_group() as tasks:
+            for task in self.background:
+                tasks.start_soon(task)
+            await self._loop()
+            tasks.cancel_scope.cancel()
+
+    async def _loop(self) -> None:
         while True:
             try:
                 worked = await self.run_once()
