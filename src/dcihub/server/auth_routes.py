@@ -4,6 +4,8 @@
 answers RFC 6749 JSON (`access_token`, `token_type: bearer`, `expires_in` as an integer,
 `scope`); refusals are RFC 6749 errors (`invalid_client` 401, `invalid_request` /
 `unsupported_grant_type` / `invalid_scope` 400) that also carry the DCI `errors` list.
+Every token request, issued or refused, is recorded in the audit trail (never the secret or the
+token).
 `GET /.well-known/jwks.json` — our signature and encryption public keys, including retired keys
 inside the overlap window.
 """
@@ -12,6 +14,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
+import time
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
@@ -22,6 +26,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .guard import Security
+
+log = logging.getLogger("dcihub.auth")
 
 MAX_FORM_BYTES = 8192
 
@@ -53,45 +59,9 @@ def add_auth_routes(app: FastAPI, security: Security) -> None:
     @app.post("/oauth2/client/token", tags=["Security"],
               summary="OAuth2 client-credentials token (authz_core)")
     async def token(request: Request) -> Response:
-        media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if media != "application/x-www-form-urlencoded":
-            return _oauth_error(400, "invalid_request",
-                                "send the token request as application/x-www-form-urlencoded",
-                                "err.request.bad")
-        raw = await request.body()
-        if len(raw) > MAX_FORM_BYTES:
-            return _oauth_error(400, "invalid_request", "the token request is too large",
-                                "err.request.bad")
-        try:
-            form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8"),
-                                                 keep_blank_values=True).items()}
-        except UnicodeDecodeError:
-            return _oauth_error(400, "invalid_request", "the form is not UTF-8",
-                                "err.request.bad")
-        grant = form.get("grant_type")
-        if grant != "client_credentials":
-            return _oauth_error(400, "unsupported_grant_type" if grant else "invalid_request",
-                                "grant_type must be client_credentials", "err.request.bad")
-        basic = _basic_credentials(request.headers.get("authorization"))
-        client_id, secret = basic if basic else (form.get("client_id"), form.get("client_secret"))
-        if not client_id or not secret:
-            return _oauth_error(401, "invalid_client",
-                                "client authentication failed: give client_id and "
-                                "client_secret (form) or HTTP Basic credentials",
-                                "err.request.unauthorized")
-        partner = await anyio.to_thread.run_sync(security.partners.authenticate, client_id,
-                                                 secret)
-        if partner is None:
-            return _oauth_error(401, "invalid_client", "client authentication failed",
-                                "err.request.unauthorized")
-        scopes = partner.grant_scopes(form.get("scope") or None)
-        if not scopes:
-            return _oauth_error(400, "invalid_scope",
-                                f"none of the requested scopes is granted to partner "
-                                f"'{partner.sender_id}'", "err.request.forbidden")
-        issued: dict[str, Any] = security.issuer.issue(client_id, partner.sender_id, scopes)
-        return Response(orjson.dumps(issued), media_type="application/json",
-                        headers={"cache-control": "no-store", "pragma": "no-cache"})
+        attempt: dict[str, Any] = {"partner": None, "client_id": None, "outcome": "ok"}
+        response = await _token(request, security, attempt)
+        return await _audited(request, security, response, attempt)
 
     @app.get("/.well-known/jwks.json", tags=["Security"],
              summary="Public signature and encryption keys (jwks_core)")
@@ -99,3 +69,79 @@ def add_auth_routes(app: FastAPI, security: Security) -> None:
         return Response(orjson.dumps(security.keys.public_jwks()),
                         media_type="application/json",
                         headers={"cache-control": "public, max-age=300"})
+
+
+async def _token(request: Request, security: Security, attempt: dict[str, Any]) -> Response:
+    """Answer one token request; `attempt` collects what the audit trail records of it."""
+
+    def refuse(status: int, error: str, description: str, code: str) -> Response:
+        attempt["outcome"] = code
+        return _oauth_error(status, error, description, code)
+
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != "application/x-www-form-urlencoded":
+        return refuse(400, "invalid_request",
+                      "send the token request as application/x-www-form-urlencoded",
+                      "err.request.bad")
+    raw = await request.body()
+    if len(raw) > MAX_FORM_BYTES:
+        return refuse(400, "invalid_request", "the token request is too large",
+                      "err.request.bad")
+    try:
+        form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8"),
+                                             keep_blank_values=True).items()}
+    except UnicodeDecodeError:
+        return refuse(400, "invalid_request", "the form is not UTF-8", "err.request.bad")
+    grant = form.get("grant_type")
+    if grant != "client_credentials":
+        return refuse(400, "unsupported_grant_type" if grant else "invalid_request",
+                      "grant_type must be client_credentials", "err.request.bad")
+    basic = _basic_credentials(request.headers.get("authorization"))
+    client_id, secret = basic if basic else (form.get("client_id"), form.get("client_secret"))
+    attempt["client_id"] = client_id[:100] if client_id else None  # as claimed; never the secret
+    if not client_id or not secret:
+        return refuse(401, "invalid_client",
+                      "client authentication failed: give client_id and "
+                      "client_secret (form) or HTTP Basic credentials",
+                      "err.request.unauthorized")
+    partner = await anyio.to_thread.run_sync(security.partners.authenticate, client_id, secret)
+    if partner is None:
+        return refuse(401, "invalid_client", "client authentication failed",
+                      "err.request.unauthorized")
+    attempt["partner"] = partner.sender_id
+    scopes = partner.grant_scopes(form.get("scope") or None)
+    if not scopes:
+        return refuse(400, "invalid_scope",
+                      f"none of the requested scopes is granted to partner "
+                      f"'{partner.sender_id}'", "err.request.forbidden")
+    issued: dict[str, Any] = security.issuer.issue(client_id, partner.sender_id, scopes)
+    attempt["scope"] = issued["scope"]
+    return Response(orjson.dumps(issued), media_type="application/json",
+                    headers={"cache-control": "no-store", "pragma": "no-cache"})
+
+
+async def _audited(request: Request, security: Security, response: Response,
+                   attempt: dict[str, Any]) -> Response:
+    """Record the token request in the audit trail (partner, claimed client id, outcome; never
+    the secret or the token) before answering, as the DCI pipeline does for its messages."""
+    node = getattr(request.app.state, "node", None)
+    if not security.options.audit or node is None:
+        return response
+    from .committer import RequestWrites
+
+    entry = {
+        "ts": time.time(), "direction": "in", "partner": attempt["partner"],
+        "client_id": attempt["client_id"], "registry": None,
+        "endpoint": "/oauth2/client/token", "action": "token", "scope": attempt.get("scope"),
+        "status": response.status_code, "outcome": attempt["outcome"], "signature": "none",
+        "encrypted": False, "records": [],
+        "remote": request.client.host if request.client else None,
+    }
+    try:
+        await node.committer.commit(RequestWrites(audit=[entry]))
+    except Exception:  # nothing may be issued that the trail does not show
+        log.exception("could not record a token request in the audit trail")
+        return _oauth_error(503, "temporarily_unavailable",
+                            "the registry could not record the request; try again later",
+                            "err.service.unavailable")
+    return response

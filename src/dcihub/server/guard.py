@@ -126,16 +126,21 @@ class SecurityGuard(Guard):
             raise DCIError(ErrorCode.REQUEST_UNAUTHORIZED, exc.message, 401) from None
         partner = self.security.partners.get(claims.sender_id)
         if partner is None:
-            raise DCIError(ErrorCode.REQUEST_UNAUTHORIZED,
-                           f"the access token's partner '{claims.sender_id}' is no longer "
-                           "registered here", 401)
+            refused = DCIError(ErrorCode.REQUEST_UNAUTHORIZED,
+                               f"the access token's partner '{claims.sender_id}' is no longer "
+                               "registered here", 401)
+            refused.audit_who = (claims.sender_id, claims.client_id)  # type: ignore[attr-defined]
+            raise refused
         action = endpoint.action
         if not (claims.allows(endpoint.registry, action) and
                 partner.allows(endpoint.registry, action)):
-            raise DCIError(ErrorCode.REQUEST_FORBIDDEN,
-                           f"partner '{partner.sender_id}' may not use '{action}' on the "
-                           f"{endpoint.registry} registry (token scope "
-                           f"'{' '.join(sorted(claims.scopes)) or 'none'}')", 403)
+            refused = DCIError(ErrorCode.REQUEST_FORBIDDEN,
+                               f"partner '{partner.sender_id}' may not use '{action}' on the "
+                               f"{endpoint.registry} registry (token scope "
+                               f"'{' '.join(sorted(claims.scopes)) or 'none'}')", 403)
+            # the token was valid: the audit trail names who tried
+            refused.audit_who = (partner.sender_id, claims.client_id)  # type: ignore[attr-defined]
+            raise refused
         return PartnerContext(partner, claims, self.security.resolver(partner))
 
     async def check_header(self, inbound: Inbound) -> None:
@@ -262,11 +267,16 @@ class SecurityGuard(Guard):
         ctx: PartnerContext | None = partner if isinstance(partner, PartnerContext) else None
         header = inbound.header if inbound is not None else None
         message = inbound.message if inbound is not None else None
+        # a token that verified but was refused (403, or its partner is gone) still names who
+        who = (ctx.sender_id, ctx.claims.client_id) if ctx else \
+            getattr(error, "audit_who", (None, None))
+        # a whole-message rejection records its rjct.* reason (e.g. rjct.message_ts.invalid)
+        outcome = (getattr(error, "reason", None) or error.code) if error else "ok"
         entry: dict[str, Any] = {
             "ts": time.time(),
             "direction": "in",
-            "partner": ctx.sender_id if ctx else None,
-            "client_id": ctx.claims.client_id if ctx else None,
+            "partner": who[0],
+            "client_id": who[1],
             "registry": endpoint.registry,
             "endpoint": f"/registry/{endpoint.path}",
             "action": endpoint.action,
@@ -275,10 +285,12 @@ class SecurityGuard(Guard):
             "transaction_id": message.get("transaction_id") if isinstance(message, dict) else None,
             "correlation_id": inbound.correlation_id if inbound is not None else None,
             "status": status,
-            "outcome": "replay" if replay else (error.code if error else "ok"),
+            "outcome": "replay" if replay else outcome,
             "signature": ctx.signature if ctx else "none",
             "encrypted": bool(ctx and ctx.encrypted),
-            "records": (inbound.facts.get("records") or []) if inbound is not None else [],
+            # records returned: none when the reply was a refusal (e.g. it could not be sealed)
+            "records": (inbound.facts.get("records") or [])
+            if inbound is not None and error is None else [],
             "remote": request.client.host if request.client else None,
         }
         return entry
