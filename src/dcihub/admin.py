@@ -5,7 +5,8 @@ Everything here works on the files and the store named by a node's configuration
 the operator can fix (bad option value, missing file, unknown partner) raises `AdminError` with a
 one-line message.
 
-Running nodes read the partner file and their keys at start-up (see `RESTART_NOTE`).
+Running nodes and workers re-read the partner file and the key directory within seconds of a
+change (`server/reload.py`); `PARTNERS_NOTE` and `KEYS_NOTE` tell the operator so.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ __all__ = [
     "PartnerChanges", "PartnerResult", "CLEARABLE", "partners_file", "load_partners",
     "add_partner", "update_partner", "remove_partner", "reset_secret", "partner_row",
     "partner_details",
-    "Rotation", "key_dir", "list_keys", "rotate_keys", "public_jwks", "RESTART_NOTE",
-    "PARTNERS_RESTART_NOTE",
+    "Rotation", "key_dir", "list_keys", "rotate_keys", "public_jwks", "KEYS_NOTE",
+    "PARTNERS_NOTE",
     "open_store", "verify_audit", "parse_since", "audit_trail", "audit_summary",
 ]
 
@@ -59,8 +60,8 @@ def load_config(path: Path) -> Settings:
 # =============================================================================================
 # partners
 
-PARTNERS_RESTART_NOTE = ("running nodes read the partner file at start: restart `dcihub serve` "
-                         "and `dcihub worker` for the change to take effect")
+PARTNERS_NOTE = ("running nodes and workers re-read the partner file within a few seconds; "
+                 "no restart is needed")
 
 # `partners update --clear NAME`: settings that can be reset to their default.
 CLEARABLE = {
@@ -522,12 +523,11 @@ def partner_details(partner: Partner) -> list[tuple[str, str]]:
 # =============================================================================================
 # keys
 
-RESTART_NOTE = (
-    "running nodes that share this key directory keep signing with the old key and publishing "
-    "the old JWKS until they restart, or until they meet a kid they do not know in an access "
-    "token or an encrypted message, which makes them re-read the directory and switch; "
-    "restart every `dcihub serve` and `dcihub worker` now (the old keys stay valid for "
-    "verification and decryption for security.key_overlap_days)"
+KEYS_NOTE = (
+    "running nodes and workers that use this key directory re-read it within a few seconds, "
+    "then sign with the new key and publish the new JWKS; partners that keep a copy of our "
+    "JWKS (`dcihub keys jwks`) instead of fetching /.well-known/jwks.json need the new one "
+    "before the retired keys expire"
 )
 
 

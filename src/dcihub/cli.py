@@ -331,9 +331,9 @@ def _print_partner_result(result: PartnerResult, verb: str) -> None:
                   "over a safe channel and keep no copy", soft_wrap=True)
     for warning in result.warnings:
         _note(warning, "warning")
-    from .admin import PARTNERS_RESTART_NOTE
+    from .admin import PARTNERS_NOTE
 
-    _note(PARTNERS_RESTART_NOTE)
+    _note(PARTNERS_NOTE)
 
 
 def _call(fn: Callable[..., T], *args: object) -> T:
@@ -416,7 +416,7 @@ def partners_add(
     """Register a partner and generate its client secret, printed once (stored hashed only).
 
     Give its public keys with --jwks-url or --jwks-file, or make a key pair for it with \
---generate-keys PATH. Running nodes see the change after a restart."""
+--generate-keys PATH. Running nodes pick the partner up within seconds."""
     from .admin import add_partner
 
     changes = _changes(
@@ -454,13 +454,15 @@ def partners_update(
     callback_client_id: OptCbClient = None,
     callback_client_secret: OptCbSecret = None,
     clear: Annotated[list[Clearable] | None, typer.Option(
-        "--clear", help="Reset a setting to its default (repeatable); callback-auth clears "
-                        "token_url and the callback client id and secret.")] = None,
+        "--clear", metavar="SETTING",
+        help="Reset a setting to its default (repeatable): name, scopes, callback-prefixes, "
+             "jwks, jwks-url, fields, consent-purposes, or callback-auth (token_url and the "
+             "callback client id and secret).")] = None,
 ) -> None:
     """Change the given settings of a partner; settings not given stay as they are.
 
-    The client secret is kept (use set-secret for a new one). Running nodes see the change \
-after a restart."""
+    The client secret is kept (use set-secret for a new one). Running nodes pick the change \
+up within seconds."""
     from .admin import update_partner
 
     changes = _changes(
@@ -480,12 +482,13 @@ def partners_remove(
     sender_id: Annotated[str, typer.Argument(help="The partner's sender_id.")],
     config: AdminConfig,
 ) -> None:
-    """Remove a partner from the partner file (running nodes see it after a restart)."""
-    from .admin import PARTNERS_RESTART_NOTE, remove_partner
+    """Remove a partner from the partner file; within seconds running nodes refuse its
+    tokens."""
+    from .admin import PARTNERS_NOTE, remove_partner
 
     path = _call(remove_partner, _settings(config), sender_id)
     _out().print(f"removed partner {sender_id} from {path}", soft_wrap=True, markup=False)
-    _note(PARTNERS_RESTART_NOTE)
+    _note(PARTNERS_NOTE)
 
 
 @partners_app.command("set-secret")
@@ -493,8 +496,8 @@ def partners_set_secret(
     sender_id: Annotated[str, typer.Argument(help="The partner's sender_id.")],
     config: AdminConfig,
 ) -> None:
-    """Give a partner a new client secret, printed once (the old one stops working once
-    running nodes restart)."""
+    """Give a partner a new client secret, printed once; within seconds running nodes accept
+    only the new one (access tokens issued before stay valid until they expire)."""
     from .admin import reset_secret
 
     result = _call(reset_secret, _settings(config), sender_id)
@@ -535,8 +538,8 @@ def _when(moment: datetime) -> str:
 @keys_app.command("rotate")
 def keys_rotate(config: AdminConfig) -> None:
     """Make new current keys; the old ones stay published, and usable to verify and decrypt,
-    for security.key_overlap_days. Running nodes sign with the new key after a restart."""
-    from .admin import RESTART_NOTE, rotate_keys
+    for security.key_overlap_days. Running nodes switch to the new keys within seconds."""
+    from .admin import KEYS_NOTE, rotate_keys
 
     rotation = _call(rotate_keys, _settings(config))
     out = _out()
@@ -562,7 +565,7 @@ def keys_rotate(config: AdminConfig) -> None:
     out.print("new current keys:", soft_wrap=True, markup=False)
     for key in rotation.created:
         out.print(describe(key), soft_wrap=True, markup=False)
-    _note(RESTART_NOTE)
+    _note(KEYS_NOTE)
 
 
 @keys_app.command("jwks")
