@@ -6,6 +6,11 @@ atomically): the private JWK (with `kid` = RFC 7638 thumbprint, `use`, `alg`) an
 EdDSA/Ed25519 or RS256 on request) and two current encryption keys, RSA-OAEP-256 (RSA 2048)
 and ECDH-ES+A256KW (P-256), so that partners can encrypt with whichever their library offers.
 
+An additional signing key for another algorithm can be added with `ensure_signing_key(alg)`
+(e.g. Ed25519, needed to answer a partner that uses the Ed25519 HTTP-signature profile when the
+main signing key is ES256). It is published and rotated like the others, but `signing_key()`
+(tokens, JWS replies) keeps returning the main key.
+
 `rotate()` retires the current keys and makes new ones. A retired key stays published in the
 JWKS, and usable to verify our own tokens and to decrypt, until `overlap` has passed since its
 retirement ("retiring"); after that it is "expired": kept on disk for audit, never used.
@@ -104,6 +109,7 @@ class _StoredKey:
     created: datetime
     retired_at: datetime | None
     path: Path
+    extra: bool = False  # an additional signing key (ensure_signing_key), not the main one
 
     @property
     def use(self) -> str:
@@ -166,11 +172,16 @@ class KeyManager:
         with self._locked():
             self._load()
             now = self.now()
+            extra_algs = set()
             for stored in list(self._keys.values()):
                 if stored.retired_at is None:
                     stored.retired_at = now
                     self._write(stored)
+                    if stored.extra:
+                        extra_algs.add(stored.alg)
             created = self._create_missing()
+            for alg in sorted(extra_algs):
+                created.add(self._create_extra(alg))
             self._load()
         return [info for info in self.list_keys() if info.kid in created]
 
@@ -201,12 +212,32 @@ class KeyManager:
             "keys": [s.key.as_dict(private=True) for s in self._usable() if s.retired_at is None]
         }
 
-    def signing_key(self) -> AsymmetricKey:
-        """The current signing key (private; `kid`, `alg` and `use` set)."""
+    def signing_key(self, alg: str | None = None) -> AsymmetricKey:
+        """The current main signing key (private; `kid`, `alg` and `use` set), or the current
+        signing key for `alg` (main or additional)."""
         for stored in self._usable():
-            if stored.retired_at is None and stored.use == "sig":
+            if stored.retired_at is None and stored.use == "sig" and (
+                    stored.alg == alg if alg else not stored.extra):
                 return stored.key
-        raise KeyStoreError(f"no current signing key in {self.key_dir}: call load_or_create()")
+        wanted = f"{alg} signing key" if alg else "signing key"
+        raise KeyStoreError(f"no current {wanted} in {self.key_dir}: call load_or_create()")
+
+    def ensure_signing_key(self, alg: str) -> AsymmetricKey:
+        """The current signing key for `alg`, created (as an additional key) if there is none."""
+        if alg not in SIGNING_ALGS:
+            raise ValueError(f"signing alg must be one of {', '.join(SIGNING_ALGS)}")
+        try:
+            return self.signing_key(alg)
+        except KeyStoreError:
+            pass
+        self._ensure_dir()
+        with self._locked():
+            self._load()
+            if not any(s.retired_at is None and s.use == "sig" and s.alg == alg
+                       for s in self._keys.values()):
+                self._create_extra(alg)
+                self._load()
+        return self.signing_key(alg)
 
     def encryption_key(self, alg: str = "ECDH-ES+A256KW") -> AsymmetricKey:
         """Our current encryption key for `alg` (private; publish only its public part)."""
@@ -309,6 +340,7 @@ class KeyManager:
                 created=_parse_dt(doc["created"]),
                 retired_at=_parse_dt(retired) if retired else None,
                 path=path,
+                extra=doc.get("role") == "extra",
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise KeyStoreError(f"key file {path} is not a valid dcihub key file: {exc}") from exc
@@ -316,7 +348,7 @@ class KeyManager:
     def _create_missing(self) -> set[str]:
         current = [s for s in self._keys.values() if s.retired_at is None]
         wanted: list[tuple[str, str]] = []
-        if not any(s.use == "sig" for s in current):
+        if not any(s.use == "sig" and not s.extra for s in current):
             wanted.append(("sig", self.signing_alg))
         for alg in ENCRYPTION_ALGS:
             if not any(s.use == "enc" and s.alg == alg for s in current):
@@ -329,10 +361,17 @@ class KeyManager:
             created.add(str(key.kid))
         return created
 
+    def _create_extra(self, alg: str) -> str:
+        key = generate_key("sig", alg)
+        self._write(_StoredKey(key, self.now(), None, self.key_dir / f"{key.kid}.json",
+                               extra=True))
+        return str(key.kid)
+
     def _write(self, stored: _StoredKey) -> None:
         doc = {
             "jwk": stored.key.as_dict(private=True),
             "created": _iso(stored.created),
+            "role": "extra" if stored.extra else "main",
             "status": "retired" if stored.retired_at else "current",
             "retired_at": _iso(stored.retired_at) if stored.retired_at else None,
         }

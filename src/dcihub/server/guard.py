@@ -28,7 +28,7 @@ from ..security.errors import SecurityError, TokenError
 from ..security.jwe import decrypt_message, encrypt_message, is_encrypted_message
 from ..security.keys import KeyManager
 from ..security.partners import JwksResolver, Partner, PartnerRegistry
-from ..security.signatures import inspect_signature, sign, verify
+from ..security.signatures import HTTP_SIG, inspect_signature, sign, verify
 from ..security.tokens import TokenClaims, TokenIssuer, bearer_token
 from ..standard.codes import ErrorCode, HeaderReason
 from ..standard.envelope import parse_timestamp
@@ -93,6 +93,8 @@ class Security:
         self.issuer = issuer
         self.fetch = fetch
         self._resolvers: dict[str, JwksResolver] = {}
+        if any(p.signature_profile == HTTP_SIG for p in partners):
+            keys.ensure_signing_key("EdDSA")  # published from the start (see `reply_key`)
 
     def resolver(self, partner: Partner) -> JwksResolver:
         found = self._resolvers.get(partner.sender_id)
@@ -296,6 +298,15 @@ class SecurityGuard(Guard):
         return entry
 
 
+def reply_key(keys: KeyManager, profile: str) -> Any:
+    """Our key to sign with `profile`: the main signing key, except for the Ed25519
+    HTTP-signature profile, which needs an Ed25519 key (made on first use if the main key has
+    another algorithm, and kept as an additional published key)."""
+    if profile == HTTP_SIG:
+        return keys.ensure_signing_key("EdDSA")
+    return keys.signing_key()
+
+
 def seal(envelope: dict[str, Any], partner: Partner, resolver: JwksResolver, keys: KeyManager,
          encrypt: bool) -> dict[str, Any]:
     """Outbound mirror of the pipeline: encrypt (when asked), then sign for `partner`."""
@@ -309,7 +320,8 @@ def seal(envelope: dict[str, Any], partner: Partner, resolver: JwksResolver, key
                            "publishes no encryption key (use 'enc') in its JWKS", 400)
         message = encrypt_message(message, recipient)
         header["is_msg_encrypted"] = True
-    signature = sign(header, message, keys.signing_key(), partner.signature_profile,
+    signature = sign(header, message, reply_key(keys, partner.signature_profile),
+                     partner.signature_profile,
                      sender_id=header.get("sender_id"))
     out: dict[str, Any] = {"signature": signature, "header": header}
     if message is not None:
