@@ -10,6 +10,7 @@ no other test's worker claims its outbox rows), with partners registered for eac
     public    may NOT receive callbacks on private addresses (loopback here)
     pinned    callbacks only under https://spmis.partner.example:8443/dci/
     ed        signs with Ed25519 in the OpenSPP2 HTTP-signature style
+    lenient   may send unsigned messages (as the demo partner)
 
 Every refusal is checked three ways: HTTP status, body shape and code, and one new row in the
 audit trail with that outcome and no record content. docs/security.md lists the same refusals.
@@ -404,6 +405,7 @@ PARTNERS: dict[str, dict[str, Any]] = {
     "public": {"allow_private_callbacks": False},
     "pinned": {"callback_prefixes": ["https://spmis.partner.example:8443/dci/"]},
     "ed": {"signing_alg": "EdDSA", "signature_profile": "http-sig-ed25519"},
+    "lenient": {"allow_unsigned": True},  # as the demo partner
 }
 
 
@@ -746,6 +748,18 @@ def test_accepted_request_is_audited_with_record_ids_only(node: Node) -> None:
     text = node.audit_text(row.seq)
     for value in (node.uin, record["name"]["given_name"], record["birth_date"]):
         assert value not in text
+
+
+def test_partner_allowed_unsigned_messages_still_has_its_signatures_checked(node: Node) -> None:
+    before = node.last_seq()
+    unsigned = sync(node, node.search("lenient"), "lenient", signed=False)
+    assert unsigned.status_code == 200, unsigned.text
+    [row] = node.audit_since(before)
+    assert row.entry["signature"] == "unsigned" and row.entry["outcome"] == "ok"
+    forged = sync(node, node.signed(node.search("lenient"), key=generate_key("sig", "ES256")),
+                  "lenient")
+    assert forged.status_code == 400
+    assert forged.json()["message"]["error"]["code"] == "err.signature.invalid"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -180,8 +180,11 @@ class KeyManager:
                     if stored.extra:
                         extra_algs.add(stored.alg)
             created = self._create_missing()
-            for alg in sorted(extra_algs):
-                created.add(self._create_extra(alg))
+            self._load()
+            for alg in sorted(extra_algs):  # unless the new main key has that algorithm
+                if not any(s.retired_at is None and s.use == "sig" and s.alg == alg
+                           for s in self._keys.values()):
+                    created.add(self._create_extra(alg))
             self._load()
         return [info for info in self.list_keys() if info.kid in created]
 
