@@ -117,10 +117,12 @@ def environment(repo: Path) -> dict[str, Any]:
             "platform": platform.platform()}
 
 
-def write_results(directory: Path, payload: dict[str, Any], rows: list[Row]) -> Path:
+def write_results(directory: Path, payload: dict[str, Any], rows: list[Row],
+                  prefix: str = "") -> Path:
+    """Write `<prefix><timestamp>.json` into `directory` (e.g. prefix "security-")."""
     directory.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")
-    path = directory / f"{stamp}.json"
+    path = directory / f"{prefix}{stamp}.json"
     document = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **payload,
                 "table": [asdict(r) for r in rows]}
     path.write_text(json.dumps(document, indent=2, default=str) + "\n")
