@@ -233,9 +233,29 @@ def test_generate_keys_writes_a_private_jwk_set_and_registers_its_public_part(
     result = run("partners", "update", "spmis.example", "--config", config,
                  "--signature-profile", "http-sig-ed25519", "--generate-keys", target2)
     assert result.exit_code == 0, result.output
-    assert "security.signing_alg: EdDSA" in result.stderr  # this node signs with ES256
     algs = {k["alg"] for k in json.loads(target2.read_text())["keys"]}
     assert algs == {"EdDSA", "ECDH-ES+A256KW"}
+
+
+def test_an_http_sig_partner_gets_the_node_an_ed25519_signing_key(config: Path) -> None:
+    # before the node has keys, nothing is made (the node makes it at first start)
+    add(config, "early", "early", "--signature-profile", "http-sig-ed25519",
+        "--no-signature-required")
+    assert not (config.parent / "keys").exists()
+
+    assert run("keys", "rotate", "--config", config).exit_code == 0  # the node's ES256 keys
+    result = run("partners", "add", "spmis.example", "--config", config, "--client-id", "spmis",
+                 "--signature-profile", "http-sig-ed25519", "--no-signature-required")
+    assert result.exit_code == 0, result.output
+    assert "made an additional Ed25519 signing key" in result.stderr
+    published = json.loads(run("keys", "jwks", "--config", config).stdout)["keys"]
+    signing = sorted(k["alg"] for k in published if k["use"] == "sig")
+    assert signing == ["ES256", "EdDSA"]
+
+    again = run("partners", "update", "early", "--config", config, "--name", "Early")
+    assert again.exit_code == 0 and "additional Ed25519" not in again.stderr
+    listed = run("keys", "list", "--config", config).stdout
+    assert listed.count("EdDSA") == 1
 
 
 def test_jwks_file_registers_public_keys_and_refuses_private_ones(

@@ -112,6 +112,7 @@ class PartnerResult:
     client_secret: str | None = None  # a new secret, to show once
     key_file: Path | None = None  # where the partner's new private keys were written
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def partners_file(settings: Settings) -> Path:
@@ -166,7 +167,9 @@ def add_partner(settings: Settings, sender_id: str, changes: PartnerChanges) -> 
     except PartnerConfigError as exc:
         raise AdminError(f"{exc} (in {path})") from None
     key_file = _write_private_keys(changes.generate_keys, private_jwks, registry, path)
-    return PartnerResult(partner, path, secret, key_file, warnings)
+    result = PartnerResult(partner, path, secret, key_file, warnings)
+    result.notes.extend(filter(None, [_ensure_http_sig_key(settings, partner)]))
+    return result
 
 
 def update_partner(settings: Settings, sender_id: str,
@@ -190,7 +193,9 @@ def update_partner(settings: Settings, sender_id: str,
     except PartnerConfigError as exc:
         raise AdminError(f"{exc} (in {path})") from None
     key_file = _write_private_keys(changes.generate_keys, private_jwks, updated, path)
-    return PartnerResult(partner, path, None, key_file, warnings)
+    result = PartnerResult(partner, path, None, key_file, warnings)
+    result.notes.extend(filter(None, [_ensure_http_sig_key(settings, partner)]))
+    return result
 
 
 def remove_partner(settings: Settings, sender_id: str) -> Path:
@@ -449,11 +454,31 @@ def _advice(settings: Settings, partner: Partner) -> list[str]:
     if partner.encrypt_replies and not has_keys:
         notes.append("--encrypt-replies needs the partner's encryption key (use 'enc') in its "
                      "JWKS; until it has one, replies to it fail")
-    if partner.signature_profile == HTTP_SIG and settings.security.signing_alg != "EdDSA":
-        notes.append(f"this node signs with {settings.security.signing_alg} "
-                     "(security.signing_alg); http-sig-ed25519 replies need an Ed25519 key: "
-                     "set security.signing_alg: EdDSA and run `dcihub keys rotate`")
     return notes
+
+
+def _ensure_http_sig_key(settings: Settings, partner: Partner) -> str | None:
+    """Replies in the Ed25519 HTTP-signature profile need an Ed25519 signing key; a node whose
+    main key has another algorithm keeps an additional one. Make it now (if the node has keys
+    already; otherwise it is made with the others at first start), so that it is published
+    before the partner's first reply. Returns a note for the operator if a key was made."""
+    if partner.signature_profile != HTTP_SIG or settings.security.signing_alg == "EdDSA":
+        return None
+    directory = key_dir(settings)
+    if not _has_keys(directory):
+        return None
+    manager = _key_manager(settings)
+    try:
+        manager._ensure_dir()
+        manager.reload()
+        if any(k.use == "sig" and k.alg == "EdDSA" and k.status == "current"
+               for k in manager.list_keys()):
+            return None
+        key = manager.ensure_signing_key("EdDSA")
+    except (KeyStoreError, OSError) as exc:
+        raise AdminError(str(exc)) from None
+    return (f"made an additional Ed25519 signing key {key.kid} in {directory} to sign replies "
+            "in the http-sig-ed25519 profile; running nodes publish it within seconds")
 
 
 def _scopes_text(scopes: dict[str, list[str] | str]) -> str:

@@ -331,6 +331,8 @@ def _print_partner_result(result: PartnerResult, verb: str) -> None:
                   "over a safe channel and keep no copy", soft_wrap=True)
     for warning in result.warnings:
         _note(warning, "warning")
+    for note in result.notes:
+        _note(note)
     from .admin import PARTNERS_NOTE
 
     _note(PARTNERS_NOTE)
