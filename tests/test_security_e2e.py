@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -910,6 +911,41 @@ def test_replayed_enrollment_update_is_not_written_twice(node: Node) -> None:
     second = node.post("ibr", "sync/enrollment/updates", again)
     [item] = second.json()["message"]["enrolled_response"]
     assert item["status_reason_message"].startswith("updated"), item
+
+
+def test_a_refused_duplicate_does_not_free_the_message_id_of_the_one_in_flight(
+        backend: str, tmp_path: Path) -> None:
+    """Regression: the 409 answer to a duplicate released the in-flight marker of the first
+    copy, so a third copy arriving before the first committed was processed again."""
+    import anyio
+
+    from dcihub.server.guard import SecurityGuard
+    from dcihub.standard.errors import DCIError
+
+    def copy() -> Any:
+        return SimpleNamespace(sender_id="spmis.test",
+                               header=SimpleNamespace(message_id="m-in-flight"))
+
+    async def scenario(guard: SecurityGuard) -> None:
+        first, second, third = copy(), copy(), copy()
+        assert await guard.replayed(first) is None  # claims the id
+        with pytest.raises(DCIError) as refused:
+            await guard.replayed(second)
+        assert refused.value.http_status == 409
+        guard.release(second)  # the pipeline releases every exchange when it is over
+        with pytest.raises(DCIError):
+            await guard.replayed(third)  # the first copy is still being processed
+        guard.release(first)
+        assert await guard.replayed(third) is None
+
+    with support.store_url_for(backend, tmp_path) as url:
+        store = Store(url)
+        store.create_all()
+        try:
+            security = SimpleNamespace(options=SimpleNamespace(replay_window=60.0))
+            anyio.run(scenario, SecurityGuard(security, store))  # type: ignore[arg-type]
+        finally:
+            store.dispose()
 
 
 # ---------------------------------------------------------------------------------------------

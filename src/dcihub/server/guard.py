@@ -113,7 +113,8 @@ class SecurityGuard(Guard):
         self.security = security
         self.store = store
         self.tokens = TokenCache()
-        self.inflight: set[tuple[str, str]] = set()
+        # (sender_id, message_id) being processed in this process -> id() of its Inbound
+        self.inflight: dict[tuple[str, str], int] = {}
 
     # ----------------------------------------------------------------------------- inbound
 
@@ -231,7 +232,7 @@ class SecurityGuard(Guard):
             raise DCIError(ErrorCode.REQUEST_BAD,
                            f"message_id '{key[1]}' is being processed already "
                            "(rjct.message_id.duplicate); its reply will follow", 409)
-        self.inflight.add(key)
+        self.inflight[key] = id(inbound)
         return None
 
     def _find(self, key: tuple[str, str], window: float, inline: bool) -> tuple[int, bytes] | None:
@@ -248,7 +249,11 @@ class SecurityGuard(Guard):
         return self.security.settings.registry_id(registry)
 
     def release(self, inbound: Inbound) -> None:
-        self.inflight.discard((inbound.sender_id, inbound.header.message_id))
+        # only the message that claimed the id frees it: a duplicate refused with 409 (or
+        # refused earlier) must not let a third copy in while the first is still running
+        key = (inbound.sender_id, inbound.header.message_id)
+        if self.inflight.get(key) == id(inbound):
+            del self.inflight[key]
 
     # ----------------------------------------------------------------------------- outbound
 
