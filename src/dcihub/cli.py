@@ -143,13 +143,28 @@ def serve(
     from .config import ConfigError, load_settings
 
     try:
-        load_settings(config)
+        settings = load_settings(config)
     except ConfigError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
+    _prepare_store(settings)
     os.environ["DCIHUB_CONFIG"] = str(config.resolve())
     uvicorn.run("dcihub.server.factory:app_from_env", factory=True, host=host, port=port,
                 workers=workers, log_level=log_level, access_log=log_level == "debug")
+
+
+def _prepare_store(settings: object) -> None:
+    """Create missing tables before serving; a store that cannot be used stops here with one
+    clear line (wrong URL, database down, schema of another version)."""
+    from .store import Store
+
+    try:
+        store = Store(settings.store_url)  # type: ignore[attr-defined]
+        store.create_all()
+        store.dispose()
+    except Exception as exc:
+        console.print(f"[red]error:[/red] cannot use the store: {exc}")
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -168,6 +183,7 @@ def worker(
     except ConfigError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
+    _prepare_store(settings)
     delivery_worker = build_worker(settings)
     console.print(f"dcihub worker on {settings.store_url.split('@')[-1]} (Ctrl-C to stop)")
     try:

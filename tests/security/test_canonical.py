@@ -119,3 +119,24 @@ def test_envelope_bytes(header: dict[str, Any], message: dict[str, Any]) -> None
     assert data.startswith(b'{"header":{"action":"search"')
     assert envelope_bytes(header, None) == rfc8785.dumps({"header": header})
     assert 1500 < len(data) < 2600
+
+
+def test_fast_path_takes_plain_floats_and_str_enums_exactly() -> None:
+    """Records carry decimals (poverty scores, land sizes) and replies carry StrEnum statuses:
+    both stay on the fast path and still equal RFC 8785."""
+    from enum import StrEnum
+
+    class Status(StrEnum):
+        SUCCESS = "succ"
+
+    rng = random.Random(7)
+    for _ in range(20000):
+        x = rng.choice([-1, 1]) * 10 ** rng.uniform(-4, 15) * rng.random()
+        if x == 0 or x.is_integer() or not 1e-4 <= abs(x) < 1e15:
+            continue
+        doc = {"score": x, "status": Status.SUCCESS, "n": [1, 2.5]}
+        assert canonical._fast_path_safe(doc)
+        assert canonicalize(doc) == rfc8785.dumps(doc)
+    for slow in (2.0, 1e-5, 1e15, 1e21):
+        assert not canonical._fast_path_safe({"x": slow})
+        assert canonicalize({"x": slow}) == rfc8785.dumps({"x": slow})

@@ -54,6 +54,13 @@ def places_of(country: Country) -> list[dict[str, str | None]]:
     return places
 
 
+def _has_build(store: Store) -> bool:
+    try:
+        return store.get_meta(BUILD_KEY) is not None
+    except Exception:  # no tables yet
+        return False
+
+
 def ensure_population(store: Store, people: int, seed: int,
                       as_of: date = date(2026, 1, 1),
                       progress: Callable[[str, int], None] | None = None
@@ -62,6 +69,11 @@ def ensure_population(store: Store, people: int, seed: int,
 
     Returns (country, built_now). The country is regenerated in memory either way (it is
     deterministic and fast) so that samples can be written."""
+    from ..store.database import SCHEMA_VERSION
+
+    version = store.schema_version()
+    if version != str(SCHEMA_VERSION) and (version is not None or _has_build(store)):
+        store.drop_all()  # a demo store from another dcihub version: rebuild it
     store.create_all()
     country = generate_country(people=people, seed=seed, as_of=as_of)
     wanted = build_signature(people, seed, as_of)

@@ -18,6 +18,7 @@ over randomly generated documents.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 import orjson
@@ -60,6 +61,10 @@ def canonicalize(value: Any) -> bytes:
         raise CanonicalizationError(f"value has no canonical JSON form: {exc}") from exc
 
 
+_MIN_PLAIN = 1e-4
+_MAX_PLAIN = 1e15
+
+
 def _fast_path_safe(value: Any) -> bool:
     """True when orjson's sorted output is guaranteed to equal JCS for `value` (iterative)."""
     stack = [value]
@@ -67,8 +72,8 @@ def _fast_path_safe(value: Any) -> bool:
     while stack:
         item = pop()
         t = type(item)
-        if t is str or t is bool or item is None:
-            continue
+        if t is str or t is bool or item is None or isinstance(item, StrEnum):
+            continue  # orjson writes a StrEnum as its value, as JCS does
         if t is dict:
             for key in item:
                 if type(key) is not str or (not key.isascii() and max(key) >= "\ud800"):
@@ -79,6 +84,12 @@ def _fast_path_safe(value: Any) -> bool:
         elif t is int:
             if not -_MAX_SAFE_INT <= item <= _MAX_SAFE_INT:
                 return False
+        elif t is float:
+            # Both write the shortest round-trip digits in plain notation for non-integral
+            # values of this magnitude (JS Number.toString = RFC 8785 §3.2.2.3; orjson's ryu);
+            # integral floats (orjson "2.0", JCS "2") and exponent forms take the slow path.
+            if not (_MIN_PLAIN <= abs(item) < _MAX_PLAIN) or item.is_integer():
+                return False
         else:
-            return False  # float, tuple, subclasses, anything else
+            return False  # tuple, other subclasses, anything else
     return True

@@ -237,8 +237,8 @@ class SecurityGuard(Guard):
 
     def _find(self, key: tuple[str, str], window: float, inline: bool) -> tuple[int, bytes] | None:
         if inline:
-            with self.store.loop_engine.connect() as conn:
-                return self.store.replay.find(conn, key[0], key[1], window)
+            return self.store.replay.find_dbapi(self.store.loop_dbapi(), "sqlite", key[0],
+                                                key[1], window)
         with self.store.read() as conn:
             return self.store.replay.find(conn, key[0], key[1], window)
 

@@ -337,7 +337,7 @@ def callback_header(
         "message_id": message_id,
         "message_ts": timestamp or format_ts(),
         "action": action,
-        "status": status,
+        "status": str(status),  # a plain str (RequestStatus is a StrEnum): canonical JSON
         "total_count": total_count,
         "completed_count": completed_count,
         "sender_id": sender_id,

@@ -20,6 +20,13 @@ from .replay import ReplayStore
 from .schema import build_schema
 from .transactions import TxnStore
 
+SCHEMA_KEY = "schema.version"
+SCHEMA_VERSION = 2  # bump when a table changes shape
+
+
+class SchemaMismatch(RuntimeError):
+    """The store was created by a dcihub with another table layout."""
+
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     parsed = make_url(url)
@@ -73,9 +80,27 @@ class Store:
         return self.engine.dialect.name
 
     def create_all(self) -> None:
+        """Create missing tables; refuse a store made by an incompatible dcihub version."""
         self.schema.metadata.create_all(self.engine)
+        found = self.get_meta(SCHEMA_KEY)
+        if found is None:
+            with self.begin() as conn:
+                meta = self.schema.ops.meta
+                conn.execute(meta.insert(), {"key": SCHEMA_KEY, "value": str(SCHEMA_VERSION)})
+        elif found != str(SCHEMA_VERSION):
+            raise SchemaMismatch(
+                f"the store at {self.url.split('@')[-1]} has schema version {found}; this dcihub "
+                f"uses version {SCHEMA_VERSION}. Start from a new store (or rebuild the demo "
+                "with a fresh --data-dir); there are no migrations before version 1.0")
         with self.begin() as conn:
             self.audit.ensure_head(conn)
+
+    def schema_version(self) -> str | None:
+        """The schema version recorded in the store (None for an empty store)."""
+        try:
+            return self.get_meta(SCHEMA_KEY)
+        except Exception:  # no meta table yet
+            return None
 
     def drop_all(self) -> None:
         self.schema.metadata.drop_all(self.engine)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, delete
 
 from .schema import OperationalTables
 
@@ -17,12 +18,25 @@ class ReplayStore:
 
     def find(self, conn: Connection, sender_id: str, message_id: str,
              window: float) -> tuple[int, bytes] | None:
-        t = self.t
-        row = conn.execute(
-            select(t.c.response_status, t.c.response).where(
-                t.c.sender_id == sender_id, t.c.message_id == message_id,
-                t.c.created_at >= time.time() - window)
-        ).first()
+        """The reply given to this message within the window (SQLAlchemy connection)."""
+        return self.find_dbapi(conn.connection.dbapi_connection, conn.dialect.name,
+                               sender_id, message_id, window)
+
+    @staticmethod
+    def find_dbapi(dbapi: Any, dialect: str, sender_id: str, message_id: str,
+                   window: float) -> tuple[int, bytes] | None:
+        """The same on a DBAPI connection: one primary-key probe per request, so it skips
+        SQLAlchemy's statement machinery."""
+        mark = "?" if dialect == "sqlite" else "%s"
+        cursor = dbapi.cursor()
+        try:
+            cursor.execute(
+                "SELECT response_status, response FROM seen_messages WHERE sender_id = "
+                f"{mark} AND message_id = {mark} AND created_at >= {mark}",
+                (sender_id, message_id, time.time() - window))
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
         return (row[0], bytes(row[1])) if row else None
 
     def remember_many(self, conn: Connection,
