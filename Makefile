@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench codedirs clean
+.PHONY: demo test lint bench bench-security codedirs docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,14 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py $(ARGS)
 
+bench-security: $(STAMP)
+	$(BIN)/python benchmarks/security.py $(ARGS)
+
 codedirs: $(STAMP)
 	$(BIN)/python tools/gen_codedirs.py
+
+docs: $(STAMP)
+	$(BIN)/python tools/gen_registry_docs.py
 
 clean:
 	rm -rf $(VENV) dcihub-demo .pytest_cache
