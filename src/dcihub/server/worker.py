@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import httpx
@@ -125,24 +127,27 @@ class Worker:
             await self._failed(row, "no payload", permanent=True)
             return
         envelope = orjson.loads(row.payload)
+        facts = _callback_facts(row, envelope)
         try:
             await self.sender.check_target(row)
             outgoing = await self.sender.prepare(row, envelope)
             response = await self.client.post(outgoing.url, content=outgoing.body,
                                               headers=outgoing.headers)
         except PermanentFailure as exc:
-            await self._failed(row, str(exc), permanent=True)
+            await self._failed(row, str(exc), permanent=True, facts=facts)
             return
         except httpx.HTTPError as exc:
-            await self._failed(row, f"{type(exc).__name__}: {exc}", permanent=False)
+            await self._failed(row, f"{type(exc).__name__}: {exc}", permanent=False,
+                               facts=facts)
             return
+        facts["status"] = response.status_code
         if 200 <= response.status_code < 300:
             verdict = _ack_status(response)
             if verdict == "ERR":
                 await self._failed(row, f"receiver answered ERR: {response.text[:500]}",
-                                   permanent=True)
+                                   permanent=True, facts=facts)
                 return
-            await self._complete(row)
+            await self._complete(row, facts)
             log.info("delivered %s %s -> %s", row.action, row.pk, outgoing.url)
             return
         permanent = (400 <= response.status_code < 500
@@ -150,15 +155,24 @@ class Worker:
         if 300 <= response.status_code < 400:
             permanent = True  # redirects are never followed
         await self._failed(row, f"HTTP {response.status_code}: {response.text[:500]}",
-                           permanent=permanent)
+                           permanent=permanent, facts=facts)
 
-    async def _complete(self, row: OutboxRow) -> None:
+    def _audit(self, conn: Any, facts: dict[str, Any] | None, outcome: str) -> None:
+        """Callbacks are exchanges too: each delivery attempt goes into the audit trail."""
+        security = self.node.settings.security
+        if facts is None or not (security.enabled and security.audit):
+            return
+        self.store.audit.append_many(conn, [{**facts, "ts": time.time(), "outcome": outcome}])
+
+    async def _complete(self, row: OutboxRow, facts: dict[str, Any] | None = None) -> None:
         def done() -> None:
             with self.store.begin() as conn:
                 self.store.outbox.complete(conn, row.pk)
+                self._audit(conn, facts, "delivered")
         await anyio.to_thread.run_sync(done)
 
-    async def _failed(self, row: OutboxRow, error: str, permanent: bool) -> None:
+    async def _failed(self, row: OutboxRow, error: str, permanent: bool,
+                      facts: dict[str, Any] | None = None) -> None:
         give_up = permanent or row.attempts >= self.settings.max_attempts
         delay = backoff(row.attempts, self.settings)
 
@@ -168,6 +182,8 @@ class Worker:
                     self.store.outbox.give_up(conn, row.pk, error)
                 else:
                     self.store.outbox.retry(conn, row.pk, error, delay)
+                self._audit(conn, facts, f"{'gave up' if give_up else 'will retry'}: "
+                                         f"{error[:200]}")
         await anyio.to_thread.run_sync(record)
         if give_up:
             log.warning("gave up on outbox row %s (%s) after %s attempt(s): %s", row.pk,
@@ -178,6 +194,31 @@ class Worker:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def _callback_facts(row: OutboxRow, envelope: dict[str, Any]) -> dict[str, Any]:
+    """What the audit trail keeps of a callback: ids and record references, no content."""
+    header = envelope.get("header") or {}
+    message = envelope.get("message") or {}
+    records = 0
+    for item in message.get("search_response") or []:
+        data = item.get("data") if isinstance(item, dict) else None
+        if isinstance(data, dict) and isinstance(data.get("reg_records"), list):
+            records += len(data["reg_records"])
+    target = urlsplit(row.target_url or "")
+    return {
+        "direction": "out",
+        "partner": row.sender_id,
+        "registry": row.registry,
+        "endpoint": target.path,
+        "target_host": target.hostname,
+        "action": row.action,
+        "message_id": header.get("message_id"),
+        "transaction_id": message.get("transaction_id"),
+        "correlation_id": message.get("correlation_id"),
+        "attempt": row.attempts,
+        "records_sent": records,
+    }
 
 
 def _ack_status(response: httpx.Response) -> str | None:
