@@ -275,9 +275,12 @@ class Node:
         with self.store.read() as conn:
             return conn.execute(select(func.coalesce(func.max(t.c.seq), 0))).scalar_one()
 
-    def audit_since(self, seq: int) -> list[AuditRow]:
+    def audit_since(self, seq: int, direction: str | None = "in") -> list[AuditRow]:
+        """Audit rows after `seq`: inbound exchanges (the default), outbound callback
+        deliveries (`direction="out"`), or all (None)."""
         with self.store.read() as conn:
-            return [r for r in self.store.audit.rows(conn) if r.seq > seq]
+            return [r for r in self.store.audit.rows(conn) if r.seq > seq
+                    and (direction is None or r.entry.get("direction") == direction)]
 
     def audit_text(self, seq: int) -> str:
         t = self.store.audit.t
@@ -892,6 +895,9 @@ def test_replayed_async_search_gets_the_original_ack_and_one_callback(node: Node
     audit = node.audit_since(before)
     assert [r.entry["outcome"] for r in audit] == ["ok", "replay", "replay"]
     assert {r.entry["message_id"] for r in audit} == {env["header"]["message_id"]}
+    [delivery] = wait_audit_out(node, before, url)
+    assert delivery.entry["outcome"] == "delivered"
+    assert delivery.entry["transaction_id"] == env["message"]["transaction_id"]
 
 
 def test_replayed_enrollment_update_is_not_written_twice(node: Node) -> None:
@@ -952,9 +958,21 @@ def test_a_refused_duplicate_does_not_free_the_message_id_of_the_one_in_flight(
 # Delivery: private addresses and redirects
 
 
+def wait_audit_out(n: Node, before: int, url: str, timeout: float = 10.0) -> list[AuditRow]:
+    """The audit rows of callback deliveries to `url` (written just after the outbox row)."""
+    path = url.split(f":{n.side.port}", 1)[1]
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = [r for r in n.audit_since(before, "out") if r.entry.get("endpoint") == path]
+        if rows or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)
+
+
 def test_callback_to_loopback_is_refused_unless_allowed(node: Node) -> None:
     path = f"/public-{uuid.uuid4().hex}/on-search"
     url = node.side.url(path)
+    before = node.last_seq()
     response = asynchronous(node, node.search("public", sender_uri=url), "public")
     assert response.status_code == 202, response.text  # under its registered prefix
     rows = node.wait_outbox(url)
@@ -964,11 +982,15 @@ def test_callback_to_loopback_is_refused_unless_allowed(node: Node) -> None:
     assert "allow_private_callbacks" in deliver["last_error"]
     assert deliver["attempts"] == 1  # refused for good, not retried
     assert node.side.under(path) == []
+    [audit] = wait_audit_out(node, before, url)
+    assert audit.entry["outcome"].startswith("gave up: callback target refused")
+    assert audit.partner == node.sender("public") and audit.entry["records_sent"] == 1
 
 
 def test_redirects_are_not_followed(node: Node) -> None:
     token = uuid.uuid4().hex
     url = node.side.url(f"/redirect/{token}/on-search")
+    before = node.last_seq()
     response = asynchronous(node, node.search(sender_uri=url))
     assert response.status_code == 202, response.text
     rows = node.wait_outbox(url)
@@ -977,6 +999,8 @@ def test_redirects_are_not_followed(node: Node) -> None:
     assert deliver["last_error"].startswith("HTTP 302"), deliver["last_error"]
     assert len(node.side.under(f"/redirect/{token}/")) == 1
     assert node.side.under(f"/landing/{token}/") == []
+    [audit] = wait_audit_out(node, before, url)
+    assert audit.entry["outcome"].startswith("gave up: HTTP 302")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ from test_security_e2e import (
     start_node,
     stop_node,
     sync,
+    wait_audit_out,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -312,6 +313,7 @@ def test_partner_asking_for_encryption_gets_it_for_a_plain_request(node: Node) -
 def test_callback_is_signed(node: Node) -> None:
     path = f"/plain-{uuid.uuid4().hex}/on-search"
     envelope = node.search(sender_uri=node.side.url(path))
+    before = node.last_seq()
     assert asynchronous(node, envelope).status_code == 202
     [hit] = node.side.wait_for(path)
     assert "authorization" not in hit.headers  # this partner has no token endpoint
@@ -319,7 +321,13 @@ def test_callback_is_signed(node: Node) -> None:
     assert body["header"]["action"] == "on-search" and body["header"]["is_msg_encrypted"] is False
     verify_reply(node, body, "jws-detached")
     assert body["message"]["transaction_id"] == envelope["message"]["transaction_id"]
-    assert found_records(body["message"])
+    [record] = found_records(body["message"])
+    # the delivery is in the audit trail too: ids and a count, not the record
+    [delivery] = wait_audit_out(node, before, node.side.url(path))
+    assert delivery.entry["outcome"] == "delivered" and delivery.entry["records_sent"] == 1
+    assert delivery.entry["message_id"] == body["header"]["message_id"]
+    text = node.audit_text(delivery.seq)
+    assert record["name"]["given_name"] not in text and record["birth_date"] not in text
 
 
 def test_callback_is_encrypted_signed_and_carries_the_partners_token(node: Node) -> None:
