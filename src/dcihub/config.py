@@ -61,6 +61,9 @@ class SecuritySettings(BaseModel):
     token_ttl: int = Field(300, ge=30, le=86400)
     replay_window: float = Field(86400.0, gt=0, description="seconds a (sender_id, message_id) "
                                  "is remembered")
+    replay_reply_seconds: float = Field(600.0, gt=0, description="how long the copy of a sync "
+                                        "reply (with its records) is kept for replays; later "
+                                        "replays get 409")
     clock_skew: float = Field(300.0, gt=0, description="allowed distance of header.message_ts "
                               "from our clock, in seconds")
     require_consent: dict[str, list[str]] = Field(

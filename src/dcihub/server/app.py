@@ -78,7 +78,8 @@ def create_app(
             tasks.start_soon(node.committer.run)
             tasks.start_soon(_checkpoints, store)
             if settings.security.enabled:
-                tasks.start_soon(_purge_replay_window, store, settings.security.replay_window)
+                tasks.start_soon(_purge_replay_window, store, settings.security.replay_window,
+                                 settings.security.replay_reply_seconds)
             for task in background or []:
                 tasks.start_soon(task)
             if in_process:
@@ -178,14 +179,16 @@ async def _checkpoints(store: Store, every: float = 1.0) -> None:
             log.debug("checkpoint skipped", exc_info=True)
 
 
-async def _purge_replay_window(store: Store, window: float, every: float = 60.0) -> None:
-    """Forget (sender_id, message_id) pairs older than the replay window."""
+async def _purge_replay_window(store: Store, window: float, reply_seconds: float,
+                               every: float = 30.0) -> None:
+    """Forget (sender_id, message_id) pairs older than the replay window, and the kept copies
+    of sync replies older than `reply_seconds`."""
     while True:
-        await anyio.sleep(every)
+        await anyio.sleep(min(every, reply_seconds))
 
         def purge() -> int:
             with store.begin() as conn:
-                return store.replay.purge(conn, window)
+                return store.replay.purge(conn, window, reply_seconds)
         try:
             await anyio.to_thread.run_sync(purge)
         except Exception:  # busy store: next time

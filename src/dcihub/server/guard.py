@@ -227,6 +227,12 @@ class SecurityGuard(Guard):
         else:
             found = await anyio.to_thread.run_sync(self._find, key, window, False)
         if found is not None:
+            status, body = found
+            if not body:  # a sync reply whose copy (with records) is no longer kept
+                raise DCIError(ErrorCode.REQUEST_BAD,
+                               f"message_id '{key[1]}' was answered already "
+                               "(rjct.message_id.duplicate); the copy of that reply is no longer "
+                               "kept: send a new message with a new message_id", 409)
             return found
         if key in self.inflight:
             raise DCIError(ErrorCode.REQUEST_BAD,

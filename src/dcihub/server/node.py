@@ -32,6 +32,9 @@ from .search import ConsentCheck, Outcome, SearchService, completed, consent_che
 
 T = TypeVar("T")
 
+# Marker kept beside a queued callback (never sent): encrypt it, as its request was encrypted.
+ENCRYPT_KEY = "dcihub:encrypt"
+
 # Older spellings of txn_type accepted on input (DIGEST §6 #17).
 TXN_TYPE_ALIASES = {"subscibe": "subscribe", "on-search": "search", "on-subscribe": "subscribe",
                     "on-unsubscribe": "unsubscribe"}
@@ -190,7 +193,8 @@ class RegistryNode:
         txn = self._new_txn(
             inbound, request.transaction_id, "search", "async", RequestStatus.RECEIVED,
             len(prepared), 0, sender_uri=target,
-            request={"header": inbound.raw_header, "message": inbound.message},
+            request={"header": inbound.raw_header, "message": inbound.message,
+                     ENCRYPT_KEY: bool(getattr(inbound.partner, "encrypted", False))},
             items=[ItemRow(seq=p.seq, reference_id=p.reference_id,
                            status=RequestStatus.RECEIVED, timestamp=now, locale=p.locale)
                    for p in prepared],
@@ -233,6 +237,8 @@ class RegistryNode:
             }
             envelope = self.envelope(txn.registry, txn.sender_id, "on-search", message,
                                      len(outcomes), completed(outcomes))
+            if request.get(ENCRYPT_KEY):
+                envelope[ENCRYPT_KEY] = True  # the request came encrypted: so goes the reply
             self.store.txns.finish(conn, txn.pk, RequestStatus.SUCCESS, completed(outcomes),
                                    [o.item_row(now) for o in outcomes])
             self.store.outbox.enqueue(conn, "deliver", registry=txn.registry, txn_pk=txn.pk,
@@ -264,6 +270,8 @@ class RegistryNode:
         message = await self.read(self._txn_status_message, inbound)
         envelope = self.envelope(inbound.registry, inbound.sender_id, "txn-on-status", message,
                                  1, 1)
+        if getattr(inbound.partner, "encrypted", False):
+            envelope[ENCRYPT_KEY] = True
         payload = orjson.dumps(envelope).decode()
         inbound.writes.writes.append(
             lambda conn: self.store.outbox.enqueue(
@@ -317,14 +325,17 @@ class RegistryNode:
         profile = self.profiles[txn.registry]
         if txn.txn_type == "receipt":
             beneficiaries = []
+            shape = self.shaper(inbound.partner, txn.registry)
             for item in items:
                 result = item.result or {}
-                if not result.get("entity") or not result.get("pks"):
+                entity, keys = result.get("entity"), result.get("keys")
+                if not entity or not keys:
                     continue  # a rejected beneficiary: nothing was stored
-                fetched = self.store.records.fetch(conn, txn.registry, result["entity"],
-                                                   result["pks"])
-                beneficiaries.extend(orjson.loads(fetched[pk]) for pk in result["pks"]
-                                     if pk in fetched)
+                fetched = self.store.records.fetch_keys(conn, txn.registry, entity, keys)
+                for key in keys:
+                    if key in fetched:
+                        record = orjson.loads(fetched[key])
+                        beneficiaries.append(shape(entity, record) if shape else record)
             return {"transaction_id": txn.transaction_id,
                     "receipt_information": {"beneficiaries": beneficiaries}}
         outcomes = []

@@ -245,9 +245,16 @@ class Pipeline:
         except DCIError as exc:
             error = exc
             reply = error_reply(exc, correlation_id)
-            if isinstance(exc, MessageRejected) and not endpoint.asynchronous:
-                reply = Reply(400, rejection_envelope(exc, endpoint, guard, inbound))
             body_out = reply.body
+            if isinstance(exc, MessageRejected) and not endpoint.asynchronous:
+                reply = Reply(400, rejection_envelope(exc, endpoint, guard, inbound),
+                              is_envelope=True)
+                body_out = reply.body
+                if inbound is not None and inbound.partner is not None:
+                    try:  # signed like every response envelope
+                        body_out = guard.outbound(inbound, reply)
+                    except Exception:  # the rejection still goes out, unsigned
+                        log.exception("could not sign a rejection envelope")
         except Exception:  # a defect, not the caller's fault: log it, answer without details
             log.exception("unexpected error on %s", endpoint.url_path)
             error = DCIError(ErrorCode.SERVICE_UNAVAILABLE,

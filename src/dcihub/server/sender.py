@@ -17,6 +17,7 @@ from ..security.errors import SecurityError
 from ..security.tokens import ClientTokenCache
 from ..store.outbox import OutboxRow
 from .guard import Security, seal
+from .node import ENCRYPT_KEY
 from .worker import CallbackSender, Outgoing, PermanentFailure
 
 log = logging.getLogger("dcihub.sender")
@@ -47,11 +48,11 @@ class SecureCallbackSender(CallbackSender):
     async def prepare(self, row: OutboxRow, envelope: dict[str, Any]) -> Outgoing:
         partner = self._partner(row)
         resolver = self.security.resolver(partner)
-        if partner.encrypt_replies:
+        encrypt = bool(envelope.pop(ENCRYPT_KEY, False)) or partner.encrypt_replies
+        if encrypt:
             await resolver.refresh_for(None)
         try:
-            sealed = seal(envelope, partner, resolver, self.security.keys,
-                          encrypt=partner.encrypt_replies)
+            sealed = seal(envelope, partner, resolver, self.security.keys, encrypt=encrypt)
         except Exception as exc:  # e.g. no encryption key published: retrying will not help
             raise PermanentFailure(f"cannot seal the callback: {exc}") from None
         headers = {"content-type": "application/json"}

@@ -141,6 +141,9 @@ class SpecialCalls:
     def _disability_view(self, inbound: Inbound, request: DisabledRequest, view: str) -> Reply:
         plan, result = self._match(inbound, request.disabled_criteria, "disabled_criteria")
         records = [orjson.loads(r) for _, r in result.rows]
+        shape = self.node.shaper(inbound.partner, inbound.registry)
+        if shape is not None:  # data minimisation: only the fields this partner may receive
+            records = [shape(plan.entity.name, r) for r in records]
         if view == "support":
             reg_records: list[Any] = [list(r.get("disability_support") or []) for r in records]
         else:
@@ -220,63 +223,66 @@ class SpecialCalls:
         return await self.node.db(self._enrollment_updates, inbound, request)
 
     def _enrollment_updates(self, inbound: Inbound, request: EnrollmentUpdatesRequest) -> Reply:
+        """Normalise every beneficiary now; the records are written by the pipeline's group
+        commit together with the transaction record, the audit entry and the replay memory
+        (all or nothing), before the reply is sent."""
         now = format_ts()
         response_items: list[dict[str, Any]] = []
         rows: list[ItemRow] = []
-        keys: list[str] = []
+        records: dict[str, dict[str, Any]] = {}
         entity = inbound.profile.default_entity
-        with self.node.store.begin() as conn:
-            for index, raw in enumerate(request.beneficiaries):
-                where = f"message.enrolled_updates.beneficiaries[{index}]"
-                reference = str(raw.get("reference_id") or index + 1) if isinstance(raw, dict) \
-                    else str(index + 1)
-                try:
-                    if len(reference) > 99 or has_control_chars(reference):
-                        reference = str(index + 1)
-                        raise ValueError("reference_id must be 1 to 99 characters without "
-                                         "control characters")
-                    record = ibr.normalise_beneficiary(raw)
-                except ValueError as exc:
-                    reason = f"{where}: {exc}"
-                    response_items.append({"reference_id": reference, "timestamp": now,
-                                           "status": RequestStatus.REJECTED.value,
-                                           "status_reason_message": reason[:999]})
-                    rows.append(ItemRow(index, reference, RequestStatus.REJECTED, now,
-                                        reason_code=SearchReason.SEARCH_CRITERIA_INVALID,
-                                        reason_message=reason[:999]))
-                    continue
-                key, created = self.node.store.records.upsert(conn, inbound.registry, record)
-                keys.append(key)
-                reason = f"{'enrolled' if created else 'updated'} {key}"
-                response_items.append({"reference_id": record["@id"] if reference ==
-                                       str(index + 1) else reference, "timestamp": now,
-                                       "status": RequestStatus.SUCCESS.value,
-                                       "status_reason_message": reason})
-                rows.append(ItemRow(index, reference, RequestStatus.SUCCESS, now,
-                                    reason_message=reason,
-                                    result={"entity": entity, "keys": [key]}))
-            pks = self._pks(conn, inbound.registry, entity, keys)
-            for row in rows:
-                if row.result and row.result.get("keys"):
-                    row.result["pks"] = [pks[k] for k in row.result["keys"] if k in pks]
-            self.node.store.txns.create(
-                conn, registry=inbound.registry, sender_id=inbound.sender_id,
-                transaction_id=request.transaction_id, correlation_id=inbound.correlation_id,
-                message_id=inbound.header.message_id, action="notify", txn_type="receipt",
-                mode="sync", status=RequestStatus.SUCCESS, total_count=len(rows),
-                completed_count=len(rows), items=rows,
-            )
-        inbound.facts["records"] = keys
+        for index, raw in enumerate(request.beneficiaries):
+            where = f"message.enrolled_updates.beneficiaries[{index}]"
+            reference = str(raw.get("reference_id") or index + 1) if isinstance(raw, dict) \
+                else str(index + 1)
+            try:
+                if len(reference) > 99 or has_control_chars(reference):
+                    reference = str(index + 1)
+                    raise ValueError("reference_id must be 1 to 99 characters without "
+                                     "control characters")
+                record = ibr.normalise_beneficiary(raw)
+            except ValueError as exc:
+                reason = f"{where}: {exc}"
+                response_items.append({"reference_id": reference, "timestamp": now,
+                                       "status": RequestStatus.REJECTED.value,
+                                       "status_reason_message": reason[:999]})
+                rows.append(ItemRow(index, reference, RequestStatus.REJECTED, now,
+                                    reason_code=SearchReason.SEARCH_CRITERIA_INVALID,
+                                    reason_message=reason[:999]))
+                continue
+            key = record["@id"]
+            records[key] = record
+            if reference == str(index + 1):
+                reference = key
+            response_items.append({"reference_id": reference, "timestamp": now,
+                                   "status": RequestStatus.SUCCESS.value})
+            rows.append(ItemRow(index, reference, RequestStatus.SUCCESS, now,
+                                result={"entity": entity, "keys": [key]}))
+        with self.node.store.read() as conn:
+            known = set(self.node.store.records.fetch_keys(conn, inbound.registry, entity,
+                                                           list(records)))
+        for item, row in zip(response_items, rows, strict=True):
+            if row.status == RequestStatus.SUCCESS and row.result:
+                key = row.result["keys"][0]
+                reason = f"{'updated' if key in known else 'enrolled'} {key}"
+                item["status_reason_message"] = row.reason_message = reason
+        registry = inbound.registry
+        store = self.node.store
+
+        def write(conn: Any) -> None:
+            for record in records.values():
+                store.records.upsert(conn, registry, record)
+
+        inbound.writes.writes.append(write)
+        inbound.writes.txns.append((NewTxn(
+            registry=registry, sender_id=inbound.sender_id,
+            transaction_id=request.transaction_id, correlation_id=inbound.correlation_id,
+            message_id=inbound.header.message_id, action="notify", txn_type="receipt",
+            mode="sync", status=RequestStatus.SUCCESS, total_count=len(rows),
+            completed_count=len(rows), items=rows,
+        ), None))
+        inbound.facts["records"] = list(records)
         message = {"transaction_id": request.transaction_id,
                    "correlation_id": inbound.correlation_id,
                    "enrolled_response": response_items}
         return self._reply(inbound, "on-notify", message, len(response_items))
-
-    def _pks(self, conn: Any, registry: str, entity: str, keys: list[str]) -> dict[str, int]:
-        from sqlalchemy import select
-
-        main = self.node.store.records.tables(registry, entity).main
-        if not keys:
-            return {}
-        return {k: pk for k, pk in conn.execute(
-            select(main.c.record_key, main.c.pk).where(main.c.record_key.in_(keys)))}

@@ -52,6 +52,7 @@ class CallbackSender:
     async def prepare(self, row: OutboxRow, envelope: dict[str, Any]) -> Outgoing:
         if not row.target_url:
             raise PermanentFailure("no callback URL")
+        envelope = {k: v for k, v in envelope.items() if not k.startswith("dcihub:")}
         return Outgoing(row.target_url, orjson.dumps(envelope),
                         {"content-type": "application/json"})
 

@@ -346,6 +346,18 @@ class RecordStore:
                 out[pk] = record
         return out
 
+    def fetch_keys(self, conn: Connection, registry: str, entity: str,
+                   keys: Sequence[str]) -> dict[str, str]:
+        """Records by record key: key -> record JSON (missing keys are left out)."""
+        main = self.tables(registry, entity).main
+        out: dict[str, str] = {}
+        for chunk in _chunks(list(keys), 900):
+            for key, record in conn.execute(
+                select(main.c.record_key, main.c.record).where(main.c.record_key.in_(chunk))
+            ):
+                out[key] = record
+        return out
+
     def count(self, conn: Connection, registry: str, entity: str) -> int:
         main = self.tables(registry, entity).main
         return conn.execute(select(func.count()).select_from(main)).scalar_one()

@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, delete
+from sqlalchemy import Connection, delete, update
 
 from .schema import OperationalTables
 
@@ -60,6 +60,13 @@ class ReplayStore:
         finally:
             cursor.close()
 
-    def purge(self, conn: Connection, window: float) -> int:
-        result = conn.execute(delete(self.t).where(self.t.c.created_at < time.time() - window))
+    def purge(self, conn: Connection, window: float, reply_seconds: float | None = None) -> int:
+        """Forget pairs older than the window; drop the kept copy of sync replies (which hold
+        records) after `reply_seconds` while still remembering their ids."""
+        now = time.time()
+        result = conn.execute(delete(self.t).where(self.t.c.created_at < now - window))
+        if reply_seconds is not None:
+            conn.execute(update(self.t).where(
+                self.t.c.created_at < now - reply_seconds, self.t.c.response_status == 200,
+                self.t.c.response != b"").values(response=b""))
         return result.rowcount or 0
