@@ -6,10 +6,10 @@ import time
 
 import orjson
 import pytest
-from support import DCIClient, idtype, live_server, search_envelope
-from support import test_settings as node_settings
 
 from dcihub.store import Store
+from support import DCIClient, idtype, live_server, search_envelope
+from support import test_settings as node_settings
 
 
 @pytest.fixture()
