@@ -78,7 +78,9 @@ def demo(
     fastapi_app, info = build_app(setup.settings, setup.store, demo_info=setup.info)
     path = write_demo_json(data_dir, info)
     setup.country = None  # type: ignore[assignment]  # the generated records are in the store now
-    _settle_memory()
+    import gc
+
+    gc.collect()  # the generated country is garbage now; the app freezes the rest at start
     console.print(f"  ready in {time.perf_counter() - started:.1f}s; wrote {path}")
     _print_demo_help(info)
     _serve(fastapi_app, host, port, log_level)
@@ -108,15 +110,6 @@ def _print_demo_help(info: dict) -> None:
         f"\"idtype-value\", \"query\": {{\"type\": \"{sample['type']}\", \"value\": "
         f"\"{sample['value']}\"}}}}}}]}}}}'\n"
     )
-
-
-def _settle_memory() -> None:
-    """Collect start-up garbage and freeze what survives, so that the collector does not walk
-    long-lived objects again and again while serving."""
-    import gc
-
-    gc.collect()
-    gc.freeze()
 
 
 def _serve(fastapi_app: object, host: str, port: int, log_level: str) -> None:

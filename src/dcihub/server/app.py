@@ -6,7 +6,9 @@ Layout (DESIGN.md): `/<registry>/registry/...` with the exact DCI paths after it
 
 from __future__ import annotations
 
+import gc
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -74,11 +76,12 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(store.create_all)
+        settle_heap()
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(node.committer.run)
             tasks.start_soon(_checkpoints, store)
             if settings.security.enabled:
-                tasks.start_soon(_purge_replay_window, store, settings.security.replay_window,
+                tasks.start_soon(_purge_replay_window, node, settings.security.replay_window,
                                  settings.security.replay_reply_seconds)
             for task in background or []:
                 tasks.start_soon(task)
@@ -167,30 +170,47 @@ def create_app(
     return app
 
 
-async def _checkpoints(store: Store, every: float = 1.0) -> None:
-    """SQLite: checkpoint the write-ahead log in a worker thread, off the request path."""
+def settle_heap() -> None:
+    """Collect start-up garbage and freeze what survives (modules, models, tables): the
+    collector's full passes then no longer walk them while serving, which otherwise stalls
+    every request in flight for tens of milliseconds now and then."""
+    gc.collect()
+    gc.freeze()
+
+
+async def _checkpoints(store: Store, every: float = 1.0, wal_limit: int = 64 << 20,
+                       poll: float = 0.5) -> None:
+    """SQLite: checkpoint the write-ahead log in a worker thread, off the request path.
+
+    Frequent passive checkpoints let the next commit restart the log from its beginning, so
+    the file stops growing (appending to a growing file waits on the file system's journal,
+    which showed as tail latency); `wal_limit` forces one sooner under heavy writing."""
     if store.dialect != "sqlite":
         return
+    wal = store.wal_path()
+    last = time.monotonic()
     while True:
-        await anyio.sleep(every)
+        await anyio.sleep(poll)
+        size = wal.stat().st_size if wal is not None and wal.exists() else 0
+        if time.monotonic() - last < every and size < wal_limit:
+            continue
+        last = time.monotonic()
         try:
             await anyio.to_thread.run_sync(store.checkpoint)
         except Exception:  # a busy database: try again at the next tick
             log.debug("checkpoint skipped", exc_info=True)
 
 
-async def _purge_replay_window(store: Store, window: float, reply_seconds: float,
+async def _purge_replay_window(node: RegistryNode, window: float, reply_seconds: float,
                                every: float = 30.0) -> None:
     """Forget (sender_id, message_id) pairs older than the replay window, and the kept copies
-    of sync replies older than `reply_seconds`."""
+    of sync replies older than `reply_seconds` (through the group commit: one writer)."""
+    store = node.store
     while True:
         await anyio.sleep(min(every, reply_seconds))
-
-        def purge() -> int:
-            with store.begin() as conn:
-                return store.replay.purge(conn, window, reply_seconds)
         try:
-            await anyio.to_thread.run_sync(purge)
+            await node.committer.submit(
+                lambda conn: store.replay.purge(conn, window, reply_seconds))
         except Exception:  # busy store: next time
             log.debug("replay purge skipped", exc_info=True)
 

@@ -37,6 +37,7 @@ class RequestWrites:
     writes: list[Write] = field(default_factory=list)
     audit: list[dict[str, Any]] = field(default_factory=list)
     seen: list[tuple[str, str, int, bytes]] = field(default_factory=list)
+    results: list[Any] = field(default_factory=list)  # what each of `writes` returned
 
     def __bool__(self) -> bool:
         return bool(self.txns or self.writes or self.audit or self.seen)
@@ -72,8 +73,15 @@ class GroupCommitter:
         self._wake.set()
         await future
 
-    async def submit(self, write: Write) -> None:
-        await self.commit(RequestWrites(writes=[write]))
+    async def submit(self, write: Write) -> Any:
+        """Run one write in the next group transaction and return its result."""
+        writes = RequestWrites(writes=[write])
+        await self.commit(writes)
+        return writes.results[0] if writes.results else None
+
+    @property
+    def running(self) -> bool:
+        return self._running
 
     async def _direct(self, entry: _Entry) -> None:
         def run() -> None:
@@ -146,8 +154,7 @@ class GroupCommitter:
                 if after is not None:
                     after(conn, pk)
         for group in groups:
-            for write in group.writes:
-                write(conn)
+            group.results = [write(conn) for write in group.writes]
         seen = [row for g in groups for row in g.seen]
         if seen:
             self.store.replay.remember_many(conn, seen)

@@ -210,12 +210,21 @@ class RegistryNode:
         return Reply(202, ack(inbound.correlation_id))
 
     def process_async_search(self, txn_pk: int, partner: Any = None) -> None:
-        """Worker job: run an accepted async search; store the results and queue the callback
-        in one database transaction."""
-        with self.store.begin() as conn:
-            txn = self.store.txns.get(conn, txn_pk)
+        """Worker job in one go (its own transaction): see `plan_async_search`."""
+        write = self.plan_async_search(txn_pk, partner)
+        if write is not None:
+            with self.store.begin() as conn:
+                write(conn)
+
+    def plan_async_search(self, txn_pk: int,
+                          partner: Any = None) -> Callable[[Any], None] | None:
+        """Worker job: run an accepted async search (reads only) and return the write that
+        stores its results and queues the callback in one database transaction. The write
+        does nothing if another worker finished the transaction meanwhile."""
+        with self.store.reader() as reader:
+            txn = self.store.txns.get(reader.conn, txn_pk)
             if txn is None or txn.status != RequestStatus.RECEIVED or txn.request is None:
-                return
+                return None
             profile = self.profiles[txn.registry]
             request = orjson.loads(txn.request)
             header = request["header"]
@@ -224,27 +233,34 @@ class RegistryNode:
                 _, prepared = self.search.prepare(
                     profile, request["message"], int(total or 0), self.today(),
                     self.consent(txn.registry, partner))
-            except DCIError as exc:  # cannot happen for an accepted message, but never lose it
-                self._reject_async(conn, txn, exc)
+            except DCIError as exc:  # cannot happen for an accepted message; never lose it
+                error = exc
+                return lambda conn: self._reject_async(conn, txn, error)
+            outcomes = self.search.execute(reader, txn.registry, prepared)
+        now = format_ts()
+        message = {
+            "transaction_id": txn.transaction_id,
+            "correlation_id": txn.correlation_id,
+            "search_response": self.search.render(
+                profile, outcomes, now, shape=self.shaper(partner, txn.registry)),
+        }
+        envelope = self.envelope(txn.registry, txn.sender_id, "on-search", message,
+                                 len(outcomes), completed(outcomes))
+        if request.get(ENCRYPT_KEY):
+            envelope[ENCRYPT_KEY] = True  # the request came encrypted: so goes the reply
+        payload = orjson.dumps(envelope).decode()
+        items = [o.item_row(now) for o in outcomes]
+
+        def write(conn: Any) -> None:
+            current = self.store.txns.get(conn, txn.pk)
+            if current is None or current.status != RequestStatus.RECEIVED:
                 return
-            outcomes = self.search.execute(conn, txn.registry, prepared)
-            now = format_ts()
-            message = {
-                "transaction_id": txn.transaction_id,
-                "correlation_id": txn.correlation_id,
-                "search_response": self.search.render(
-                    profile, outcomes, now, shape=self.shaper(partner, txn.registry)),
-            }
-            envelope = self.envelope(txn.registry, txn.sender_id, "on-search", message,
-                                     len(outcomes), completed(outcomes))
-            if request.get(ENCRYPT_KEY):
-                envelope[ENCRYPT_KEY] = True  # the request came encrypted: so goes the reply
             self.store.txns.finish(conn, txn.pk, RequestStatus.SUCCESS, completed(outcomes),
-                                   [o.item_row(now) for o in outcomes])
+                                   items)
             self.store.outbox.enqueue(conn, "deliver", registry=txn.registry, txn_pk=txn.pk,
                                       sender_id=txn.sender_id, target_url=txn.sender_uri,
-                                      action="on-search",
-                                      payload=orjson.dumps(envelope).decode())
+                                      action="on-search", payload=payload)
+        return write
 
     def _reject_async(self, conn: Any, txn: Any, exc: DCIError) -> None:
         envelope = self.envelope(

@@ -102,9 +102,22 @@ class Worker:
                 await self._wake.wait()
             self._wake = anyio.Event()
 
+    async def _write(self, write: Any) -> Any:
+        """Run a write: through the node's group commit when it runs in this process on SQLite
+        (one writer: the event loop never waits on a lock held by a worker thread), otherwise
+        in a worker thread with a transaction of its own."""
+        committer = self.node.committer
+        if committer.running and self.store.dialect == "sqlite":
+            return await committer.submit(write)
+
+        def run() -> Any:
+            with self.store.begin() as conn:
+                return write(conn)
+        return await anyio.to_thread.run_sync(run)
+
     async def run_once(self, limit: int = 20) -> int:
-        rows = await anyio.to_thread.run_sync(
-            lambda: self.store.outbox.claim(self.store.engine, limit, self.settings.lease_seconds))
+        lease = self.settings.lease_seconds
+        rows = await self._write(lambda conn: self.store.outbox.claim_on(conn, limit, lease))
         for row in rows:
             if row.kind == "process":
                 await self._process(row)
@@ -115,7 +128,9 @@ class Worker:
     async def _process(self, row: OutboxRow) -> None:
         try:
             partner = self.partner_for(row.sender_id)
-            await self.node.db(self.node.process_async_search, row.txn_pk, partner)
+            write = await self.node.db(self.node.plan_async_search, row.txn_pk, partner)
+            if write is not None:
+                await self._write(write)
         except Exception as exc:
             log.exception("async work %s failed", row.pk)
             await self._failed(row, f"processing failed: {exc}", permanent=False)
@@ -166,26 +181,24 @@ class Worker:
         self.store.audit.append_many(conn, [{**facts, "ts": time.time(), "outcome": outcome}])
 
     async def _complete(self, row: OutboxRow, facts: dict[str, Any] | None = None) -> None:
-        def done() -> None:
-            with self.store.begin() as conn:
-                self.store.outbox.complete(conn, row.pk)
-                self._audit(conn, facts, "delivered")
-        await anyio.to_thread.run_sync(done)
+        def done(conn: Any) -> None:
+            self.store.outbox.complete(conn, row.pk)
+            self._audit(conn, facts, "delivered")
+        await self._write(done)
 
     async def _failed(self, row: OutboxRow, error: str, permanent: bool,
                       facts: dict[str, Any] | None = None) -> None:
         give_up = permanent or row.attempts >= self.settings.max_attempts
         delay = backoff(row.attempts, self.settings)
 
-        def record() -> None:
-            with self.store.begin() as conn:
-                if give_up:
-                    self.store.outbox.give_up(conn, row.pk, error)
-                else:
-                    self.store.outbox.retry(conn, row.pk, error, delay)
-                self._audit(conn, facts, f"{'gave up' if give_up else 'will retry'}: "
-                                         f"{error[:200]}")
-        await anyio.to_thread.run_sync(record)
+        def record(conn: Any) -> None:
+            if give_up:
+                self.store.outbox.give_up(conn, row.pk, error)
+            else:
+                self.store.outbox.retry(conn, row.pk, error, delay)
+            self._audit(conn, facts, f"{'gave up' if give_up else 'will retry'}: "
+                                     f"{error[:200]}")
+        await self._write(record)
         if give_up:
             log.warning("gave up on outbox row %s (%s) after %s attempt(s): %s", row.pk,
                         row.action, row.attempts, error)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, delete, event, select
@@ -156,6 +157,13 @@ class Store:
         with self.begin() as conn:
             conn.execute(delete(meta).where(meta.c.key == key))
             conn.execute(meta.insert(), {"key": key, "value": value})
+
+    def wal_path(self) -> Path | None:
+        """The SQLite write-ahead log file of a file database (None elsewhere)."""
+        url = make_url(self.url)
+        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+            return None
+        return Path(f"{url.database}-wal")
 
     def checkpoint(self, truncate: bool = False) -> None:
         """Move the SQLite write-ahead log into the database file (no-op elsewhere)."""

@@ -52,6 +52,13 @@ class Outbox:
 
     def claim(self, engine: Engine, limit: int = 20, lease: float = 60.0,
               kinds: tuple[str, ...] = ("process", "deliver")) -> list[OutboxRow]:
+        """Claim due rows in a transaction of their own."""
+        with engine.begin() as conn:
+            return self.claim_on(conn, limit, lease, kinds)
+
+    def claim_on(self, conn: Connection, limit: int = 20, lease: float = 60.0,
+                 kinds: tuple[str, ...] = ("process", "deliver")) -> list[OutboxRow]:
+        """Claim due rows inside the caller's transaction (e.g. a group commit)."""
         now = time.time()
         t = self.t
         due = and_(
@@ -62,7 +69,7 @@ class Outbox:
             ),
         )
         candidates = select(t.c.pk).where(due).order_by(t.c.next_attempt_at).limit(limit)
-        if engine.dialect.name == "postgresql":
+        if conn.dialect.name == "postgresql":
             # Pick the rows once, in a materialised CTE: as a `pk IN (subquery)` the planner may
             # re-run the subquery per row, and each run skips the rows this statement already
             # updated, so far more than `limit` rows would be claimed.
@@ -79,8 +86,7 @@ class Outbox:
             .returning(t.c.pk, t.c.kind, t.c.registry, t.c.txn_pk, t.c.sender_id,
                        t.c.target_url, t.c.action, t.c.payload, t.c.attempts)
         )
-        with engine.begin() as conn:
-            rows = conn.execute(statement).all()
+        rows = conn.execute(statement).all()
         return sorted((OutboxRow(*row) for row in rows), key=lambda r: r.pk)
 
     def complete(self, conn: Connection, pk: int) -> None:
