@@ -69,6 +69,7 @@ class Partner:
     signature_profile: str = "jws-detached"
     consent_purposes: list[str] = field(default_factory=list)
     allow_unsigned: bool = False
+    sign_replies: bool = True
     token_url: str | None = None
     callback_client_id: str | None = None
     callback_client_secret: str | None = None
@@ -106,6 +107,10 @@ class Partner:
                     )
         if not isinstance(self.callback_prefixes, list):
             raise PartnerConfigError(f"{where}: callback_prefixes must be a list of URLs")
+        if not self.sign_replies and not self.allow_unsigned:
+            raise PartnerConfigError(
+                f"{where}: sign_replies false is only for partners that may send unsigned "
+                "messages (allow_unsigned)")
 
     # -- authorisation --------------------------------------------------------------------
 

@@ -267,8 +267,12 @@ class SecurityGuard(Guard):
         if not reply.is_envelope:
             return reply.body
         ctx: PartnerContext = inbound.partner
+        # A partner allowed unsigned messages may also ask for unsigned sync replies to its
+        # unsigned requests (`sign_replies: false`); everything else is signed.
+        unsigned_ok = not ctx.partner.sign_replies and ctx.signature == "unsigned"
         return seal(reply.body, ctx.partner, ctx.resolver, self.security.keys,
-                    encrypt=ctx.partner.encrypt_replies or ctx.encrypted)
+                    encrypt=ctx.partner.encrypt_replies or ctx.encrypted,
+                    sign_reply=not unsigned_ok)
 
     # ----------------------------------------------------------------------------- audit
 
@@ -319,7 +323,7 @@ def reply_key(keys: KeyManager, profile: str) -> Any:
 
 
 def seal(envelope: dict[str, Any], partner: Partner, resolver: JwksResolver, keys: KeyManager,
-         encrypt: bool) -> dict[str, Any]:
+         encrypt: bool, sign_reply: bool = True) -> dict[str, Any]:
     """Outbound mirror of the pipeline: encrypt (when asked), then sign for `partner`."""
     header = dict(envelope["header"])
     message = envelope.get("message")
@@ -331,6 +335,11 @@ def seal(envelope: dict[str, Any], partner: Partner, resolver: JwksResolver, key
                            "publishes no encryption key (use 'enc') in its JWKS", 400)
         message = encrypt_message(message, recipient)
         header["is_msg_encrypted"] = True
+    if not sign_reply:
+        unsigned: dict[str, Any] = {"header": header}
+        if message is not None:
+            unsigned["message"] = message
+        return unsigned
     signature = sign(header, message, reply_key(keys, partner.signature_profile),
                      partner.signature_profile,
                      sender_id=header.get("sender_id"))
