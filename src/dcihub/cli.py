@@ -96,7 +96,8 @@ def _print_demo_help(info: dict) -> None:
             "  get a token:\n"
             f"    TOKEN=$(curl -s -X POST {info['token_url']} -d grant_type=client_credentials "
             f"-d client_id={info['client_id']} -d client_secret={info['client_secret']} "
-            "| python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')"
+            "| python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')",
+            soft_wrap=True, highlight=False, markup=False,
         )
     console.print(
         "  search the CRVS by UIN (the demo partner may send unsigned requests):\n"
@@ -108,7 +109,8 @@ def _print_demo_help(info: dict) -> None:
         "{\"transaction_id\": \"t1\", \"search_request\": [{\"reference_id\": \"r1\", "
         "\"timestamp\": \"2026-01-01T00:00:00Z\", \"search_criteria\": {\"query_type\": "
         f"\"idtype-value\", \"query\": {{\"type\": \"{sample['type']}\", \"value\": "
-        f"\"{sample['value']}\"}}}}}}]}}}}'\n"
+        f"\"{sample['value']}\"}}}}}}]}}}}'\n",
+        soft_wrap=True, highlight=False, markup=False,
     )
 
 
