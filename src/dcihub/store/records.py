@@ -337,25 +337,23 @@ class RecordStore:
 
     def fetch(self, conn: Connection, registry: str, entity: str,
               pks: Sequence[int]) -> dict[int, str]:
+        """Records by primary key: pk -> record JSON (missing pks are left out)."""
         main = self.tables(registry, entity).main
-        out: dict[int, str] = {}
-        for chunk in _chunks(list(pks), 900):
-            for pk, record in conn.execute(
-                select(main.c.pk, main.c.record).where(main.c.pk.in_(chunk))
-            ):
-                out[pk] = record
-        return out
+        return self._fetch_by(conn, main.c.pk, main.c.record, pks)
 
     def fetch_keys(self, conn: Connection, registry: str, entity: str,
                    keys: Sequence[str]) -> dict[str, str]:
         """Records by record key: key -> record JSON (missing keys are left out)."""
         main = self.tables(registry, entity).main
-        out: dict[str, str] = {}
-        for chunk in _chunks(list(keys), 900):
-            for key, record in conn.execute(
-                select(main.c.record_key, main.c.record).where(main.c.record_key.in_(chunk))
-            ):
-                out[key] = record
+        return self._fetch_by(conn, main.c.record_key, main.c.record, keys)
+
+    @staticmethod
+    def _fetch_by(conn: Connection, column: Any, record: Any,
+                  values: Sequence[Any]) -> dict[Any, str]:
+        out: dict[Any, str] = {}
+        for chunk in _chunks(list(values), 900):
+            for value, text in conn.execute(select(column, record).where(column.in_(chunk))):
+                out[value] = text
         return out
 
     def count(self, conn: Connection, registry: str, entity: str) -> int:
