@@ -137,6 +137,10 @@ def test_fast_path_takes_plain_floats_and_str_enums_exactly() -> None:
         doc = {"score": x, "status": Status.SUCCESS, "n": [1, 2.5]}
         assert canonical._fast_path_safe(doc)
         assert canonicalize(doc) == rfc8785.dumps(doc)
-    for slow in (2.0, 1e-5, 1e15, 1e21):
+    for slow in (2.0, -0.0, 1e15, 1e21, 1e-7):
         assert not canonical._fast_path_safe({"x": slow})
         assert canonicalize({"x": slow}) == rfc8785.dumps({"x": slow})
+    for _ in range(20000):  # whatever path is taken, the bytes are the RFC 8785 ones
+        x = rng.choice([-1, 1]) * 10 ** rng.uniform(-30, 30) * rng.random()
+        assert canonicalize({"v": x, "k": [x, str(x)]}) == rfc8785.dumps(
+            {"v": x, "k": [x, str(x)]})

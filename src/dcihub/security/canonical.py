@@ -2,23 +2,27 @@
 
 `envelope_bytes(header, message)` is the JCS form of `{"header": header, "message": message}`
 (DIGEST §4.1 Choice). `rfc8785` is the reference implementation; because it is pure Python,
-documents that orjson provably serialises identically take a fast path:
+orjson (sorted keys) writes the bytes first and they are used whenever they provably equal JCS:
 
-* orjson with sorted keys writes strings exactly as JCS does (same escapes: `\\b \\t \\n \\f
-  \\r \\" \\\\` and lowercase `\\u00xx` for other control characters, everything else as
-  raw UTF-8), `true`/`false`/`null` and integers alike;
-* it differs on floats (`1.0` vs JCS `1`, exponent forms), on integers beyond 2^53 (JCS
-  refuses them), and on key order when keys mix characters above U+FFFF with U+E000..U+FFFF
-  (JCS orders by UTF-16 code units, orjson by code points).
+* orjson writes strings exactly as JCS does (same escapes: `\\b \\t \\n \\f \\r \\" \\\\` and
+  lowercase `\\u00xx` for other control characters, everything else as raw UTF-8),
+  `true`/`false`/`null` and integers alike;
+* numbers: a float orjson writes in plain notation (no exponent) has the same shortest
+  round-trip digits JCS (ECMAScript `Number.toString`) writes, except an integral float
+  (`2.0` vs JCS `2`, `-0.0` vs `0`); exponent forms may differ; integers beyond 2^53 are not
+  allowed by JCS;
+* key order differs only when keys hold characters from U+E000 up (JCS orders by UTF-16 code
+  units, orjson by code points).
 
-So the fast path is taken only for trees of dict/list/str/int(|n| <= 2^53-1)/bool/None whose
-keys are ASCII or below U+D800; anything else goes to `rfc8785`. Tests check the two agree
-over randomly generated documents.
+So the output is scanned (at C speed: regular expressions over the bytes, strings blanked
+out): it is used unless it holds a byte from 0xEE up (U+E000 and above, anywhere), an exponent
+or an integral float, or an integer of 16 digits or more beyond 2^53; then `rfc8785` decides.
+Tests check the two agree over randomly generated documents.
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
+import re
 from typing import Any
 
 import orjson
@@ -49,11 +53,12 @@ def envelope_bytes(header: Any, message: Any) -> bytes:
 def canonicalize(value: Any) -> bytes:
     """RFC 8785 canonical UTF-8 bytes of a JSON value."""
     try:
-        if _fast_path_safe(value):
-            try:
-                return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-            except (TypeError, orjson.JSONEncodeError):
-                pass  # e.g. lone surrogates or depth > 254: let rfc8785 decide
+        try:
+            fast = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        except (TypeError, orjson.JSONEncodeError):
+            fast = None  # e.g. lone surrogates or depth > 254: let rfc8785 decide
+        if fast is not None and _bytes_are_canonical(fast, value):
+            return fast
         return rfc8785.dumps(value)
     except RecursionError as exc:
         raise CanonicalizationError("JSON value nested too deeply") from exc
@@ -61,35 +66,56 @@ def canonicalize(value: Any) -> bytes:
         raise CanonicalizationError(f"value has no canonical JSON form: {exc}") from exc
 
 
-_MIN_PLAIN = 1e-4
-_MAX_PLAIN = 1e15
+_STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NUMBERS = re.compile(rb"-?[0-9][0-9.eE+-]*")
+_HIGH = re.compile(rb"[\xee-\xff]")
+
+
+def _bytes_are_canonical(out: bytes, value: Any) -> bool:
+    """Whether orjson's sorted output `out` is already the RFC 8785 form (see module doc)."""
+    if _HIGH.search(out) and _high_key(out):
+        return False
+    rest = _STRINGS.sub(b'""', out)
+    if b"null" in rest and not _all_finite(value):
+        return False  # orjson writes NaN and infinities as null; JCS refuses them
+    for match in _NUMBERS.finditer(rest):
+        token = match.group()
+        if b"e" in token or b"E" in token:
+            return False
+        if b"." in token:
+            if token.endswith(b".0"):
+                return False
+        elif len(token.lstrip(b"-")) >= 16 and abs(int(token)) > _MAX_SAFE_INT:
+            return False
+    return True
+
+
+def _all_finite(value: Any) -> bool:
+    """No NaN or infinite float anywhere in `value` (walked only when the output has a null)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if item != item or item in (float("inf"), float("-inf")):
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return True
+
+
+def _high_key(out: bytes) -> bool:
+    """Whether some object key holds a byte from 0xEE up (a string followed by ':')."""
+    for match in _STRINGS.finditer(out):
+        if _HIGH.search(match.group()) and out[match.end():match.end() + 1] == b":":
+            return True
+    return False
 
 
 def _fast_path_safe(value: Any) -> bool:
-    """True when orjson's sorted output is guaranteed to equal JCS for `value` (iterative)."""
-    stack = [value]
-    pop, push_all = stack.pop, stack.extend
-    while stack:
-        item = pop()
-        t = type(item)
-        if t is str or t is bool or item is None or isinstance(item, StrEnum):
-            continue  # orjson writes a StrEnum as its value, as JCS does
-        if t is dict:
-            for key in item:
-                if type(key) is not str or (not key.isascii() and max(key) >= "\ud800"):
-                    return False
-            push_all(item.values())
-        elif t is list:
-            push_all(item)
-        elif t is int:
-            if not -_MAX_SAFE_INT <= item <= _MAX_SAFE_INT:
-                return False
-        elif t is float:
-            # Both write the shortest round-trip digits in plain notation for non-integral
-            # values of this magnitude (JS Number.toString = RFC 8785 §3.2.2.3; orjson's ryu);
-            # integral floats (orjson "2.0", JCS "2") and exponent forms take the slow path.
-            if not (_MIN_PLAIN <= abs(item) < _MAX_PLAIN) or item.is_integer():
-                return False
-        else:
-            return False  # tuple, other subclasses, anything else
-    return True
+    """Whether `value` takes the fast path (used by tests)."""
+    try:
+        return _bytes_are_canonical(orjson.dumps(value, option=orjson.OPT_SORT_KEYS), value)
+    except (TypeError, orjson.JSONEncodeError):
+        return False
