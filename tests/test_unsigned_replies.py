@@ -3,12 +3,12 @@ may get its sync reply unsigned; a signed request always gets a signed reply, an
 that must sign cannot be configured this way."""
 
 import pytest
-from support import DCIClient, idtype, live_server, provision
-from support import test_settings as node_settings
 
 from dcihub.security.errors import PartnerConfigError
 from dcihub.security.partners import Partner
 from dcihub.store import Store
+from support import DCIClient, idtype, live_server, provision
+from support import test_settings as node_settings
 
 
 @pytest.fixture()
