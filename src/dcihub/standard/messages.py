@@ -11,7 +11,6 @@ What dcihub emits is always the newest shape, built by the `*_response` helpers 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, model_validator
@@ -306,9 +305,6 @@ def item_reason(exc: ValidationError) -> str | None:
     return _ITEM_FIELD_CODES.get(first)
 
 
-ParsedItem = tuple[str | None, Model | ItemRejected]
-
-
 def parse_items(
     model: type[Model], raw_items: list[Any], list_name: str
 ) -> list[tuple[str | None, Model | ItemRejected]]:
@@ -393,5 +389,3 @@ def rejected_item(reference_id: str, timestamp: str, rejection: ItemRejected,
         locale=locale,
     )
 
-
-Builder = Callable[..., dict[str, Any]]

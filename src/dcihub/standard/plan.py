@@ -24,7 +24,6 @@ from .profiles.base import (
     Entity,
     RegistryProfile,
     canonical_id_type,
-    normalise_type_name,
     to_bool,
     to_date,
     to_number,
@@ -454,7 +453,3 @@ def bind_pagination(criteria: SearchCriteria, limits: Limits) -> tuple[int, int]
             "(pagination numbers are int32)",
         )
     return page.page_size, page.page_number
-
-
-def record_type_matches(profile: RegistryProfile, name: str | None) -> bool:
-    return bool(name) and profile.find_entity(normalise_type_name(name or "")) is not None

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, select, update
 
 from .raw import RawInsert
 from .schema import OperationalTables
@@ -101,28 +101,6 @@ class TxnStore:
         self.items = ops.txn_items
         self._insert_txns = RawInsert(self.t)
         self._insert_items = RawInsert(self.items)
-
-    def create(self, conn: Connection, *, registry: str, sender_id: str, transaction_id: str,
-               correlation_id: str, message_id: str, action: str, txn_type: str, mode: str,
-               status: str, total_count: int, completed_count: int = 0,
-               sender_uri: str | None = None, request: Any = None,
-               items: Sequence[ItemRow] = ()) -> int:
-        now = time.time()
-        pk = conn.execute(
-            insert(self.t).returning(self.t.c.pk),
-            {
-                "registry": registry, "sender_id": sender_id, "transaction_id": transaction_id,
-                "correlation_id": correlation_id, "message_id": message_id, "action": action,
-                "txn_type": txn_type, "mode": mode, "status": status,
-                "total_count": total_count, "completed_count": completed_count,
-                "sender_uri": sender_uri,
-                "request": orjson.dumps(request).decode() if request is not None else None,
-                "created_at": now, "updated_at": now,
-            },
-        ).scalar_one()
-        if items:
-            conn.execute(insert(self.items), [item.params(pk) for item in items])
-        return pk
 
     def create_many(self, conn: Connection, txns: Sequence[NewTxn]) -> list[int]:
         """Record many transactions in two statements (group commit of the request path)."""
