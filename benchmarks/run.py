@@ -9,15 +9,13 @@ targets and writes the numbers to benchmarks/results/<timestamp>.json.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.closed_loop import ClosedLoopSettings, Throughput, max_throughput, wrk_binary
+from harness.machine import in_workdir, say, warn_if_busy
 from harness.measure import MessageTiming, check_answers, time_message
 from harness.open_loop import LatencyAtRate, OpenLoopSettings, latency_at_rate
 from harness.processes import BenchmarkError, ChildProcesses
@@ -114,10 +112,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def say(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     phases = set(args.only or PHASES)
@@ -135,42 +129,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def cpu_busy_share(seconds: float = 1.0) -> float | None:
-    """Share of all cores busy over `seconds` (Linux /proc/stat), or None elsewhere."""
-    def sample() -> tuple[int, int]:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-        return sum(fields), idle
-
-    try:
-        total0, idle0 = sample()
-        time.sleep(seconds)
-        total1, idle1 = sample()
-    except (OSError, ValueError, IndexError):
-        return None
-    return 1 - (idle1 - idle0) / max(1, total1 - total0)
-
-
-def warn_if_busy() -> float | None:
-    """Other work on the machine takes cores from the server or the load generator."""
-    busy = cpu_busy_share()
-    if busy is not None and busy > 0.2:
-        say(f"warning: the machine is busy ({busy:.0%} of its CPU in use before the benchmark "
-            f"started); the numbers will be low and noisy — run on a quiet machine")
-    return busy
-
-
 def run(args: argparse.Namespace, phases: set[str]) -> int:
     busy = warn_if_busy()
-    if args.data_dir:
-        args.data_dir.mkdir(parents=True, exist_ok=True)
-        return run_in(args.data_dir.resolve(), args, phases, busy)
-    workdir = Path(tempfile.mkdtemp(prefix="dcihub-bench-"))
-    try:
-        return run_in(workdir, args, phases, busy)
-    finally:
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+    return in_workdir(args.data_dir, args.keep, "dcihub-bench-",
+                      lambda workdir: run_in(workdir, args, phases, busy))
 
 
 def run_in(workdir: Path, args: argparse.Namespace, phases: set[str],

@@ -28,10 +28,8 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -43,7 +41,7 @@ from typing import Any
 import httpx
 import orjson
 from harness.closed_loop import ClosedLoopSettings, Throughput, run_wrk, wrk_binary
-from harness.machine import process_group_cpu_seconds, say, warn_if_busy
+from harness.machine import in_workdir, process_group_cpu_seconds, say, warn_if_busy
 from harness.open_loop import LatencyAtRate, OpenLoopSettings, latency_at_rate
 from harness.processes import BenchmarkError, ChildProcesses
 from harness.report import (
@@ -156,15 +154,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, phases: set[str]) -> int:
     busy = warn_if_busy()
-    if args.data_dir:
-        args.data_dir.mkdir(parents=True, exist_ok=True)
-        return run_in(args.data_dir.resolve(), args, phases, busy)
-    workdir = Path(tempfile.mkdtemp(prefix="dcihub-bench-security-"))
-    try:
-        return run_in(workdir, args, phases, busy)
-    finally:
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+    return in_workdir(args.data_dir, args.keep, "dcihub-bench-security-",
+                      lambda workdir: run_in(workdir, args, phases, busy))
 
 
 # ---------------------------------------------------------------------------------------------

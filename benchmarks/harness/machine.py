@@ -5,8 +5,11 @@ group used (Linux `/proc`; elsewhere these return None and the benchmark goes on
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 BUSY_WARNING_SHARE = 0.2
@@ -64,3 +67,17 @@ def process_group_cpu_seconds(pgid: int) -> float | None:
             total += int(fields[11]) + int(fields[12])
             found = True
     return total / ticks if found else None
+
+
+def in_workdir(data_dir: Path | None, keep: bool, prefix: str, body: Callable[[Path], int]) -> int:
+    """Run `body(workdir)` in `data_dir` (created, kept) or in a temporary directory that is
+    removed afterwards unless `keep`."""
+    if data_dir:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return body(data_dir.resolve())
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        return body(workdir)
+    finally:
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
