@@ -48,22 +48,12 @@ class IdCond:
     value: str
 
 
-@dataclass(frozen=True, slots=True)
-class BAll:
-    parts: tuple[Bound, ...]
+# A bound tree reuses the query tree's connectives; only its leaves differ (Cond, IdCond).
+BAll = All
+BAny = AnyOf
+BNot = Not
 
-
-@dataclass(frozen=True, slots=True)
-class BAny:
-    parts: tuple[Bound, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class BNot:
-    part: Bound
-
-
-Bound = Cond | IdCond | BAll | BAny | BNot
+Bound = Cond | IdCond | All | AnyOf | Not
 
 
 @dataclass(frozen=True, slots=True)
