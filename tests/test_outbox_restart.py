@@ -253,3 +253,36 @@ def test_callback_refused_with_400_is_given_up(backend, country, tmp_path):
                 assert [r["pk"] for r in store.outbox.rows(conn, DEAD)] == [row["pk"]]
     finally:
         receiver.stop()
+
+
+def test_standalone_worker_process_delivers(backend, country, tmp_path):
+    """`dcihub serve` with `delivery.in_process_worker: false` only accepts and ACKs; a separate
+    `dcihub worker --config FILE` process (the same configuration) runs the search and delivers
+    the signed callback."""
+    receiver = CallbackReceiver().start()
+    target = receiver.url("/registry/on-search")
+    with serve(backend, tmp_path, country) as (node, client, store):
+        config = yaml.safe_load(node.config.read_text())
+        config["delivery"]["in_process_worker"] = False
+        node.config.write_text(yaml.safe_dump(config))
+        node.start()
+        envelope, correlation_id, uin = async_search(client, country, target)
+        time.sleep(1.0)
+        assert receiver.received == []  # the API process does not deliver by itself
+        log = (tmp_path / "worker.log").open("ab")
+        worker = subprocess.Popen([str(DCIHUB), "worker", "--config", str(node.config)],
+                                  stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        try:
+            (received,) = receiver.wait_for(1, timeout=30)
+            check_callback(received, envelope, correlation_id, uin)
+            assert received.json()["signature"].count(".") == 2  # sealed by the worker
+            wait_for(lambda: any(r["status"] == DONE and r["kind"] == "deliver"
+                                 for r in outbox_rows(store, target)), what="delivered row")
+        finally:
+            worker.terminate()
+            try:
+                worker.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+            receiver.stop()
