@@ -68,3 +68,10 @@ def test_openapi_lists_every_dci_endpoint(server):
     assert "/dr/registry/sync/disabled" in paths
     assert "/ibr/registry/sync/enrollment/updates" in paths
     assert "/dr/registry/sync/txn/status" not in paths  # the DR contract has none
+
+
+def test_other_methods_on_dci_endpoints_get_a_dci_error(server):
+    response = httpx.get(f"{server.base_url}/crvs/registry/sync/search", timeout=10)
+    assert response.status_code == 405
+    error = response.json()["message"]["error"]
+    assert error["code"] == "err.request.bad" and "POST" in error["message"]

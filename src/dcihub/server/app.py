@@ -117,11 +117,16 @@ def create_app(
         found = routes.get((registry, path))
         if found is None:
             return _unknown_endpoint(node, registry, path, served)
+        if request.method != "POST":
+            return json_response(405, err_ack(
+                ErrorCode.REQUEST_BAD, f"/{registry}/registry/{path} takes POST with a DCI "
+                f"envelope, not {request.method}", new_correlation_id()))
         spec, profile, handler = found
         return await pipeline.handle(request, spec, profile, handler)
 
     app.router.routes.insert(
-        0, Route("/{registry}/registry/{path:path}", dci_endpoint, methods=["POST"]))
+        0, Route("/{registry}/registry/{path:path}", dci_endpoint,
+                 methods=["POST", "GET", "PUT", "PATCH", "DELETE"]))
     app.openapi = lambda: _openapi(app, node)  # type: ignore[method-assign]
 
     @app.get("/healthz", tags=["Operations"])
