@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.closed_loop import ClosedLoopSettings, Throughput, max_throughput, wrk_binary
-from harness.machine import in_workdir, say, warn_if_busy
+from harness.machine import in_workdir, run_main, say, warn_if_busy
 from harness.measure import MessageTiming, check_answers, time_message
 from harness.open_loop import LatencyAtRate, OpenLoopSettings, latency_at_rate
-from harness.processes import BenchmarkError, ChildProcesses
+from harness.processes import ChildProcesses
 from harness.report import (
     FAIL,
     PASS,
@@ -117,16 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     phases = set(args.only or PHASES)
     if "latency" in phases:
         phases.add("throughput")
-    try:
+
+    def work() -> int:
         if phases & {"throughput", "latency"}:
             wrk_binary()
         return run(args, phases)
-    except BenchmarkError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; the servers were stopped", file=sys.stderr)
-        return 130
+
+    return run_main(work, "the servers were")
 
 
 def run(args: argparse.Namespace, phases: set[str]) -> int:

@@ -41,7 +41,7 @@ from typing import Any
 import httpx
 import orjson
 from harness.closed_loop import ClosedLoopSettings, Throughput, run_wrk, wrk_binary
-from harness.machine import in_workdir, process_group_cpu_seconds, say, warn_if_busy
+from harness.machine import in_workdir, process_group_cpu_seconds, run_main, say, warn_if_busy
 from harness.open_loop import LatencyAtRate, OpenLoopSettings, latency_at_rate
 from harness.processes import BenchmarkError, ChildProcesses
 from harness.report import (
@@ -140,16 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     phases = set(args.only or PHASES)
     if "latency" in phases:
         phases.add("throughput")
-    try:
+
+    def work() -> int:
         if "throughput" in phases:
             wrk_binary()
         return run(args, phases)
-    except BenchmarkError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; the server was stopped", file=sys.stderr)
-        return 130
+
+    return run_main(work, "the server was")
 
 
 def run(args: argparse.Namespace, phases: set[str]) -> int:

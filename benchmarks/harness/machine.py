@@ -81,3 +81,18 @@ def in_workdir(data_dir: Path | None, keep: bool, prefix: str, body: Callable[[P
     finally:
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_main(work: Callable[[], int], stopped: str) -> int:
+    """Exit status of a benchmark's main: 2 on a BenchmarkError, 130 when interrupted
+    (`stopped` says which servers were stopped)."""
+    from .processes import BenchmarkError
+
+    try:
+        return work()
+    except BenchmarkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted; {stopped} stopped", file=sys.stderr)
+        return 130
