@@ -59,16 +59,16 @@ class SpecialCalls:
                            f"the {profile.title} requires consent for every search, and "
                            f"/registry/{inbound.endpoint.path} cannot carry one: use "
                            "/registry/sync/search with search_criteria.consent", 403)
+        query_type = criteria.query_type or "expression"
+        # IBR's enrolled_criteria.response_entity is free text ("Beneficiary" in the example):
+        # used when it names a record type of the registry, ignored otherwise.
+        entity = getattr(criteria, "response_entity", None)
+        if entity and profile.find_entity(entity) is None:
+            entity = None
         try:
-            parsed = parse_query(criteria.query_type or "expression", criteria.query,
-                                 f"message.{where}")
-            search_criteria = SearchCriteria(query_type=criteria.query_type or "expression",
-                                             query=criteria.query,
-                                             response_entity=getattr(criteria,
-                                                                     "response_entity", None)
-                                             if profile.find_entity(
-                                                 getattr(criteria, "response_entity", None) or
-                                                 "-") else None)
+            parsed = parse_query(query_type, criteria.query, f"message.{where}")
+            search_criteria = SearchCriteria(query_type=query_type, query=criteria.query,
+                                             response_entity=entity)
             plan = plan_search(profile, search_criteria, parsed, self.node.today(),
                                Limits(MAX_MATCHES, MAX_MATCHES, None))
         except ItemRejected as exc:
