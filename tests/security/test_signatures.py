@@ -413,3 +413,51 @@ def test_compact_compares_json_values_not_spelling(keys, header, message) -> Non
     header["meta"] = {"big": 2**60 + 1}
     with pytest.raises(SignatureError, match="payload differs"):
         sig.verify(value, header, message, resolver_for(key))
+
+
+# -- hostile signature values (hardening) ---------------------------------------------------
+
+
+def test_oversized_signature_is_refused_before_parsing(header, message) -> None:
+    value = 'signature="x", ' + "a" * (sig.MAX_SIGNATURE_CHARS + 1)
+    with pytest.raises(SignatureError, match=f"at most {sig.MAX_SIGNATURE_CHARS}") as err:
+        sig.verify(value, header, message, lambda kid, alg: None)
+    assert err.value.code == "err.signature.invalid"
+    with pytest.raises(SignatureError):
+        sig.inspect_signature(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        'signature="x", ' + "a" * 4000,  # a long run of letters: quadratic for a findall scan
+        'signature="x", ' + "a=" * 1500,
+        'signature="x" created="1" expires="2"',  # no commas between parameters
+        'signature="' + "x" * 4000,  # unclosed quote
+    ],
+)
+def test_malformed_http_sig_strings_are_refused_by_the_linear_parser(
+    value, header, message
+) -> None:
+    with pytest.raises(SignatureError, match="comma-separated") as err:
+        sig.verify(value, header, message, lambda kid, alg: None)
+    assert err.value.code == "err.signature.invalid"
+
+
+def test_duplicate_http_sig_parameter_is_refused(keys, header, message) -> None:
+    value = sig.sign(header, message, keys["EdDSA"], "http-sig-ed25519")
+    with pytest.raises(SignatureError, match="'created' twice"):
+        sig.verify(value + ', created="1"', header, message, resolver_for(keys["EdDSA"]))
+
+
+def test_http_sig_string_is_parsed_once_when_inspected_first(
+    keys, header, message, monkeypatch
+) -> None:
+    key = keys["EdDSA"]
+    value = sig.sign(header, message, key, "http-sig-ed25519")
+    parses: list[str] = []
+    real = sig._parse_http_sig
+    monkeypatch.setattr(sig, "_parse_http_sig", lambda v: parses.append(v) or real(v))
+    info = sig.inspect_signature(value)
+    assert sig.verify(value, header, message, resolver_for(key), info=info).kid == key.kid
+    assert len(parses) == 1

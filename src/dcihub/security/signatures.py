@@ -62,11 +62,16 @@ DEFAULT_PROFILE = JWS_DETACHED
 HTTP_SIG_HEADERS = "(created) (expires) digest"
 DEFAULT_HTTP_SIG_TTL = 300
 DEFAULT_CLOCK_SKEW = 60
+# The longest `signature` value accepted. A real one is under 1 KB (an RS256 detached JWS with a
+# 4096-bit key is about 800 characters); anything longer is refused before it is parsed.
+MAX_SIGNATURE_CHARS = 4096
 
 KeyResolver = Callable[[str | None, str | None], "AsymmetricKey | Mapping[str, Any] | None"]
 
 _COMPACT = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]*)\.([A-Za-z0-9_-]+)")
-_PARAM = re.compile(r'([A-Za-z][A-Za-z0-9_-]*)\s*=\s*"([^"]*)"')
+# One `name="value"` parameter of an HTTP-signature string, anchored where the previous one
+# ended: every character is read at most a bounded number of times (linear in the length).
+_PARAM_AT = re.compile(r'[ \t]*([A-Za-z][A-Za-z0-9_-]{0,63})[ \t]*=[ \t]*"([^"]*)"[ \t]*(,|$)')
 
 
 @dataclass(frozen=True)
@@ -80,11 +85,15 @@ class Verified:
 
 @dataclass(frozen=True)
 class SignatureInfo:
-    """What a signature claims before any check (to pre-fetch the partner's JWKS)."""
+    """What a signature claims before any check (to pre-fetch the partner's JWKS).
+
+    `params` holds the parsed parameters of an HTTP-signature string, so that `verify` given
+    this info does not parse the string a second time."""
 
     profile: str
     kid: str | None
     alg: str | None
+    params: Mapping[str, str] | None = None
 
 
 # -- signing --------------------------------------------------------------------------------
@@ -173,6 +182,11 @@ def detect_profile(signature: str) -> str:
             "for our keys and the documentation for the accepted profiles)",
             code=ErrorCode.SIGNATURE_MISSING,
         )
+    if len(signature) > MAX_SIGNATURE_CHARS:
+        raise SignatureError(
+            f"the signature is {len(signature)} characters long; this registry accepts at most "
+            f"{MAX_SIGNATURE_CHARS} (a real signature is well under 1,000)"
+        )
     value = signature.strip()
     match = _COMPACT.fullmatch(value)
     if match:
@@ -193,7 +207,7 @@ def inspect_signature(signature: str) -> SignatureInfo:
     if profile == HTTP_SIG:
         params = _parse_http_sig(value)
         _, kid, _ = _split_key_id(params)
-        return SignatureInfo(profile, kid, "EdDSA")
+        return SignatureInfo(profile, kid, "EdDSA", params)
     try:
         protected = _jws.decode_header(value.split(".", 1)[0])
     except _jws.JWSFailure as exc:
@@ -212,16 +226,21 @@ def verify(
     *,
     now: Callable[[], float] = time.time,
     max_clock_skew: int = DEFAULT_CLOCK_SKEW,
+    info: SignatureInfo | None = None,
 ) -> Verified:
     """Verify `signature` over the received `header` and `message`, or raise SignatureError.
 
     `resolve_key(kid, alg)` returns the sending partner's public key (joserfc key or JWK dict)
-    for that kid, or None if the partner has no such key.
+    for that kid, or None if the partner has no such key. `info`, the result of
+    `inspect_signature` on the same signature, spares a second parse.
     """
-    profile = detect_profile(signature or "")
+    profile = info.profile if info is not None else detect_profile(signature or "")
     value = (signature or "").strip()
     if profile == HTTP_SIG:
-        return _verify_http_sig(value, header, message, resolve_key, now(), max_clock_skew)
+        params = info.params if info is not None and info.params is not None else None
+        if params is None:
+            params = _parse_http_sig(value)
+        return _verify_http_sig(params, header, message, resolve_key, now(), max_clock_skew)
     return _verify_jws(profile, value, header, message, resolve_key)
 
 
@@ -314,11 +333,26 @@ def _same_json(a: Any, b: Any) -> bool:
 
 
 def _parse_http_sig(value: str) -> dict[str, str]:
+    """The `name="value"` parameters of an HTTP-signature string, separated by commas.
+
+    Linear in the length of `value` (each parameter is matched where the previous one ended);
+    anything that is not such a list is refused, naming where it stops making sense."""
     if value[:9].lower() == "signature":
         value = value[9:].lstrip(" :")
     params: dict[str, str] = {}
-    for name, val in _PARAM.findall(value):
+    pos, end = 0, len(value)
+    while pos < end:
+        match = _PARAM_AT.match(value, pos)
+        if match is None:
+            raise SignatureError(
+                f"{HTTP_SIG} signature is not a comma-separated list of name=\"value\" "
+                f"parameters (it stops making sense at character {pos + 1})"
+            )
+        name, val, _ = match.groups()
+        if name in params:
+            raise SignatureError(f"{HTTP_SIG} signature has the parameter {name!r} twice")
         params[name] = val
+        pos = match.end()
     return params
 
 
@@ -334,7 +368,7 @@ def _split_key_id(params: Mapping[str, str]) -> tuple[str | None, str | None, st
 
 
 def _verify_http_sig(
-    value: str,
+    params: Mapping[str, str],
     header: Mapping[str, Any],
     message: Any,
     resolve_key: KeyResolver,
@@ -342,7 +376,6 @@ def _verify_http_sig(
     skew: int,
 ) -> Verified:
     profile = HTTP_SIG
-    params = _parse_http_sig(value)
     missing = [p for p in ("created", "expires", "signature") if p not in params]
     if missing:
         raise SignatureError(f"{profile} signature lacks {', '.join(missing)}")

@@ -194,7 +194,7 @@ class SecurityGuard(Guard):
             info = inspect_signature(inbound.signature)
             await ctx.resolver.refresh_for(info.kid)
             verified = verify(inbound.signature, inbound.raw_header, inbound.message,
-                              ctx.resolver.resolve)
+                              ctx.resolver.resolve, info=info)
         except SecurityError as exc:
             ctx.signature = "invalid"
             raise DCIError(ErrorCode.SIGNATURE_INVALID, exc.message) from None
