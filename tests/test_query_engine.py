@@ -19,6 +19,7 @@ from dcihub.standard.plan import (
     Bound,
     Cond,
     IdCond,
+    IdIn,
     Limits,
     bind,
     bind_pagination,
@@ -37,6 +38,7 @@ from dcihub.standard.query import (
     Not,
     ParsedQuery,
     attributes_of,
+    count_terms,
     parse_query,
 )
 
@@ -364,8 +366,9 @@ def test_parent_and_child_attributes_in_the_social_registry():
 
 def test_identifier_names_used_as_attributes():
     assert bind(CRVS, PERSON, Compare("UIN", "eq", 5), TODAY) == IdCond("Person", "UIN", "5")
-    assert bind(CRVS, PERSON, Compare("BRN", "in", "B1, B2"), TODAY) == BAny((
-        IdCond("Person", "BRN", "B1"), IdCond("Person", "BRN", "B2")))
+    # an `in` over an identifier is one list, duplicates dropped
+    assert bind(CRVS, PERSON, Compare("BRN", "in", "B1, B2, B1"), TODAY) == IdIn(
+        "Person", "BRN", ("B1", "B2"))
     # any-identifier names match a value of any identifier type
     dr_person = DR.entity("DisabledPerson")
     node = bind(DR, dr_person, Compare("personal_details.member_identifier", "eq", "77"), TODAY)
@@ -648,3 +651,33 @@ def test_plan_search_ties_it_together():
     assert (age.entity, age.op, age.value) == ("Member", "le", date(1966, 3, 15))
     assert (second.entity, second.attribute.name, second.value) == ("Group", "poverty_score",
                                                                     3.0)
+
+
+# -- work budget ----------------------------------------------------------------------------
+
+
+def test_every_value_of_an_in_list_counts_as_a_term():
+    query = [item(1, e("UIN", "in", [str(v) for v in range(900)])),
+             item(2, e("age", "gt", 3), "and", e("sex", "in", "male, female"))]
+    node = parse_query("predicate", query).node
+    # All + (in) + (All + gt + in) = 5 conditions; 900 + 2 values
+    assert count_terms(node) == 5 + 900 + 2
+
+
+def test_an_in_list_over_1000_values_is_refused_when_parsed():
+    query = [item(1, e("UIN", "in", [str(v) for v in range(1001)]))]
+    assert "at most 1000" in rejected(parse_query, "predicate", query)
+    mongo = {"UIN": {"$in": [str(v) for v in range(1001)]}}
+    assert "at most 1000" in rejected(parse_query, "expression", mongo)
+
+
+def test_a_query_over_the_term_budget_is_refused_before_binding():
+    query = [item(i, e("UIN", "in", [f"{i}-{j}" for j in range(900)])) for i in range(12)]
+    parsed = parse_query("predicate", query)
+    message = rejected(plan_search, CRVS, criteria(query=query), parsed, TODAY,
+                       Limits(max_query_terms=10_000))
+    assert "10813 terms" in message and "at most 10000" in message
+    # within a larger budget the same query binds, as one list per condition
+    plan = plan_search(CRVS, criteria(query=query), parsed, TODAY,
+                       Limits(max_query_terms=20_000))
+    assert isinstance(plan.node, BAll) and all(isinstance(p, IdIn) for p in plan.node.parts)

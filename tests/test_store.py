@@ -29,6 +29,7 @@ from dcihub.standard.plan import (
     Bound,
     Cond,
     IdCond,
+    IdIn,
     SearchPlan,
     SortKey,
     bind,
@@ -237,9 +238,10 @@ def compare(op: str, left: Any, right: Any) -> bool:
             "ge": left >= right}[op]
 
 
-def leaf(node: Cond | IdCond, rec: Rec) -> bool | None:
-    if isinstance(node, IdCond):
-        return any(value == node.value and (node.id_type in (ANY_ID, id_type))
+def leaf(node: Cond | IdCond | IdIn, rec: Rec) -> bool | None:
+    if isinstance(node, IdCond | IdIn):
+        wanted = (node.value,) if isinstance(node, IdCond) else node.values
+        return any(value in wanted and (node.id_type in (ANY_ID, id_type))
                    for id_type, value in identifiers_of(rec.record, rec.entity.identifier_paths))
     attr = node.attribute
     wanted = node.value
@@ -271,9 +273,9 @@ def related(rec: Rec, owner: str, test: Callable[[Rec], bool | None]) -> bool:
 def evaluate(node: Bound, rec: Rec) -> bool | None:
     if isinstance(node, BAll):
         results: list[bool | None] = []
-        grouped: dict[str, list[Cond | IdCond]] = {}
+        grouped: dict[str, list[Cond | IdCond | IdIn]] = {}
         for part in node.parts:
-            if isinstance(part, Cond | IdCond) and part.entity != rec.entity.name:
+            if isinstance(part, Cond | IdCond | IdIn) and part.entity != rec.entity.name:
                 grouped.setdefault(part.entity, []).append(part)
             else:
                 results.append(evaluate(part, rec))

@@ -28,9 +28,15 @@ class LimitSettings(BaseModel):
     )
     max_batch_items: int = Field(1000, ge=1, description="items in one message")
     max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+    max_query_terms: int = Field(
+        10_000, ge=1,
+        description="work budget of one message: query conditions plus every value of every "
+                    "'in' list, over all its items (rjct.search_criteria.invalid past it)",
+    )
 
     def search_limits(self) -> Limits:
-        return Limits(self.default_page_size, self.max_page_size, self.max_total_records)
+        return Limits(self.default_page_size, self.max_page_size, self.max_total_records,
+                      self.max_query_terms)
 
 
 class DeliverySettings(BaseModel):

@@ -152,7 +152,10 @@ class RegistryNode:
         request, prepared = self.search.prepare(
             profile, inbound.message, inbound.header.total_count, self.today(),
             self.consent(inbound.registry, inbound.partner))
-        outcomes = await self.read(self._execute, inbound.registry, prepared)
+        if self.search.runs_inline(prepared):
+            outcomes = await self.read(self._execute, inbound.registry, prepared, True)
+        else:  # compiled queries never run on the event loop
+            outcomes = await self.db(self._execute, inbound.registry, prepared, False)
         message = {
             "transaction_id": request.transaction_id,
             "correlation_id": inbound.correlation_id,
@@ -169,8 +172,8 @@ class RegistryNode:
                                  len(outcomes), completed(outcomes))
         return Reply(200, envelope, is_envelope=True)
 
-    def _execute(self, registry: str, prepared: list[Any]) -> list[Outcome]:
-        with self.store.reader(inline=True) as reader:
+    def _execute(self, registry: str, prepared: list[Any], inline: bool) -> list[Outcome]:
+        with self.store.reader(inline=inline) as reader:
             return self.search.execute(reader, registry, prepared)
 
     def _new_txn(self, inbound: Inbound, transaction_id: str, txn_type: str, mode: str,

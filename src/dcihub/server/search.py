@@ -29,7 +29,7 @@ from ..standard.messages import (
 )
 from ..standard.plan import IdCond, Limits, SearchPlan, plan_search
 from ..standard.profiles.base import RegistryProfile
-from ..standard.query import parse_query
+from ..standard.query import count_terms, parse_query
 from ..store import Store
 from ..store.database import Reader
 from ..store.transactions import ItemRow
@@ -43,6 +43,7 @@ class PreparedItem:
     plan: SearchPlan | None = None
     rejection: ItemRejected | None = None
     request: SearchRequestItem | None = None
+    terms: int = 0  # conditions plus `in` values (the message's work budget)
 
 
 @dataclass
@@ -136,15 +137,29 @@ class SearchService:
         request = parse_message(SearchRequest, message)
         check_batch(header_total, len(request.search_request), self.max_batch, "search_request")
         prepared = []
+        budget = self.limits.max_query_terms  # shared by the items of this message
         for seq, (ref, parsed) in enumerate(
             parse_items(SearchRequestItem, request.search_request, "search_request")
         ):
-            prepared.append(self._prepare_item(profile, seq, ref, parsed, today, consent))
+            item = self._prepare_item(profile, seq, ref, parsed, today, consent, budget)
+            if item.plan is not None:
+                budget -= item.terms
+            prepared.append(item)
         return request, prepared
+
+    def runs_inline(self, items: list[PreparedItem]) -> bool:
+        """Whether answering these items is cheap enough for the event loop (SQLite): only
+        batched identifier lookups are; any compiled query runs in a worker thread."""
+        return all(item.plan is None or self._is_lookup(item.plan) for item in items)
+
+    @staticmethod
+    def _is_lookup(plan: SearchPlan) -> bool:
+        node = plan.node
+        return isinstance(node, IdCond) and node.entity == plan.entity.name and not plan.sort
 
     def _prepare_item(self, profile: RegistryProfile, seq: int, ref: str | None,
                       parsed: SearchRequestItem | ItemRejected, today: date,
-                      consent: ConsentCheck | None) -> PreparedItem:
+                      consent: ConsentCheck | None, budget: int) -> PreparedItem:
         reference = ref if ref else f"#{seq + 1}"
         if isinstance(parsed, ItemRejected):
             return PreparedItem(seq, reference, None, rejection=parsed)
@@ -154,11 +169,25 @@ class SearchService:
             if consent is not None:
                 consent(criteria, where)
             query = parse_query(criteria.query_type, criteria.query, where)
+            terms = count_terms(query.node)
+            limit = self.limits.max_query_terms
+            if terms > limit:
+                raise ItemRejected(
+                    SearchReason.SEARCH_CRITERIA_INVALID,
+                    f"{where}.query has {terms} terms (conditions plus the values of 'in' "
+                    f"lists); this registry answers at most {limit} terms per message")
+            if terms > budget:
+                raise ItemRejected(
+                    SearchReason.SEARCH_CRITERIA_INVALID,
+                    f"{where}.query has {terms} terms (conditions plus the values of 'in' "
+                    f"lists) and the message's budget of {limit} terms has {max(budget, 0)} "
+                    "left after the earlier items: send the rest in another message")
             plan = plan_search(profile, criteria, query, today, self.limits)
         except ItemRejected as rejection:
             return PreparedItem(seq, reference, parsed.locale, rejection=rejection,
                                 request=parsed)
-        return PreparedItem(seq, reference, parsed.locale, plan=plan, request=parsed)
+        return PreparedItem(seq, reference, parsed.locale, plan=plan, request=parsed,
+                            terms=terms)
 
     # ----------------------------------------------------------------------------- execute
 
@@ -177,7 +206,7 @@ class SearchService:
             plan = item.plan
             assert plan is not None
             lookup = plan.node
-            if isinstance(lookup, IdCond) and lookup.entity == plan.entity.name and not plan.sort:
+            if isinstance(lookup, IdCond) and self._is_lookup(plan):
                 batched[(plan.entity.name, lookup.id_type)].append(item)
             else:
                 outcomes[item.seq] = self._search_one(conn, registry, item)

@@ -28,7 +28,17 @@ from .profiles.base import (
     to_date,
     to_number,
 )
-from .query import All, AnyOf, Compare, IdentifierIs, Node, Not, ParsedQuery
+from .query import (
+    MAX_IN_VALUES,
+    All,
+    AnyOf,
+    Compare,
+    IdentifierIs,
+    Node,
+    Not,
+    ParsedQuery,
+    count_terms,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,12 +58,23 @@ class IdCond:
     value: str
 
 
-# A bound tree reuses the query tree's connectives; only its leaves differ (Cond, IdCond).
+@dataclass(frozen=True, slots=True)
+class IdIn:
+    """An identifier of `id_type` that is one of `values` (compiled to ONE bound list)."""
+
+    entity: str
+    id_type: str
+    values: tuple[str, ...]
+
+
+Leaf = Cond | IdCond | IdIn
+
+# A bound tree reuses the query tree's connectives; only its leaves differ (Cond, IdCond, IdIn).
 BAll = All
 BAny = AnyOf
 BNot = Not
 
-Bound = Cond | IdCond | All | AnyOf | Not
+Bound = Cond | IdCond | IdIn | All | AnyOf | Not
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +90,9 @@ class Limits:
     default_page_size: int = 100
     max_page_size: int = 1000
     max_total_records: int | None = None
+    # The work one message may ask for: conditions plus every value of every `in` list, over
+    # all the items of the message (a single query is held to it too).
+    max_query_terms: int = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +126,12 @@ def plan_search(
     today: date,
     limits: Limits,
 ) -> SearchPlan:
+    terms = count_terms(parsed.node)
+    if terms > limits.max_query_terms:
+        raise invalid(
+            f"the query has {terms} terms (conditions plus the values of 'in' lists); this "
+            f"registry answers at most {limits.max_query_terms} in one message"
+        )
     entity = choose_entity(profile, criteria, parsed)
     node = bind(profile, entity, parsed.node, today)
     sort = bind_sort(profile, entity, criteria)
@@ -228,7 +258,8 @@ def bind_compare(profile: RegistryProfile, entity: Entity, cmp: Compare, today: 
         assert source is not None, f"profile error: {attr.name} has no source attribute"
         return _bind_is_set(owner, attr, source, cmp)
     if cmp.op == "in":
-        values = tuple(coerce(attr, v, cmp.attribute) for v in in_values(cmp.value, cmp.attribute))
+        values = tuple(dict.fromkeys(
+            coerce(attr, v, cmp.attribute) for v in in_values(cmp.value, cmp.attribute)))
         return Cond(owner.name, attr, "in", values)
     if attr.type in ("bool",) and cmp.op != "eq":
         raise invalid(f"attribute '{cmp.attribute}' is true/false; only 'eq' applies to it")
@@ -243,8 +274,8 @@ def _identifier_compare(owner: Entity, id_type: str, cmp: Compare) -> Bound:
         return IdCond(owner.name, id_type, _id_text(cmp.value, cmp.attribute))
     if cmp.op == "in":
         values = in_values(cmp.value, cmp.attribute)
-        return BAny(tuple(IdCond(owner.name, id_type, _id_text(v, cmp.attribute))
-                          for v in values))
+        texts = tuple(dict.fromkeys(_id_text(v, cmp.attribute) for v in values))
+        return IdIn(owner.name, id_type, texts)
     raise invalid(
         f"identifier '{cmp.attribute}' can only be compared with 'eq' or 'in', not '{cmp.op}'"
     )
@@ -271,8 +302,8 @@ def in_values(value: Any, name: str) -> list[Any]:
         )
     if not values:
         raise invalid(f"operator 'in' on '{name}' needs at least one value")
-    if len(values) > 1000:
-        raise invalid(f"operator 'in' on '{name}' takes at most 1000 values")
+    if len(values) > MAX_IN_VALUES:
+        raise invalid(f"operator 'in' on '{name}' takes at most {MAX_IN_VALUES} values")
     return values
 
 
@@ -350,8 +381,9 @@ def _bind_age(owner: Entity, birth: Attribute, cmp: Compare, today: date) -> Bou
         # age == n  <=>  today-(n+1)y < birth_date <= today-n y
         return BAll((born("gt", shift_years(today, n + 1)), born("le", shift_years(today, n))))
 
-    if cmp.op == "in":
-        values = [_age_value(v, cmp.attribute) for v in in_values(cmp.value, cmp.attribute)]
+    if cmp.op == "in":  # at most 201 distinct ages: a short OR
+        values = dict.fromkeys(_age_value(v, cmp.attribute)
+                               for v in in_values(cmp.value, cmp.attribute))
         return BAny(tuple(age_eq(years(v)) for v in values))
     n = years(_age_value(cmp.value, cmp.attribute))
     if cmp.op == "eq":

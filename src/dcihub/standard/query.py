@@ -31,7 +31,8 @@ _FLAT_OPS = {
     "eq": "eq", "lt": "lt", "le": "le", "gt": "gt", "ge": "ge", "in": "in",
     "lte": "le", "gte": "ge", **_MONGO_OPS,
 }
-MAX_NODES = 200
+MAX_NODES = 200  # conditions (and, or, not, comparisons) in one query
+MAX_IN_VALUES = 1000  # values of one `in` list
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +304,34 @@ def _mongo_field(name: str, spec: Any, where: str) -> Node:
 def _check_size(node: Node, where: str) -> None:
     if count_nodes(node) > MAX_NODES:
         raise invalid(f"{where} has more than {MAX_NODES} conditions")
+    for name, count in in_sizes(node):
+        if count > MAX_IN_VALUES:
+            raise invalid(f"{where}: operator 'in' on '{name}' has {count} values; it takes at "
+                          f"most {MAX_IN_VALUES}")
+
+
+def in_size(value: Any) -> int:
+    """How many values an `in` operand holds (a list, or a comma-separated string)."""
+    if isinstance(value, list):
+        return len(value)
+    if isinstance(value, str):
+        return value.count(",") + 1
+    return 1
+
+
+def in_sizes(node: Node) -> list[tuple[str, int]]:
+    if isinstance(node, Compare):
+        return [(node.attribute, in_size(node.value))] if node.op == "in" else []
+    if isinstance(node, IdentifierIs):
+        return []
+    if isinstance(node, Not):
+        return in_sizes(node.part)
+    return [size for part in node.parts for size in in_sizes(part)]
+
+
+def count_terms(node: Node) -> int:
+    """The work a query asks for: its conditions plus every value of its `in` lists."""
+    return count_nodes(node) + sum(count for _, count in in_sizes(node))
 
 
 def count_nodes(node: Node) -> int:

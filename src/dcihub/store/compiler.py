@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Boolean, ColumnElement, and_, false, func, not_, or_, select, true
 from sqlalchemy.sql import operators
 
-from ..standard.plan import ANY_ID, BAll, BAny, BNot, Bound, Cond, IdCond, SortKey
+from ..standard.plan import ANY_ID, BAll, BAny, BNot, Bound, Cond, IdCond, IdIn, Leaf, SortKey
 from ..standard.profiles.base import RegistryProfile
 from .schema import EntityTables, Schema
 
@@ -67,7 +67,7 @@ class Compiler:
         clauses: list[ColumnElement[bool]] = []
         grouped: dict[str, list[ColumnElement[bool]]] = {}
         for part in node.parts:
-            if isinstance(part, Cond | IdCond) and part.entity != target:
+            if isinstance(part, Cond | IdCond | IdIn) and part.entity != target:
                 grouped.setdefault(part.entity, []).append(self.leaf(part))
             else:
                 clauses.append(self.where(part, target))
@@ -87,12 +87,15 @@ class Compiler:
             return t.c.pk.in_(select(o.c.parent_pk).where(inner))
         raise AssertionError(f"no relation between {target} and {owner}")  # pragma: no cover
 
-    def leaf(self, node: Cond | IdCond) -> ColumnElement[bool]:
+    def leaf(self, node: Leaf) -> ColumnElement[bool]:
         tables = self.tables(node.entity)
         main = tables.main
-        if isinstance(node, IdCond):
+        if isinstance(node, IdCond | IdIn):
             ids = tables.ids
-            cond = ids.c.id_value == node.value
+            # An `in` list is one bound list (expanded into parameters at execution), never
+            # one sub-select per value.
+            cond = (ids.c.id_value == node.value if isinstance(node, IdCond)
+                    else ids.c.id_value.in_(node.values))
             if node.id_type != ANY_ID:
                 cond = and_(ids.c.id_type == node.id_type, cond)
             return main.c.pk.in_(select(ids.c.pk).where(cond))
