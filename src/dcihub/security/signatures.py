@@ -62,8 +62,9 @@ DEFAULT_PROFILE = JWS_DETACHED
 HTTP_SIG_HEADERS = "(created) (expires) digest"
 DEFAULT_HTTP_SIG_TTL = 300
 DEFAULT_CLOCK_SKEW = 60
-# The longest `signature` value accepted. A real one is under 1 KB (an RS256 detached JWS with a
-# 4096-bit key is about 800 characters); anything longer is refused before it is parsed.
+# The longest detached-JWS or HTTP-signature `signature` accepted. A real one is under 1 KB (an
+# RS256 detached JWS with a 4096-bit key is about 800 characters); anything longer is refused
+# before it is parsed. A compact JWS embeds the envelope, so only the body size limit bounds it.
 MAX_SIGNATURE_CHARS = 4096
 
 KeyResolver = Callable[[str | None, str | None], "AsymmetricKey | Mapping[str, Any] | None"]
@@ -182,15 +183,18 @@ def detect_profile(signature: str) -> str:
             "for our keys and the documentation for the accepted profiles)",
             code=ErrorCode.SIGNATURE_MISSING,
         )
-    if len(signature) > MAX_SIGNATURE_CHARS:
-        raise SignatureError(
-            f"the signature is {len(signature)} characters long; this registry accepts at most "
-            f"{MAX_SIGNATURE_CHARS} (a real signature is well under 1,000)"
-        )
     value = signature.strip()
-    match = _COMPACT.fullmatch(value)
+    match = _COMPACT.fullmatch(value)  # linear: no segment can contain a '.'
+    if match and match.group(2) != "":
+        return JWS_COMPACT  # carries the envelope itself: bounded by the body size limit
+    if len(value) > MAX_SIGNATURE_CHARS:
+        raise SignatureError(
+            f"the signature is {len(value)} characters long; this registry accepts at most "
+            f"{MAX_SIGNATURE_CHARS} for a detached JWS or an HTTP-signature string (a real one "
+            "is well under 1,000)"
+        )
     if match:
-        return JWS_DETACHED if match.group(2) == "" else JWS_COMPACT
+        return JWS_DETACHED
     if re.search(r'signature\s*=\s*"', value, re.IGNORECASE):
         return HTTP_SIG
     raise SignatureError(
