@@ -86,29 +86,60 @@ class Results:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Speed benchmark of the dcihub registry server.")
     p.add_argument("--people", type=int, default=10_000, help="population size (default 10000)")
-    p.add_argument("--duration", type=float, default=10.0,
-                   help="measured seconds of each load run (default 10)")
-    p.add_argument("--warmup", type=float, default=3.0,
-                   help="seconds of load before each measured run (default 3)")
-    p.add_argument("--connections", type=int, default=16,
-                   help="wrk connections for max throughput (default 16)")
-    p.add_argument("--bodies", type=int, default=2000,
-                   help="distinct lookup requests, each of a different person (default 2000)")
-    p.add_argument("--only", choices=PHASES, action="append",
-                   help="run only this part (repeatable); latency also measures throughput, "
-                        "since its rates are derived from it")
-    p.add_argument("--store-url", help="SQLAlchemy URL of the store to build and serve "
-                   "(default: SQLite in the data directory); e.g. postgresql+psycopg://...")
-    p.add_argument("--data-dir", type=Path,
-                   help="keep the store, configs, request files and server logs here "
-                        "(default: a temporary directory); a store already built is reused")
-    p.add_argument("--keep", action="store_true",
-                   help="leave the servers running at the end (prints how to stop them)")
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=10.0,
+        help="measured seconds of each load run (default 10)",
+    )
+    p.add_argument(
+        "--warmup",
+        type=float,
+        default=3.0,
+        help="seconds of load before each measured run (default 3)",
+    )
+    p.add_argument(
+        "--connections",
+        type=int,
+        default=16,
+        help="wrk connections for max throughput (default 16)",
+    )
+    p.add_argument(
+        "--bodies",
+        type=int,
+        default=2000,
+        help="distinct lookup requests, each of a different person (default 2000)",
+    )
+    p.add_argument(
+        "--only",
+        choices=PHASES,
+        action="append",
+        help="run only this part (repeatable); latency also measures throughput, "
+        "since its rates are derived from it",
+    )
+    p.add_argument(
+        "--store-url",
+        help="SQLAlchemy URL of the store to build and serve "
+        "(default: SQLite in the data directory); e.g. postgresql+psycopg://...",
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        help="keep the store, configs, request files and server logs here "
+        "(default: a temporary directory); a store already built is reused",
+    )
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the servers running at the end (prints how to stop them)",
+    )
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.people < BATCH_ITEMS:
-        p.error(f"--people must be at least {BATCH_ITEMS} (the batch message looks up "
-                f"{BATCH_ITEMS} different people)")
+        p.error(
+            f"--people must be at least {BATCH_ITEMS} (the batch message looks up "
+            f"{BATCH_ITEMS} different people)"
+        )
     return args
 
 
@@ -128,23 +159,31 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, phases: set[str]) -> int:
     busy = warn_if_busy()
-    return in_workdir(args.data_dir, args.keep, "dcihub-bench-",
-                      lambda workdir: run_in(workdir, args, phases, busy))
+    return in_workdir(
+        args.data_dir,
+        args.keep,
+        "dcihub-bench-",
+        lambda workdir: run_in(workdir, args, phases, busy),
+    )
 
 
-def run_in(workdir: Path, args: argparse.Namespace, phases: set[str],
-           cpu_busy_before: float | None) -> int:
-    options = DcihubOptions(people=args.people, store_url=args.store_url, registry=REGISTRY,
-                            config=SERVER_CONFIG)
+def run_in(
+    workdir: Path, args: argparse.Namespace, phases: set[str], cpu_busy_before: float | None
+) -> int:
+    options = DcihubOptions(
+        people=args.people, store_url=args.store_url, registry=REGISTRY, config=SERVER_CONFIG
+    )
     population, lookups = prepare(options, workdir, args.bodies)
     with ChildProcesses(workdir, keep=args.keep) as procs:
-        results, servers = measure_all(procs, options, population, lookups, workdir, args,
-                                       phases)
+        results, servers = measure_all(procs, options, population, lookups, workdir, args, phases)
     rows = build_rows(results, args)
     print_report(results, rows)
-    payload = {"environment": environment(REPO) | {"cpu_busy_before": cpu_busy_before},
-               "server_config": SERVER_CONFIG,
-               "options": vars(args) | {"phases": sorted(phases)}, "results": results.as_dict()}
+    payload = {
+        "environment": environment(REPO) | {"cpu_busy_before": cpu_busy_before},
+        "server_config": SERVER_CONFIG,
+        "options": vars(args) | {"phases": sorted(phases)},
+        "results": results.as_dict(),
+    }
     path = write_results(args.results_dir, payload, rows)
     print(f"\nresults written to {path}")
     if args.keep:
@@ -152,19 +191,23 @@ def run_in(workdir: Path, args: argparse.Namespace, phases: set[str],
     return 1 if any(r.result == FAIL for r in rows) else 0
 
 
-def prepare(options: DcihubOptions, workdir: Path, bodies: int
-            ) -> tuple[Population, RequestSet]:
-    say(f"population: {options.people:,} people into "
-        f"{options.store_url or workdir / 'bench.db'}")
+def prepare(options: DcihubOptions, workdir: Path, bodies: int) -> tuple[Population, RequestSet]:
+    say(f"population: {options.people:,} people into {options.store_url or workdir / 'bench.db'}")
     population = prepare_population(options, workdir)
     say("  built" if population.built_now else "  already built; reused")
     lookups = uin_lookups(REGISTRY, population.uins, min(bodies, len(population.uins)))
     return population, lookups
 
 
-def measure_all(procs: ChildProcesses, options: DcihubOptions, population: Population,
-                lookups: RequestSet, workdir: Path, args: argparse.Namespace,
-                phases: set[str]) -> tuple[Results, list[Server]]:
+def measure_all(
+    procs: ChildProcesses,
+    options: DcihubOptions,
+    population: Population,
+    lookups: RequestSet,
+    workdir: Path,
+    args: argparse.Namespace,
+    phases: set[str],
+) -> tuple[Results, list[Server]]:
     files = write_request_set(lookups, workdir, "lookups")
     closed = ClosedLoopSettings(args.duration, args.warmup, args.connections)
     open_ = OpenLoopSettings(args.duration, min(args.warmup, 2.0))
@@ -176,8 +219,10 @@ def measure_all(procs: ChildProcesses, options: DcihubOptions, population: Popul
     if "throughput" in phases:
         ceiling = start_ceiling(procs, real_response, workdir)
         servers.append(ceiling)
-        say(f"ceiling serving on {ceiling.url} (pid {ceiling.pid}), answering "
-            f"{len(real_response):,} bytes")
+        say(
+            f"ceiling serving on {ceiling.url} (pid {ceiling.pid}), answering "
+            f"{len(real_response):,} bytes"
+        )
         measure_throughput(results, ceiling, dcihub, files, closed)
         if "latency" in phases:
             measure_latency(results, ceiling, dcihub, files, open_)
@@ -186,10 +231,17 @@ def measure_all(procs: ChildProcesses, options: DcihubOptions, population: Popul
     return results, servers
 
 
-def measure_throughput(results: Results, ceiling: Server, dcihub: Server, files: RequestFiles,
-                       closed: ClosedLoopSettings) -> None:
-    say(f"ceiling max throughput: wrk -t{closed.threads} -c{closed.connections}, "
-        f"{closed.warmup:g}s warm-up + {closed.duration:g}s")
+def measure_throughput(
+    results: Results,
+    ceiling: Server,
+    dcihub: Server,
+    files: RequestFiles,
+    closed: ClosedLoopSettings,
+) -> None:
+    say(
+        f"ceiling max throughput: wrk -t{closed.threads} -c{closed.connections}, "
+        f"{closed.warmup:g}s warm-up + {closed.duration:g}s"
+    )
     results.ceiling = max_throughput(ceiling.url, files, closed)
     say(f"  {results.ceiling.requests_per_s:,.0f} req/s")
     say("dcihub max throughput, same settings")
@@ -197,8 +249,9 @@ def measure_throughput(results: Results, ceiling: Server, dcihub: Server, files:
     say(f"  {results.dcihub.requests_per_s:,.0f} req/s")
 
 
-def measure_latency(results: Results, ceiling: Server, dcihub: Server, files: RequestFiles,
-                    open_: OpenLoopSettings) -> None:
+def measure_latency(
+    results: Results, ceiling: Server, dcihub: Server, files: RequestFiles, open_: OpenLoopSettings
+) -> None:
     assert results.ceiling is not None and results.dcihub is not None
     quarter = results.ceiling.requests_per_s * TARGET_LOAD_SHARE
     half_own = results.dcihub.requests_per_s * OWN_MAX_SHARE
@@ -208,8 +261,10 @@ def measure_latency(results: Results, ceiling: Server, dcihub: Server, files: Re
         ("dcihub@own", dcihub, half_own, f"{OWN_MAX_SHARE:.0%} of own max"),
     ]
     for key, server, rate, label in runs:
-        say(f"{server.name} latency at a constant {rate:,.0f} req/s ({label}), "
-            f"{open_.warmup:g}s warm-up + {open_.duration:g}s")
+        say(
+            f"{server.name} latency at a constant {rate:,.0f} req/s ({label}), "
+            f"{open_.warmup:g}s warm-up + {open_.duration:g}s"
+        )
         lat = latency_at_rate(server.url, files, rate, open_, label)
         results.latencies[key] = lat
         say(f"  p99 {lat.p99_ms:.1f} ms")
@@ -226,8 +281,10 @@ def keep_notice(servers: list[Server], workdir: Path) -> None:
     print("\n--keep: servers left running:")
     for server in servers:
         print(f"  {server.name:<8} {server.url}  pid {server.pid}")
-    print(f"  stop them with `kill {' '.join(str(s.pid) for s in servers)}`; "
-          f"configs, request files and logs are in {workdir}")
+    print(
+        f"  stop them with `kill {' '.join(str(s.pid) for s in servers)}`; "
+        f"configs, request files and logs are in {workdir}"
+    )
 
 
 def build_rows(results: Results, args: argparse.Namespace) -> list[Row]:
@@ -247,10 +304,17 @@ def build_rows(results: Results, args: argparse.Namespace) -> list[Row]:
     if results.batch:
         b = results.batch
         ok = b.median_s < BATCH_SECONDS
-        rows.append(Row(f"one message of {b.items:,} lookups, median of {len(b.seconds)}",
-                        f"{b.median_s:.3f} s", f"< {BATCH_SECONDS:g} s", PASS if ok else FAIL,
-                        "runs: " + ", ".join(f"{s:.3f}" for s in b.seconds)
-                        + f" s; response {b.response_bytes:,} bytes"))
+        rows.append(
+            Row(
+                f"one message of {b.items:,} lookups, median of {len(b.seconds)}",
+                f"{b.median_s:.3f} s",
+                f"< {BATCH_SECONDS:g} s",
+                PASS if ok else FAIL,
+                "runs: "
+                + ", ".join(f"{s:.3f}" for s in b.seconds)
+                + f" s; response {b.response_bytes:,} bytes",
+            )
+        )
     return rows
 
 

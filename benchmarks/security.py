@@ -82,7 +82,7 @@ DESCRIPTION = {
     SIGNED: "signed request, signed reply",
     ENCRYPTED: "encrypted+signed request, encrypted+signed reply",
     REPLY_ONLY: f"unsigned request, signed reply (reference, no target; {REF_SENDER}: "
-                "sign_replies true)",
+    "sign_replies true)",
 }
 TARGETS = {SIGNED: 0.70, ENCRYPTED: 0.50}  # of the unsigned requests/s
 CHECKS = 3  # requests sent and fully checked (status, signature, decryption, records) each way
@@ -98,34 +98,75 @@ CHUNK = 1000  # bodies per task of the process pool
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Security benchmark of dcihub: unsigned vs signed vs signed+encrypted "
-                    "sync search against one secured server process.")
+        "sync search against one secured server process."
+    )
     p.add_argument("--people", type=int, default=10_000, help="population size (default 10000)")
-    p.add_argument("--duration", type=float, default=10.0,
-                   help="measured seconds of each load run (default 10)")
-    p.add_argument("--warmup", type=float, default=3.0,
-                   help="seconds of load before each measured run (default 3)")
-    p.add_argument("--connections", type=int, default=16,
-                   help="wrk connections for max throughput (default 16)")
-    p.add_argument("--rounds", type=int, default=1,
-                   help="measure the scenarios one after the other this many times and take "
-                        "the median of each (default 1; 3 on a noisy machine)")
-    p.add_argument("--no-reference", action="store_true",
-                   help="leave out the reference scenario (unsigned request, signed reply), "
-                        "which only its throughput row and the reply-signing cost use")
-    p.add_argument("--latency-share", type=float, default=0.5,
-                   help="constant rate of the latency runs, as a share of the slowest of the "
-                        "three max throughputs (default 0.5): the same rate for all three")
-    p.add_argument("--only", choices=PHASES, action="append",
-                   help="run only this part (repeatable); latency also measures throughput")
-    p.add_argument("--store-url", help="SQLAlchemy URL of the store to build and serve "
-                   "(default: SQLite in the data directory)")
-    p.add_argument("--data-dir", type=Path,
-                   help="keep the store, keys, configs, request files and logs here (default: "
-                        "a temporary directory); a store already built is reused")
-    p.add_argument("--keep", action="store_true",
-                   help="leave the server running at the end (prints how to stop it)")
-    p.add_argument("--pool", type=int, default=os.cpu_count() or 1,
-                   help="processes that sign and encrypt the request bodies (default: cores)")
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=10.0,
+        help="measured seconds of each load run (default 10)",
+    )
+    p.add_argument(
+        "--warmup",
+        type=float,
+        default=3.0,
+        help="seconds of load before each measured run (default 3)",
+    )
+    p.add_argument(
+        "--connections",
+        type=int,
+        default=16,
+        help="wrk connections for max throughput (default 16)",
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure the scenarios one after the other this many times and take "
+        "the median of each (default 1; 3 on a noisy machine)",
+    )
+    p.add_argument(
+        "--no-reference",
+        action="store_true",
+        help="leave out the reference scenario (unsigned request, signed reply), "
+        "which only its throughput row and the reply-signing cost use",
+    )
+    p.add_argument(
+        "--latency-share",
+        type=float,
+        default=0.5,
+        help="constant rate of the latency runs, as a share of the slowest of the "
+        "three max throughputs (default 0.5): the same rate for all three",
+    )
+    p.add_argument(
+        "--only",
+        choices=PHASES,
+        action="append",
+        help="run only this part (repeatable); latency also measures throughput",
+    )
+    p.add_argument(
+        "--store-url",
+        help="SQLAlchemy URL of the store to build and serve "
+        "(default: SQLite in the data directory)",
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        help="keep the store, keys, configs, request files and logs here (default: "
+        "a temporary directory); a store already built is reused",
+    )
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the server running at the end (prints how to stop it)",
+    )
+    p.add_argument(
+        "--pool",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes that sign and encrypt the request bodies (default: cores)",
+    )
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.rounds < 1 or args.pool < 1:
@@ -151,8 +192,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, phases: set[str]) -> int:
     busy = warn_if_busy()
-    return in_workdir(args.data_dir, args.keep, "dcihub-bench-security-",
-                      lambda workdir: run_in(workdir, args, phases, busy))
+    return in_workdir(
+        args.data_dir,
+        args.keep,
+        "dcihub-bench-security-",
+        lambda workdir: run_in(workdir, args, phases, busy),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,8 +232,9 @@ class Credentials:
         for jwk in self.node_jwks.get("keys", []):
             if jwk.get("use") == "enc" and jwk.get("alg") == "ECDH-ES+A256KW":
                 return jwk
-        raise BenchmarkError("the node's /.well-known/jwks.json publishes no ECDH-ES+A256KW "
-                             "encryption key")
+        raise BenchmarkError(
+            "the node's /.well-known/jwks.json publishes no ECDH-ES+A256KW encryption key"
+        )
 
 
 def provision_partners(workdir: Path) -> tuple[Credentials, Credentials]:
@@ -204,12 +250,19 @@ def provision_partners(workdir: Path) -> tuple[Credentials, Credentials]:
     path = workdir / "partners.yaml"  # `security.partners_file` beside the config file
     registry = PartnerRegistry.load(path) if path.exists() else PartnerRegistry()
     made = []
-    for sender, client_id, sign_replies in ((SENDER, CLIENT_ID, False),
-                                            (REF_SENDER, REF_CLIENT_ID, True)):
+    for sender, client_id, sign_replies in (
+        (SENDER, CLIENT_ID, False),
+        (REF_SENDER, REF_CLIENT_ID, True),
+    ):
         registry.remove(sender)
-        partner = provision(sender, client_id, name="security benchmark",
-                            scopes={REGISTRY: ["search"]}, allow_unsigned=True,
-                            sign_replies=sign_replies)
+        partner = provision(
+            sender,
+            client_id,
+            name="security benchmark",
+            scopes={REGISTRY: ["search"]},
+            allow_unsigned=True,
+            sign_replies=sign_replies,
+        )
         registry.add(partner.partner, client_secret=partner.client_secret)
         made.append(Credentials(sender, client_id, partner.client_secret, partner.private_jwks))
     registry.save(path)
@@ -217,14 +270,21 @@ def provision_partners(workdir: Path) -> tuple[Credentials, Credentials]:
 
 
 def access_token(url: str, credentials: Credentials) -> str:
-    response = httpx.post(f"{url}/oauth2/client/token", timeout=30,
-                          data={"grant_type": "client_credentials",
-                                "client_id": credentials.client_id,
-                                "client_secret": credentials.client_secret})
+    response = httpx.post(
+        f"{url}/oauth2/client/token",
+        timeout=30,
+        data={
+            "grant_type": "client_credentials",
+            "client_id": credentials.client_id,
+            "client_secret": credentials.client_secret,
+        },
+    )
     if response.status_code != 200:
-        raise BenchmarkError(f"the token endpoint refused the benchmark partner "
-                             f"{credentials.sender_id}: HTTP {response.status_code} "
-                             f"{response.text[:300]}")
+        raise BenchmarkError(
+            f"the token endpoint refused the benchmark partner "
+            f"{credentials.sender_id}: HTTP {response.status_code} "
+            f"{response.text[:300]}"
+        )
     return response.json()["access_token"]
 
 
@@ -241,15 +301,20 @@ def _init_worker(private_jwks: dict[str, Any], node_enc_jwk: dict[str, Any]) -> 
     _WORKER["enc"] = load_jwk(node_enc_jwk)
 
 
-def make_body(scenario: str, uin: str, message_id: str, transaction_id: str,
-              signing_key: Any, node_enc_key: Any) -> bytes:
+def make_body(
+    scenario: str,
+    uin: str,
+    message_id: str,
+    transaction_id: str,
+    signing_key: Any,
+    node_enc_key: Any,
+) -> bytes:
     """One sync search of one UIN, as `scenario` sends it (one line of JSON)."""
     from dcihub.security.jwe import encrypt_message
     from dcihub.security.signatures import sign
 
     sender = REF_SENDER if scenario == REPLY_ONLY else SENDER
-    envelope = search_envelope([lookup_item("UIN", uin, "r-1")], message_id, transaction_id,
-                               sender)
+    envelope = search_envelope([lookup_item("UIN", uin, "r-1")], message_id, transaction_id, sender)
     header, message = envelope["header"], envelope["message"]
     if scenario in (UNSIGNED, REPLY_ONLY):
         return orjson.dumps(envelope)
@@ -261,9 +326,17 @@ def make_body(scenario: str, uin: str, message_id: str, transaction_id: str,
 
 
 def _make_chunk(scenario: str, tag: str, start: int, uins: list[str]) -> list[bytes]:
-    return [make_body(scenario, uin, f"m-{tag}-{start + i}", f"t-{tag}-{start + i}",
-                      _WORKER["sig"], _WORKER["enc"])
-            for i, uin in enumerate(uins)]
+    return [
+        make_body(
+            scenario,
+            uin,
+            f"m-{tag}-{start + i}",
+            f"t-{tag}-{start + i}",
+            _WORKER["sig"],
+            _WORKER["enc"],
+        )
+        for i, uin in enumerate(uins)
+    ]
 
 
 class BodyFactory:
@@ -271,8 +344,14 @@ class BodyFactory:
     there are people left) in a pool of processes, and writes them as the load generators read
     them (one body per line)."""
 
-    def __init__(self, credentials: Credentials, uins: list[str],
-                 headers: dict[str, dict[str, str]], workdir: Path, processes: int) -> None:
+    def __init__(
+        self,
+        credentials: Credentials,
+        uins: list[str],
+        headers: dict[str, dict[str, str]],
+        workdir: Path,
+        processes: int,
+    ) -> None:
         """`credentials`: the partner whose keys sign (and encrypt) bodies; `headers`: the HTTP
         headers (its partner's token) of each scenario."""
         self.uins = uins
@@ -284,8 +363,10 @@ class BodyFactory:
             path.write_text("".join(f"{k}: {v}\n" for k, v in scenario_headers.items()))
             self.headers_files[scenario] = path
         self.pool = ProcessPoolExecutor(
-            processes, initializer=_init_worker,
-            initargs=(credentials.private_jwks, credentials.node_encryption_jwk()))
+            processes,
+            initializer=_init_worker,
+            initargs=(credentials.private_jwks, credentials.node_encryption_jwk()),
+        )
 
     def __enter__(self) -> BodyFactory:
         return self
@@ -313,8 +394,7 @@ class BodyFactory:
         with path.open("wb") as out:
             for chunk in self.chunks(scenario, count):
                 out.write(b"\n".join(chunk) + b"\n")
-        say(f"  {count:,} unique {scenario} bodies made in "
-            f"{time.perf_counter() - started:.1f} s")
+        say(f"  {count:,} unique {scenario} bodies made in {time.perf_counter() - started:.1f} s")
         return RequestFiles(PATH, path, self.headers_files[scenario])
 
 
@@ -338,9 +418,13 @@ class Check:
     plain_reply: dict[str, Any]  # header + (decrypted) message of the last reply
 
     def as_dict(self) -> dict[str, Any]:
-        return {"responses": self.responses, "request_bytes": self.request_bytes,
-                "response_bytes": self.response_bytes, "reply_signature": self.signature,
-                "reply_encrypted": self.reply_encrypted}
+        return {
+            "responses": self.responses,
+            "request_bytes": self.request_bytes,
+            "response_bytes": self.response_bytes,
+            "reply_signature": self.signature,
+            "reply_encrypted": self.reply_encrypted,
+        }
 
 
 def results_problem(message: Any) -> str | None:
@@ -349,15 +433,19 @@ def results_problem(message: Any) -> str | None:
         results = message["search_response"]
     except (KeyError, TypeError):
         return f"not a sync search response message: {str(message)[:300]}"
-    failed = [r for r in results
-              if r.get("status") != "succ" or not (r.get("data") or {}).get("reg_records")]
+    failed = [
+        r
+        for r in results
+        if r.get("status") != "succ" or not (r.get("data") or {}).get("reg_records")
+    ]
     if failed or not results:
         return f"{len(failed)} of {len(results)} items did not succeed: {str(failed)[:300]}"
     return None
 
 
-def check_scenario(url: str, scenario: str, bodies: list[bytes], headers: dict[str, str],
-                   credentials: Credentials) -> Check:
+def check_scenario(
+    url: str, scenario: str, bodies: list[bytes], headers: dict[str, str], credentials: Credentials
+) -> Check:
     """POST each body; each answer must be a 200, unsigned in the baseline (an unsigned request
     from the partner with `sign_replies: false`) and otherwise signed with a signature that
     verifies against the node's JWKS, encrypted exactly when the request was (then it must
@@ -373,8 +461,10 @@ def check_scenario(url: str, scenario: str, bodies: list[bytes], headers: dict[s
             response = client.post(url + PATH, content=body, headers=headers)
 
             def fail(problem: str, response: httpx.Response = response) -> BenchmarkError:
-                return BenchmarkError(f"{scenario} search: {problem}; the answer was HTTP "
-                                      f"{response.status_code} {response.text[:500]}")
+                return BenchmarkError(
+                    f"{scenario} search: {problem}; the answer was HTTP "
+                    f"{response.status_code} {response.text[:500]}"
+                )
 
             if response.status_code != 200:
                 raise fail("not answered with 200")
@@ -382,9 +472,11 @@ def check_scenario(url: str, scenario: str, bodies: list[bytes], headers: dict[s
             header, message = doc.get("header") or {}, doc.get("message")
             if scenario == UNSIGNED:
                 if "signature" in doc:
-                    raise fail("the reply carries a signature, though the request was unsigned "
-                               f"and {SENDER} has sign_replies: false: this run would not "
-                               "measure the unsigned baseline")
+                    raise fail(
+                        "the reply carries a signature, though the request was unsigned "
+                        f"and {SENDER} has sign_replies: false: this run would not "
+                        "measure the unsigned baseline"
+                    )
                 signature = "none"
             else:
                 if not doc.get("signature"):
@@ -407,8 +499,14 @@ def check_scenario(url: str, scenario: str, bodies: list[bytes], headers: dict[s
             problem = results_problem(message)
             if problem:
                 raise fail(problem)
-            check = Check(len(bodies), len(body), len(response.content), signature,
-                          encrypted, {"header": header, "message": message})
+            check = Check(
+                len(bodies),
+                len(body),
+                len(response.content),
+                signature,
+                encrypted,
+                {"header": header, "message": message},
+            )
     assert check is not None
     return check
 
@@ -442,8 +540,9 @@ class Op:
     side: str  # who does it: client | server | both
 
 
-def measure_micro(credentials: Credentials, reply: dict[str, Any], uin: str
-                  ) -> tuple[list[Op], dict[str, float]]:
+def measure_micro(
+    credentials: Credentials, reply: dict[str, Any], uin: str
+) -> tuple[list[Op], dict[str, float]]:
     """Cost of each security operation on the benchmark's own envelopes: a one-lookup request
     and the one-record reply the server gave. Node-side keys are fresh keys of the node's
     algorithms (ES256 signing, ECDH-ES+A256KW encryption): same cost, no private key read."""
@@ -481,37 +580,69 @@ def measure_micro(credentials: Credentials, reply: dict[str, Any], uin: str
         verify(sig, header, message, lambda _k, _a: partner_sig_pub)
 
     ops: list[tuple[Op, Callable[[], object]]] = [
-        (Op("parse_request", "parse the request body (orjson; reference)", "server"),
-         lambda: orjson.loads(req_body)),
-        (Op("jcs_request", "JCS canonical bytes of the request {header, message}", "both"),
-         lambda: envelope_bytes(req_h, req_m)),
-        (Op("jcs_reply", "JCS canonical bytes of the reply {header, message}", "both"),
-         lambda: envelope_bytes(rep_h, rep_m)),
-        (Op("jcs_reply_rfc8785", "the same by rfc8785 (the slow path: floats, str subclasses "
-            "such as enums, ...)", "both"),
-         lambda: rfc8785.dumps(envelope_document(rep_h, rep_m))),
-        (Op("sign_request", "sign the request (jws-detached ES256)", "client"),
-         lambda: sign(req_h, req_m, partner_sig)),
-        (Op("verify_request", "verify the request signature", "server"),
-         lambda: server_verify(req_sig, req_h, req_m)),
-        (Op("sign_reply", "sign the reply", "server"),
-         lambda: sign(rep_h, rep_m, node_sig)),
-        (Op("verify_reply", "verify the reply signature", "client"),
-         lambda: verify(rep_sig, rep_h, rep_m, lambda _k, _a: node_sig_pub)),
-        (Op("encrypt_request", "encrypt the request message (ECDH-ES+A256KW, A256GCM)",
-            "client"), lambda: encrypt_message(req_m, node_enc_pub)),
-        (Op("verify_request_enc", "verify the signature of the encrypted request", "server"),
-         lambda: server_verify(req_esig, req_eh, req_em)),
-        (Op("decrypt_request", "decrypt the request message", "server"),
-         lambda: decrypt_message(req_em, lambda _kid: node_enc)),
-        (Op("encrypt_reply", "encrypt the reply message", "server"),
-         lambda: encrypt_message(rep_m, partner_enc_pub)),
-        (Op("sign_reply_enc", "sign the encrypted reply", "server"),
-         lambda: sign(rep_eh, rep_em, node_sig)),
-        (Op("decrypt_reply", "decrypt the reply message", "client"),
-         lambda: decrypt_message(rep_em, lambda _kid: partner_enc)),
-        (Op("verify_reply_enc", "verify the signature of the encrypted reply", "client"),
-         lambda: verify(rep_esig, rep_eh, rep_em, lambda _k, _a: node_sig_pub)),
+        (
+            Op("parse_request", "parse the request body (orjson; reference)", "server"),
+            lambda: orjson.loads(req_body),
+        ),
+        (
+            Op("jcs_request", "JCS canonical bytes of the request {header, message}", "both"),
+            lambda: envelope_bytes(req_h, req_m),
+        ),
+        (
+            Op("jcs_reply", "JCS canonical bytes of the reply {header, message}", "both"),
+            lambda: envelope_bytes(rep_h, rep_m),
+        ),
+        (
+            Op(
+                "jcs_reply_rfc8785",
+                "the same by rfc8785 (the slow path: floats, str subclasses such as enums, ...)",
+                "both",
+            ),
+            lambda: rfc8785.dumps(envelope_document(rep_h, rep_m)),
+        ),
+        (
+            Op("sign_request", "sign the request (jws-detached ES256)", "client"),
+            lambda: sign(req_h, req_m, partner_sig),
+        ),
+        (
+            Op("verify_request", "verify the request signature", "server"),
+            lambda: server_verify(req_sig, req_h, req_m),
+        ),
+        (Op("sign_reply", "sign the reply", "server"), lambda: sign(rep_h, rep_m, node_sig)),
+        (
+            Op("verify_reply", "verify the reply signature", "client"),
+            lambda: verify(rep_sig, rep_h, rep_m, lambda _k, _a: node_sig_pub),
+        ),
+        (
+            Op(
+                "encrypt_request", "encrypt the request message (ECDH-ES+A256KW, A256GCM)", "client"
+            ),
+            lambda: encrypt_message(req_m, node_enc_pub),
+        ),
+        (
+            Op("verify_request_enc", "verify the signature of the encrypted request", "server"),
+            lambda: server_verify(req_esig, req_eh, req_em),
+        ),
+        (
+            Op("decrypt_request", "decrypt the request message", "server"),
+            lambda: decrypt_message(req_em, lambda _kid: node_enc),
+        ),
+        (
+            Op("encrypt_reply", "encrypt the reply message", "server"),
+            lambda: encrypt_message(rep_m, partner_enc_pub),
+        ),
+        (
+            Op("sign_reply_enc", "sign the encrypted reply", "server"),
+            lambda: sign(rep_eh, rep_em, node_sig),
+        ),
+        (
+            Op("decrypt_reply", "decrypt the reply message", "client"),
+            lambda: decrypt_message(rep_em, lambda _kid: partner_enc),
+        ),
+        (
+            Op("verify_reply_enc", "verify the signature of the encrypted reply", "client"),
+            lambda: verify(rep_esig, rep_eh, rep_em, lambda _k, _a: node_sig_pub),
+        ),
     ]
     costs = {op.key: per_call_us(fn) for op, fn in ops}
     return [op for op, _ in ops], costs
@@ -555,10 +686,13 @@ class LoadRun:
         return self.server_cpu_s / self.throughput.duration_s
 
     def as_dict(self) -> dict[str, Any]:
-        return {"throughput": self.throughput.as_dict(), "unique_bodies": self.bodies,
-                "server_cpu_s": self.server_cpu_s,
-                "server_cpu_us_per_request": self.cpu_us_per_request,
-                "server_cpu_share": self.cpu_share}
+        return {
+            "throughput": self.throughput.as_dict(),
+            "unique_bodies": self.bodies,
+            "server_cpu_s": self.server_cpu_s,
+            "server_cpu_us_per_request": self.cpu_us_per_request,
+            "server_cpu_share": self.cpu_share,
+        }
 
 
 @dataclass
@@ -582,21 +716,29 @@ class ScenarioResult:
         return sum(r.throughput.error_count for r in self.runs)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"check": self.check.as_dict() if self.check else None,
-                "requests_per_s": self.requests_per_s,
-                "server_cpu_us_per_request": self.cpu_us_per_request,
-                "runs": [r.as_dict() for r in self.runs],
-                "latency": self.latency.as_dict() if self.latency else None}
+        return {
+            "check": self.check.as_dict() if self.check else None,
+            "requests_per_s": self.requests_per_s,
+            "server_cpu_us_per_request": self.cpu_us_per_request,
+            "runs": [r.as_dict() for r in self.runs],
+            "latency": self.latency.as_dict() if self.latency else None,
+        }
 
 
-def max_throughput(server: Server, scenario: str, factory: BodyFactory,
-                   closed: ClosedLoopSettings, guess_rate: float) -> LoadRun:
+def max_throughput(
+    server: Server,
+    scenario: str,
+    factory: BodyFactory,
+    closed: ClosedLoopSettings,
+    guess_rate: float,
+) -> LoadRun:
     """Warm up, then measure with bodies enough for the warm-up's rate; if the measured run
     still sent more requests than there were bodies, measure again with more."""
     rate = guess_rate
     if closed.warmup > 0:
-        files = factory.files(scenario, body_budget(rate, closed.warmup, closed.connections),
-                              f"{scenario}-warmup")
+        files = factory.files(
+            scenario, body_budget(rate, closed.warmup, closed.connections), f"{scenario}-warmup"
+        )
         warm = run_wrk(server.url, files, closed, closed.warmup)
         say(f"  warm-up: {warm.requests_per_s:,.0f} req/s")
         rate = max(rate, warm.requests_per_s)
@@ -610,14 +752,17 @@ def max_throughput(server: Server, scenario: str, factory: BodyFactory,
         run = LoadRun(result, count, cpu, closed.connections)
         if not run.ran_out:
             return run
-        say(f"  sent {result.requests:,} requests but had only {count:,} unique bodies; "
-            "measuring again with more")
+        say(
+            f"  sent {result.requests:,} requests but had only {count:,} unique bodies; "
+            "measuring again with more"
+        )
         rate = result.requests_per_s * 1.5
     return run
 
 
-def constant_rate(server: Server, scenario: str, factory: BodyFactory, rate: float,
-                  open_: OpenLoopSettings) -> LatencyAtRate:
+def constant_rate(
+    server: Server, scenario: str, factory: BodyFactory, rate: float, open_: OpenLoopSettings
+) -> LatencyAtRate:
     count = math.ceil(rate * (open_.warmup + open_.duration) * 1.2) + BODY_SLACK
     files = factory.files(scenario, count, f"{scenario}-latency")
     return latency_at_rate(server.url, files, rate, open_, scenario)
@@ -627,12 +772,13 @@ def constant_rate(server: Server, scenario: str, factory: BodyFactory, rate: flo
 # The run
 
 
-def run_in(workdir: Path, args: argparse.Namespace, phases: set[str],
-           cpu_busy_before: float | None) -> int:
-    options = DcihubOptions(people=args.people, store_url=args.store_url, registry=REGISTRY,
-                            config=SERVER_CONFIG)
-    say(f"population: {options.people:,} people into "
-        f"{options.store_url or workdir / 'bench.db'}")
+def run_in(
+    workdir: Path, args: argparse.Namespace, phases: set[str], cpu_busy_before: float | None
+) -> int:
+    options = DcihubOptions(
+        people=args.people, store_url=args.store_url, registry=REGISTRY, config=SERVER_CONFIG
+    )
+    say(f"population: {options.people:,} people into {options.store_url or workdir / 'bench.db'}")
     population = prepare_population(options, workdir)
     say("  built" if population.built_now else "  already built; reused")
     credentials, ref_credentials = provision_partners(workdir)
@@ -642,30 +788,46 @@ def run_in(workdir: Path, args: argparse.Namespace, phases: set[str],
     costs: dict[str, float] = {}
     with ChildProcesses(workdir, keep=args.keep) as procs:
         server = start_dcihub(procs, options, population.store_url, workdir)
-        say(f"dcihub serving on {server.url} (pid {server.pid}); config {SERVER_CONFIG}; "
+        say(
+            f"dcihub serving on {server.url} (pid {server.pid}); config {SERVER_CONFIG}; "
             f"partner {SENDER}: allow_unsigned, sign_replies false, jws-detached ES256, "
-            f"ECDH-ES+A256KW" + ("" if args.no_reference else
-                                 f"; reference partner {REF_SENDER}: allow_unsigned"))
+            f"ECDH-ES+A256KW"
+            + ("" if args.no_reference else f"; reference partner {REF_SENDER}: allow_unsigned")
+        )
         node_jwks = httpx.get(f"{server.url}/.well-known/jwks.json", timeout=30).json()
         credentials.node_jwks = ref_credentials.node_jwks = node_jwks
-        tokens = {c.sender_id: access_token(server.url, c)
-                  for c in (credentials, ref_credentials)}
-        headers = {s: {"Content-Type": "application/json", "Authorization": "Bearer "
-                       + tokens[REF_SENDER if s == REPLY_ONLY else SENDER]}
-                   for s in measured}
+        tokens = {c.sender_id: access_token(server.url, c) for c in (credentials, ref_credentials)}
+        headers = {
+            s: {
+                "Content-Type": "application/json",
+                "Authorization": "Bearer " + tokens[REF_SENDER if s == REPLY_ONLY else SENDER],
+            }
+            for s in measured
+        }
         with BodyFactory(credentials, population.uins, headers, workdir, args.pool) as factory:
             for scenario in measured:
-                check = check_scenario(server.url, scenario, factory.bodies(scenario, CHECKS),
-                                       headers[scenario], credentials)
+                check = check_scenario(
+                    server.url,
+                    scenario,
+                    factory.bodies(scenario, CHECKS),
+                    headers[scenario],
+                    credentials,
+                )
                 results[scenario].check = check
-                reply = ("reply not signed (as asked)" if check.signature == "none" else
-                         f"reply signature verified ({check.signature})")
-                say(f"{scenario}: {CHECKS} answers 200, {reply}"
-                    f"{', decrypted' if check.reply_encrypted else ''}, every search succeeded")
+                reply = (
+                    "reply not signed (as asked)"
+                    if check.signature == "none"
+                    else f"reply signature verified ({check.signature})"
+                )
+                say(
+                    f"{scenario}: {CHECKS} answers 200, {reply}"
+                    f"{', decrypted' if check.reply_encrypted else ''}, every search succeeded"
+                )
             if "micro" in phases:
                 say("per-operation costs, in this process")
-                ops, costs = measure_micro(credentials, results[UNSIGNED].check.plain_reply,
-                                           population.uins[0])
+                ops, costs = measure_micro(
+                    credentials, results[UNSIGNED].check.plain_reply, population.uins[0]
+                )
             if "throughput" in phases:
                 measure_load(server, factory, results, args, "latency" in phases)
     rows = build_rows(results, costs, args)
@@ -675,12 +837,23 @@ def run_in(workdir: Path, args: argparse.Namespace, phases: set[str],
         "environment": environment(REPO) | {"cpu_busy_before": cpu_busy_before},
         "server_config": SERVER_CONFIG,
         "baseline": UNSIGNED,
-        "partner": {"sender_id": SENDER, "allow_unsigned": True, "sign_replies": False,
-                    "signature_profile": "jws-detached", "signing_alg": "ES256",
-                    "encryption_alg": "ECDH-ES+A256KW", "scenarios": list(SCENARIOS)},
-        "reference_partner": None if args.no_reference else {
-            "sender_id": REF_SENDER, "allow_unsigned": True, "sign_replies": True,
-            "scenarios": [REPLY_ONLY]},
+        "partner": {
+            "sender_id": SENDER,
+            "allow_unsigned": True,
+            "sign_replies": False,
+            "signature_profile": "jws-detached",
+            "signing_alg": "ES256",
+            "encryption_alg": "ECDH-ES+A256KW",
+            "scenarios": list(SCENARIOS),
+        },
+        "reference_partner": None
+        if args.no_reference
+        else {
+            "sender_id": REF_SENDER,
+            "allow_unsigned": True,
+            "sign_replies": True,
+            "scenarios": [REPLY_ONLY],
+        },
         "options": vars(args) | {"phases": sorted(phases)},
         "results": {s: r.as_dict() for s, r in results.items()},
         "micro_us": costs,
@@ -688,26 +861,40 @@ def run_in(workdir: Path, args: argparse.Namespace, phases: set[str],
     path = write_results(args.results_dir, payload, rows, prefix="security-")
     print(f"\nresults written to {path}")
     if args.keep:
-        print(f"\n--keep: dcihub left running on {server.url}, pid {server.pid}; stop it with "
-              f"`kill {server.pid}`; configs, keys, request files and logs are in {workdir}")
+        print(
+            f"\n--keep: dcihub left running on {server.url}, pid {server.pid}; stop it with "
+            f"`kill {server.pid}`; configs, keys, request files and logs are in {workdir}"
+        )
     return 1 if any(r.result == FAIL for r in rows) else 0
 
 
-def measure_load(server: Server, factory: BodyFactory, results: dict[str, ScenarioResult],
-                 args: argparse.Namespace, latency: bool) -> None:
+def measure_load(
+    server: Server,
+    factory: BodyFactory,
+    results: dict[str, ScenarioResult],
+    args: argparse.Namespace,
+    latency: bool,
+) -> None:
     closed = ClosedLoopSettings(args.duration, args.warmup, args.connections)
     guess = FIRST_GUESS_RATE
     for round_no in range(1, args.rounds + 1):
         for scenario in results:  # the baseline first, the reference (if any) last
-            say(f"{scenario} max throughput{f' (round {round_no})' if args.rounds > 1 else ''}: "
+            say(
+                f"{scenario} max throughput{f' (round {round_no})' if args.rounds > 1 else ''}: "
                 f"wrk -t{closed.threads} -c{closed.connections}, {closed.warmup:g}s warm-up + "
-                f"{closed.duration:g}s")
+                f"{closed.duration:g}s"
+            )
             run = max_throughput(server, scenario, factory, closed, guess)
             results[scenario].runs.append(run)
             cpu = run.cpu_us_per_request
-            say(f"  {run.throughput.requests_per_s:,.0f} req/s"
-                + (f"; server CPU {cpu:,.0f} µs/request, {run.cpu_share:.0%} of a core"
-                   if cpu is not None and run.cpu_share is not None else ""))
+            say(
+                f"  {run.throughput.requests_per_s:,.0f} req/s"
+                + (
+                    f"; server CPU {cpu:,.0f} µs/request, {run.cpu_share:.0%} of a core"
+                    if cpu is not None and run.cpu_share is not None
+                    else ""
+                )
+            )
             guess = max(guess if scenario != UNSIGNED else 0, run.throughput.requests_per_s)
     if not latency:
         return
@@ -717,8 +904,10 @@ def measure_load(server: Server, factory: BodyFactory, results: dict[str, Scenar
         return
     open_ = OpenLoopSettings(args.duration, min(args.warmup, 2.0))
     for scenario in SCENARIOS:
-        say(f"{scenario} latency at a constant {rate:,.0f} req/s ({args.latency_share:.0%} of "
-            f"the slowest max), {open_.warmup:g}s warm-up + {open_.duration:g}s")
+        say(
+            f"{scenario} latency at a constant {rate:,.0f} req/s ({args.latency_share:.0%} of "
+            f"the slowest max), {open_.warmup:g}s warm-up + {open_.duration:g}s"
+        )
         lat = constant_rate(server, scenario, factory, rate, open_)
         results[scenario].latency = lat
         say(f"  p50 {lat.latency_ms.get('p50', float('nan')):.1f} ms, p99 {lat.p99_ms:.1f} ms")
@@ -728,21 +917,24 @@ def measure_load(server: Server, factory: BodyFactory, results: dict[str, Scenar
 # Report
 
 
-def ratio_result(ratio: float, target: float, result: ScenarioResult,
-                 baseline: ScenarioResult) -> tuple[str, str]:
+def ratio_result(
+    ratio: float, target: float, result: ScenarioResult, baseline: ScenarioResult
+) -> tuple[str, str]:
     notes = []
     errors = result.errors + baseline.errors
     if errors:
         notes.append(f"{errors} errors during the load")
     if any(r.ran_out for r in result.runs + baseline.runs):
-        notes.append("a run had fewer unique bodies than requests: replays were answered "
-                     "from memory")
+        notes.append(
+            "a run had fewer unique bodies than requests: replays were answered from memory"
+        )
     verdict = PASS if ratio >= target and not notes else FAIL
     return verdict, "; ".join(notes)
 
 
-def build_rows(results: dict[str, ScenarioResult], costs: dict[str, float],
-               args: argparse.Namespace) -> list[Row]:
+def build_rows(
+    results: dict[str, ScenarioResult], costs: dict[str, float], args: argparse.Namespace
+) -> list[Row]:
     rows: list[Row] = []
     wrk = f"wrk -t1 -c{args.connections}, {args.duration:g}s"
     if args.rounds > 1:
@@ -752,8 +944,10 @@ def build_rows(results: dict[str, ScenarioResult], costs: dict[str, float],
             continue
         notes = []
         if r.errors:
-            notes.append(f"{r.errors} errors: " + "; ".join(
-                str(x.throughput.errors) for x in r.runs if x.throughput.error_count))
+            notes.append(
+                f"{r.errors} errors: "
+                + "; ".join(str(x.throughput.errors) for x in r.runs if x.throughput.error_count)
+            )
         if any(x.ran_out for x in r.runs):
             notes.append("fewer unique bodies than requests: some were replays")
         name = f"{scenario} max throughput ({wrk})"
@@ -761,8 +955,14 @@ def build_rows(results: dict[str, ScenarioResult], costs: dict[str, float],
             name = f"{scenario} (baseline) max throughput ({wrk})"
         elif scenario == REPLY_ONLY:
             name = f"{scenario} (reference) max throughput ({wrk})"
-        rows.append(Row(name, f"{r.requests_per_s:,.0f} req/s",
-                        result=FAIL if notes else INFO, note="; ".join(notes)))
+        rows.append(
+            Row(
+                name,
+                f"{r.requests_per_s:,.0f} req/s",
+                result=FAIL if notes else INFO,
+                note="; ".join(notes),
+            )
+        )
     base = results[UNSIGNED]
     if base.requests_per_s:
         for scenario, target in TARGETS.items():
@@ -771,35 +971,52 @@ def build_rows(results: dict[str, ScenarioResult], costs: dict[str, float],
                 continue
             ratio = r.requests_per_s / base.requests_per_s
             verdict, note = ratio_result(ratio, target, r, base)
-            rows.append(Row(f"{scenario} / unsigned throughput", f"{ratio:.2f}",
-                            f">= {target:.2f}", verdict, note))
+            rows.append(
+                Row(
+                    f"{scenario} / unsigned throughput",
+                    f"{ratio:.2f}",
+                    f">= {target:.2f}",
+                    verdict,
+                    note,
+                )
+            )
         ref = results.get(REPLY_ONLY)
         if ref is not None and ref.requests_per_s:
             ratio = ref.requests_per_s / base.requests_per_s
             extra_us = 1e6 / ref.requests_per_s - 1e6 / base.requests_per_s
             note = f"the reply signature adds {extra_us:+,.0f} µs per request (wall)"
             if "sign_reply" in costs:
-                note += (f"; signing a reply costs {costs['sign_reply']:.0f} µs in this process "
-                         f"({reply_signing_slow_us(costs):.0f} µs if canonicalised by rfc8785)")
-            rows.append(Row(f"{REPLY_ONLY} / unsigned throughput", f"{ratio:.2f}", "reference",
-                            INFO, note))
+                note += (
+                    f"; signing a reply costs {costs['sign_reply']:.0f} µs in this process "
+                    f"({reply_signing_slow_us(costs):.0f} µs if canonicalised by rfc8785)"
+                )
+            rows.append(
+                Row(f"{REPLY_ONLY} / unsigned throughput", f"{ratio:.2f}", "reference", INFO, note)
+            )
     for scenario in SCENARIOS:
         lat = results[scenario].latency
         if lat is None:
             continue
         notes = []
         if lat.error_count:
-            notes.append(f"{lat.error_count} errors: {lat.status_errors or ''}"
-                         f"{lat.other_errors or ''}")
+            notes.append(
+                f"{lat.error_count} errors: {lat.status_errors or ''}{lat.other_errors or ''}"
+            )
         if lat.achieved_rate < 0.95 * lat.target_rate:
             notes.append(f"the server answered only {lat.achieved_rate:,.0f} req/s")
         if not lat.generator_kept_up:
             notes.append("load generator did not keep up: " + "; ".join(lat.generator_problems))
         result = FAIL if lat.error_count else (UNSURE if not lat.generator_kept_up else INFO)
         ms = lat.latency_ms
-        rows.append(Row(f"{scenario} p50 / p99 latency @ {lat.target_rate:,.0f} req/s",
-                        f"{ms.get('p50', float('nan')):.1f} / {ms.get('p99', float('nan')):.1f}"
-                        " ms", "reference", result, "; ".join(notes)))
+        rows.append(
+            Row(
+                f"{scenario} p50 / p99 latency @ {lat.target_rate:,.0f} req/s",
+                f"{ms.get('p50', float('nan')):.1f} / {ms.get('p99', float('nan')):.1f} ms",
+                "reference",
+                result,
+                "; ".join(notes),
+            )
+        )
     return rows
 
 
@@ -809,32 +1026,51 @@ def reply_signing_slow_us(costs: dict[str, float]) -> float:
     return costs["sign_reply"] - costs["jcs_reply"] + costs["jcs_reply_rfc8785"]
 
 
-def print_report(results: dict[str, ScenarioResult], rows: list[Row], ops: list[Op],
-                 costs: dict[str, float], args: argparse.Namespace) -> None:
-    print("\ndcihub security benchmark: the same sync search (one idtype-value UIN lookup) "
-          "from one partner (the reference\nfrom a second), against one secured server "
-          "process\n")
+def print_report(
+    results: dict[str, ScenarioResult],
+    rows: list[Row],
+    ops: list[Op],
+    costs: dict[str, float],
+    args: argparse.Namespace,
+) -> None:
+    print(
+        "\ndcihub security benchmark: the same sync search (one idtype-value UIN lookup) "
+        "from one partner (the reference\nfrom a second), against one secured server "
+        "process\n"
+    )
     for scenario in results:
         print(f"  {scenario:<10} {DESCRIPTION[scenario]}")
-    print("  Ratios are against the unsigned baseline measured in this run, same server "
-          "process, same partner.\n")
+    print(
+        "  Ratios are against the unsigned baseline measured in this run, same server "
+        "process, same partner.\n"
+    )
     print(table(rows))
     details = []
     for scenario, r in results.items():
         if r.check:
             c = r.check
-            signature = ("reply not signed" if c.signature == "none" else
-                         f"reply signature verified ({c.signature})")
-            details.append(f"{scenario} check: {c.responses} answers 200, {signature}, reply "
-                           f"{'encrypted, decrypted' if c.reply_encrypted else 'not encrypted'}; "
-                           f"request {c.request_bytes:,} bytes, reply {c.response_bytes:,} bytes")
+            signature = (
+                "reply not signed"
+                if c.signature == "none"
+                else f"reply signature verified ({c.signature})"
+            )
+            details.append(
+                f"{scenario} check: {c.responses} answers 200, {signature}, reply "
+                f"{'encrypted, decrypted' if c.reply_encrypted else 'not encrypted'}; "
+                f"request {c.request_bytes:,} bytes, reply {c.response_bytes:,} bytes"
+            )
         for i, run in enumerate(r.runs, 1):
             cpu = run.cpu_us_per_request
-            extra = (f"; server CPU {cpu:,.0f} µs/request ({run.cpu_share:.0%} of a core)"
-                     if cpu is not None and run.cpu_share is not None else "")
+            extra = (
+                f"; server CPU {cpu:,.0f} µs/request ({run.cpu_share:.0%} of a core)"
+                if cpu is not None and run.cpu_share is not None
+                else ""
+            )
             label = f" round {i}" if len(r.runs) > 1 else ""
-            details.append(f"{scenario} throughput{label}: {describe_throughput(run.throughput)}"
-                           f"; {run.bodies:,} unique bodies{extra}")
+            details.append(
+                f"{scenario} throughput{label}: {describe_throughput(run.throughput)}"
+                f"; {run.bodies:,} unique bodies{extra}"
+            )
         if r.latency:
             details.append(f"{scenario} latency: {describe_latency(r.latency)}")
     if details:
@@ -842,8 +1078,10 @@ def print_report(results: dict[str, ScenarioResult], rows: list[Row], ops: list[
         for line in details:
             print(f"  {line}")
     if costs:
-        print("\nper-operation costs (this process, best of 7 rounds, µs per call; typical "
-              "envelopes: the one-lookup\nrequest and its one-record reply; who does it)")
+        print(
+            "\nper-operation costs (this process, best of 7 rounds, µs per call; typical "
+            "envelopes: the one-lookup\nrequest and its one-record reply; who does it)"
+        )
         width = max(len(op.label) for op in ops)
         for op in ops:
             print(f"  {op.label:<{width}}  {costs[op.key]:8.1f}  {op.side}")
@@ -854,11 +1092,15 @@ def print_report(results: dict[str, ScenarioResult], rows: list[Row], ops: list[
 def print_time_split(results: dict[str, ScenarioResult], costs: dict[str, float]) -> None:
     """Measured time per request (wall and server CPU) beside the security work the server
     does for it, according to the per-operation costs."""
-    print("\nwhere the server's time goes (µs per request; wall = 1 / requests/s of one "
-          "server process;\nCPU = what its process group used, per request; crypto = the "
-          "security operations it does, from the costs above)")
-    print(f"  {'':<10} {'wall':>7} {'Δ wall':>7} {'CPU':>7} {'Δ CPU':>7} {'crypto':>7} "
-          f"{'Δ crypto':>8}  operations")
+    print(
+        "\nwhere the server's time goes (µs per request; wall = 1 / requests/s of one "
+        "server process;\nCPU = what its process group used, per request; crypto = the "
+        "security operations it does, from the costs above)"
+    )
+    print(
+        f"  {'':<10} {'wall':>7} {'Δ wall':>7} {'CPU':>7} {'Δ CPU':>7} {'crypto':>7} "
+        f"{'Δ crypto':>8}  operations"
+    )
     base = results[UNSIGNED]
     base_wall = 1e6 / base.requests_per_s if base.requests_per_s else None
     base_cpu = base.cpu_us_per_request
@@ -875,17 +1117,25 @@ def print_time_split(results: dict[str, ScenarioResult], costs: dict[str, float]
         crypto = sum(costs[k] for k in SERVER_CRYPTO[scenario])
         d_wall = wall - base_wall if wall is not None and base_wall is not None else None
         d_cpu = cpu - base_cpu if cpu is not None and base_cpu is not None else None
-        print(f"  {scenario:<10} {cell(wall):>7} {cell(d_wall, True):>7} {cell(cpu):>7} "
-              f"{cell(d_cpu, True):>7} {cell(crypto):>7} {cell(crypto - base_crypto, True):>8}"
-              f"  {' + '.join(SERVER_CRYPTO[scenario]) or '(none)'}")
-    measured = (f"; the reference scenario ({REPLY_ONLY})\n  measures it in the server"
-                if REPLY_ONLY in results else "")
-    print("  The unsigned baseline does no signature or encryption work at all. Signing a reply "
-          f"costs {costs['sign_reply']:,.0f} µs\n  here, {reply_signing_slow_us(costs):,.0f} µs "
-          "if its canonical bytes come from rfc8785 rather than the orjson fast path (from\n"
-          f"  outside, the benchmark cannot tell which one the server takes){measured}. Δ wall "
-          "beyond Δ crypto is\n  work outside these operations (the pipeline around them, "
-          "bigger bodies to read and write, store\n  for replay protection and answer) or noise.")
+        print(
+            f"  {scenario:<10} {cell(wall):>7} {cell(d_wall, True):>7} {cell(cpu):>7} "
+            f"{cell(d_cpu, True):>7} {cell(crypto):>7} {cell(crypto - base_crypto, True):>8}"
+            f"  {' + '.join(SERVER_CRYPTO[scenario]) or '(none)'}"
+        )
+    measured = (
+        f"; the reference scenario ({REPLY_ONLY})\n  measures it in the server"
+        if REPLY_ONLY in results
+        else ""
+    )
+    print(
+        "  The unsigned baseline does no signature or encryption work at all. Signing a reply "
+        f"costs {costs['sign_reply']:,.0f} µs\n  here, {reply_signing_slow_us(costs):,.0f} µs "
+        "if its canonical bytes come from rfc8785 rather than the orjson fast path (from\n"
+        f"  outside, the benchmark cannot tell which one the server takes){measured}. Δ wall "
+        "beyond Δ crypto is\n  work outside these operations (the pipeline around them, "
+        "bigger bodies to read and write, store\n  for replay protection and answer) or noise."
+    )
+
 
 if __name__ == "__main__":
     sys.exit(main())

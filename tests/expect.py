@@ -75,7 +75,8 @@ def crvs_uin(record: Record) -> str | None:
 
 def member_uin(member: Record) -> str | None:
     return first_id(member.get("member_identifier")) or first_id(
-        (member.get("demographic_info") or {}).get("identifier"))
+        (member.get("demographic_info") or {}).get("identifier")
+    )
 
 
 def group_hhid(group: Record) -> str | None:
@@ -95,8 +96,11 @@ def ibr_uin(record: Record) -> str | None:
 
 
 def ibr_programmes(record: Record) -> list[str]:
-    return [p["programme_identifier"] for p in record.get("programme_identifier") or []
-            if isinstance(p, dict) and p.get("programme_identifier")]
+    return [
+        p["programme_identifier"]
+        for p in record.get("programme_identifier") or []
+        if isinstance(p, dict) and p.get("programme_identifier")
+    ]
 
 
 def record_ids(records: Iterable[Record]) -> set[str]:
@@ -143,19 +147,25 @@ def crvs_deaths_since(country: Any, since: date) -> set[str]:
 
 
 def crvs_living_widows(country: Any) -> set[str]:
-    return crvs_where(country, lambda r: r.get("sex") == "female"
-                      and r.get("marital_status") == "W" and not is_dead(r))
+    return crvs_where(
+        country,
+        lambda r: r.get("sex") == "female" and r.get("marital_status") == "W" and not is_dead(r),
+    )
 
 
 def parents_of(record: Record) -> set[str]:
-    return {v for key in ("parent1_identifier", "parent2_identifier")
-            for v in id_values(record.get(key), "UIN")}
+    return {
+        v
+        for key in ("parent1_identifier", "parent2_identifier")
+        for v in id_values(record.get(key), "UIN")
+    }
 
 
 def crvs_children_of(country: Any, parent: str, max_age: int, today: date) -> set[str]:
     """Children younger than `max_age` with `parent` as first or second parent."""
-    return crvs_where(country, lambda r: parent in parents_of(r)
-                      and age(r["birth_date"], today) < max_age)
+    return crvs_where(
+        country, lambda r: parent in parents_of(r) and age(r["birth_date"], today) < max_age
+    )
 
 
 def crvs_born_since(country: Any, since: date) -> set[str]:
@@ -179,13 +189,18 @@ def social_groups(country: Any, test: Callable[[Record], bool]) -> set[str]:
 
 
 def social_members(country: Any, test: Callable[[Record], bool]) -> set[str]:
-    return {member_uin(m) for g in country.social for m in members(g)  # type: ignore[misc]
-            if test(m)}
+    return {
+        member_uin(m)
+        for g in country.social
+        for m in members(g)  # type: ignore[misc]
+        if test(m)
+    }
 
 
 def is_female_widow(member: Record) -> bool:
-    return (member.get("demographic_info") or {}).get("sex") == "female" \
-        and member.get("marital_status") == "W"
+    return (member.get("demographic_info") or {}).get("sex") == "female" and member.get(
+        "marital_status"
+    ) == "W"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,8 +231,11 @@ def land_size(record: Record) -> float:
 
 
 def crop_types(record: Record) -> set[str]:
-    return {c.get("crop_type_name") for f in record.get("farm_details") or []
-            for c in (f.get("farming_activities") or {}).get("crop_production") or []}
+    return {
+        c.get("crop_type_name")
+        for f in record.get("farm_details") or []
+        for c in (f.get("farming_activities") or {}).get("crop_production") or []
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,14 +249,19 @@ def ibr_where(country: Any, test: Callable[[Record], bool]) -> list[Record]:
 
 
 def ibr_beneficiaries(country: Any, programme: str, status: str) -> list[Record]:
-    return ibr_where(country, lambda r: programme in ibr_programmes(r)
-                     and r.get("enrollment_status") == status)
+    return ibr_where(
+        country, lambda r: programme in ibr_programmes(r) and r.get("enrollment_status") == status
+    )
 
 
 def ibr_enrolments_of(country: Any, uin: str) -> dict[str, str]:
     """programme -> enrolment status of one person (enrolled as a member)."""
-    return {p: r["enrollment_status"] for r in country.ibr if ibr_uin(r) == uin
-            for p in ibr_programmes(r)}
+    return {
+        p: r["enrollment_status"]
+        for r in country.ibr
+        if ibr_uin(r) == uin
+        for p in ibr_programmes(r)
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,8 +272,13 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:16]}"
 
 
-def txn_status_envelope(attribute_type: str, attribute_value: Any, txn_type: str = "search",
-                        transaction_id: str | None = None, **header_extra: Any) -> Record:
+def txn_status_envelope(
+    attribute_type: str,
+    attribute_value: Any,
+    txn_type: str = "search",
+    transaction_id: str | None = None,
+    **header_extra: Any,
+) -> Record:
     return {
         "header": header("txn-status", 1, **header_extra),
         "message": {
@@ -266,48 +294,73 @@ def txn_status_envelope(attribute_type: str, attribute_value: Any, txn_type: str
     }
 
 
-def disabled_envelope(query: Any, query_type: str = "expression",
-                      transaction_id: str | None = None) -> Record:
+def disabled_envelope(
+    query: Any, query_type: str = "expression", transaction_id: str | None = None
+) -> Record:
     """DR `sync/disabled`, `sync/get-disability-support`, `sync/get-disability-details`."""
     return {
         "header": header("search", 1),
-        "message": {"transaction_id": transaction_id or new_id("dr"),
-                    "disabled_criteria": {"query_type": query_type, "query": query}},
+        "message": {
+            "transaction_id": transaction_id or new_id("dr"),
+            "disabled_criteria": {"query_type": query_type, "query": query},
+        },
     }
 
 
-def enrolled_envelope(query: Any, query_type: str = "expression",
-                      response_entity: str | None = "Beneficiary",
-                      transaction_id: str | None = None) -> Record:
+def enrolled_envelope(
+    query: Any,
+    query_type: str = "expression",
+    response_entity: str | None = "Beneficiary",
+    transaction_id: str | None = None,
+) -> Record:
     """IBR `sync/enrolled`."""
     criteria: Record = {"query_type": query_type, "query": query}
     if response_entity:
         criteria["response_entity"] = response_entity
     return {
         "header": header("search", 1),
-        "message": {"transaction_id": transaction_id or new_id("en"),
-                    "enrolled_criteria": criteria},
+        "message": {
+            "transaction_id": transaction_id or new_id("en"),
+            "enrolled_criteria": criteria,
+        },
     }
 
 
 def callback_header(action: str, total_count: int, sender_id: str = "spmis.test") -> Record:
     """A `MsgCallbackHeader` as SP-MIS sends it on IBR `sync/enrollment/updates`."""
-    return {"version": "1.0.0", "message_id": new_id("m"), "message_ts": now_ts(),
-            "action": action, "status": "succ", "total_count": total_count,
-            "completed_count": total_count, "sender_id": sender_id, "is_msg_encrypted": False}
-
-
-def enrollment_updates_envelope(beneficiaries: list[Record],
-                                transaction_id: str | None = None) -> Record:
     return {
-        "header": callback_header("notify", len(beneficiaries)),
-        "message": {"transaction_id": transaction_id or new_id("eu"),
-                    "enrolled_updates": {"beneficiaries": beneficiaries}},
+        "version": "1.0.0",
+        "message_id": new_id("m"),
+        "message_ts": now_ts(),
+        "action": action,
+        "status": "succ",
+        "total_count": total_count,
+        "completed_count": total_count,
+        "sender_id": sender_id,
+        "is_msg_encrypted": False,
     }
 
 
-def beneficiary(uin: str, programme: str, status: str, enrolled_on: str = "2026-01-02",
-                sex: str = "female", birth_date: str = "1950-05-06") -> Record:
+def enrollment_updates_envelope(
+    beneficiaries: list[Record], transaction_id: str | None = None
+) -> Record:
+    return {
+        "header": callback_header("notify", len(beneficiaries)),
+        "message": {
+            "transaction_id": transaction_id or new_id("eu"),
+            "enrolled_updates": {"beneficiaries": beneficiaries},
+        },
+    }
+
+
+def beneficiary(
+    uin: str,
+    programme: str,
+    status: str,
+    enrolled_on: str = "2026-01-02",
+    sex: str = "female",
+    birth_date: str = "1950-05-06",
+) -> Record:
     """A Beneficiary in the newest shape (extensions/ibr), enrolled as an individual."""
     return {
         "@type": "Beneficiary",
@@ -315,11 +368,15 @@ def beneficiary(uin: str, programme: str, status: str, enrolled_on: str = "2026-
         "member": {
             "@type": "Member",
             "member_identifier": [{"identifier_type": "UIN", "identifier_value": uin}],
-            "demographic_info": {"name": {"surname": "Tester", "given_name": "Una"},
-                                 "sex": sex, "birth_date": birth_date},
+            "demographic_info": {
+                "name": {"surname": "Tester", "given_name": "Una"},
+                "sex": sex,
+                "birth_date": birth_date,
+            },
         },
-        "programme_identifier": [{"programme_identifier": programme,
-                                  "programme_name": f"Test programme {programme}"}],
+        "programme_identifier": [
+            {"programme_identifier": programme, "programme_name": f"Test programme {programme}"}
+        ],
         "enrollment_date": enrolled_on,
         "enrollment_status": status,
     }
@@ -341,9 +398,11 @@ def remove_ibr_records(store: Any, record_keys: Iterable[str]) -> int:
         return 0
     tables = store.records.tables("ibr", "Beneficiary")  # no embedded entities below it
     with store.begin() as conn:
-        pks = conn.execute(
-            select(tables.main.c.pk).where(tables.main.c.record_key.in_(wanted))
-        ).scalars().all()
+        pks = (
+            conn.execute(select(tables.main.c.pk).where(tables.main.c.record_key.in_(wanted)))
+            .scalars()
+            .all()
+        )
         if pks:
             for table in (tables.ids, tables.mv, tables.main):
                 conn.execute(delete(table).where(table.c.pk.in_(pks)))

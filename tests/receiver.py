@@ -51,14 +51,21 @@ class CallbackReceiver:
             with self._lock:
                 if self.fail_next > 0:
                     self.fail_next -= 1
-                    return Response(b'{"error": "try later"}', status_code=503,
-                                    media_type="application/json")
+                    return Response(
+                        b'{"error": "try later"}', status_code=503, media_type="application/json"
+                    )
                 self.received.append(Received(request.url.path, dict(request.headers), body))
                 self._lock.notify_all()
-            ack = {"message": {"ack_status": "ACK", "timestamp": "2026-01-01T00:00:00Z",
-                               "correlation_id": "receiver"}}
-            return Response(orjson.dumps(ack), status_code=self.status_code,
-                            media_type="application/json")
+            ack = {
+                "message": {
+                    "ack_status": "ACK",
+                    "timestamp": "2026-01-01T00:00:00Z",
+                    "correlation_id": "receiver",
+                }
+            }
+            return Response(
+                orjson.dumps(ack), status_code=self.status_code, media_type="application/json"
+            )
 
         app = Starlette(routes=[Route("/{path:path}", handle, methods=["POST"])])
         self._server, self._thread = start_server(app, self.port)
@@ -76,6 +83,7 @@ class CallbackReceiver:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise AssertionError(
-                        f"expected {count} callback(s), got {len(self.received)} in {timeout}s")
+                        f"expected {count} callback(s), got {len(self.received)} in {timeout}s"
+                    )
                 self._lock.wait(left)
             return list(self.received)

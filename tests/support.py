@@ -35,8 +35,10 @@ def postgres_url() -> str | None:
 def require_postgres() -> str:
     url = postgres_url()
     if url is None:
-        pytest.skip(f"PostgreSQL tests need {POSTGRES_ENV} "
-                    "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
+        pytest.skip(
+            f"PostgreSQL tests need {POSTGRES_ENV} "
+            "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
+        )
     return url
 
 
@@ -90,8 +92,7 @@ class LiveServer:
 
 
 def start_server(app: Any, port: int) -> tuple[uvicorn.Server, threading.Thread]:
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="on")
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -103,8 +104,9 @@ def start_server(app: Any, port: int) -> tuple[uvicorn.Server, threading.Thread]
     return server, thread
 
 
-def live_server(settings: Settings, store: Store, partner: bool = True,
-                **kwargs: Any) -> LiveServer:
+def live_server(
+    settings: Settings, store: Store, partner: bool = True, **kwargs: Any
+) -> LiveServer:
     """Start a node; unless `partner=False`, register the test partner first
     (`running.partner`), so that `DCIClient(running)` can call it."""
     from dcihub.server.factory import build_app
@@ -143,8 +145,9 @@ class TestPartner:
         return None
 
 
-def provision(settings: Settings, sender_id: str = TEST_SENDER, client_id: str = TEST_CLIENT,
-              **fields: Any) -> TestPartner:
+def provision(
+    settings: Settings, sender_id: str = TEST_SENDER, client_id: str = TEST_CLIENT, **fields: Any
+) -> TestPartner:
     """Register a partner in the node's partner file (allowed everything by default)."""
     from dcihub.security.partners import PartnerRegistry
     from dcihub.security.provision import provision_partner
@@ -161,8 +164,9 @@ def provision(settings: Settings, sender_id: str = TEST_SENDER, client_id: str =
     return TestPartner(sender_id, client_id, made.client_secret, made.private_jwks)
 
 
-def test_settings(store_url: str, port: int | None = None, data_dir: Any = None,
-                  **overrides: Any) -> Settings:
+def test_settings(
+    store_url: str, port: int | None = None, data_dir: Any = None, **overrides: Any
+) -> Settings:
     """Settings of a secured test node; keys and partners live in `data_dir` (a fresh
     temporary directory when not given)."""
     import tempfile
@@ -191,22 +195,34 @@ def now_ts() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def header(action: str, total_count: int = 1, sender_id: str = TEST_SENDER,
-           **extra: Any) -> dict[str, Any]:
-    h = {"version": "1.0.0", "message_id": f"m-{uuid.uuid4().hex}", "message_ts": now_ts(),
-         "action": action, "sender_id": sender_id, "total_count": total_count,
-         "is_msg_encrypted": False}
+def header(
+    action: str, total_count: int = 1, sender_id: str = TEST_SENDER, **extra: Any
+) -> dict[str, Any]:
+    h = {
+        "version": "1.0.0",
+        "message_id": f"m-{uuid.uuid4().hex}",
+        "message_ts": now_ts(),
+        "action": action,
+        "sender_id": sender_id,
+        "total_count": total_count,
+        "is_msg_encrypted": False,
+    }
     h.update(extra)
     return h
 
 
-def search_item(query_type: str, query: Any, reference_id: str | None = None,
-                **criteria: Any) -> dict[str, Any]:
+def search_item(
+    query_type: str, query: Any, reference_id: str | None = None, **criteria: Any
+) -> dict[str, Any]:
     return {
         "reference_id": reference_id or f"r-{uuid.uuid4().hex[:12]}",
         "timestamp": now_ts(),
-        "search_criteria": {"version": "1.0.0", "query_type": query_type, "query": query,
-                            **criteria},
+        "search_criteria": {
+            "version": "1.0.0",
+            "query_type": query_type,
+            "query": query,
+            **criteria,
+        },
         "locale": "eng",
     }
 
@@ -223,8 +239,9 @@ def expr(name: str, op: str, value: Any) -> dict[str, Any]:
     return {"attribute_name": name, "operator": op, "attribute_value": value}
 
 
-def pred(seq: int, e1: dict[str, Any], condition: str | None = None,
-         e2: dict[str, Any] | None = None) -> dict[str, Any]:
+def pred(
+    seq: int, e1: dict[str, Any], condition: str | None = None, e2: dict[str, Any] | None = None
+) -> dict[str, Any]:
     item: dict[str, Any] = {"seq_num": seq, "expression1": e1}
     if condition:
         item["condition"] = condition
@@ -236,16 +253,25 @@ def mongo(document: dict[str, Any], collection: str | None = None, **criteria: A
     expression: dict[str, Any] = {"query": document}
     if collection:
         expression["collection"] = collection
-    return search_item("expression", {"type": "ns:org:QueryType:NoSql",
-                                      "value": {"expression": expression}}, **criteria)
+    return search_item(
+        "expression",
+        {"type": "ns:org:QueryType:NoSql", "value": {"expression": expression}},
+        **criteria,
+    )
 
 
-def search_envelope(*items: dict[str, Any], sender_id: str = TEST_SENDER,
-                    transaction_id: str | None = None, **header_extra: Any) -> dict[str, Any]:
+def search_envelope(
+    *items: dict[str, Any],
+    sender_id: str = TEST_SENDER,
+    transaction_id: str | None = None,
+    **header_extra: Any,
+) -> dict[str, Any]:
     return {
         "header": header("search", len(items), sender_id, **header_extra),
-        "message": {"transaction_id": transaction_id or f"t-{uuid.uuid4().hex[:12]}",
-                    "search_request": list(items)},
+        "message": {
+            "transaction_id": transaction_id or f"t-{uuid.uuid4().hex[:12]}",
+            "search_request": list(items),
+        },
     }
 
 
@@ -274,8 +300,12 @@ class DCIClient:
         if self._token is None or refresh:
             response = self.http.post(
                 f"{self.server.base_url}/oauth2/client/token",
-                data={"grant_type": "client_credentials", "client_id": self.partner.client_id,
-                      "client_secret": self.partner.client_secret})
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": self.partner.client_id,
+                    "client_secret": self.partner.client_secret,
+                },
+            )
             assert response.status_code == 200, response.text
             self._token = response.json()["access_token"]
         return self._token
@@ -291,8 +321,9 @@ class DCIClient:
             return envelope
         from dcihub.security.signatures import sign
 
-        signature = sign(envelope["header"], envelope.get("message"),
-                         self.partner.signing_key(), self.profile)
+        signature = sign(
+            envelope["header"], envelope.get("message"), self.partner.signing_key(), self.profile
+        )
         return {"signature": signature, **envelope}
 
     def post(self, registry: str, path: str, envelope: dict[str, Any]) -> httpx.Response:
@@ -302,8 +333,9 @@ class DCIClient:
         headers = {"content-type": "application/json", **self.auth_headers()}
         return self.http.post(self.server.url(registry, path), content=body, headers=headers)
 
-    def post_raw(self, registry: str, path: str, body: bytes,
-                 headers: dict[str, str] | None = None) -> httpx.Response:
+    def post_raw(
+        self, registry: str, path: str, body: bytes, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
         """POST a bad body (bad-input tests). The access token is added, and an envelope that
         parses (a JSON object with a header, no signature) is signed as it is, so that only
         the body's own defect is what the server answers about."""
@@ -321,8 +353,11 @@ class DCIClient:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError:
             return body
-        if not isinstance(doc, dict) or not isinstance(doc.get("header"), dict) \
-                or "signature" in doc:
+        if (
+            not isinstance(doc, dict)
+            or not isinstance(doc.get("header"), dict)
+            or "signature" in doc
+        ):
             return body
         try:
             return orjson.dumps(self.signed(doc))
@@ -330,8 +365,9 @@ class DCIClient:
             return body
 
     def sync_search(self, registry: str, *items: dict[str, Any], **kw: Any) -> dict[str, Any]:
-        response = self.post(registry, "sync/search",
-                             search_envelope(*items, sender_id=self.sender_id, **kw))
+        response = self.post(
+            registry, "sync/search", search_envelope(*items, sender_id=self.sender_id, **kw)
+        )
         assert response.status_code == 200, response.text
         return response.json()
 
@@ -340,9 +376,13 @@ class DCIClient:
         out: list[dict[str, Any]] = []
         page = 1
         while True:
-            item = {**item, "search_criteria": {**item["search_criteria"],
-                                                "pagination": {"page_size": 1000,
-                                                               "page_number": page}}}
+            item = {
+                **item,
+                "search_criteria": {
+                    **item["search_criteria"],
+                    "pagination": {"page_size": 1000, "page_number": page},
+                },
+            }
             body = self.sync_search(registry, item)
             result = body["message"]["search_response"][0]
             assert result["status"] == "succ", result

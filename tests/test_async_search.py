@@ -6,8 +6,9 @@ from support import idtype, search_envelope
 
 def test_async_search_acks_then_calls_back(client, country, receiver):
     sample = country.samples()["crvs"]["identifiers"][0]
-    envelope = search_envelope(idtype(sample["type"], sample["value"]),
-                               sender_uri=receiver.url("/registry/on-search"))
+    envelope = search_envelope(
+        idtype(sample["type"], sample["value"]), sender_uri=receiver.url("/registry/on-search")
+    )
     response = client.post("crvs", "search", envelope)
     assert response.status_code == 202, response.text
     ack = response.json()["message"]
@@ -26,17 +27,21 @@ def test_callback_delivery_is_in_the_audit_trail(client, server, country, receiv
     import time
 
     sample = country.samples()["crvs"]["identifiers"][0]
-    envelope = search_envelope(idtype(sample["type"], sample["value"]),
-                               sender_uri=receiver.url("/registry/on-search"))
+    envelope = search_envelope(
+        idtype(sample["type"], sample["value"]), sender_uri=receiver.url("/registry/on-search")
+    )
     ack = client.post("crvs", "search", envelope).json()["message"]
     receiver.wait_for(1)
     deadline = time.monotonic() + 10
     found = []
     while not found and time.monotonic() < deadline:
         with server.store.read() as conn:
-            found = [r.entry for r in server.store.audit.rows(conn, partner=client.sender_id)
-                     if r.entry.get("direction") == "out"
-                     and r.entry.get("correlation_id") == ack["correlation_id"]]
+            found = [
+                r.entry
+                for r in server.store.audit.rows(conn, partner=client.sender_id)
+                if r.entry.get("direction") == "out"
+                and r.entry.get("correlation_id") == ack["correlation_id"]
+            ]
         time.sleep(0.1)
     assert found, "the delivered callback is not in the audit trail"
     entry = found[-1]

@@ -76,6 +76,7 @@ def with_header(**changes: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
         envelope = good(samples)
         envelope["header"].update(changes)
         return envelope
+
     return build
 
 
@@ -84,14 +85,17 @@ def with_message(**changes: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
         envelope = good(samples)
         envelope["message"].update(changes)
         return envelope
+
     return build
 
 
-def with_item(item: dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]],
-              **header_extra: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
+def with_item(
+    item: dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]], **header_extra: Any
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
     def build(samples: dict[str, Any]) -> dict[str, Any]:
         one = item(samples) if callable(item) else item
         return search_envelope(one, **header_extra)
+
     return build
 
 
@@ -100,6 +104,7 @@ def item_field(**changes: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
         one = uin(samples)
         one.update(changes)
         return one
+
     return build
 
 
@@ -108,6 +113,7 @@ def criteria(**changes: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
         one = uin(samples)
         one["search_criteria"].update(changes)
         return one
+
     return build
 
 
@@ -120,6 +126,7 @@ def dropped(member: str) -> Callable[[dict[str, Any]], bytes]:
         envelope = good(samples)
         del envelope[member]
         return orjson.dumps(envelope)
+
     return build
 
 
@@ -133,7 +140,8 @@ def txn_status_unknown(samples: dict[str, Any]) -> dict[str, Any]:
         "message": {
             "transaction_id": f"t-{uuid.uuid4().hex[:12]}",
             "txnstatus_request": {
-                "reference_id": "r-1", "txn_type": "search",
+                "reference_id": "r-1",
+                "txn_type": "search",
                 "attribute_type": "transaction_id",
                 "attribute_value": "no-such-transaction-anywhere",
             },
@@ -163,143 +171,468 @@ PAGINATION = "rjct.pagination.invalid"
 
 CASES = [
     # --- transport and envelope
-    Case("malformed-json", raw(b'{"header": {"action": "search"'), 400, ERR, BAD,
-         ("not valid JSON",)),
+    Case(
+        "malformed-json", raw(b'{"header": {"action": "search"'), 400, ERR, BAD, ("not valid JSON",)
+    ),
     Case("empty-body", raw(b""), 400, ERR, BAD, ("empty",)),
-    Case("body-is-array", raw(b'[{"header": {}, "message": {}}]'), 400, ERR, BAD,
-         ("JSON object",)),
+    Case("body-is-array", raw(b'[{"header": {}, "message": {}}]'), 400, ERR, BAD, ("JSON object",)),
     Case("missing-header", dropped("header"), 400, ERR, BAD, ("header",)),
     Case("missing-message", dropped("message"), 400, ERR, BAD, ("message",)),
-    Case("header-not-object", raw(b'{"header": "search", "message": {}}'), 400, ERR, BAD,
-         ("'header'", "object")),
-    Case("message-not-object", lambda s: {**good(s), "message": ["not", "an", "object"]}, 400,
-         ERR, BAD, ("'message'", "object")),
-    Case("action-mismatch", with_header(action="on-search"), 400, ERR, BAD,
-         ("header.action", "on-search", "search")),
-    Case("wrong-content-type-text", lambda s: orjson.dumps(good(s)), 415, ERR, BAD,
-         ("text/plain",), content_type="text/plain"),
-    Case("wrong-content-type-multipart", lambda s: orjson.dumps(good(s)), 415, ERR, BAD,
-         ("multipart/form-data",), content_type="multipart/form-data; boundary=xyz"),
-    Case("unknown-registry", good, 404, ERR, "err.request.not_found", ("xyz",),
-         registry="xyz"),
-    Case("unknown-endpoint", good, 404, ERR, "err.request.not_found", ("no/such/path",),
-         path="no/such/path"),
+    Case(
+        "header-not-object",
+        raw(b'{"header": "search", "message": {}}'),
+        400,
+        ERR,
+        BAD,
+        ("'header'", "object"),
+    ),
+    Case(
+        "message-not-object",
+        lambda s: {**good(s), "message": ["not", "an", "object"]},
+        400,
+        ERR,
+        BAD,
+        ("'message'", "object"),
+    ),
+    Case(
+        "action-mismatch",
+        with_header(action="on-search"),
+        400,
+        ERR,
+        BAD,
+        ("header.action", "on-search", "search"),
+    ),
+    Case(
+        "wrong-content-type-text",
+        lambda s: orjson.dumps(good(s)),
+        415,
+        ERR,
+        BAD,
+        ("text/plain",),
+        content_type="text/plain",
+    ),
+    Case(
+        "wrong-content-type-multipart",
+        lambda s: orjson.dumps(good(s)),
+        415,
+        ERR,
+        BAD,
+        ("multipart/form-data",),
+        content_type="multipart/form-data; boundary=xyz",
+    ),
+    Case("unknown-registry", good, 404, ERR, "err.request.not_found", ("xyz",), registry="xyz"),
+    Case(
+        "unknown-endpoint",
+        good,
+        404,
+        ERR,
+        "err.request.not_found",
+        ("no/such/path",),
+        path="no/such/path",
+    ),
     # --- header
-    Case("message-ts-without-timezone", with_header(message_ts="2025-01-15T10:30:00"), 400, ERR,
-         BAD, ("header.message_ts", "timezone")),
-    Case("message-id-too-long", with_header(message_id=LONG_ID), 400, ERR, BAD,
-         ("header.message_id", "99")),
-    Case("version-2", with_header(version="2.0"), 400, ERR, "err.version.not_supported",
-         ("header.version", "2.0")),
-    Case("total-count-mismatch", with_header(total_count=2), 400, ERR, BAD,
-         ("header.total_count", "2", "1")),
-    Case("total-count-not-a-number", with_header(total_count="one"), 400, ERR, BAD,
-         ("header.total_count", "integer")),
-    Case("async-without-sender-uri", good, 400, ERR, "err.sender_uri.invalid",
-         ("header.sender_uri",), path="search"),
+    Case(
+        "message-ts-without-timezone",
+        with_header(message_ts="2025-01-15T10:30:00"),
+        400,
+        ERR,
+        BAD,
+        ("header.message_ts", "timezone"),
+    ),
+    Case(
+        "message-id-too-long",
+        with_header(message_id=LONG_ID),
+        400,
+        ERR,
+        BAD,
+        ("header.message_id", "99"),
+    ),
+    Case(
+        "version-2",
+        with_header(version="2.0"),
+        400,
+        ERR,
+        "err.version.not_supported",
+        ("header.version", "2.0"),
+    ),
+    Case(
+        "total-count-mismatch",
+        with_header(total_count=2),
+        400,
+        ERR,
+        BAD,
+        ("header.total_count", "2", "1"),
+    ),
+    Case(
+        "total-count-not-a-number",
+        with_header(total_count="one"),
+        400,
+        ERR,
+        BAD,
+        ("header.total_count", "integer"),
+    ),
+    Case(
+        "async-without-sender-uri",
+        good,
+        400,
+        ERR,
+        "err.sender_uri.invalid",
+        ("header.sender_uri",),
+        path="search",
+    ),
     # --- message
-    Case("transaction-id-too-long", with_message(transaction_id=LONG_ID), 400, ERR, BAD,
-         ("message.transaction_id", "99")),
-    Case("transaction-id-empty", with_message(transaction_id=""), 400, ERR, BAD,
-         ("message.transaction_id", "empty")),
-    Case("search-request-empty", lambda s: search_envelope(), 400, ERR, BAD,
-         ("message.search_request", "empty")),
-    Case("search-request-not-a-list", with_message(search_request="UIN 1"), 400, ERR, BAD,
-         ("message.search_request",)),
-    Case("locale-two-letters", with_item(item_field(locale="en")), 400, ERR, BAD,
-         ("locale", "'en'")),
-    Case("locale-upper-case", with_item(item_field(locale="ENG")), 400, ERR, BAD,
-         ("locale", "'ENG'")),
-    Case("txn-status-unknown-transaction", txn_status_unknown, 404, ERR,
-         "err.request.not_found", ("no-such-transaction-anywhere",), path="sync/txn/status"),
+    Case(
+        "transaction-id-too-long",
+        with_message(transaction_id=LONG_ID),
+        400,
+        ERR,
+        BAD,
+        ("message.transaction_id", "99"),
+    ),
+    Case(
+        "transaction-id-empty",
+        with_message(transaction_id=""),
+        400,
+        ERR,
+        BAD,
+        ("message.transaction_id", "empty"),
+    ),
+    Case(
+        "search-request-empty",
+        lambda s: search_envelope(),
+        400,
+        ERR,
+        BAD,
+        ("message.search_request", "empty"),
+    ),
+    Case(
+        "search-request-not-a-list",
+        with_message(search_request="UIN 1"),
+        400,
+        ERR,
+        BAD,
+        ("message.search_request",),
+    ),
+    Case(
+        "locale-two-letters", with_item(item_field(locale="en")), 400, ERR, BAD, ("locale", "'en'")
+    ),
+    Case(
+        "locale-upper-case", with_item(item_field(locale="ENG")), 400, ERR, BAD, ("locale", "'ENG'")
+    ),
+    Case(
+        "txn-status-unknown-transaction",
+        txn_status_unknown,
+        404,
+        ERR,
+        "err.request.not_found",
+        ("no-such-transaction-anywhere",),
+        path="sync/txn/status",
+    ),
     # --- one search item
-    Case("item-timestamp-without-timezone", with_item(item_field(timestamp="2025-01-15T10:30:00")),
-         200, RJCT, "rjct.timestamp.invalid", ("timestamp", "timezone")),
-    Case("reference-id-too-long", with_item(item_field(reference_id=LONG_ID)), 200, RJCT,
-         "rjct.reference_id.invalid", ("reference_id", "99")),
-    Case("reference-id-empty", with_item(item_field(reference_id="")), 200, RJCT,
-         "rjct.reference_id.invalid", ("reference_id", "empty")),
-    Case("page-size-0", with_item(criteria(pagination={"page_size": 0})), 200, RJCT,
-         PAGINATION, ("page_size", "0")),
-    Case("page-number-0", with_item(criteria(pagination={"page_size": 10, "page_number": 0})),
-         200, RJCT, PAGINATION, ("page_number", "0")),
-    Case("page-number-negative",
-         with_item(criteria(pagination={"page_size": 10, "page_number": -1})), 200, RJCT,
-         PAGINATION, ("page_number", "-1")),
-    Case("page-size-above-maximum", with_item(criteria(pagination={"page_size": 1001})), 200,
-         RJCT, PAGINATION, ("page_size", "1001", "1000")),
-    Case("page-size-not-a-number", with_item(criteria(pagination={"page_size": "ten"})), 200,
-         RJCT, PAGINATION, ("page_size", "ten")),
-    Case("unknown-query-type", with_item(criteria(query_type="sql")), 200, RJCT, CRITERIA,
-         ("query_type", "'sql'")),
-    Case("graphql-query-type",
-         with_item(search_item("graphql", {"type": "ns:org:QueryType:graphql",
-                                           "value": {"expression": "{ person { UIN } }"}})),
-         200, RJCT, CRITERIA, ("graphql",)),
-    Case("operator-gte", with_item(pred_item("age", "gte", "18")), 200, RJCT, CRITERIA,
-         ("operator", "'gte'")),
-    Case("operator-ne", with_item(pred_item("sex", "ne", "male")), 200, RJCT, CRITERIA,
-         ("operator", "'ne'")),
-    Case("mongo-where", with_item(mongo({"$where": "this.age > 1"})), 200, RJCT, CRITERIA,
-         ("$where",)),
-    Case("mongo-regex", with_item(mongo({"name.surname": {"$regex": "^A"}})), 200, RJCT,
-         CRITERIA, ("$regex", "name.surname")),
-    Case("unknown-attribute", with_item(pred_item("shoe_size", "eq", "42")), 200, RJCT,
-         CRITERIA, ("'shoe_size'",)),
-    Case("unknown-identifier-type", with_item(idtype("PASSPORT", "P123")), 200, RJCT, CRITERIA,
-         ("'PASSPORT'",)),
-    Case("age-not-a-number", with_item(pred_item("age", "gt", "old")), 200, RJCT, CRITERIA,
-         ("'old'", "age")),
-    Case("birth-date-not-a-date", with_item(pred_item("birth_date", "lt", "yesterday")), 200,
-         RJCT, CRITERIA, ("'yesterday'", "birth_date")),
-    Case("unknown-code-value", with_item(pred_item("sex", "eq", "m")), 200, RJCT, CRITERIA,
-         ("'m'", "sex")),
-    Case("sort-on-undeclared-attribute",
-         with_item(criteria(sort=[{"attribute_name": "shoe_size", "sort_order": "asc"}])), 200,
-         RJCT, "rjct.sort.invalid", ("sort", "'shoe_size'")),
-    Case("sort-order-sideways",
-         with_item(criteria(sort=[{"attribute_name": "birth_date", "sort_order": "up"}])), 200,
-         RJCT, "rjct.sort.invalid", ("sort[0].sort_order", "'up'", "'asc'")),
-    Case("expression3",
-         with_item(predicate({**pred(1, expr("sex", "eq", "female"), "and",
-                                     expr("age", "gt", "18")),
-                              "expression3": expr("age", "lt", "60")})),
-         200, RJCT, CRITERIA, ("expression3",)),
-    Case("unknown-response-entity", with_item(criteria(response_entity="Spaceship")), 200, RJCT,
-         CRITERIA, ("'Spaceship'",)),
+    Case(
+        "item-timestamp-without-timezone",
+        with_item(item_field(timestamp="2025-01-15T10:30:00")),
+        200,
+        RJCT,
+        "rjct.timestamp.invalid",
+        ("timestamp", "timezone"),
+    ),
+    Case(
+        "reference-id-too-long",
+        with_item(item_field(reference_id=LONG_ID)),
+        200,
+        RJCT,
+        "rjct.reference_id.invalid",
+        ("reference_id", "99"),
+    ),
+    Case(
+        "reference-id-empty",
+        with_item(item_field(reference_id="")),
+        200,
+        RJCT,
+        "rjct.reference_id.invalid",
+        ("reference_id", "empty"),
+    ),
+    Case(
+        "page-size-0",
+        with_item(criteria(pagination={"page_size": 0})),
+        200,
+        RJCT,
+        PAGINATION,
+        ("page_size", "0"),
+    ),
+    Case(
+        "page-number-0",
+        with_item(criteria(pagination={"page_size": 10, "page_number": 0})),
+        200,
+        RJCT,
+        PAGINATION,
+        ("page_number", "0"),
+    ),
+    Case(
+        "page-number-negative",
+        with_item(criteria(pagination={"page_size": 10, "page_number": -1})),
+        200,
+        RJCT,
+        PAGINATION,
+        ("page_number", "-1"),
+    ),
+    Case(
+        "page-size-above-maximum",
+        with_item(criteria(pagination={"page_size": 1001})),
+        200,
+        RJCT,
+        PAGINATION,
+        ("page_size", "1001", "1000"),
+    ),
+    Case(
+        "page-size-not-a-number",
+        with_item(criteria(pagination={"page_size": "ten"})),
+        200,
+        RJCT,
+        PAGINATION,
+        ("page_size", "ten"),
+    ),
+    Case(
+        "unknown-query-type",
+        with_item(criteria(query_type="sql")),
+        200,
+        RJCT,
+        CRITERIA,
+        ("query_type", "'sql'"),
+    ),
+    Case(
+        "graphql-query-type",
+        with_item(
+            search_item(
+                "graphql",
+                {"type": "ns:org:QueryType:graphql", "value": {"expression": "{ person { UIN } }"}},
+            )
+        ),
+        200,
+        RJCT,
+        CRITERIA,
+        ("graphql",),
+    ),
+    Case(
+        "operator-gte",
+        with_item(pred_item("age", "gte", "18")),
+        200,
+        RJCT,
+        CRITERIA,
+        ("operator", "'gte'"),
+    ),
+    Case(
+        "operator-ne",
+        with_item(pred_item("sex", "ne", "male")),
+        200,
+        RJCT,
+        CRITERIA,
+        ("operator", "'ne'"),
+    ),
+    Case(
+        "mongo-where",
+        with_item(mongo({"$where": "this.age > 1"})),
+        200,
+        RJCT,
+        CRITERIA,
+        ("$where",),
+    ),
+    Case(
+        "mongo-regex",
+        with_item(mongo({"name.surname": {"$regex": "^A"}})),
+        200,
+        RJCT,
+        CRITERIA,
+        ("$regex", "name.surname"),
+    ),
+    Case(
+        "unknown-attribute",
+        with_item(pred_item("shoe_size", "eq", "42")),
+        200,
+        RJCT,
+        CRITERIA,
+        ("'shoe_size'",),
+    ),
+    Case(
+        "unknown-identifier-type",
+        with_item(idtype("PASSPORT", "P123")),
+        200,
+        RJCT,
+        CRITERIA,
+        ("'PASSPORT'",),
+    ),
+    Case(
+        "age-not-a-number",
+        with_item(pred_item("age", "gt", "old")),
+        200,
+        RJCT,
+        CRITERIA,
+        ("'old'", "age"),
+    ),
+    Case(
+        "birth-date-not-a-date",
+        with_item(pred_item("birth_date", "lt", "yesterday")),
+        200,
+        RJCT,
+        CRITERIA,
+        ("'yesterday'", "birth_date"),
+    ),
+    Case(
+        "unknown-code-value",
+        with_item(pred_item("sex", "eq", "m")),
+        200,
+        RJCT,
+        CRITERIA,
+        ("'m'", "sex"),
+    ),
+    Case(
+        "sort-on-undeclared-attribute",
+        with_item(criteria(sort=[{"attribute_name": "shoe_size", "sort_order": "asc"}])),
+        200,
+        RJCT,
+        "rjct.sort.invalid",
+        ("sort", "'shoe_size'"),
+    ),
+    Case(
+        "sort-order-sideways",
+        with_item(criteria(sort=[{"attribute_name": "birth_date", "sort_order": "up"}])),
+        200,
+        RJCT,
+        "rjct.sort.invalid",
+        ("sort[0].sort_order", "'up'", "'asc'"),
+    ),
+    Case(
+        "expression3",
+        with_item(
+            predicate(
+                {
+                    **pred(1, expr("sex", "eq", "female"), "and", expr("age", "gt", "18")),
+                    "expression3": expr("age", "lt", "60"),
+                }
+            )
+        ),
+        200,
+        RJCT,
+        CRITERIA,
+        ("expression3",),
+    ),
+    Case(
+        "unknown-response-entity",
+        with_item(criteria(response_entity="Spaceship")),
+        200,
+        RJCT,
+        CRITERIA,
+        ("'Spaceship'",),
+    ),
     # --- values the database cannot hold (regressions: these were answered with a 500)
-    Case("nul-in-text-value", with_item(pred_item("surname", "eq", "a\x00b")), 200, RJCT,
-         CRITERIA, ("surname", "NUL")),
-    Case("nul-in-identifier-value", with_item(idtype("UIN", "12\x0034")), 200, RJCT, CRITERIA,
-         ("query.value", "NUL")),
-    Case("nul-in-transaction-id", with_message(transaction_id="t\x00x"), 400, ERR, BAD,
-         ("message.transaction_id", "control characters")),
-    Case("nul-in-sender-id", with_header(sender_id="spmis\x00x"), 400, ERR, BAD,
-         ("header.sender_id", "control characters")),
-    Case("nul-in-sender-uri", with_header(sender_uri="http://127.0.0.1/\x00"), 400, ERR, BAD,
-         ("header.sender_uri", "control characters"), path="search"),
-    Case("nul-in-txn-status-value",
-         lambda s: {**txn_status_unknown(s), "message": {
-             **txn_status_unknown(s)["message"],
-             "txnstatus_request": {**txn_status_unknown(s)["message"]["txnstatus_request"],
-                                   "attribute_value": "t\x00x"}}},
-         400, ERR, BAD, ("attribute_value", "control characters"), path="sync/txn/status"),
-    Case("integer-out-of-range", with_item(pred_item("group_size", "gt", "1e30")), 200, RJCT,
-         CRITERIA, ("'1e30'", "group_size", "out of range"), registry="social"),
-    Case("number-not-finite", with_item(pred_item("poverty_score", "lt", "nan")), 200, RJCT,
-         CRITERIA, ("'nan'", "poverty_score"), registry="social"),
-    Case("page-number-above-int32",
-         with_item(criteria(pagination={"page_size": 10, "page_number": 2**31})), 200, RJCT,
-         PAGINATION, ("page_number", str(2**31))),
-    Case("seq-num-not-finite",
-         with_item(predicate({"seq_num": "nan", "expression1": expr("sex", "eq", "male")})),
-         200, RJCT, CRITERIA, ("seq_num", "'nan'")),
+    Case(
+        "nul-in-text-value",
+        with_item(pred_item("surname", "eq", "a\x00b")),
+        200,
+        RJCT,
+        CRITERIA,
+        ("surname", "NUL"),
+    ),
+    Case(
+        "nul-in-identifier-value",
+        with_item(idtype("UIN", "12\x0034")),
+        200,
+        RJCT,
+        CRITERIA,
+        ("query.value", "NUL"),
+    ),
+    Case(
+        "nul-in-transaction-id",
+        with_message(transaction_id="t\x00x"),
+        400,
+        ERR,
+        BAD,
+        ("message.transaction_id", "control characters"),
+    ),
+    Case(
+        "nul-in-sender-id",
+        with_header(sender_id="spmis\x00x"),
+        400,
+        ERR,
+        BAD,
+        ("header.sender_id", "control characters"),
+    ),
+    Case(
+        "nul-in-sender-uri",
+        with_header(sender_uri="http://127.0.0.1/\x00"),
+        400,
+        ERR,
+        BAD,
+        ("header.sender_uri", "control characters"),
+        path="search",
+    ),
+    Case(
+        "nul-in-txn-status-value",
+        lambda s: {
+            **txn_status_unknown(s),
+            "message": {
+                **txn_status_unknown(s)["message"],
+                "txnstatus_request": {
+                    **txn_status_unknown(s)["message"]["txnstatus_request"],
+                    "attribute_value": "t\x00x",
+                },
+            },
+        },
+        400,
+        ERR,
+        BAD,
+        ("attribute_value", "control characters"),
+        path="sync/txn/status",
+    ),
+    Case(
+        "integer-out-of-range",
+        with_item(pred_item("group_size", "gt", "1e30")),
+        200,
+        RJCT,
+        CRITERIA,
+        ("'1e30'", "group_size", "out of range"),
+        registry="social",
+    ),
+    Case(
+        "number-not-finite",
+        with_item(pred_item("poverty_score", "lt", "nan")),
+        200,
+        RJCT,
+        CRITERIA,
+        ("'nan'", "poverty_score"),
+        registry="social",
+    ),
+    Case(
+        "page-number-above-int32",
+        with_item(criteria(pagination={"page_size": 10, "page_number": 2**31})),
+        200,
+        RJCT,
+        PAGINATION,
+        ("page_number", str(2**31)),
+    ),
+    Case(
+        "seq-num-not-finite",
+        with_item(predicate({"seq_num": "nan", "expression1": expr("sex", "eq", "male")})),
+        200,
+        RJCT,
+        CRITERIA,
+        ("seq_num", "'nan'"),
+    ),
     # --- limits (a server with small limits)
-    Case("more-items-than-max-batch", too_many_items, 400, ERR, BAD,
-         ("message.search_request", "4", "3"), limited=True),
+    Case(
+        "more-items-than-max-batch",
+        too_many_items,
+        400,
+        ERR,
+        BAD,
+        ("message.search_request", "4", "3"),
+        limited=True,
+    ),
     Case("body-over-max-bytes", huge, 413, ERR, BAD, ("2048",), limited=True),
-    Case("result-cap", broad, 200, RJCT, "rjct.search.too_many_records_found", ("5",),
-         limited=True),
+    Case(
+        "result-cap", broad, 200, RJCT, "rjct.search.too_many_records_found", ("5",), limited=True
+    ),
 ]
 
 
@@ -362,8 +695,10 @@ def test_bad_input_is_refused_in_the_standards_terms(case: Case, client, country
 
 MIDDLE = {
     "unknown-attribute": (lambda s: pred_item("shoe_size", "eq", "42"), CRITERIA),
-    "timestamp-without-timezone": (item_field(timestamp="2025-01-15T10:30:00"),
-                                   "rjct.timestamp.invalid"),
+    "timestamp-without-timezone": (
+        item_field(timestamp="2025-01-15T10:30:00"),
+        "rjct.timestamp.invalid",
+    ),
     "page-size-0": (criteria(pagination={"page_size": 0}), PAGINATION),
     "unknown-code": (lambda s: pred_item("sex", "eq", "m"), CRITERIA),
     "duplicate-reference-id": (None, "rjct.reference_id.duplicate"),
@@ -380,13 +715,17 @@ def test_only_the_bad_item_is_rejected(bad: str, client, country):
     body = client.sync_search("crvs", first, middle, last)
     items = body["message"]["search_response"]
     assert [i["reference_id"] for i in items] == [
-        first["reference_id"], middle["reference_id"], last["reference_id"]]
+        first["reference_id"],
+        middle["reference_id"],
+        last["reference_id"],
+    ]
     assert [i["status"] for i in items] == ["succ", "rjct", "succ"], items
     assert items[1]["status_reason_code"] == code
     assert items[1]["status_reason_message"]
     for item, sample in ((items[0], samples[0]), (items[2], samples[1])):
-        values = {i["identifier_value"] for r in item["data"]["reg_records"]
-                  for i in r["identifier"]}
+        values = {
+            i["identifier_value"] for r in item["data"]["reg_records"] for i in r["identifier"]
+        }
         assert sample["value"] in values
     assert body["header"]["total_count"] == 3
     assert body["header"]["completed_count"] == 3
@@ -417,8 +756,11 @@ def beneficiary(uin_value: str = "5550001112", **changes: Any) -> dict[str, Any]
     record: dict[str, Any] = {
         "member": {
             "member_identifier": [{"identifier_type": "UIN", "identifier_value": uin_value}],
-            "demographic_info": {"name": {"surname": "Testa", "given_name": "Ana"},
-                                 "sex": "female", "birth_date": "1990-01-01"},
+            "demographic_info": {
+                "name": {"surname": "Testa", "given_name": "Ana"},
+                "sex": "female",
+                "birth_date": "1990-01-01",
+            },
         },
         "programme_identifier": [{"programme_identifier": "OAP"}],
         "enrollment_status": "1",
@@ -441,17 +783,41 @@ BAD_BENEFICIARIES = {
     "unknown-status": (beneficiary(enrollment_status="9"), ("enrollment_status", "'9'")),
     "date-not-a-date": (beneficiary(enrollment_date="yesterday"), ("'yesterday'",)),
     "no-identifier": (beneficiary(member=member_with(member_identifier=[])), ("identifier",)),
-    "nul-in-name": (beneficiary(member=member_with(
-        demographic_info={"name": {"surname": "a\x00b"}})), ("surname", "NUL")),
-    "identifier-value-too-long": (beneficiary(member=member_with(member_identifier=[
-        {"identifier_type": "UIN", "identifier_value": "9" * 300}])), ("identifier_value",)),
-    "identifier-type-too-long": (beneficiary(member=member_with(member_identifier=[
-        {"identifier_type": "T" * 60, "identifier_value": "1"},
-        {"identifier_type": "UIN", "identifier_value": "2"}])), ("identifier_type",)),
-    "identifier-value-object": (beneficiary(member=member_with(member_identifier=[
-        {"identifier_type": "UIN", "identifier_value": {"a": 1}}])), ("identifier_value",)),
-    "key-too-long": (beneficiary(programme_identifier=[{"programme_identifier": "P" * 250}]),
-                     ("too long",)),
+    "nul-in-name": (
+        beneficiary(member=member_with(demographic_info={"name": {"surname": "a\x00b"}})),
+        ("surname", "NUL"),
+    ),
+    "identifier-value-too-long": (
+        beneficiary(
+            member=member_with(
+                member_identifier=[{"identifier_type": "UIN", "identifier_value": "9" * 300}]
+            )
+        ),
+        ("identifier_value",),
+    ),
+    "identifier-type-too-long": (
+        beneficiary(
+            member=member_with(
+                member_identifier=[
+                    {"identifier_type": "T" * 60, "identifier_value": "1"},
+                    {"identifier_type": "UIN", "identifier_value": "2"},
+                ]
+            )
+        ),
+        ("identifier_type",),
+    ),
+    "identifier-value-object": (
+        beneficiary(
+            member=member_with(
+                member_identifier=[{"identifier_type": "UIN", "identifier_value": {"a": 1}}]
+            )
+        ),
+        ("identifier_value",),
+    ),
+    "key-too-long": (
+        beneficiary(programme_identifier=[{"programme_identifier": "P" * 250}]),
+        ("too long",),
+    ),
     "reference-id-too-long": ({**beneficiary(), "reference_id": "r" * 120}, ("reference_id",)),
 }
 
@@ -473,8 +839,10 @@ def test_bad_beneficiary_is_rejected_alone(bad: str, ibr_client):
     bad_item = raw_bad[0] if isinstance(raw_bad, list) else raw_bad
     envelope = {
         "header": header("notify", 2, status="rcvd"),
-        "message": {"transaction_id": f"t-{uuid.uuid4().hex[:12]}",
-                    "enrolled_updates": {"beneficiaries": [beneficiary(), bad_item]}},
+        "message": {
+            "transaction_id": f"t-{uuid.uuid4().hex[:12]}",
+            "enrolled_updates": {"beneficiaries": [beneficiary(), bad_item]},
+        },
     }
     response = ibr_client.post("ibr", "sync/enrollment/updates", envelope)
     assert response.status_code == 200, response.text

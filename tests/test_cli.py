@@ -46,8 +46,15 @@ def error_line(result: object) -> str:
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     path = tmp_path / "node.yaml"
-    path.write_text(yaml.safe_dump({"store_url": "sqlite:///store.db", "node_id": "node.test",
-                                    "registries": ["crvs", "social"]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "store_url": "sqlite:///store.db",
+                "node_id": "node.test",
+                "registries": ["crvs", "social"],
+            }
+        )
+    )
     return path
 
 
@@ -61,10 +68,12 @@ def secret_from(output: str) -> str:
     return lines[index + 1].strip()
 
 
-def add(config: Path, sender_id: str = "spmis.example", client_id: str = "spmis",
-        *options: str | Path) -> str:
-    result = run("partners", "add", sender_id, "--config", config, "--client-id", client_id,
-                 *options)
+def add(
+    config: Path, sender_id: str = "spmis.example", client_id: str = "spmis", *options: str | Path
+) -> str:
+    result = run(
+        "partners", "add", sender_id, "--config", config, "--client-id", client_id, *options
+    )
     assert result.exit_code == 0, result.output
     return secret_from(result.stdout)
 
@@ -74,12 +83,30 @@ def add(config: Path, sender_id: str = "spmis.example", client_id: str = "spmis"
 
 
 def test_add_prints_the_secret_once_and_stores_only_its_hash(config: Path) -> None:
-    result = run("partners", "add", "spmis.example", "-c", config, "--client-id", "spmis",
-                 "--name", "Example SP-MIS", "--scope", "crvs:search,subscribe",
-                 "--scope", "social:*", "--callback-prefix", "https://spmis.example.org/dci/",
-                 "--jwks-url", "https://spmis.example.org/.well-known/jwks.json",
-                 "--fields", "crvs:identifier,name.given_name", "--consent-purpose", "PURPOSE1",
-                 "--encrypt-replies")
+    result = run(
+        "partners",
+        "add",
+        "spmis.example",
+        "-c",
+        config,
+        "--client-id",
+        "spmis",
+        "--name",
+        "Example SP-MIS",
+        "--scope",
+        "crvs:search,subscribe",
+        "--scope",
+        "social:*",
+        "--callback-prefix",
+        "https://spmis.example.org/dci/",
+        "--jwks-url",
+        "https://spmis.example.org/.well-known/jwks.json",
+        "--fields",
+        "crvs:identifier,name.given_name",
+        "--consent-purpose",
+        "PURPOSE1",
+        "--encrypt-replies",
+    )
     assert result.exit_code == 0, result.output
     secret = secret_from(result.stdout)
     assert len(secret) >= 40
@@ -106,17 +133,42 @@ def test_add_prints_the_secret_once_and_stores_only_its_hash(config: Path) -> No
 
 
 def test_list_and_show(config: Path) -> None:
-    add(config, "spmis.example", "spmis", "--scope", "crvs:search", "--callback-prefix",
-        "http://127.0.0.1:*/cb", "--jwks-url", "https://spmis.example.org/jwks",
-        "--fields", "crvs:identifier", "--require-encryption")
-    add(config, "other.example", "other", "--no-signature-required",
-        "--signature-profile", "jws-compact")
+    add(
+        config,
+        "spmis.example",
+        "spmis",
+        "--scope",
+        "crvs:search",
+        "--callback-prefix",
+        "http://127.0.0.1:*/cb",
+        "--jwks-url",
+        "https://spmis.example.org/jwks",
+        "--fields",
+        "crvs:identifier",
+        "--require-encryption",
+    )
+    add(
+        config,
+        "other.example",
+        "other",
+        "--no-signature-required",
+        "--signature-profile",
+        "jws-compact",
+    )
 
     listing = run("partners", "list", "--config", config)
     assert listing.exit_code == 0, listing.output
     header = next(line for line in listing.stdout.splitlines() if "sender_id" in line)
-    for column in ("name", "client_id", "scopes", "callbacks", "profile", "signed",
-                   "encrypted", "fields restricted"):
+    for column in (
+        "name",
+        "client_id",
+        "scopes",
+        "callbacks",
+        "profile",
+        "signed",
+        "encrypted",
+        "fields restricted",
+    ):
         assert column in header
     first = next(line for line in listing.stdout.splitlines() if "spmis.example" in line)
     assert "crvs: search" in first and "http://127.0.0.1:*/cb" in first
@@ -145,14 +197,41 @@ def test_list_without_partners(config: Path) -> None:
 
 
 def test_update_changes_only_what_is_given(config: Path) -> None:
-    secret = add(config, "spmis.example", "spmis", "--scope", "crvs:search",
-                 "--fields", "crvs:identifier", "--callback-prefix", "https://a.example/cb/",
-                 "--jwks-url", "https://a.example/jwks")
-    result = run("partners", "update", "spmis.example", "--config", config,
-                 "--scope", "crvs:*", "--scope", "social:search",
-                 "--signature-profile", "jws-compact", "--encrypt-replies",
-                 "--token-url", "https://a.example/token", "--callback-client-id", "node",
-                 "--callback-client-secret", "env:A_CALLBACK_SECRET", "--clear", "fields")
+    secret = add(
+        config,
+        "spmis.example",
+        "spmis",
+        "--scope",
+        "crvs:search",
+        "--fields",
+        "crvs:identifier",
+        "--callback-prefix",
+        "https://a.example/cb/",
+        "--jwks-url",
+        "https://a.example/jwks",
+    )
+    result = run(
+        "partners",
+        "update",
+        "spmis.example",
+        "--config",
+        config,
+        "--scope",
+        "crvs:*",
+        "--scope",
+        "social:search",
+        "--signature-profile",
+        "jws-compact",
+        "--encrypt-replies",
+        "--token-url",
+        "https://a.example/token",
+        "--callback-client-id",
+        "node",
+        "--callback-client-secret",
+        "env:A_CALLBACK_SECRET",
+        "--clear",
+        "fields",
+    )
     assert result.exit_code == 0, result.output
     assert "client secret" not in result.stdout
     registry = partners_of(config)
@@ -163,14 +242,27 @@ def test_update_changes_only_what_is_given(config: Path) -> None:
     assert partner.fields == {}
     assert partner.callback_prefixes == ["https://a.example/cb/"]  # not given: kept
     assert partner.jwks_url == "https://a.example/jwks"
-    assert (partner.token_url, partner.callback_client_id, partner.callback_client_secret) == \
-        ("https://a.example/token", "node", "env:A_CALLBACK_SECRET")
+    assert (partner.token_url, partner.callback_client_id, partner.callback_client_secret) == (
+        "https://a.example/token",
+        "node",
+        "env:A_CALLBACK_SECRET",
+    )
 
     shown = run("partners", "show", "spmis.example", "--config", config).stdout
     assert "from environment variable A_CALLBACK_SECRET" in shown
 
-    result = run("partners", "update", "spmis.example", "--config", config,
-                 "--client-id", "spmis2", "--no-encrypt-replies", "--clear", "callback-auth")
+    result = run(
+        "partners",
+        "update",
+        "spmis.example",
+        "--config",
+        config,
+        "--client-id",
+        "spmis2",
+        "--no-encrypt-replies",
+        "--clear",
+        "callback-auth",
+    )
     assert result.exit_code == 0, result.output
     registry = partners_of(config)
     assert registry.authenticate("spmis", secret) is None
@@ -202,11 +294,21 @@ def test_remove(config: Path) -> None:
 
 
 def test_generate_keys_writes_a_private_jwk_set_and_registers_its_public_part(
-        config: Path, tmp_path: Path) -> None:
+    config: Path, tmp_path: Path
+) -> None:
     target = tmp_path / "handover" / "spmis.jwk.json"
     target.parent.mkdir()
-    result = run("partners", "add", "spmis.example", "--config", config, "--client-id", "spmis",
-                 "--generate-keys", target)
+    result = run(
+        "partners",
+        "add",
+        "spmis.example",
+        "--config",
+        config,
+        "--client-id",
+        "spmis",
+        "--generate-keys",
+        target,
+    )
     assert result.exit_code == 0, result.output
     assert str(target.resolve()) in result.stdout.replace("\n", "")
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
@@ -230,8 +332,17 @@ def test_generate_keys_writes_a_private_jwk_set_and_registers_its_public_part(
 
     # an Ed25519 signing key for the http-sig profile, on update
     target2 = tmp_path / "handover" / "second.jwk.json"
-    result = run("partners", "update", "spmis.example", "--config", config,
-                 "--signature-profile", "http-sig-ed25519", "--generate-keys", target2)
+    result = run(
+        "partners",
+        "update",
+        "spmis.example",
+        "--config",
+        config,
+        "--signature-profile",
+        "http-sig-ed25519",
+        "--generate-keys",
+        target2,
+    )
     assert result.exit_code == 0, result.output
     algs = {k["alg"] for k in json.loads(target2.read_text())["keys"]}
     assert algs == {"EdDSA", "ECDH-ES+A256KW"}
@@ -239,13 +350,29 @@ def test_generate_keys_writes_a_private_jwk_set_and_registers_its_public_part(
 
 def test_an_http_sig_partner_gets_the_node_an_ed25519_signing_key(config: Path) -> None:
     # before the node has keys, nothing is made (the node makes it at first start)
-    add(config, "early", "early", "--signature-profile", "http-sig-ed25519",
-        "--no-signature-required")
+    add(
+        config,
+        "early",
+        "early",
+        "--signature-profile",
+        "http-sig-ed25519",
+        "--no-signature-required",
+    )
     assert not (config.parent / "keys").exists()
 
     assert run("keys", "rotate", "--config", config).exit_code == 0  # the node's ES256 keys
-    result = run("partners", "add", "spmis.example", "--config", config, "--client-id", "spmis",
-                 "--signature-profile", "http-sig-ed25519", "--no-signature-required")
+    result = run(
+        "partners",
+        "add",
+        "spmis.example",
+        "--config",
+        config,
+        "--client-id",
+        "spmis",
+        "--signature-profile",
+        "http-sig-ed25519",
+        "--no-signature-required",
+    )
     assert result.exit_code == 0, result.output
     assert "made an additional Ed25519 signing key" in result.stderr
     published = json.loads(run("keys", "jwks", "--config", config).stdout)["keys"]
@@ -259,7 +386,8 @@ def test_an_http_sig_partner_gets_the_node_an_ed25519_signing_key(config: Path) 
 
 
 def test_jwks_file_registers_public_keys_and_refuses_private_ones(
-        config: Path, tmp_path: Path) -> None:
+    config: Path, tmp_path: Path
+) -> None:
     from dcihub.security.keys import generate_key
 
     key = generate_key("sig", "ES256")
@@ -270,8 +398,17 @@ def test_jwks_file_registers_public_keys_and_refuses_private_ones(
 
     private = tmp_path / "private.json"
     private.write_text(json.dumps({"keys": [key.as_dict(private=True)]}))
-    result = run("partners", "add", "other", "--config", config, "--client-id", "other",
-                 "--jwks-file", private)
+    result = run(
+        "partners",
+        "add",
+        "other",
+        "--config",
+        config,
+        "--client-id",
+        "other",
+        "--jwks-file",
+        private,
+    )
     assert result.exit_code == 2
     assert "private key material" in error_line(result)
 
@@ -282,28 +419,42 @@ def test_a_partner_without_keys_is_added_with_a_warning(config: Path) -> None:
     assert "warning: the partner has no public keys" in result.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--scope", "nowhere:search"], "unknown registry 'nowhere'"),
-    (["--scope", "crvs"], "expected registry:action"),
-    (["--scope", "crvs:search now"], "is not an action name"),
-    (["--fields", "nowhere:identifier"], "unknown registry 'nowhere'"),
-    (["--fields", "crvs:"], "expected registry:path,path"),
-    (["--callback-prefix", "ftp://files.example/"], "must start with https://"),
-    (["--callback-prefix", "https://"], "it has no host"),
-    (["--callback-prefix", "https://user@a.example/"], "user information"),
-    (["--callback-prefix", "https://a.example:99999/"], "is not a valid URL"),
-    (["--jwks-url", "not a url"], "--jwks-url 'not a url' is not a valid URL"),
-    (["--token-url", "https://a.example/token"], "missing: --callback-client-id"),
-    (["--token-url", "https://a.example/token", "--callback-client-id", "me",
-      "--callback-client-secret", "s3cret"], "must be env:NAME"),
-    (["--jwks-url", "https://a.example/jwks", "--jwks-file", "x.json"], "give only one of"),
-    (["--jwks-file", "/nonexistent/jwks.json"], "cannot read it"),
-    (["--consent-purpose", " "], "must be non-empty"),
-])
-def test_bad_partner_options_exit_2_with_one_clear_line(config: Path, args: list[str],
-                                                         message: str) -> None:
-    result = run("partners", "add", "spmis.example", "--config", config, "--client-id", "spmis",
-                 *args)
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--scope", "nowhere:search"], "unknown registry 'nowhere'"),
+        (["--scope", "crvs"], "expected registry:action"),
+        (["--scope", "crvs:search now"], "is not an action name"),
+        (["--fields", "nowhere:identifier"], "unknown registry 'nowhere'"),
+        (["--fields", "crvs:"], "expected registry:path,path"),
+        (["--callback-prefix", "ftp://files.example/"], "must start with https://"),
+        (["--callback-prefix", "https://"], "it has no host"),
+        (["--callback-prefix", "https://user@a.example/"], "user information"),
+        (["--callback-prefix", "https://a.example:99999/"], "is not a valid URL"),
+        (["--jwks-url", "not a url"], "--jwks-url 'not a url' is not a valid URL"),
+        (["--token-url", "https://a.example/token"], "missing: --callback-client-id"),
+        (
+            [
+                "--token-url",
+                "https://a.example/token",
+                "--callback-client-id",
+                "me",
+                "--callback-client-secret",
+                "s3cret",
+            ],
+            "must be env:NAME",
+        ),
+        (["--jwks-url", "https://a.example/jwks", "--jwks-file", "x.json"], "give only one of"),
+        (["--jwks-file", "/nonexistent/jwks.json"], "cannot read it"),
+        (["--consent-purpose", " "], "must be non-empty"),
+    ],
+)
+def test_bad_partner_options_exit_2_with_one_clear_line(
+    config: Path, args: list[str], message: str
+) -> None:
+    result = run(
+        "partners", "add", "spmis.example", "--config", config, "--client-id", "spmis", *args
+    )
     assert result.exit_code == 2, result.output
     assert message in error_line(result)
     assert not (config.parent / "partners.yaml").exists()
@@ -326,8 +477,17 @@ def test_duplicates_are_refused(config: Path) -> None:
 def test_generate_keys_never_overwrites(config: Path, tmp_path: Path) -> None:
     existing = tmp_path / "keys.json"
     existing.write_text("{}")
-    result = run("partners", "add", "spmis.example", "--config", config, "--client-id", "spmis",
-                 "--generate-keys", existing)
+    result = run(
+        "partners",
+        "add",
+        "spmis.example",
+        "--config",
+        config,
+        "--client-id",
+        "spmis",
+        "--generate-keys",
+        existing,
+    )
     assert result.exit_code == 2
     assert "the file exists" in error_line(result)
     assert existing.read_text() == "{}"
@@ -429,8 +589,7 @@ def test_keys_refuses_an_unsafe_key_directory(config: Path) -> None:
     os.chmod(config.parent / "keys", 0o777)
     result = run("keys", "list", "--config", config)
     assert result.exit_code == 2
-    assert "writable by group or others" in error_line(result) or \
-        "chmod" in error_line(result)
+    assert "writable by group or others" in error_line(result) or "chmod" in error_line(result)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -464,13 +623,26 @@ def audit_config(request: pytest.FixtureRequest, tmp_path: Path):
 
 
 def entry(partner: str, ts: float, n: int, registry: str = "crvs", **extra: object) -> dict:
-    return {"ts": ts, "direction": "in", "partner": partner, "client_id": partner,
-            "registry": registry, "endpoint": "/registry/sync/search", "action": "search",
-            "message_id": f"m-{n}", "claimed_sender": partner, "transaction_id": f"t-{n}",
-            "correlation_id": f"c-{n}", "status": 200, "outcome": "ok",
-            "signature": "jws-detached:kid1", "encrypted": False,
-            "records": [f"Person:{n}-{i}" for i in range(n % 3)], "remote": "127.0.0.1",
-            **extra}
+    return {
+        "ts": ts,
+        "direction": "in",
+        "partner": partner,
+        "client_id": partner,
+        "registry": registry,
+        "endpoint": "/registry/sync/search",
+        "action": "search",
+        "message_id": f"m-{n}",
+        "claimed_sender": partner,
+        "transaction_id": f"t-{n}",
+        "correlation_id": f"c-{n}",
+        "status": 200,
+        "outcome": "ok",
+        "signature": "jws-detached:kid1",
+        "encrypted": False,
+        "records": [f"Person:{n}-{i}" for i in range(n % 3)],
+        "remote": "127.0.0.1",
+        **extra,
+    }
 
 
 def append(store: Store, *entries: dict) -> None:
@@ -529,16 +701,29 @@ def test_audit_show_filters(audit_config) -> None:
     config, store = audit_config
     now = time.time()
     old = now - 10 * 86400
-    append(store, entry("alpha", old, 1), entry("beta", old, 2),
-           entry("alpha", now - 3600, 3), entry("beta", now - 60, 4, registry="social"),
-           entry("alpha", now, 5, outcome="err.signature.invalid", status=400,
-                 signature="invalid"))
+    append(
+        store,
+        entry("alpha", old, 1),
+        entry("beta", old, 2),
+        entry("alpha", now - 3600, 3),
+        entry("beta", now - 60, 4, registry="social"),
+        entry("alpha", now, 5, outcome="err.signature.invalid", status=400, signature="invalid"),
+    )
 
     everything = run("audit", "show", "--config", config)
     assert everything.exit_code == 0, everything.output
     assert all(f"m-{n}" in everything.stdout for n in range(1, 6))
-    for column in ("time", "partner", "registry", "action", "message_id", "transaction_id",
-                   "status", "signature", "records"):
+    for column in (
+        "time",
+        "partner",
+        "registry",
+        "action",
+        "message_id",
+        "transaction_id",
+        "status",
+        "signature",
+        "records",
+    ):
         assert column in everything.stdout
     last = next(line for line in everything.stdout.splitlines() if "m-5" in line)
     assert "400 err.signature.invalid" in last and "invalid" in last and "t-5" in last
@@ -556,11 +741,15 @@ def test_audit_show_filters(audit_config) -> None:
     assert first["time"].endswith("Z")
 
     recent = run("audit", "show", "--config", config, "--since", "24h", "--json")
-    assert [json.loads(x)["message_id"] for x in recent.stdout.splitlines()] == \
-        ["m-3", "m-4", "m-5"]
+    assert [json.loads(x)["message_id"] for x in recent.stdout.splitlines()] == [
+        "m-3",
+        "m-4",
+        "m-5",
+    ]
     day = time.strftime("%Y-%m-%d", time.gmtime(now - 5 * 86400))
-    by_date = run("audit", "show", "--config", config, "--since", day, "--partner", "beta",
-                  "--json")
+    by_date = run(
+        "audit", "show", "--config", config, "--since", day, "--partner", "beta", "--json"
+    )
     assert [json.loads(x)["message_id"] for x in by_date.stdout.splitlines()] == ["m-4"]
     newest = run("audit", "show", "--config", config, "--limit", "2", "--json")
     assert [json.loads(x)["message_id"] for x in newest.stdout.splitlines()] == ["m-4", "m-5"]
@@ -584,30 +773,42 @@ def test_audit_without_a_store(tmp_path: Path) -> None:
 
 
 def test_a_partner_added_by_the_cli_calls_a_live_node_and_the_cli_reads_its_trail(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     """End to end: `partners add --generate-keys`, the printed secret gets a token, the key file
     signs a search, and `audit show` / `audit verify` read what the node recorded."""
     import support
     from dcihub.config import load_settings
 
     config = tmp_path / "node.yaml"
-    config.write_text(yaml.safe_dump({"store_url": "sqlite:///store.db", "node_id": "e2e.test",
-                                      "base_url": f"http://127.0.0.1:{support.free_port()}"}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "store_url": "sqlite:///store.db",
+                "node_id": "e2e.test",
+                "base_url": f"http://127.0.0.1:{support.free_port()}",
+            }
+        )
+    )
     key_file = tmp_path / "partner.jwk.json"
-    secret = add(config, "spmis.e2e", "spmis-e2e", "--scope", "crvs:search",
-                 "--generate-keys", key_file)
+    secret = add(
+        config, "spmis.e2e", "spmis-e2e", "--scope", "crvs:search", "--generate-keys", key_file
+    )
     settings = load_settings(config)
     store = Store(settings.store_url)
     store.create_all()
     server = support.live_server(settings, store, partner=False)
     try:
-        partner = support.TestPartner("spmis.e2e", "spmis-e2e", secret,
-                                      json.loads(key_file.read_text()))
+        partner = support.TestPartner(
+            "spmis.e2e", "spmis-e2e", secret, json.loads(key_file.read_text())
+        )
         client = support.DCIClient(server, partner)
         client.sync_search("crvs", support.idtype("UIN", "0000000000"))
-        refused = client.post("social", "sync/search",
-                              support.search_envelope(support.idtype("UIN", "1"),
-                                                      sender_id="spmis.e2e"))
+        refused = client.post(
+            "social",
+            "sync/search",
+            support.search_envelope(support.idtype("UIN", "1"), sender_id="spmis.e2e"),
+        )
         assert refused.status_code == 403, refused.text  # no scope on social
     finally:
         server.stop()
@@ -639,10 +840,24 @@ def test_a_running_node_follows_what_the_cli_changes(tmp_path: Path) -> None:
     from dcihub.config import load_settings
 
     config = tmp_path / "node.yaml"
-    config.write_text(yaml.safe_dump({"store_url": "sqlite:///store.db", "node_id": "live.test",
-                                      "base_url": f"http://127.0.0.1:{support.free_port()}"}))
-    old_secret = add(config, "spmis.live", "spmis-live", "--scope", "crvs:search",
-                     "--generate-keys", tmp_path / "partner.jwk.json")
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "store_url": "sqlite:///store.db",
+                "node_id": "live.test",
+                "base_url": f"http://127.0.0.1:{support.free_port()}",
+            }
+        )
+    )
+    old_secret = add(
+        config,
+        "spmis.live",
+        "spmis-live",
+        "--scope",
+        "crvs:search",
+        "--generate-keys",
+        tmp_path / "partner.jwk.json",
+    )
     settings = load_settings(config)
     store = Store(settings.store_url)
     store.create_all()
@@ -650,9 +865,14 @@ def test_a_running_node_follows_what_the_cli_changes(tmp_path: Path) -> None:
     http = httpx.Client(timeout=10)
 
     def token(secret: str) -> httpx.Response:
-        return http.post(f"{server.base_url}/oauth2/client/token",
-                         data={"grant_type": "client_credentials", "client_id": "spmis-live",
-                               "client_secret": secret})
+        return http.post(
+            f"{server.base_url}/oauth2/client/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": "spmis-live",
+                "client_secret": secret,
+            },
+        )
 
     def eventually(check, timeout: float = 20.0) -> bool:
         deadline = time.monotonic() + timeout
@@ -679,12 +899,15 @@ def test_a_running_node_follows_what_the_cli_changes(tmp_path: Path) -> None:
 
         result = run("keys", "rotate", "--config", config)
         assert result.exit_code == 0, result.output
-        new_sig = next(line.split()[0] for line in
-                       result.stdout.split("new current keys:")[1].splitlines()
-                       if line.strip().endswith("ES256"))
+        new_sig = next(
+            line.split()[0]
+            for line in result.stdout.split("new current keys:")[1].splitlines()
+            if line.strip().endswith("ES256")
+        )
         assert eventually(lambda: kid_of(token(new_secret).json()["access_token"]) == new_sig)
-        published = {k["kid"] for k in
-                     http.get(f"{server.base_url}/.well-known/jwks.json").json()["keys"]}
+        published = {
+            k["kid"] for k in http.get(f"{server.base_url}/.well-known/jwks.json").json()["keys"]
+        }
         assert {old_kid, new_sig} <= published  # the retired key stays published
 
         access = token(new_secret).json()["access_token"]
@@ -692,9 +915,13 @@ def test_a_running_node_follows_what_the_cli_changes(tmp_path: Path) -> None:
         assert run("partners", "remove", "spmis.live", "--config", config).exit_code == 0
 
         def refused() -> bool:
-            response = http.post(server.url("crvs", "sync/search"), json=search,
-                                 headers={"authorization": f"Bearer {access}"})
+            response = http.post(
+                server.url("crvs", "sync/search"),
+                json=search,
+                headers={"authorization": f"Bearer {access}"},
+            )
             return response.status_code == 401
+
         assert eventually(refused)
     finally:
         http.close()
@@ -706,12 +933,26 @@ def test_a_running_node_follows_what_the_cli_changes(tmp_path: Path) -> None:
 # help texts and the installed entry point
 
 
-@pytest.mark.parametrize("command", [
-    [], ["partners"], ["partners", "list"], ["partners", "show"], ["partners", "add"],
-    ["partners", "update"], ["partners", "remove"], ["partners", "set-secret"], ["keys"],
-    ["keys", "list"], ["keys", "rotate"], ["keys", "jwks"], ["audit"], ["audit", "verify"],
-    ["audit", "show"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["partners"],
+        ["partners", "list"],
+        ["partners", "show"],
+        ["partners", "add"],
+        ["partners", "update"],
+        ["partners", "remove"],
+        ["partners", "set-secret"],
+        ["keys"],
+        ["keys", "list"],
+        ["keys", "rotate"],
+        ["keys", "jwks"],
+        ["audit"],
+        ["audit", "verify"],
+        ["audit", "show"],
+    ],
+)
 def test_every_command_has_help(command: list[str]) -> None:
     result = run(*command, "--help")
     assert result.exit_code == 0, result.output
@@ -720,27 +961,47 @@ def test_every_command_has_help(command: list[str]) -> None:
 
 def test_installed_entry_point(tmp_path: Path) -> None:
     exe = Path(sys.executable).parent / "dcihub"
-    command = [str(exe)] if exe.exists() else ([shutil.which("dcihub")] if shutil.which(
-        "dcihub") else None)
+    command = (
+        [str(exe)]
+        if exe.exists()
+        else ([shutil.which("dcihub")] if shutil.which("dcihub") else None)
+    )
     if command is None:
         pytest.skip("the dcihub entry point is not installed (pip install -e .)")
     env = {**os.environ, **ENV}
-    top = subprocess.run([*command, "--help"], capture_output=True, text=True, env=env,
-                         timeout=60)
+    top = subprocess.run([*command, "--help"], capture_output=True, text=True, env=env, timeout=60)
     assert top.returncode == 0, top.stderr
     for group in ("partners", "keys", "audit"):
         assert group in top.stdout
     config = tmp_path / "node.yaml"
     config.write_text("node_id: smoke.test\n")
-    added = subprocess.run([*command, "partners", "add", "smoke", "--client-id", "smoke",
-                            "--config", str(config), "--no-signature-required"],
-                           capture_output=True, text=True, env=env, timeout=60)
+    added = subprocess.run(
+        [
+            *command,
+            "partners",
+            "add",
+            "smoke",
+            "--client-id",
+            "smoke",
+            "--config",
+            str(config),
+            "--no-signature-required",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert added.returncode == 0, added.stderr
     secret = secret_from(added.stdout)
     assert PartnerRegistry.load(tmp_path / "partners.yaml").authenticate("smoke", secret)
-    missing = subprocess.run([*command, "audit", "verify", "--config",
-                              str(tmp_path / "absent.yaml")],
-                             capture_output=True, text=True, env=env, timeout=60)
+    missing = subprocess.run(
+        [*command, "audit", "verify", "--config", str(tmp_path / "absent.yaml")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert missing.returncode == 2
     assert missing.stderr.strip().startswith("error: cannot read configuration")
     assert len(missing.stderr.strip().splitlines()) == 1

@@ -40,8 +40,7 @@ TXN_REGISTRIES = ("social", "crvs", "fr", "ibr")  # DR has no txn/status (upstre
 BROAD_QUERIES: dict[str, dict[str, Any]] = {
     "crvs": predicate(pred(1, expr("age", "ge", "90"))),
     "social": mongo({"poverty_score": {"$lt": 2}}, response_entity="Group"),
-    "dr": predicate(pred(1, expr("disability_status", "eq", "0"), "and",
-                         expr("age", "ge", "80"))),
+    "dr": predicate(pred(1, expr("disability_status", "eq", "0"), "and", expr("age", "ge", "80"))),
     "fr": predicate(pred(1, expr("land_size", "gt", "5"))),
     "ibr": predicate(pred(1, expr("programme_identifier", "eq", "WA"))),
 }
@@ -52,16 +51,22 @@ def contracts(spec_dir: Path) -> dict[str, Any]:
     return {registry: load_contract(spec_dir, registry) for registry in REGISTRIES}
 
 
-def post_json(client, registry: str, path: str, envelope: dict[str, Any],
-              status: int = 200) -> dict[str, Any]:
+def post_json(
+    client, registry: str, path: str, envelope: dict[str, Any], status: int = 200
+) -> dict[str, Any]:
     response = send(client, registry, path, envelope)
     assert response.status_code == status, response.text
     return response.json()
 
 
 def page(item: dict[str, Any], size: int) -> dict[str, Any]:
-    return {**item, "search_criteria": {**item["search_criteria"],
-                                        "pagination": {"page_size": size, "page_number": 1}}}
+    return {
+        **item,
+        "search_criteria": {
+            **item["search_criteria"],
+            "pagination": {"page_size": size, "page_number": 1},
+        },
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -108,12 +113,16 @@ def bad_items() -> list[tuple[dict[str, Any], str]]:
     """Search items the registry must reject one by one, with the reason code expected."""
     unknown = predicate(pred(1, expr("shoe_size", "eq", "42")))
     bad_operator = predicate(pred(1, expr("age", "gte", "65")))
-    bad_sort = predicate(pred(1, expr("age", "ge", "99")),
-                         sort=[{"attribute_name": "shoe_size", "sort_order": "asc"}])
+    bad_sort = predicate(
+        pred(1, expr("age", "ge", "99")),
+        sort=[{"attribute_name": "shoe_size", "sort_order": "asc"}],
+    )
     bad_page = page(predicate(pred(1, expr("age", "ge", "99"))), 0)
     bad_time = {**predicate(pred(1, expr("age", "ge", "99"))), "timestamp": "yesterday"}
-    graphql = search_item("graphql", {"type": "ns:org:QueryType:graphql",
-                                      "value": {"expression": "{ person { UIN } }"}})
+    graphql = search_item(
+        "graphql",
+        {"type": "ns:org:QueryType:graphql", "value": {"expression": "{ person { UIN } }"}},
+    )
     duplicate = predicate(pred(1, expr("age", "ge", "99")))
     return [
         (unknown, "rjct.search_criteria.invalid"),
@@ -130,8 +139,7 @@ def bad_items() -> list[tuple[dict[str, Any], str]]:
 @pytest.mark.parametrize("registry", REGISTRIES)
 def test_sync_search_rejected_items(client, contracts, registry):
     cases = bad_items()
-    body = post_json(client, registry, "sync/search",
-                     search_envelope(*(item for item, _ in cases)))
+    body = post_json(client, registry, "sync/search", search_envelope(*(item for item, _ in cases)))
     contracts[registry].validate_response("/registry/sync/search", body)
     results = body["message"]["search_response"]
     assert body["header"]["completed_count"] == len(cases)
@@ -147,11 +155,13 @@ def test_sync_search_rejected_items(client, contracts, registry):
 
 
 @pytest.mark.parametrize("registry", REGISTRIES)
-def test_async_search_ack_and_on_search_callback(client, country, receiver, contracts,
-                                                 registry):
+def test_async_search_ack_and_on_search_callback(client, country, receiver, contracts, registry):
     sample = country.samples()[registry]["identifiers"][0]
-    items = [idtype(sample["type"], sample["value"]), page(BROAD_QUERIES[registry], 3),
-             predicate(pred(1, expr("shoe_size", "eq", "42")))]
+    items = [
+        idtype(sample["type"], sample["value"]),
+        page(BROAD_QUERIES[registry], 3),
+        predicate(pred(1, expr("shoe_size", "eq", "42"))),
+    ]
     envelope = search_envelope(*items, sender_uri=receiver.url("/registry/on-search"))
     ack = post_json(client, registry, "search", envelope, status=202)
     contracts[registry].validate_response("/registry/search", ack)
@@ -171,8 +181,10 @@ def test_async_search_ack_and_on_search_callback(client, country, receiver, cont
 def test_txn_status_sync_and_callback(client, country, receiver, contracts, registry):
     contract = contracts[registry]
     sample = country.samples()[registry]["identifiers"][0]
-    items = [idtype(sample["type"], sample["value"]),
-             predicate(pred(1, expr("shoe_size", "eq", "42")))]
+    items = [
+        idtype(sample["type"], sample["value"]),
+        predicate(pred(1, expr("shoe_size", "eq", "42"))),
+    ]
     envelope = search_envelope(*items)
     searched = post_json(client, registry, "sync/search", envelope)
     transaction_id = envelope["message"]["transaction_id"]
@@ -182,21 +194,28 @@ def test_txn_status_sync_and_callback(client, country, receiver, contracts, regi
         ("reference_id_list", [items[0]["reference_id"]]),
         ("correlation_id", searched["message"]["correlation_id"]),
     ):
-        body = post_json(client, registry, "sync/txn/status",
-                         txn_status_envelope(attribute_type, value))
+        body = post_json(
+            client, registry, "sync/txn/status", txn_status_envelope(attribute_type, value)
+        )
         contract.validate_response("/registry/sync/txn/status", body)
         status = body["message"]["txnstatus_response"]["txn_status"]
         assert status["search_response"][0]["data"]["reg_records"]
 
     url = receiver.url("/registry/txn/on-status")
-    ack = post_json(client, registry, "txn/status",
-                    txn_status_envelope("transaction_id", transaction_id, sender_uri=url),
-                    status=202)
+    ack = post_json(
+        client,
+        registry,
+        "txn/status",
+        txn_status_envelope("transaction_id", transaction_id, sender_uri=url),
+        status=202,
+    )
     contract.validate_response("/registry/txn/status", ack)
     callback = receiver.wait_for(1)[0].json()
     contract.validate_request("/registry/txn/on-status", callback)
-    assert [r["status"] for r in callback["message"]["txnstatus_response"]["txn_status"][
-        "search_response"]] == ["succ", "rjct"]
+    assert [
+        r["status"]
+        for r in callback["message"]["txnstatus_response"]["txn_status"]["search_response"]
+    ] == ["succ", "rjct"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,8 +229,12 @@ def test_dr_special_calls(client, country, contracts):
     body = post_json(client, "dr", "sync/disabled", disabled_envelope(query))
     contract.validate_response("/registry/sync/disabled", body)
     assert body["message"]["disabled_response"][0]["disabled_status"] == "yes"
-    body = post_json(client, "dr", "sync/disabled", disabled_envelope(
-        {"personal_details.member_identifier": {"eq": "0000000000"}}))
+    body = post_json(
+        client,
+        "dr",
+        "sync/disabled",
+        disabled_envelope({"personal_details.member_identifier": {"eq": "0000000000"}}),
+    )
     contract.validate_response("/registry/sync/disabled", body)
     assert body["message"]["disabled_response"][0]["disabled_status"] == "no"
     for path in ("sync/get-disability-support", "sync/get-disability-details"):
@@ -226,17 +249,25 @@ def test_ibr_special_calls(client, server, country, contracts):
     person = f"T{uuid.uuid4().hex[:12].upper()}"
     key = f"ibr:{programme}:{person}"
     try:
-        envelope = enrollment_updates_envelope([
-            beneficiary(person, programme, "1"),
-            {**beneficiary(person, programme, "1"), "enrollment_status": "Dancing"},
-        ])
+        envelope = enrollment_updates_envelope(
+            [
+                beneficiary(person, programme, "1"),
+                {**beneficiary(person, programme, "1"), "enrollment_status": "Dancing"},
+            ]
+        )
         body = post_json(client, "ibr", "sync/enrollment/updates", envelope)
         contract.validate_response("/registry/sync/enrollment/updates", body)
         assert [i["status"] for i in body["message"]["enrolled_response"]] == ["succ", "rjct"]
         assert body["message"]["enrolled_response"][1]["status_reason_message"]
 
-        receipt = post_json(client, "ibr", "sync/txn/status", txn_status_envelope(
-            "transaction_id", envelope["message"]["transaction_id"], txn_type="receipt"))
+        receipt = post_json(
+            client,
+            "ibr",
+            "sync/txn/status",
+            txn_status_envelope(
+                "transaction_id", envelope["message"]["transaction_id"], txn_type="receipt"
+            ),
+        )
         contract.validate_response("/registry/sync/txn/status", receipt)
         info = receipt["message"]["txnstatus_response"]["txn_status"]["receipt_information"]
         assert [b["@id"] for b in info["beneficiaries"]] == [key]
@@ -246,8 +277,12 @@ def test_ibr_special_calls(client, server, country, contracts):
             body = post_json(client, "ibr", "sync/enrolled", asked)
             contract.validate_response("/registry/sync/enrolled", body)
             assert body["message"]["enrolled_response"][0]["enrolled_status"] == expected
-            status = post_json(client, "ibr", "sync/txn/status", txn_status_envelope(
-                "transaction_id", asked["message"]["transaction_id"]))
+            status = post_json(
+                client,
+                "ibr",
+                "sync/txn/status",
+                txn_status_envelope("transaction_id", asked["message"]["transaction_id"]),
+            )
             contract.validate_response("/registry/sync/txn/status", status)
     finally:
         remove_ibr_records(server.store, [key])
@@ -266,10 +301,10 @@ def err_cases(client, country) -> list[tuple[str, str, bytes, dict[str, str] | N
     no_txn = {**good, "message": {"search_request": good["message"]["search_request"]}}
     bad_version = {**good, "header": {**good["header"], "version": "9.9.9"}}
     no_uri = good  # async search without a sender_uri (and no partner callback configured)
-    unknown_txn = txn_status_envelope("transaction_id", new_id("nope"),
-                                      sender_id=client.sender_id)
-    bad_locale = search_envelope({**idtype("UIN", "1"), "locale": "EN/GB"},
-                                 sender_id=client.sender_id)
+    unknown_txn = txn_status_envelope("transaction_id", new_id("nope"), sender_id=client.sender_id)
+    bad_locale = search_envelope(
+        {**idtype("UIN", "1"), "locale": "EN/GB"}, sender_id=client.sender_id
+    )
 
     def dumps(value: Any) -> bytes:
         return orjson.dumps(value)
@@ -278,10 +313,15 @@ def err_cases(client, country) -> list[tuple[str, str, bytes, dict[str, str] | N
         ("crvs", "sync/search", b"{not json", None, 400, "err.request.bad"),
         ("crvs", "sync/search", b"", None, 400, "err.request.bad"),
         ("crvs", "sync/search", b"[1, 2]", None, 400, "err.request.bad"),
-        ("crvs", "sync/search", dumps({"message": good["message"]}), None, 400,
-         "err.request.bad"),
-        ("crvs", "sync/search", dumps(good), {"content-type": "text/plain"}, 415,
-         "err.request.bad"),
+        ("crvs", "sync/search", dumps({"message": good["message"]}), None, 400, "err.request.bad"),
+        (
+            "crvs",
+            "sync/search",
+            dumps(good),
+            {"content-type": "text/plain"},
+            415,
+            "err.request.bad",
+        ),
         ("social", "sync/search", dumps(wrong_action), None, 400, "err.request.bad"),
         ("social", "sync/search", dumps(wrong_count), None, 400, "err.request.bad"),
         ("dr", "sync/search", dumps(no_txn), None, 400, "err.request.bad"),
@@ -425,8 +465,11 @@ def outcome(response) -> str:
         assert message["error"]["message"].strip(), body
         return "err"
     assert response.status_code == 200, response.text
-    items = [i for key in ("search_response", "disabled_response", "enrolled_response")
-             for i in body["message"].get(key, [])]
+    items = [
+        i
+        for key in ("search_response", "disabled_response", "enrolled_response")
+        for i in body["message"].get(key, [])
+    ]
     assert items, body
     rejected = [i for i in items if i["status"] == "rjct"]
     for item in rejected:
@@ -449,9 +492,13 @@ def test_standard_samples_are_answered(client, server, spec_dir):
                 response = client.post_raw(registry, endpoint_of(body), orjson.dumps(body))
                 results.append(outcome(response))
                 if response.status_code == 200 and "enrolled_response" in response.json().get(
-                        "message", {}):
-                    created += [i["reference_id"] for i in response.json()["message"][
-                        "enrolled_response"] if i["status"] == "succ"]
+                    "message", {}
+                ):
+                    created += [
+                        i["reference_id"]
+                        for i in response.json()["message"]["enrolled_response"]
+                        if i["status"] == "succ"
+                    ]
             seen[name] = (results[0], results[1])
     finally:
         remove_ibr_records(server.store, created)

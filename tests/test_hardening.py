@@ -41,9 +41,12 @@ def test_a_megabyte_of_junk_in_signature_is_refused_and_stalls_nothing(server, c
     def send() -> httpx.Response:
         envelope = search_envelope(idtype("UIN", "1"), sender_id=client.sender_id)
         body = orjson.dumps({"signature": junk, **envelope})
-        return httpx.post(server.url("crvs", "sync/search"), content=body, timeout=120,
-                          headers={"content-type": "application/json",
-                                   "authorization": f"Bearer {token}"})
+        return httpx.post(
+            server.url("crvs", "sync/search"),
+            content=body,
+            timeout=120,
+            headers={"content-type": "application/json", "authorization": f"Bearer {token}"},
+        )
 
     took, answers = _healthz_while(server, client, send)
     assert took < 1.0, f"/healthz waited {took:.1f} s behind the junk signatures"
@@ -68,8 +71,9 @@ def _rss_bytes() -> int:
 def _in_item(name: str, values: list[str]) -> dict:
     from support import expr, pred, predicate
 
-    return predicate(pred(1, expr(name, "in", values)),
-                     pagination={"page_size": 1000, "page_number": 1})
+    return predicate(
+        pred(1, expr(name, "in", values)), pagination={"page_size": 1000, "page_number": 1}
+    )
 
 
 def test_a_thousand_value_in_over_an_identifier_is_answered(client, country) -> None:
@@ -102,8 +106,9 @@ def test_a_thousand_value_in_is_answered_on_every_registry(client) -> None:
 def _many_in_lists() -> dict:
     from support import expr, pred, predicate
 
-    return predicate(*(pred(i, expr("UIN", "in", [f"{i}-{j}" for j in range(900)]))
-                       for i in range(199)))
+    return predicate(
+        *(pred(i, expr("UIN", "in", [f"{i}-{j}" for j in range(900)])) for i in range(199))
+    )
 
 
 def test_199_in_lists_of_900_values_are_refused_at_once(server, client) -> None:
@@ -114,8 +119,7 @@ def test_199_in_lists_of_900_values_are_refused_at_once(server, client) -> None:
     item = _many_in_lists()
 
     def send() -> httpx.Response:
-        return client.post("crvs", "sync/search",
-                           search_envelope(item, sender_id=client.sender_id))
+        return client.post("crvs", "sync/search", search_envelope(item, sender_id=client.sender_id))
 
     started = time.monotonic()
     took, answers = _healthz_while(server, client, send)
@@ -136,8 +140,9 @@ def test_memory_returns_to_its_level_after_large_queries(server, client) -> None
     envelope_item = _many_in_lists()
 
     def send() -> None:
-        answer = client.post("crvs", "sync/search",
-                             search_envelope(envelope_item, sender_id=client.sender_id))
+        answer = client.post(
+            "crvs", "sync/search", search_envelope(envelope_item, sender_id=client.sender_id)
+        )
         assert answer.status_code == 200
 
     for _ in range(2):  # warm up buffers and caches

@@ -14,8 +14,7 @@ def test_locations_follow_the_contract_and_the_population(server, country, spec_
     response = get(server, "/.well-known/locations.json")
     assert response.status_code == 200
     body = response.json()
-    load_core_contract(spec_dir, "locations").validate_response("/.well-known/locations.json",
-                                                                body)
+    load_core_contract(spec_dir, "locations").validate_response("/.well-known/locations.json", body)
     names = {place["name"] for place in body["locations"]}
     regions = {p["birth_place"]["contained_in_place"]["name"] for p in country.crvs}
     districts = {p["birth_place"]["name"] for p in country.crvs}
@@ -29,17 +28,21 @@ def test_locations_follow_the_contract_and_the_population(server, country, spec_
 def test_jwks_and_token_follow_their_contracts(server, client, spec_dir):
     jwks = get(server, "/.well-known/jwks.json")
     assert jwks.status_code == 200
-    load_core_contract(spec_dir, "jwks").validate_response("/.well-known/jwks.json",
-                                                           jwks.json())
+    load_core_contract(spec_dir, "jwks").validate_response("/.well-known/jwks.json", jwks.json())
     assert {k["use"] for k in jwks.json()["keys"]} == {"sig", "enc"}
     assert all("d" not in k for k in jwks.json()["keys"])
     partner = server.partner
-    token = httpx.post(f"{server.base_url}/oauth2/client/token", timeout=10, data={
-        "grant_type": "client_credentials", "client_id": partner.client_id,
-        "client_secret": partner.client_secret})
+    token = httpx.post(
+        f"{server.base_url}/oauth2/client/token",
+        timeout=10,
+        data={
+            "grant_type": "client_credentials",
+            "client_id": partner.client_id,
+            "client_secret": partner.client_secret,
+        },
+    )
     assert token.status_code == 200, token.text
-    load_core_contract(spec_dir, "authz").validate_response("/oauth2/client/token",
-                                                            token.json())
+    load_core_contract(spec_dir, "authz").validate_response("/oauth2/client/token", token.json())
     assert isinstance(token.json()["expires_in"], int)
     assert token.headers["cache-control"] == "no-store"
 
@@ -51,7 +54,12 @@ def test_console_health_and_metrics(server, client, country):
     assert "identifier_value" not in console.text  # no records on the console
     health = get(server, "/healthz").json()
     assert health["status"] == "ok" and set(health["registries"]) == {
-        "social", "crvs", "dr", "fr", "ibr"}
+        "social",
+        "crvs",
+        "dr",
+        "fr",
+        "ibr",
+    }
     sample = country.samples()["crvs"]["identifiers"][0]
     from support import idtype
 

@@ -50,9 +50,21 @@ class Node:
         assert self.process is None or self.process.poll() is not None
         out = self.log.open("ab")
         self.process = subprocess.Popen(
-            [str(DCIHUB), "serve", "--config", str(self.config), "--host", "127.0.0.1",
-             "--port", str(self.port), "--log-level", "warning"],
-            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            [
+                str(DCIHUB),
+                "serve",
+                "--config",
+                str(self.config),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         out.close()
         deadline = time.monotonic() + 30
@@ -93,26 +105,29 @@ def serve(backend: str, tmp: Path, country: Any) -> Iterator[tuple[Node, DCIClie
         load_country(store, country)
         port = support.free_port()
         config = tmp / "dcihub.yaml"
-        config.write_text(yaml.safe_dump({
-            "store_url": url,
-            "node_id": "dcihub.restart-test",
-            "base_url": f"http://127.0.0.1:{port}",
-            "registries": ["crvs", "social"],
-            "delivery": {
-                "in_process_worker": True,
-                "backoff_base": 0.2,
-                "backoff_max": 1.0,
-                "poll_interval": 0.2,
-                "lease_seconds": 2.0,  # a killed worker's claimed rows come back quickly
-                "max_attempts": 30,
-                "timeout": 5.0,
-            },
-        }))
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "store_url": url,
+                    "node_id": "dcihub.restart-test",
+                    "base_url": f"http://127.0.0.1:{port}",
+                    "registries": ["crvs", "social"],
+                    "delivery": {
+                        "in_process_worker": True,
+                        "backoff_base": 0.2,
+                        "backoff_max": 1.0,
+                        "poll_interval": 0.2,
+                        "lease_seconds": 2.0,  # a killed worker's claimed rows come back quickly
+                        "max_attempts": 30,
+                        "timeout": 5.0,
+                    },
+                }
+            )
+        )
         settings = load_settings(config)  # security files live next to the config file
         partner = support.provision(settings)
         node = Node(config, settings, port, tmp / "serve.log")
-        running = support.LiveServer(settings.base_url, settings, store, None, None, None,
-                                     partner)
+        running = support.LiveServer(settings.base_url, settings, store, None, None, None, partner)
         try:
             yield node, DCIClient(running, partner), store
         finally:
@@ -170,9 +185,12 @@ def txn_status(client: DCIClient, transaction_id: str) -> dict[str, Any]:
         "header": header("txn-status"),
         "message": {
             "transaction_id": f"{transaction_id}-status",
-            "txnstatus_request": {"reference_id": "r-status", "txn_type": "search",
-                                  "attribute_type": "transaction_id",
-                                  "attribute_value": transaction_id},
+            "txnstatus_request": {
+                "reference_id": "r-status",
+                "txn_type": "search",
+                "attribute_type": "transaction_id",
+                "attribute_value": transaction_id,
+            },
         },
     }
     response = client.post("crvs", "sync/txn/status", envelope)
@@ -195,8 +213,13 @@ def test_callback_survives_sigkill_right_after_the_ack(backend, country, tmp_pat
             node.start()
             (received,) = receiver.wait_for(1, timeout=30)
             check_callback(received, envelope, correlation_id, uin)
-            wait_for(lambda: any(r["status"] == DONE and r["kind"] == "deliver"
-                                 for r in outbox_rows(store, target)), what="delivered row")
+            wait_for(
+                lambda: any(
+                    r["status"] == DONE and r["kind"] == "deliver"
+                    for r in outbox_rows(store, target)
+                ),
+                what="delivered row",
+            )
             time.sleep(1.0)  # a duplicate would arrive within a few poll intervals
             assert len(receiver.received) == 1, "the callback was delivered more than once"
             deliveries = [r for r in outbox_rows(store, target) if r["kind"] == "deliver"]
@@ -208,8 +231,9 @@ def test_callback_survives_sigkill_right_after_the_ack(backend, country, tmp_pat
             assert status["txn_status"]["correlation_id"] == correlation_id
             (item,) = status["txn_status"]["search_response"]
             assert item["status"] == "succ"
-            assert uin in {i["identifier_value"] for r in item["data"]["reg_records"]
-                           for i in r["identifier"]}
+            assert uin in {
+                i["identifier_value"] for r in item["data"]["reg_records"] for i in r["identifier"]
+            }
         finally:
             receiver.stop()
 
@@ -224,9 +248,14 @@ def test_callback_is_retried_while_the_receiver_answers_503(backend, country, tm
             (received,) = receiver.wait_for(1, timeout=30)
             check_callback(received, envelope, correlation_id, uin)
             assert receiver.fail_next == 0  # the three 503s were answered first
-            (row,) = wait_for(lambda: [r for r in outbox_rows(store, target)
-                                       if r["kind"] == "deliver" and r["status"] == DONE],
-                              what="delivered row")
+            (row,) = wait_for(
+                lambda: [
+                    r
+                    for r in outbox_rows(store, target)
+                    if r["kind"] == "deliver" and r["status"] == DONE
+                ],
+                what="delivered row",
+            )
             assert row["attempts"] == 4
             assert row["payload"] is None  # delivered: no personal data kept in the queue
             time.sleep(0.6)
@@ -242,9 +271,14 @@ def test_callback_refused_with_400_is_given_up(backend, country, tmp_path):
         with serve(backend, tmp_path, country) as (node, client, store):
             node.start()
             async_search(client, country, target)
-            (row,) = wait_for(lambda: [r for r in outbox_rows(store, target)
-                                       if r["kind"] == "deliver" and r["status"] == DEAD],
-                              what="dead row")
+            (row,) = wait_for(
+                lambda: [
+                    r
+                    for r in outbox_rows(store, target)
+                    if r["kind"] == "deliver" and r["status"] == DEAD
+                ],
+                what="dead row",
+            )
             assert row["attempts"] == 1
             assert "HTTP 400" in row["last_error"]
             time.sleep(0.6)  # no further attempt follows
@@ -270,15 +304,23 @@ def test_standalone_worker_process_delivers(backend, country, tmp_path):
         time.sleep(1.0)
         assert receiver.received == []  # the API process does not deliver by itself
         log = (tmp_path / "worker.log").open("ab")
-        worker = subprocess.Popen([str(DCIHUB), "worker", "--config", str(node.config)],
-                                  stdout=log, stderr=subprocess.STDOUT)
+        worker = subprocess.Popen(
+            [str(DCIHUB), "worker", "--config", str(node.config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         log.close()
         try:
             (received,) = receiver.wait_for(1, timeout=30)
             check_callback(received, envelope, correlation_id, uin)
             assert received.json()["signature"].count(".") == 2  # sealed by the worker
-            wait_for(lambda: any(r["status"] == DONE and r["kind"] == "deliver"
-                                 for r in outbox_rows(store, target)), what="delivered row")
+            wait_for(
+                lambda: any(
+                    r["status"] == DONE and r["kind"] == "deliver"
+                    for r in outbox_rows(store, target)
+                ),
+                what="delivered row",
+            )
         finally:
             worker.terminate()
             try:

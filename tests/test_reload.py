@@ -35,9 +35,15 @@ def test_new_partner_can_call_without_restart(node, country):
     newcomer = provision(node.settings, sender_id="spmis.newcomer", client_id="newcomer")
 
     def token_ok():
-        response = httpx.post(f"{node.base_url}/oauth2/client/token", timeout=10, data={
-            "grant_type": "client_credentials", "client_id": "newcomer",
-            "client_secret": newcomer.client_secret})
+        response = httpx.post(
+            f"{node.base_url}/oauth2/client/token",
+            timeout=10,
+            data={
+                "grant_type": "client_credentials",
+                "client_id": "newcomer",
+                "client_secret": newcomer.client_secret,
+            },
+        )
         return response.status_code == 200
 
     assert eventually(token_ok), "the node did not pick up the new partner"

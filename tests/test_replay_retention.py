@@ -14,8 +14,9 @@ from support import test_settings as node_settings
 
 @pytest.fixture()
 def node(populated_url, tmp_path):
-    settings = node_settings(populated_url, data_dir=tmp_path,
-                             security={"replay_reply_seconds": 0.5})
+    settings = node_settings(
+        populated_url, data_dir=tmp_path, security={"replay_reply_seconds": 0.5}
+    )
     store = Store(populated_url)
     running = live_server(settings, store)
     yield running
@@ -27,8 +28,9 @@ def test_sync_reply_copy_expires_but_the_id_is_remembered(node, country, receive
     client = DCIClient(node)
     sample = country.samples()["crvs"]["identifiers"][0]
     sync = client.signed(search_envelope(idtype(sample["type"], sample["value"])))
-    asynchronous = client.signed(search_envelope(idtype(sample["type"], sample["value"]),
-                                                 sender_uri=receiver.url()))
+    asynchronous = client.signed(
+        search_envelope(idtype(sample["type"], sample["value"]), sender_uri=receiver.url())
+    )
     first = client.post_raw("crvs", "sync/search", orjson.dumps(sync))
     ack = client.post_raw("crvs", "search", orjson.dumps(asynchronous))
     assert first.status_code == 200 and ack.status_code == 202

@@ -113,35 +113,42 @@ class PartnerSide:
             form = dict(parse_qsl((await request.body()).decode()))
             with self._cond:
                 self.token_requests.append(form)
-                ok = (form.get("grant_type") == "client_credentials"
-                      and form.get("client_id") == self.CLIENT_ID
-                      and form.get("client_secret") == self.client_secret)
+                ok = (
+                    form.get("grant_type") == "client_credentials"
+                    and form.get("client_id") == self.CLIENT_ID
+                    and form.get("client_secret") == self.client_secret
+                )
                 if ok:
                     self.issued.append(f"partner-token-{len(self.issued) + 1}")
             if not ok:
-                return Response(b'{"error": "invalid_client"}', 401,
-                                media_type="application/json")
+                return Response(b'{"error": "invalid_client"}', 401, media_type="application/json")
             # expires_in as a string, as in the spec's example
             body = {"access_token": self.issued[-1], "token_type": "bearer", "expires_in": "300"}
             return Response(orjson.dumps(body), media_type="application/json")
 
         async def record(request: Request) -> Response:
-            hit = Hit(request.method, request.url.path, dict(request.headers),
-                      await request.body())
+            hit = Hit(request.method, request.url.path, dict(request.headers), await request.body())
             with self._cond:
                 self.hits.append(hit)
                 self._cond.notify_all()
             if hit.path.startswith("/redirect/"):
                 landing = hit.path.replace("/redirect/", "/landing/", 1)
                 return Response(status_code=302, headers={"location": self.url(landing)})
-            ack = {"message": {"ack_status": "ACK", "timestamp": now_ts(),
-                               "correlation_id": "partner-side"}}
+            ack = {
+                "message": {
+                    "ack_status": "ACK",
+                    "timestamp": now_ts(),
+                    "correlation_id": "partner-side",
+                }
+            }
             return Response(orjson.dumps(ack), media_type="application/json")
 
-        app = Starlette(routes=[
-            Route("/oauth2/client/token", token, methods=["POST"]),
-            Route("/{path:path}", record, methods=["GET", "POST", "PUT"]),
-        ])
+        app = Starlette(
+            routes=[
+                Route("/oauth2/client/token", token, methods=["POST"]),
+                Route("/{path:path}", record, methods=["GET", "POST", "PUT"]),
+            ]
+        )
         self._server, self._thread = support.start_server(app, self.port)
         return self
 
@@ -163,8 +170,10 @@ class PartnerSide:
                     return found
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise AssertionError(f"expected {count} request(s) under {prefix}, "
-                                         f"got {len(found)} in {timeout}s")
+                    raise AssertionError(
+                        f"expected {count} request(s) under {prefix}, "
+                        f"got {len(found)} in {timeout}s"
+                    )
                 self._cond.wait(left)
 
 
@@ -177,8 +186,14 @@ def small_country() -> Any:
     return generate_country(people=300, seed=977)
 
 
-FAST_DELIVERY = {"backoff_base": 0.2, "backoff_max": 0.5, "poll_interval": 0.1,
-                 "max_attempts": 3, "timeout": 5.0, "lease_seconds": 10.0}
+FAST_DELIVERY = {
+    "backoff_base": 0.2,
+    "backoff_max": 0.5,
+    "poll_interval": 0.1,
+    "max_attempts": 3,
+    "timeout": 5.0,
+    "lease_seconds": 10.0,
+}
 TOKEN = object()  # "the partner's own access token"
 
 
@@ -221,43 +236,72 @@ class Node:
             partner = self.partners[who]
             response = self.http.post(
                 f"{self.base_url}/oauth2/client/token",
-                data={"grant_type": "client_credentials", "client_id": partner.client_id,
-                      "client_secret": partner.client_secret})
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": partner.client_id,
+                    "client_secret": partner.client_secret,
+                },
+            )
             assert response.status_code == 200, response.text
             self.tokens[who] = response.json()["access_token"]
         return self.tokens[who]
 
     def search(self, who: str = "main", uin: str | None = None, **header: Any) -> dict:
-        return search_envelope(idtype("UIN", uin or self.uin), sender_id=self.sender(who),
-                               **header)
+        return search_envelope(idtype("UIN", uin or self.uin), sender_id=self.sender(who), **header)
 
-    def signed(self, envelope: dict[str, Any], who: str = "main",
-               profile: str = "jws-detached", key: Any = None) -> dict[str, Any]:
-        signature = sign(envelope["header"], envelope.get("message"),
-                         key or self.partners[who].signing_key(), profile)
+    def signed(
+        self,
+        envelope: dict[str, Any],
+        who: str = "main",
+        profile: str = "jws-detached",
+        key: Any = None,
+    ) -> dict[str, Any]:
+        signature = sign(
+            envelope["header"],
+            envelope.get("message"),
+            key or self.partners[who].signing_key(),
+            profile,
+        )
         return {"signature": signature, **envelope}
 
-    def post(self, registry: str, path: str, envelope: dict[str, Any], who: str = "main", *,
-             auth: Any = TOKEN, profile: str = "jws-detached", signed: bool = True,
-             base_url: str | None = None) -> httpx.Response:
+    def post(
+        self,
+        registry: str,
+        path: str,
+        envelope: dict[str, Any],
+        who: str = "main",
+        *,
+        auth: Any = TOKEN,
+        profile: str = "jws-detached",
+        signed: bool = True,
+        base_url: str | None = None,
+    ) -> httpx.Response:
         """POST `envelope` as partner `who`: signed (unless it has a signature or `signed` is
         false), with that partner's token (or `auth` as the Authorization header; None: none).
         """
         if signed and "signature" not in envelope:
             envelope = self.signed(envelope, who, profile)
-        return self.post_bytes(registry, path, orjson.dumps(envelope), who, auth=auth,
-                               base_url=base_url)
+        return self.post_bytes(
+            registry, path, orjson.dumps(envelope), who, auth=auth, base_url=base_url
+        )
 
-    def post_bytes(self, registry: str, path: str, body: bytes, who: str = "main", *,
-                   auth: Any = TOKEN, base_url: str | None = None) -> httpx.Response:
+    def post_bytes(
+        self,
+        registry: str,
+        path: str,
+        body: bytes,
+        who: str = "main",
+        *,
+        auth: Any = TOKEN,
+        base_url: str | None = None,
+    ) -> httpx.Response:
         headers = {"content-type": "application/json"}
         if auth is TOKEN:
             headers["authorization"] = f"Bearer {self.token(who)}"
         elif auth is not None:
             headers["authorization"] = auth
         base = base_url or self.base_url
-        return self.http.post(f"{base}/{registry}/registry/{path}", content=body,
-                              headers=headers)
+        return self.http.post(f"{base}/{registry}/registry/{path}", content=body, headers=headers)
 
     def jwks(self) -> dict[str, Any]:
         response = self.http.get(f"{self.base_url}/.well-known/jwks.json")
@@ -279,8 +323,11 @@ class Node:
         """Audit rows after `seq`: inbound exchanges (the default), outbound callback
         deliveries (`direction="out"`), or all (None)."""
         with self.store.read() as conn:
-            return [r for r in self.store.audit.rows(conn) if r.seq > seq
-                    and (direction is None or r.entry.get("direction") == direction)]
+            return [
+                r
+                for r in self.store.audit.rows(conn)
+                if r.seq > seq and (direction is None or r.entry.get("direction") == direction)
+            ]
 
     def audit_text(self, seq: int) -> str:
         t = self.store.audit.t
@@ -291,8 +338,9 @@ class Node:
         with self.store.read() as conn:
             return [r for r in self.store.outbox.rows(conn) if r["target_url"] == target_url]
 
-    def wait_outbox(self, target_url: str, kinds: int = 2, timeout: float = 20.0
-                    ) -> list[dict[str, Any]]:
+    def wait_outbox(
+        self, target_url: str, kinds: int = 2, timeout: float = 20.0
+    ) -> list[dict[str, Any]]:
         """The outbox rows for `target_url` once `kinds` rows exist and all are done or dead."""
         deadline = time.monotonic() + timeout
         while True:
@@ -305,12 +353,14 @@ class Node:
 
     def transactions(self, registry: str, who: str, transaction_id: str) -> list[Any]:
         with self.store.read() as conn:
-            return self.store.txns.find(conn, registry, self.sender(who), "transaction_id",
-                                        transaction_id)
+            return self.store.txns.find(
+                conn, registry, self.sender(who), "transaction_id", transaction_id
+            )
 
 
-def register_partner(settings: Settings, sender_id: str, client_id: str,
-                     private_jwks: dict[str, Any], **fields: Any) -> support.TestPartner:
+def register_partner(
+    settings: Settings, sender_id: str, client_id: str, private_jwks: dict[str, Any], **fields: Any
+) -> support.TestPartner:
     """Register a partner whose keys were made elsewhere (e.g. by jwcrypto)."""
     from dcihub.security.partners import Partner, PartnerRegistry
     from dcihub.security.tokens import generate_secret
@@ -321,21 +371,29 @@ def register_partner(settings: Settings, sender_id: str, client_id: str,
     fields.setdefault("scopes", {name: "*" for name in settings.registries})
     fields.setdefault("callback_prefixes", ["http://127.0.0.1:*/"])
     fields.setdefault("allow_private_callbacks", True)
-    public = {"keys": [{k: v for k, v in jwk.items() if k not in ("d", "p", "q", "dp", "dq",
-                                                                      "qi")}
-                       for jwk in private_jwks["keys"]]}
+    public = {
+        "keys": [
+            {k: v for k, v in jwk.items() if k not in ("d", "p", "q", "dp", "dq", "qi")}
+            for jwk in private_jwks["keys"]
+        ]
+    }
     secret = generate_secret()
-    registry.add(Partner(sender_id=sender_id, client_id=client_id, jwks=public, **fields),
-                 client_secret=secret)
+    registry.add(
+        Partner(sender_id=sender_id, client_id=client_id, jwks=public, **fields),
+        client_secret=secret,
+    )
     registry.save(path)
     return support.TestPartner(sender_id, client_id, secret, private_jwks)
 
 
-
 @contextmanager
-def start_node(backend: str, tmp: Path, partners: dict[str, dict[str, Any]],
-               custom: Callable[[Settings, PartnerSide], dict[str, support.TestPartner]] | None = None,
-               **security: Any) -> Iterator[Node]:
+def start_node(
+    backend: str,
+    tmp: Path,
+    partners: dict[str, dict[str, Any]],
+    custom: Callable[[Settings, PartnerSide], dict[str, support.TestPartner]] | None = None,
+    **security: Any,
+) -> Iterator[Node]:
     """A populated store of its own on `backend`, a partner-side server, and a secured node
     with `partners` (name -> Partner fields; `token_endpoint: True` points the partner's
     token_url and callback credentials at the partner-side server). Partner `main` is the
@@ -348,17 +406,21 @@ def start_node(backend: str, tmp: Path, partners: dict[str, dict[str, Any]],
             load_country(store, small_country())
             data_dir = tmp / "node"
             data_dir.mkdir(mode=0o700)
-            settings = support.test_settings(url, data_dir=data_dir, delivery=FAST_DELIVERY,
-                                             security=security)
+            settings = support.test_settings(
+                url, data_dir=data_dir, delivery=FAST_DELIVERY, security=security
+            )
             made: dict[str, support.TestPartner] = {}
             for name, wanted in partners.items():
                 fields = dict(wanted)
                 if fields.pop("token_endpoint", False):
-                    fields.update(token_url=side.token_url,
-                                  callback_client_id=PartnerSide.CLIENT_ID,
-                                  callback_client_secret=side.client_secret)
-                made[name] = support.provision(settings, sender_id=f"{name}.test",
-                                               client_id=f"{name}-client", **fields)
+                    fields.update(
+                        token_url=side.token_url,
+                        callback_client_id=PartnerSide.CLIENT_ID,
+                        callback_client_secret=side.client_secret,
+                    )
+                made[name] = support.provision(
+                    settings, sender_id=f"{name}.test", client_id=f"{name}-client", **fields
+                )
             if custom is not None:
                 made.update(custom(settings, side))
             running = support.live_server(settings, store)
@@ -376,16 +438,27 @@ def start_node(backend: str, tmp: Path, partners: dict[str, dict[str, Any]],
         side.stop()
 
 
-def second_node(node: Node, data_dir: Path | str, partners: dict[str, dict[str, Any]] = {},  # noqa: B006
-                with_main: bool = False, **security: Any) -> Node:
+def second_node(
+    node: Node,
+    data_dir: Path | str,
+    partners: dict[str, dict[str, Any]] = {},  # noqa: B006
+    with_main: bool = False,
+    **security: Any,
+) -> Node:
     """Another node over the same store (no delivery worker, so that it never claims the first
     node's outbox rows)."""
-    settings = support.test_settings(node.settings.store_url, data_dir=data_dir,
-                                     delivery={**FAST_DELIVERY, "in_process_worker": False},
-                                     security=security)
-    made = {name: support.provision(settings, sender_id=f"{name}.test",
-                                    client_id=f"{name}-client", **fields)
-            for name, fields in partners.items()}
+    settings = support.test_settings(
+        node.settings.store_url,
+        data_dir=data_dir,
+        delivery={**FAST_DELIVERY, "in_process_worker": False},
+        security=security,
+    )
+    made = {
+        name: support.provision(
+            settings, sender_id=f"{name}.test", client_id=f"{name}-client", **fields
+        )
+        for name, fields in partners.items()
+    }
     store = Store(node.settings.store_url)
     running = support.live_server(settings, store, partner=with_main)
     if with_main:
@@ -423,8 +496,12 @@ def node(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nod
 def stranger(node: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     """A node that shares the first node's keys and token issuer but whose partner file does
     not hold the partners (as if they had been removed after their tokens were issued)."""
-    other = second_node(node, node.settings.security.base_dir,
-                        partners_file="partners-of-another-node.yaml", issuer=node.base_url)
+    other = second_node(
+        node,
+        node.settings.security.base_dir,
+        partners_file="partners-of-another-node.yaml",
+        issuer=node.base_url,
+    )
     yield other
     stop_node(other)
 
@@ -437,15 +514,27 @@ def ts(offset: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + offset))
 
 
-def mint(n: Node, *, key: Any = None, issuer: str | None = None, audience: str | None = None,
-         clock: float = 0.0, who: str = "main") -> str:
+def mint(
+    n: Node,
+    *,
+    key: Any = None,
+    issuer: str | None = None,
+    audience: str | None = None,
+    clock: float = 0.0,
+    who: str = "main",
+) -> str:
     """An access token made outside the token endpoint (expired, forged, foreign ...)."""
-    issuer_ = TokenIssuer(key or n.node_keys().signing_key(), issuer or n.base_url,
-                          ttl_seconds=60, audience=audience,
-                          now=lambda: time.time() + clock)
+    issuer_ = TokenIssuer(
+        key or n.node_keys().signing_key(),
+        issuer or n.base_url,
+        ttl_seconds=60,
+        audience=audience,
+        now=lambda: time.time() + clock,
+    )
     partner = n.partners[who]
-    return issuer_.issue(partner.client_id, partner.sender_id,
-                         ["crvs:registry.search"])["access_token"]
+    return issuer_.issue(partner.client_id, partner.sender_id, ["crvs:registry.search"])[
+        "access_token"
+    ]
 
 
 def imposter(kid: str, alg: str = "ES256") -> Any:
@@ -460,9 +549,17 @@ def alg_none_token(n: Node) -> str:
         return b64url_encode(orjson.dumps(doc))
 
     now = int(time.time())
-    claims = {"iss": n.base_url, "aud": n.base_url, "sub": "main-client", "client_id":
-              "main-client", "sender_id": n.sender("main"), "scope": "*:registry.*",
-              "iat": now, "exp": now + 60, "jti": uuid.uuid4().hex}
+    claims = {
+        "iss": n.base_url,
+        "aud": n.base_url,
+        "sub": "main-client",
+        "client_id": "main-client",
+        "sender_id": n.sender("main"),
+        "scope": "*:registry.*",
+        "iat": now,
+        "exp": now + 60,
+        "jti": uuid.uuid4().hex,
+    }
     return f"{part({'alg': 'none', 'typ': 'at+jwt'})}.{part(claims)}.AAAA"
 
 
@@ -508,8 +605,13 @@ def compact_over_other_envelope(n: Node) -> httpx.Response:
 
 def http_sig_expired(n: Node) -> httpx.Response:
     env = n.search("ed")
-    signature = sign(env["header"], env["message"], n.partners["ed"].signing_key(),
-                     "http-sig-ed25519", now=lambda: time.time() - 3600)
+    signature = sign(
+        env["header"],
+        env["message"],
+        n.partners["ed"].signing_key(),
+        "http-sig-ed25519",
+        now=lambda: time.time() - 3600,
+    )
     return sync(n, {"signature": signature, **env}, "ed")
 
 
@@ -519,8 +621,9 @@ def http_sig_tampered(n: Node) -> httpx.Response:
     return sync(n, env, "ed")
 
 
-def encrypted(n: Node, recipient: dict[str, Any], spoil: bool = False,
-              who: str = "main") -> dict[str, Any]:
+def encrypted(
+    n: Node, recipient: dict[str, Any], spoil: bool = False, who: str = "main"
+) -> dict[str, Any]:
     env = n.search(who, is_msg_encrypted=True)
     env["message"] = encrypt_message(env["message"], recipient)
     if spoil:
@@ -545,133 +648,380 @@ class Refusal:
 
 REFUSALS = [
     # -- bearer token -----------------------------------------------------------------------
-    Refusal("token-missing", lambda n, s: sync(n, n.search(), auth=None),
-            401, "http", UNAUTHORIZED, None),
-    Refusal("token-basic-scheme", lambda n, s: sync(n, n.search(), auth="Basic c3A6c2VjcmV0"),
-            401, "http", UNAUTHORIZED, None),
-    Refusal("token-bearer-empty", lambda n, s: sync(n, n.search(), auth="Bearer"),
-            401, "http", UNAUTHORIZED, None),
-    Refusal("token-not-a-jwt", lambda n, s: sync(n, n.search(), auth="Bearer not-a-token"),
-            401, "http", UNAUTHORIZED, None),
-    Refusal("token-expired",
-            lambda n, s: sync(n, n.search(), auth=f"Bearer {mint(n, clock=-3600)}"),
-            401, "http", UNAUTHORIZED, None),
-    Refusal("token-forged-unknown-key",
-            lambda n, s: sync(n, n.search(),
-                              auth=f"Bearer {mint(n, key=generate_key('sig', 'ES256'))}"),
-            401, "http", UNAUTHORIZED, None),
-    Refusal("token-forged-with-our-kid",
-            lambda n, s: sync(n, n.search(), auth="Bearer " + mint(
-                n, key=imposter(str(n.node_keys().signing_key().kid)))),
-            401, "http", UNAUTHORIZED, None),
-    Refusal("token-alg-none", lambda n, s: sync(n, n.search(), auth=f"Bearer {alg_none_token(n)}"),
-            401, "http", UNAUTHORIZED, None),
-    Refusal("token-other-issuer",
-            lambda n, s: sync(n, n.search(),
-                              auth=f"Bearer {mint(n, issuer='https://idp.elsewhere.example')}"),
-            401, "http", UNAUTHORIZED, None),
-    Refusal("token-other-audience",
-            lambda n, s: sync(n, n.search(), auth="Bearer " + mint(
-                n, audience="https://other-registry.example")),
-            401, "http", UNAUTHORIZED, None),
-    Refusal("token-partner-not-registered",
-            lambda n, s: sync(n, n.search(), base_url=s.base_url),
-            401, "http", UNAUTHORIZED, "main"),
+    Refusal(
+        "token-missing",
+        lambda n, s: sync(n, n.search(), auth=None),
+        401,
+        "http",
+        UNAUTHORIZED,
+        None,
+    ),
+    Refusal(
+        "token-basic-scheme",
+        lambda n, s: sync(n, n.search(), auth="Basic c3A6c2VjcmV0"),
+        401,
+        "http",
+        UNAUTHORIZED,
+        None,
+    ),
+    Refusal(
+        "token-bearer-empty",
+        lambda n, s: sync(n, n.search(), auth="Bearer"),
+        401,
+        "http",
+        UNAUTHORIZED,
+        None,
+    ),
+    Refusal(
+        "token-not-a-jwt",
+        lambda n, s: sync(n, n.search(), auth="Bearer not-a-token"),
+        401,
+        "http",
+        UNAUTHORIZED,
+        None,
+    ),
+    Refusal(
+        "token-expired",
+        lambda n, s: sync(n, n.search(), auth=f"Bearer {mint(n, clock=-3600)}"),
+        401,
+        "http",
+        UNAUTHORIZED,
+        None,
+    ),
+    Refusal(
+        "token-forged-unknown-key",
+        lambda n, s: sync(
+            n, n.search(), auth=f"Bearer {mint(n, key=generate_key('sig', 'ES256'))}"
+        ),
+        401,
+        "http",
+        UNAUTHORIZED,
+        None,
+    ),
+    Refusal(
+        "token-forged-with-our-kid",
+        lambda n, s: sync(
+            n,
+            n.search(),
+            auth="Bearer " + mint(n, key=imposter(str(n.node_keys().signing_key().kid))),
+        ),
+        401,
+        "http",
+        UNAUTHORIZED,
+        None,
+    ),
+    Refusal(
+        "token-alg-none",
+        lambda n, s: sync(n, n.search(), auth=f"Bearer {alg_none_token(n)}"),
+        401,
+        "http",
+        UNAUTHORIZED,
+        None,
+    ),
+    Refusal(
+        "token-other-issuer",
+        lambda n, s: sync(
+            n, n.search(), auth=f"Bearer {mint(n, issuer='https://idp.elsewhere.example')}"
+        ),
+        401,
+        "http",
+        UNAUTHORIZED,
+        None,
+    ),
+    Refusal(
+        "token-other-audience",
+        lambda n, s: sync(
+            n, n.search(), auth="Bearer " + mint(n, audience="https://other-registry.example")
+        ),
+        401,
+        "http",
+        UNAUTHORIZED,
+        None,
+    ),
+    Refusal(
+        "token-partner-not-registered",
+        lambda n, s: sync(n, n.search(), base_url=s.base_url),
+        401,
+        "http",
+        UNAUTHORIZED,
+        "main",
+    ),
     # -- scope --------------------------------------------------------------------------------
-    Refusal("scope-dr-sync-search",
-            lambda n, s: n.post("dr", "sync/search", n.search("scoped"), "scoped"),
-            403, "http", FORBIDDEN, "scoped"),
-    Refusal("scope-crvs-sync-txn-status",
-            lambda n, s: n.post("crvs", "sync/txn/status", txn_status_envelope(
-                "transaction_id", "t-1", sender_id=n.sender("scoped")), "scoped"),
-            403, "http", FORBIDDEN, "scoped"),
-    Refusal("scope-crvs-txn-status",
-            lambda n, s: n.post("crvs", "txn/status", txn_status_envelope(
-                "transaction_id", "t-1", sender_id=n.sender("scoped"),
-                sender_uri=n.side.url("/scoped/txn/on-status")), "scoped"),
-            403, "http", FORBIDDEN, "scoped"),
-    Refusal("scope-dr-sync-disabled",
-            lambda n, s: n.post("dr", "sync/disabled", {
+    Refusal(
+        "scope-dr-sync-search",
+        lambda n, s: n.post("dr", "sync/search", n.search("scoped"), "scoped"),
+        403,
+        "http",
+        FORBIDDEN,
+        "scoped",
+    ),
+    Refusal(
+        "scope-crvs-sync-txn-status",
+        lambda n, s: n.post(
+            "crvs",
+            "sync/txn/status",
+            txn_status_envelope("transaction_id", "t-1", sender_id=n.sender("scoped")),
+            "scoped",
+        ),
+        403,
+        "http",
+        FORBIDDEN,
+        "scoped",
+    ),
+    Refusal(
+        "scope-crvs-txn-status",
+        lambda n, s: n.post(
+            "crvs",
+            "txn/status",
+            txn_status_envelope(
+                "transaction_id",
+                "t-1",
+                sender_id=n.sender("scoped"),
+                sender_uri=n.side.url("/scoped/txn/on-status"),
+            ),
+            "scoped",
+        ),
+        403,
+        "http",
+        FORBIDDEN,
+        "scoped",
+    ),
+    Refusal(
+        "scope-dr-sync-disabled",
+        lambda n, s: n.post(
+            "dr",
+            "sync/disabled",
+            {
                 **dr_envelope({"personal_details.member_identifier": {"eq": n.uin}}),
-                "header": {**dr_envelope({})["header"], "sender_id": n.sender("scoped")}},
-                "scoped"),
-            403, "http", FORBIDDEN, "scoped"),
+                "header": {**dr_envelope({})["header"], "sender_id": n.sender("scoped")},
+            },
+            "scoped",
+        ),
+        403,
+        "http",
+        FORBIDDEN,
+        "scoped",
+    ),
     # -- signature ----------------------------------------------------------------------------
-    Refusal("signature-missing", lambda n, s: sync(n, n.search(), signed=False),
-            400, "ack", "err.signature.missing", "main"),
-    Refusal("signature-tampered-header", lambda n, s: tampered_header(n),
-            400, "ack", "err.signature.invalid", "main"),
-    Refusal("signature-tampered-message", lambda n, s: tampered_message(n),
-            400, "ack", "err.signature.invalid", "main"),
-    Refusal("signature-wrong-key-same-kid", lambda n, s: wrong_key(n),
-            400, "ack", "err.signature.invalid", "main"),
-    Refusal("signature-unknown-kid", lambda n, s: unknown_kid(n),
-            400, "ack", "err.signature.invalid", "main"),
-    Refusal("signature-garbage",
-            lambda n, s: sync(n, {"signature": "garbage!", **n.search()}),
-            400, "ack", "err.signature.invalid", "main"),
-    Refusal("signature-compact-other-payload", lambda n, s: compact_over_other_envelope(n),
-            400, "ack", "err.signature.invalid", "main"),
-    Refusal("signature-http-sig-expired", lambda n, s: http_sig_expired(n),
-            400, "ack", "err.signature.invalid", "ed"),
-    Refusal("signature-http-sig-tampered", lambda n, s: http_sig_tampered(n),
-            400, "ack", "err.signature.invalid", "ed"),
+    Refusal(
+        "signature-missing",
+        lambda n, s: sync(n, n.search(), signed=False),
+        400,
+        "ack",
+        "err.signature.missing",
+        "main",
+    ),
+    Refusal(
+        "signature-tampered-header",
+        lambda n, s: tampered_header(n),
+        400,
+        "ack",
+        "err.signature.invalid",
+        "main",
+    ),
+    Refusal(
+        "signature-tampered-message",
+        lambda n, s: tampered_message(n),
+        400,
+        "ack",
+        "err.signature.invalid",
+        "main",
+    ),
+    Refusal(
+        "signature-wrong-key-same-kid",
+        lambda n, s: wrong_key(n),
+        400,
+        "ack",
+        "err.signature.invalid",
+        "main",
+    ),
+    Refusal(
+        "signature-unknown-kid",
+        lambda n, s: unknown_kid(n),
+        400,
+        "ack",
+        "err.signature.invalid",
+        "main",
+    ),
+    Refusal(
+        "signature-garbage",
+        lambda n, s: sync(n, {"signature": "garbage!", **n.search()}),
+        400,
+        "ack",
+        "err.signature.invalid",
+        "main",
+    ),
+    Refusal(
+        "signature-compact-other-payload",
+        lambda n, s: compact_over_other_envelope(n),
+        400,
+        "ack",
+        "err.signature.invalid",
+        "main",
+    ),
+    Refusal(
+        "signature-http-sig-expired",
+        lambda n, s: http_sig_expired(n),
+        400,
+        "ack",
+        "err.signature.invalid",
+        "ed",
+    ),
+    Refusal(
+        "signature-http-sig-tampered",
+        lambda n, s: http_sig_tampered(n),
+        400,
+        "ack",
+        "err.signature.invalid",
+        "ed",
+    ),
     # -- encryption ---------------------------------------------------------------------------
-    Refusal("encryption-bad-ciphertext",
-            lambda n, s: sync(n, encrypted(n, node_enc_jwk(n), spoil=True)),
-            400, "ack", "err.encryption.invalid", "main"),
-    Refusal("encryption-to-unknown-key",
-            lambda n, s: sync(n, encrypted(
-                n, generate_key("enc", "ECDH-ES+A256KW").as_dict(private=False))),
-            400, "ack", "err.encryption.invalid", "main"),
-    Refusal("encryption-flag-on-plain-message",
-            lambda n, s: sync(n, n.search(is_msg_encrypted=True)),
-            400, "ack", "err.encryption.invalid", "main"),
-    Refusal("encryption-required-but-plain",
-            lambda n, s: sync(n, n.search("sealed"), "sealed"),
-            400, "ack", "err.encryption.invalid", "sealed"),
+    Refusal(
+        "encryption-bad-ciphertext",
+        lambda n, s: sync(n, encrypted(n, node_enc_jwk(n), spoil=True)),
+        400,
+        "ack",
+        "err.encryption.invalid",
+        "main",
+    ),
+    Refusal(
+        "encryption-to-unknown-key",
+        lambda n, s: sync(
+            n, encrypted(n, generate_key("enc", "ECDH-ES+A256KW").as_dict(private=False))
+        ),
+        400,
+        "ack",
+        "err.encryption.invalid",
+        "main",
+    ),
+    Refusal(
+        "encryption-flag-on-plain-message",
+        lambda n, s: sync(n, n.search(is_msg_encrypted=True)),
+        400,
+        "ack",
+        "err.encryption.invalid",
+        "main",
+    ),
+    Refusal(
+        "encryption-required-but-plain",
+        lambda n, s: sync(n, n.search("sealed"), "sealed"),
+        400,
+        "ack",
+        "err.encryption.invalid",
+        "sealed",
+    ),
     # -- freshness, ids, callback URL ---------------------------------------------------------
-    Refusal("message-ts-old-sync", lambda n, s: sync(n, n.search(message_ts=ts(-3600))),
-            400, "rjct", "rjct.message_ts.invalid", "main"),
-    Refusal("message-ts-future-sync", lambda n, s: sync(n, n.search(message_ts=ts(3600))),
-            400, "rjct", "rjct.message_ts.invalid", "main"),
-    Refusal("message-ts-old-async",
-            lambda n, s: asynchronous(n, n.search(message_ts=ts(-3600),
-                                                  sender_uri=n.side.url("/ts/on-search"))),
-            400, "ack", BAD, "main", outcome="rjct.message_ts.invalid"),
-    Refusal("receiver-id-other",
-            lambda n, s: sync(n, n.search(receiver_id="crvs.another-registry.example")),
-            400, "ack", "err.receiver_id.invalid", "main"),
-    Refusal("sender-id-another-partner",
-            lambda n, s: sync(n, search_envelope(idtype("UIN", n.uin),
-                                                 sender_id=n.sender("scoped"))),
-            400, "ack", "err.sender_id.invalid", "main"),
-    Refusal("sender-id-unknown",
-            lambda n, s: sync(n, search_envelope(idtype("UIN", n.uin),
-                                                 sender_id="nobody.example")),
-            400, "ack", "err.sender_id.invalid", "main"),
-    Refusal("sender-uri-outside-prefixes",
-            lambda n, s: asynchronous(n, n.search(
-                sender_uri="https://attacker.example/registry/on-search")),
-            400, "ack", "err.sender_uri.invalid", "main"),
-    Refusal("sender-uri-userinfo",
-            lambda n, s: asynchronous(n, n.search(
-                sender_uri=f"http://user:pw@127.0.0.1:{n.side.port}/registry/on-search")),
-            400, "ack", "err.sender_uri.invalid", "main"),
-    Refusal("sender-uri-other-port",
-            lambda n, s: pinned(n, "https://spmis.partner.example:9443/dci/on-search"),
-            400, "ack", "err.sender_uri.invalid", "pinned"),
-    Refusal("sender-uri-other-scheme",
-            lambda n, s: pinned(n, "http://spmis.partner.example:8443/dci/on-search"),
-            400, "ack", "err.sender_uri.invalid", "pinned"),
-    Refusal("sender-uri-other-path",
-            lambda n, s: pinned(n, "https://spmis.partner.example:8443/admin/on-search"),
-            400, "ack", "err.sender_uri.invalid", "pinned"),
-    Refusal("sender-uri-dot-segments",
-            lambda n, s: pinned(n, "https://spmis.partner.example:8443/dci/../admin/x"),
-            400, "ack", "err.sender_uri.invalid", "pinned"),
-    Refusal("sender-uri-missing", lambda n, s: asynchronous(n, n.search()),
-            400, "ack", "err.sender_uri.invalid", "main"),
+    Refusal(
+        "message-ts-old-sync",
+        lambda n, s: sync(n, n.search(message_ts=ts(-3600))),
+        400,
+        "rjct",
+        "rjct.message_ts.invalid",
+        "main",
+    ),
+    Refusal(
+        "message-ts-future-sync",
+        lambda n, s: sync(n, n.search(message_ts=ts(3600))),
+        400,
+        "rjct",
+        "rjct.message_ts.invalid",
+        "main",
+    ),
+    Refusal(
+        "message-ts-old-async",
+        lambda n, s: asynchronous(
+            n, n.search(message_ts=ts(-3600), sender_uri=n.side.url("/ts/on-search"))
+        ),
+        400,
+        "ack",
+        BAD,
+        "main",
+        outcome="rjct.message_ts.invalid",
+    ),
+    Refusal(
+        "receiver-id-other",
+        lambda n, s: sync(n, n.search(receiver_id="crvs.another-registry.example")),
+        400,
+        "ack",
+        "err.receiver_id.invalid",
+        "main",
+    ),
+    Refusal(
+        "sender-id-another-partner",
+        lambda n, s: sync(n, search_envelope(idtype("UIN", n.uin), sender_id=n.sender("scoped"))),
+        400,
+        "ack",
+        "err.sender_id.invalid",
+        "main",
+    ),
+    Refusal(
+        "sender-id-unknown",
+        lambda n, s: sync(n, search_envelope(idtype("UIN", n.uin), sender_id="nobody.example")),
+        400,
+        "ack",
+        "err.sender_id.invalid",
+        "main",
+    ),
+    Refusal(
+        "sender-uri-outside-prefixes",
+        lambda n, s: asynchronous(
+            n, n.search(sender_uri="https://attacker.example/registry/on-search")
+        ),
+        400,
+        "ack",
+        "err.sender_uri.invalid",
+        "main",
+    ),
+    Refusal(
+        "sender-uri-userinfo",
+        lambda n, s: asynchronous(
+            n, n.search(sender_uri=f"http://user:pw@127.0.0.1:{n.side.port}/registry/on-search")
+        ),
+        400,
+        "ack",
+        "err.sender_uri.invalid",
+        "main",
+    ),
+    Refusal(
+        "sender-uri-other-port",
+        lambda n, s: pinned(n, "https://spmis.partner.example:9443/dci/on-search"),
+        400,
+        "ack",
+        "err.sender_uri.invalid",
+        "pinned",
+    ),
+    Refusal(
+        "sender-uri-other-scheme",
+        lambda n, s: pinned(n, "http://spmis.partner.example:8443/dci/on-search"),
+        400,
+        "ack",
+        "err.sender_uri.invalid",
+        "pinned",
+    ),
+    Refusal(
+        "sender-uri-other-path",
+        lambda n, s: pinned(n, "https://spmis.partner.example:8443/admin/on-search"),
+        400,
+        "ack",
+        "err.sender_uri.invalid",
+        "pinned",
+    ),
+    Refusal(
+        "sender-uri-dot-segments",
+        lambda n, s: pinned(n, "https://spmis.partner.example:8443/dci/../admin/x"),
+        400,
+        "ack",
+        "err.sender_uri.invalid",
+        "pinned",
+    ),
+    Refusal(
+        "sender-uri-missing",
+        lambda n, s: asynchronous(n, n.search()),
+        400,
+        "ack",
+        "err.sender_uri.invalid",
+        "main",
+    ),
 ]
 
 
@@ -725,10 +1075,17 @@ def test_refusal(node: Node, stranger: Node, refusal: Refusal) -> None:
 
 def test_the_refusal_table_covers_every_security_code() -> None:
     codes = {r.code for r in REFUSALS} | {r.outcome for r in REFUSALS if r.outcome}
-    assert codes >= {UNAUTHORIZED, FORBIDDEN, "err.signature.missing", "err.signature.invalid",
-                     "err.encryption.invalid", "rjct.message_ts.invalid",
-                     "err.receiver_id.invalid", "err.sender_id.invalid",
-                     "err.sender_uri.invalid"}
+    assert codes >= {
+        UNAUTHORIZED,
+        FORBIDDEN,
+        "err.signature.missing",
+        "err.signature.invalid",
+        "err.encryption.invalid",
+        "rjct.message_ts.invalid",
+        "err.receiver_id.invalid",
+        "err.sender_id.invalid",
+        "err.sender_uri.invalid",
+    }
 
 
 def test_accepted_request_is_audited_with_record_ids_only(node: Node) -> None:
@@ -760,8 +1117,9 @@ def test_partner_allowed_unsigned_messages_still_has_its_signatures_checked(node
     assert unsigned.status_code == 200, unsigned.text
     [row] = node.audit_since(before)
     assert row.entry["signature"] == "unsigned" and row.entry["outcome"] == "ok"
-    forged = sync(node, node.signed(node.search("lenient"), key=generate_key("sig", "ES256")),
-                  "lenient")
+    forged = sync(
+        node, node.signed(node.search("lenient"), key=generate_key("sig", "ES256")), "lenient"
+    )
     assert forged.status_code == 400
     assert forged.json()["message"]["error"]["code"] == "err.signature.invalid"
 
@@ -770,48 +1128,92 @@ def test_partner_allowed_unsigned_messages_still_has_its_signatures_checked(node
 # The token endpoint
 
 
-def form_post(n: Node, data: dict[str, str] | str, content_type: str =
-              "application/x-www-form-urlencoded", auth: tuple[str, str] | None = None
-              ) -> httpx.Response:
+def form_post(
+    n: Node,
+    data: dict[str, str] | str,
+    content_type: str = "application/x-www-form-urlencoded",
+    auth: tuple[str, str] | None = None,
+) -> httpx.Response:
     body = data if isinstance(data, str) else httpx.QueryParams(data).__str__()
     headers = {"content-type": content_type}
     if auth is not None:
         raw = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
         headers["authorization"] = f"Basic {raw}"
-    return n.http.post(f"{n.base_url}/oauth2/client/token", content=body.encode(),
-                       headers=headers)
+    return n.http.post(f"{n.base_url}/oauth2/client/token", content=body.encode(), headers=headers)
 
 
 def credentials(n: Node, who: str = "main", **override: str) -> dict[str, str]:
     partner = n.partners[who]
-    data = {"grant_type": "client_credentials", "client_id": partner.client_id,
-            "client_secret": partner.client_secret}
+    data = {
+        "grant_type": "client_credentials",
+        "client_id": partner.client_id,
+        "client_secret": partner.client_secret,
+    }
     data.update(override)
     return {k: v for k, v in data.items() if v is not None}
 
 
 TOKEN_REFUSALS = [
-    ("wrong-secret", lambda n: form_post(n, credentials(n, client_secret="wrong")),
-     401, "invalid_client", UNAUTHORIZED),
-    ("unknown-client", lambda n: form_post(n, credentials(n, client_id="nobody")),
-     401, "invalid_client", UNAUTHORIZED),
-    ("no-secret", lambda n: form_post(n, {"grant_type": "client_credentials",
-                                          "client_id": n.partners["main"].client_id}),
-     401, "invalid_client", UNAUTHORIZED),
-    ("basic-wrong-secret",
-     lambda n: form_post(n, {"grant_type": "client_credentials"},
-                         auth=(n.partners["main"].client_id, "wrong")),
-     401, "invalid_client", UNAUTHORIZED),
-    ("grant-type-password", lambda n: form_post(n, credentials(n, grant_type="password")),
-     400, "unsupported_grant_type", BAD),
-    ("grant-type-missing",
-     lambda n: form_post(n, {k: v for k, v in credentials(n).items() if k != "grant_type"}),
-     400, "invalid_request", BAD),
-    ("json-body", lambda n: form_post(n, json.dumps(credentials(n)), "application/json"),
-     400, "invalid_request", BAD),
-    ("scope-not-granted",
-     lambda n: form_post(n, credentials(n, "scoped", scope="dr:registry.search")),
-     400, "invalid_scope", FORBIDDEN),
+    (
+        "wrong-secret",
+        lambda n: form_post(n, credentials(n, client_secret="wrong")),
+        401,
+        "invalid_client",
+        UNAUTHORIZED,
+    ),
+    (
+        "unknown-client",
+        lambda n: form_post(n, credentials(n, client_id="nobody")),
+        401,
+        "invalid_client",
+        UNAUTHORIZED,
+    ),
+    (
+        "no-secret",
+        lambda n: form_post(
+            n, {"grant_type": "client_credentials", "client_id": n.partners["main"].client_id}
+        ),
+        401,
+        "invalid_client",
+        UNAUTHORIZED,
+    ),
+    (
+        "basic-wrong-secret",
+        lambda n: form_post(
+            n, {"grant_type": "client_credentials"}, auth=(n.partners["main"].client_id, "wrong")
+        ),
+        401,
+        "invalid_client",
+        UNAUTHORIZED,
+    ),
+    (
+        "grant-type-password",
+        lambda n: form_post(n, credentials(n, grant_type="password")),
+        400,
+        "unsupported_grant_type",
+        BAD,
+    ),
+    (
+        "grant-type-missing",
+        lambda n: form_post(n, {k: v for k, v in credentials(n).items() if k != "grant_type"}),
+        400,
+        "invalid_request",
+        BAD,
+    ),
+    (
+        "json-body",
+        lambda n: form_post(n, json.dumps(credentials(n)), "application/json"),
+        400,
+        "invalid_request",
+        BAD,
+    ),
+    (
+        "scope-not-granted",
+        lambda n: form_post(n, credentials(n, "scoped", scope="dr:registry.search")),
+        400,
+        "invalid_scope",
+        FORBIDDEN,
+    ),
 ]
 
 
@@ -852,17 +1254,18 @@ def test_token_endpoint_client_secret_post(node: Node) -> None:
 
 def test_token_endpoint_http_basic_and_the_token_works(node: Node) -> None:
     partner = node.partners["main"]
-    response = form_post(node, {"grant_type": "client_credentials",
-                                "scope": "crvs:registry.search"},
-                         auth=(partner.client_id, partner.client_secret))
+    response = form_post(
+        node,
+        {"grant_type": "client_credentials", "scope": "crvs:registry.search"},
+        auth=(partner.client_id, partner.client_secret),
+    )
     assert response.status_code == 200, response.text
     token = response.json()
     assert token["scope"] == "crvs:registry.search" and type(token["expires_in"]) is int
     ok = sync(node, node.search(), auth=f"Bearer {token['access_token']}")
     assert ok.status_code == 200, ok.text
     # the token carries only the scope asked for
-    refused = node.post("dr", "sync/search", node.search(),
-                        auth=f"Bearer {token['access_token']}")
+    refused = node.post("dr", "sync/search", node.search(), auth=f"Bearer {token['access_token']}")
     assert refused.status_code == 403
     assert refused.json()["errors"][0]["code"] == FORBIDDEN
 
@@ -912,15 +1315,17 @@ def test_replayed_enrollment_update_is_not_written_twice(node: Node) -> None:
     assert replay.status_code == 200 and replay.content == first.content
     assert len(node.transactions("ibr", "main", env["message"]["transaction_id"])) == 1
     # the same update under a new message id is processed: the record exists once already
-    again = enrollment_updates_envelope([beneficiary(uin, "OAP", "1")],
-                                        transaction_id=f"eu-{uuid.uuid4().hex}")
+    again = enrollment_updates_envelope(
+        [beneficiary(uin, "OAP", "1")], transaction_id=f"eu-{uuid.uuid4().hex}"
+    )
     second = node.post("ibr", "sync/enrollment/updates", again)
     [item] = second.json()["message"]["enrolled_response"]
     assert item["status_reason_message"].startswith("updated"), item
 
 
 def test_a_refused_duplicate_does_not_free_the_message_id_of_the_one_in_flight(
-        backend: str, tmp_path: Path) -> None:
+    backend: str, tmp_path: Path
+) -> None:
     """Regression: the 409 answer to a duplicate released the in-flight marker of the first
     copy, so a third copy arriving before the first committed was processed again."""
     import anyio
@@ -929,8 +1334,9 @@ def test_a_refused_duplicate_does_not_free_the_message_id_of_the_one_in_flight(
     from dcihub.standard.errors import DCIError
 
     def copy() -> Any:
-        return SimpleNamespace(sender_id="spmis.test",
-                               header=SimpleNamespace(message_id="m-in-flight"))
+        return SimpleNamespace(
+            sender_id="spmis.test", header=SimpleNamespace(message_id="m-in-flight")
+        )
 
     async def scenario(guard: SecurityGuard) -> None:
         first, second, third = copy(), copy(), copy()
@@ -1011,9 +1417,13 @@ def test_redirects_are_not_followed(node: Node) -> None:
 def consent_node(node: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     """A node whose CRVS and DR require consent with purpose ELIG; partner `consent` may claim
     ELIG and MKTG, partner `main` no purpose at all."""
-    other = second_node(node, tmp_path_factory.mktemp("consent-node"),
-                        {"consent": {"consent_purposes": ["ELIG", "MKTG"]}}, with_main=True,
-                        require_consent={"crvs": ["ELIG"], "dr": ["ELIG"]})
+    other = second_node(
+        node,
+        tmp_path_factory.mktemp("consent-node"),
+        {"consent": {"consent_purposes": ["ELIG", "MKTG"]}},
+        with_main=True,
+        require_consent={"crvs": ["ELIG"], "dr": ["ELIG"]},
+    )
     yield other
     stop_node(other)
 
@@ -1051,8 +1461,7 @@ def test_consent_is_required_with_an_allowed_purpose(consent_node: Node) -> None
 
 def test_consent_purpose_the_partner_may_not_claim(consent_node: Node) -> None:
     n = consent_node
-    env = search_envelope(idtype("UIN", n.uin, consent=purpose("ELIG")),
-                          sender_id=n.sender("main"))
+    env = search_envelope(idtype("UIN", n.uin, consent=purpose("ELIG")), sender_id=n.sender("main"))
     [result] = sync(n, env).json()["message"]["search_response"]
     assert result["status"] == "rjct"
     assert "none (ask the registry operator)" in result["status_reason_message"]
@@ -1109,9 +1518,14 @@ def test_minimised_partner_gets_only_its_fields_everywhere(node: Node) -> None:
     assert records and all(set(r) == MINIMAL for r in records)
 
     # txn/status of that search
-    status = node.post("crvs", "sync/txn/status", txn_status_envelope(
-        "transaction_id", env["message"]["transaction_id"], sender_id=node.sender("minimal")),
-        "minimal")
+    status = node.post(
+        "crvs",
+        "sync/txn/status",
+        txn_status_envelope(
+            "transaction_id", env["message"]["transaction_id"], sender_id=node.sender("minimal")
+        ),
+        "minimal",
+    )
     assert status.status_code == 200, status.text
     records = records_of(status.json()["message"]["txnstatus_response"]["txn_status"])
     assert records and all(set(r) == MINIMAL for r in records)

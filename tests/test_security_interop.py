@@ -67,23 +67,34 @@ def jose_partners(settings: Settings, side: PartnerSide) -> dict[str, support.Te
     """`jose-rsa`: RS256 signatures, RSA-OAEP-256 encryption, replies encrypted only to an
     encrypted request. `jose-ec`: ES256, ECDH-ES+A256KW, every reply and callback encrypted,
     callbacks with a bearer token from the partner's token endpoint."""
-    rsa = [jwcrypto_key(kty="RSA", size=2048, use="sig", alg="RS256"),
-           jwcrypto_key(kty="RSA", size=2048, use="enc", alg="RSA-OAEP-256")]
-    ec = [jwcrypto_key(kty="EC", crv="P-256", use="sig", alg="ES256"),
-          jwcrypto_key(kty="EC", crv="P-256", use="enc", alg="ECDH-ES+A256KW")]
+    rsa = [
+        jwcrypto_key(kty="RSA", size=2048, use="sig", alg="RS256"),
+        jwcrypto_key(kty="RSA", size=2048, use="enc", alg="RSA-OAEP-256"),
+    ]
+    ec = [
+        jwcrypto_key(kty="EC", crv="P-256", use="sig", alg="ES256"),
+        jwcrypto_key(kty="EC", crv="P-256", use="enc", alg="ECDH-ES+A256KW"),
+    ]
 
     def private(keys: list[JWK]) -> dict[str, Any]:
         return {"keys": [json.loads(k.export_private()) for k in keys]}
 
     sig_only = [jwcrypto_key(kty="EC", crv="P-256", use="sig", alg="ES256")]
     return {
-        "no-enc": register_partner(settings, "no-enc.test", "no-enc-client", private(sig_only),
-                                   encrypt_replies=True),
+        "no-enc": register_partner(
+            settings, "no-enc.test", "no-enc-client", private(sig_only), encrypt_replies=True
+        ),
         "jose-rsa": register_partner(settings, "jose-rsa.test", "jose-rsa-client", private(rsa)),
         "jose-ec": register_partner(
-            settings, "jose-ec.test", "jose-ec-client", private(ec), encrypt_replies=True,
-            token_url=side.token_url, callback_client_id=PartnerSide.CLIENT_ID,
-            callback_client_secret=side.client_secret),
+            settings,
+            "jose-ec.test",
+            "jose-ec-client",
+            private(ec),
+            encrypt_replies=True,
+            token_url=side.token_url,
+            callback_client_id=PartnerSide.CLIENT_ID,
+            callback_client_secret=side.client_secret,
+        ),
     }
 
 
@@ -95,8 +106,9 @@ PARTNERS: dict[str, dict[str, Any]] = {
 
 @pytest.fixture(scope="module")
 def node(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
-    with start_node(backend, tmp_path_factory.mktemp("security-interop"), PARTNERS,
-                    custom=jose_partners) as running:
+    with start_node(
+        backend, tmp_path_factory.mktemp("security-interop"), PARTNERS, custom=jose_partners
+    ) as running:
         yield running
 
 
@@ -128,8 +140,10 @@ def jose_sign(envelope: dict[str, Any], key: JWK, profile: str) -> dict[str, Any
 def jose_encrypt(message: Any, recipient: dict[str, Any]) -> dict[str, Any]:
     """The spec's EncryptedMessage (flattened JWE, per-recipient header only), by jwcrypto."""
     token = JWE(json.dumps(message).encode())
-    token.add_recipient(JWK(**recipient), header=json_encode(
-        {"alg": recipient["alg"], "enc": "A256GCM", "kid": recipient["kid"]}))
+    token.add_recipient(
+        JWK(**recipient),
+        header=json_encode({"alg": recipient["alg"], "enc": "A256GCM", "kid": recipient["kid"]}),
+    )
     encrypted = json.loads(token.serialize(compact=False))
     assert set(encrypted) == {"header", "encrypted_key", "iv", "ciphertext", "tag"}
     return encrypted
@@ -162,8 +176,7 @@ def verify_reply(n: Node, body: dict[str, Any], profile: str) -> str:
         assert params["headers"] == "(created) (expires) digest"
         canonical = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
         digest = base64.b64encode(hashlib.sha256(canonical).digest()).decode()
-        signed = (f"(created): {params['created']}\n(expires): {params['expires']}\n"
-                  f"digest: {digest}")
+        signed = f"(created): {params['created']}\n(expires): {params['expires']}\ndigest: {digest}"
         public = keys.get_key(kid).get_op_key("verify")
         public.verify(base64.b64decode(params["signature"]), signed.encode())  # raises if bad
         assert int(params["created"]) <= time.time() + 5 < int(params["expires"])
@@ -201,11 +214,13 @@ def found_records(message: dict[str, Any]) -> list[dict[str, Any]]:
 # Signature profiles
 
 
-@pytest.mark.parametrize(("who", "profile"), [("main", "jws-detached"),
-                                             ("compact", "jws-compact"),
-                                             ("ed", "http-sig-ed25519")])
-def test_each_profile_is_accepted_and_the_reply_is_signed_alike(node: Node, who: str,
-                                                                 profile: str) -> None:
+@pytest.mark.parametrize(
+    ("who", "profile"),
+    [("main", "jws-detached"), ("compact", "jws-compact"), ("ed", "http-sig-ed25519")],
+)
+def test_each_profile_is_accepted_and_the_reply_is_signed_alike(
+    node: Node, who: str, profile: str
+) -> None:
     before = node.last_seq()
     response = sync(node, node.search(who), who, profile=profile)
     assert response.status_code == 200, response.text
@@ -243,8 +258,9 @@ def test_http_signature_made_independently_is_accepted(node: Node, spelling: str
     envelope = node.search("ed")
     key = jwk_of(partner, "sig")
     created = int(time.time())
-    body = json.dumps(document(envelope["header"], envelope["message"]), sort_keys=True,
-                      separators=(",", ":")).encode()
+    body = json.dumps(
+        document(envelope["header"], envelope["message"]), sort_keys=True, separators=(",", ":")
+    ).encode()
     if spelling == "kidId":
         digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
     else:
@@ -256,7 +272,8 @@ def test_http_signature_made_independently_is_accepted(node: Node, spelling: str
         f'{prefix}namespace="dci", {name}="{partner.sender_id}|{key["kid"]}|ed25519", '
         f'algorithm="ed25519", created="{created}", expires="{created + 60}", '
         f'headers="(created) (expires) digest", '
-        f'signature="{base64.b64encode(raw).decode()}"')
+        f'signature="{base64.b64encode(raw).decode()}"'
+    )
     response = node.post_bytes("crvs", "sync/search", orjson.dumps(envelope), "ed")
     assert response.status_code == 200, response.text
     verify_reply(node, response.json(), "http-sig-ed25519")
@@ -267,8 +284,7 @@ def test_http_signature_made_independently_is_accepted(node: Node, spelling: str
 
 
 @pytest.mark.parametrize("alg", ["RSA-OAEP-256", "ECDH-ES+A256KW"])
-def test_encrypted_request_by_jwcrypto_gets_an_encrypted_signed_reply(node: Node,
-                                                                     alg: str) -> None:
+def test_encrypted_request_by_jwcrypto_gets_an_encrypted_signed_reply(node: Node, alg: str) -> None:
     partner = node.partners["jose-rsa"]
     recipient = next(k for k in node.jwks()["keys"] if k["use"] == "enc" and k["alg"] == alg)
     envelope = node.search("jose-rsa", is_msg_encrypted=True)
@@ -336,8 +352,11 @@ def test_callback_is_encrypted_signed_and_carries_the_partners_token(node: Node)
     bodies = []
     for _ in range(2):
         path = f"/sealed-{uuid.uuid4().hex}/on-search"
-        envelope = jose_sign(node.search("jose-ec", sender_uri=side.url(path)),
-                             jwk_of(partner, "sig"), "jws-detached")
+        envelope = jose_sign(
+            node.search("jose-ec", sender_uri=side.url(path)),
+            jwk_of(partner, "sig"),
+            "jws-detached",
+        )
         response = node.post_bytes("crvs", "search", orjson.dumps(envelope), "jose-ec")
         assert response.status_code == 202, response.text
         [hit] = side.wait_for(path)
@@ -345,9 +364,13 @@ def test_callback_is_encrypted_signed_and_carries_the_partners_token(node: Node)
         bodies.append((envelope, hit.json()))
     # one token, fetched once with the registry's credentials at the partner, then cached
     assert side.issued == ["partner-token-1"]
-    assert side.token_requests == [{"grant_type": "client_credentials",
-                                    "client_id": PartnerSide.CLIENT_ID,
-                                    "client_secret": side.client_secret}]
+    assert side.token_requests == [
+        {
+            "grant_type": "client_credentials",
+            "client_id": PartnerSide.CLIENT_ID,
+            "client_secret": side.client_secret,
+        }
+    ]
     for envelope, body in bodies:
         assert body["header"]["is_msg_encrypted"] is True
         verify_reply(node, body, "jws-detached")
@@ -364,7 +387,11 @@ def test_jwks_kids_are_rfc7638_thumbprints(node: Node) -> None:
     published = node.jwks()["keys"]
     # EdDSA: an additional key, to answer the partner that uses the Ed25519 HTTP signature
     assert {(k["use"], k["alg"]) for k in published} == {
-        ("sig", "ES256"), ("sig", "EdDSA"), ("enc", "RSA-OAEP-256"), ("enc", "ECDH-ES+A256KW")}
+        ("sig", "ES256"),
+        ("sig", "EdDSA"),
+        ("enc", "RSA-OAEP-256"),
+        ("enc", "ECDH-ES+A256KW"),
+    }
     for jwk in published:
         assert JWK(**jwk).thumbprint() == jwk["kid"]
         assert not {"d", "p", "q", "dp", "dq", "qi", "k"} & set(jwk), "a private member"
@@ -421,11 +448,17 @@ def test_key_rotation_keeps_old_keys_published_and_usable(node: Node, tmp_path) 
         assert after.status_code == 200, after.text
         assert verify_reply(other, after.json(), "jws-detached") == new_sig.pop() != old_sig
         # and a new token is signed with the new key
-        fresh = other.http.post(f"{other.base_url}/oauth2/client/token", data={
-            "grant_type": "client_credentials", "client_id": other.partners["main"].client_id,
-            "client_secret": other.partners["main"].client_secret}).json()["access_token"]
-        assert b64url_json(fresh.split(".")[0])["kid"] != b64url_json(
-            old_token.split(".")[0])["kid"]
+        fresh = other.http.post(
+            f"{other.base_url}/oauth2/client/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": other.partners["main"].client_id,
+                "client_secret": other.partners["main"].client_secret,
+            },
+        ).json()["access_token"]
+        assert (
+            b64url_json(fresh.split(".")[0])["kid"] != b64url_json(old_token.split(".")[0])["kid"]
+        )
     finally:
         stop_node(other)
 
@@ -438,8 +471,7 @@ def tamper_edit_entry(conn: Any, t: Any, rows: list[dict]) -> tuple[int, str, in
     row = rows[2]
     entry = json.loads(row["entry"])
     entry["outcome"] = "ok" if entry["outcome"] != "ok" else "err.request.forbidden"
-    conn.execute(update(t).where(t.c.seq == row["seq"]).values(
-        entry=entry_bytes(entry).decode()))
+    conn.execute(update(t).where(t.c.seq == row["seq"]).values(entry=entry_bytes(entry).decode()))
     return row["seq"], "edited", row["seq"]
 
 
@@ -455,8 +487,11 @@ def tamper_rehash_edited_row(conn: Any, t: Any, rows: list[dict]) -> tuple[int, 
     entry = json.loads(row["entry"])
     entry["outcome"] = "forged"
     body = entry_bytes(entry)
-    conn.execute(update(t).where(t.c.seq == row["seq"]).values(
-        entry=body.decode(), hash=chain_hash(row["prev_hash"], body)))
+    conn.execute(
+        update(t)
+        .where(t.c.seq == row["seq"])
+        .values(entry=body.decode(), hash=chain_hash(row["prev_hash"], body))
+    )
     return rows[3]["seq"], "inserted", rows[3]["seq"]
 
 
@@ -473,17 +508,37 @@ def tamper_delete_last(conn: Any, t: Any, rows: list[dict]) -> tuple[int, str, i
 def tamper_append_forged(conn: Any, t: Any, rows: list[dict]) -> tuple[int, str, int]:
     """A row appended with a valid chain hash, but behind dcihub's back (head not moved)."""
     last = rows[-1]
-    entry = {"ts": time.time(), "direction": "in", "partner": "main.test", "registry": "crvs",
-             "outcome": "ok", "records": []}
+    entry = {
+        "ts": time.time(),
+        "direction": "in",
+        "partner": "main.test",
+        "registry": "crvs",
+        "outcome": "ok",
+        "records": [],
+    }
     body = entry_bytes(entry)
-    conn.execute(insert(t).values(seq=last["seq"] + 1, ts=entry["ts"], partner="main.test",
-                                  registry="crvs", entry=body.decode(),
-                                  prev_hash=last["hash"], hash=chain_hash(last["hash"], body)))
+    conn.execute(
+        insert(t).values(
+            seq=last["seq"] + 1,
+            ts=entry["ts"],
+            partner="main.test",
+            registry="crvs",
+            entry=body.decode(),
+            prev_hash=last["hash"],
+            hash=chain_hash(last["hash"], body),
+        )
+    )
     return last["seq"] + 1, "inserted", last["seq"]
 
 
-TAMPERING = [tamper_edit_entry, tamper_edit_partner_column, tamper_rehash_edited_row,
-             tamper_delete_middle, tamper_delete_last, tamper_append_forged]
+TAMPERING = [
+    tamper_edit_entry,
+    tamper_edit_partner_column,
+    tamper_rehash_edited_row,
+    tamper_delete_middle,
+    tamper_delete_last,
+    tamper_append_forged,
+]
 
 
 @pytest.mark.parametrize("tamper", TAMPERING, ids=[f.__name__[7:] for f in TAMPERING])
@@ -494,9 +549,13 @@ def test_audit_chain_names_every_tampering(node: Node, tamper: Any) -> None:
         assert node.post_bytes("crvs", "sync/search", orjson.dumps(envelope)).status_code == 200
     assert sync(node, node.search(), auth=None).status_code == 401
     assert sync(node, node.search(), signed=False).status_code == 400
-    assert node.http.post(f"{node.base_url}/oauth2/client/token",
-                          data={"grant_type": "client_credentials", "client_id": "x",
-                                "client_secret": "y"}).status_code == 401
+    assert (
+        node.http.post(
+            f"{node.base_url}/oauth2/client/token",
+            data={"grant_type": "client_credentials", "client_id": "x", "client_secret": "y"},
+        ).status_code
+        == 401
+    )
     store = node.store
     t = store.audit.t
     with store.engine.connect() as conn:

@@ -84,8 +84,13 @@ def scratch(backend, tmp_path):
         yield store
 
 
-def whole(entity: Entity, node: Bound, sort: tuple[SortKey, ...] = (), page_size: int = 10**6,
-          page_number: int = 1) -> SearchPlan:
+def whole(
+    entity: Entity,
+    node: Bound,
+    sort: tuple[SortKey, ...] = (),
+    page_size: int = 10**6,
+    page_number: int = 1,
+) -> SearchPlan:
     return SearchPlan(entity, node, sort, page_size, page_number)
 
 
@@ -128,25 +133,59 @@ def index_cases(country: Any) -> list[tuple[str, str, Compare | Node, tuple[str,
     uin = country.samples()["crvs"]["identifiers"][0]["value"]
     return [
         # (registry, entity, query, index names one of which the plan must use)
-        ("crvs", "Person", Compare("UIN", "eq", uin),
-         ("sqlite_autoindex_crvs_person_ids_1", "pk_crvs_person_ids")),
-        ("crvs", "Person", All((Compare("birth_date", "gt", "1990-01-01"),
-                                Compare("birth_date", "lt", "1991-01-01"))),
-         ("ix_crvs_person_birth_date",)),
+        (
+            "crvs",
+            "Person",
+            Compare("UIN", "eq", uin),
+            ("sqlite_autoindex_crvs_person_ids_1", "pk_crvs_person_ids"),
+        ),
+        (
+            "crvs",
+            "Person",
+            All(
+                (
+                    Compare("birth_date", "gt", "1990-01-01"),
+                    Compare("birth_date", "lt", "1991-01-01"),
+                )
+            ),
+            ("ix_crvs_person_birth_date",),
+        ),
         ("crvs", "Person", Compare("age", "eq", "30"), ("ix_crvs_person_birth_date",)),
-        ("crvs", "Person", Compare("marriage_date", "gt", "2020-01-01"),
-         ("ix_crvs_person_mv_date",)),
-        ("social", "Group", Compare("poverty_score", "lt", "1.5"),
-         ("ix_social_group_poverty_score",)),
+        (
+            "crvs",
+            "Person",
+            Compare("marriage_date", "gt", "2020-01-01"),
+            ("ix_crvs_person_mv_date",),
+        ),
+        (
+            "social",
+            "Group",
+            Compare("poverty_score", "lt", "1.5"),
+            ("ix_social_group_poverty_score",),
+        ),
         # a household with a member born in 1950: the members' birth_date index
-        ("social", "Group", All((Compare("birth_date", "ge", "1950-01-01"),
-                                 Compare("birth_date", "lt", "1951-01-01"))),
-         ("ix_social_member_birth_date",)),
+        (
+            "social",
+            "Group",
+            All(
+                (
+                    Compare("birth_date", "ge", "1950-01-01"),
+                    Compare("birth_date", "lt", "1951-01-01"),
+                )
+            ),
+            ("ix_social_member_birth_date",),
+        ),
     ]
 
 
-CASE_IDS = ["uin", "birth-date-range", "age", "multi-valued-date", "poverty-score",
-            "child-birth-date"]
+CASE_IDS = [
+    "uin",
+    "birth-date-range",
+    "age",
+    "multi-valued-date",
+    "poverty-score",
+    "child-birth-date",
+]
 
 
 @pytest.mark.parametrize("index", range(len(CASE_IDS)), ids=CASE_IDS)
@@ -170,8 +209,11 @@ def test_compiled_search_uses_the_declared_index(loaded, country, index):
         else:
             # The page query (ORDER BY pk LIMIT n) may instead walk the primary key in order
             # and stop after n matches: a planner choice, not a scan of JSON.
-            walks_pk = (f"SCAN {main}" in text and "TEMP B-TREE" not in text
-                        or f"Index Scan using {main}_pkey" in text)
+            walks_pk = (
+                f"SCAN {main}" in text
+                and "TEMP B-TREE" not in text
+                or f"Index Scan using {main}_pkey" in text
+            )
             assert uses_index or walks_pk, f"{statement}\n-> {text}"
         if loaded.dialect == "postgresql":
             assert "Seq Scan" not in text, text
@@ -234,15 +276,22 @@ def or3(values: list[bool | None]) -> bool | None:
 def compare(op: str, left: Any, right: Any) -> bool:
     if op == "in":
         return left in right
-    return {"eq": left == right, "lt": left < right, "le": left <= right, "gt": left > right,
-            "ge": left >= right}[op]
+    return {
+        "eq": left == right,
+        "lt": left < right,
+        "le": left <= right,
+        "gt": left > right,
+        "ge": left >= right,
+    }[op]
 
 
 def leaf(node: Cond | IdCond | IdIn, rec: Rec) -> bool | None:
     if isinstance(node, IdCond | IdIn):
         wanted = (node.value,) if isinstance(node, IdCond) else node.values
-        return any(value in wanted and (node.id_type in (ANY_ID, id_type))
-                   for id_type, value in identifiers_of(rec.record, rec.entity.identifier_paths))
+        return any(
+            value in wanted and (node.id_type in (ANY_ID, id_type))
+            for id_type, value in identifiers_of(rec.record, rec.entity.identifier_paths)
+        )
     attr = node.attribute
     wanted = node.value
     if attr.type == "text":
@@ -280,8 +329,7 @@ def evaluate(node: Bound, rec: Rec) -> bool | None:
             else:
                 results.append(evaluate(part, rec))
         for owner, leaves in grouped.items():  # one related record satisfies all of them
-            results.append(related(rec, owner,
-                                   lambda r, ls=leaves: and3([leaf(x, r) for x in ls])))
+            results.append(related(rec, owner, lambda r, ls=leaves: and3([leaf(x, r) for x in ls])))
         return and3(results)
     if isinstance(node, BAny):
         return or3([evaluate(p, rec) for p in node.parts])
@@ -316,27 +364,82 @@ def records_of(country: Any, registry: str) -> dict[str, list[Rec]]:
 
 
 ATTRIBUTES = {
-    ("crvs", "Person"): ["sex", "birth_date", "age", "marital_status", "is_deceased",
-                         "death_date", "registration_date", "region_code", "surname",
-                         "marriage_date", "UIN", "BRN", "identifier"],
-    ("social", "Group"): ["poverty_score", "group_size", "group_type", "region_code", "HHID",
-                          "sex", "age", "marital_status", "is_disabled", "disability_type",
-                          "UIN", "education_level"],
-    ("social", "Member"): ["sex", "age", "birth_date", "marital_status", "is_disabled",
-                           "employment_status", "education_level", "disability_type",
-                           "poverty_score", "group_size", "HHID", "UIN"],
-    ("fr", "Farmer"): ["land_size", "crop_type", "irrigation", "farm_type", "sex", "age",
-                       "livestock_type", "UIN"],
-    ("dr", "DisabledPerson"): ["impairment_type", "disability_status", "age", "sex",
-                               "disability_status_level", "UIN"],
-    ("ibr", "Beneficiary"): ["programme_identifier", "enrollment_status", "enrollment_date",
-                             "benefit_type", "sex", "UIN"],
+    ("crvs", "Person"): [
+        "sex",
+        "birth_date",
+        "age",
+        "marital_status",
+        "is_deceased",
+        "death_date",
+        "registration_date",
+        "region_code",
+        "surname",
+        "marriage_date",
+        "UIN",
+        "BRN",
+        "identifier",
+    ],
+    ("social", "Group"): [
+        "poverty_score",
+        "group_size",
+        "group_type",
+        "region_code",
+        "HHID",
+        "sex",
+        "age",
+        "marital_status",
+        "is_disabled",
+        "disability_type",
+        "UIN",
+        "education_level",
+    ],
+    ("social", "Member"): [
+        "sex",
+        "age",
+        "birth_date",
+        "marital_status",
+        "is_disabled",
+        "employment_status",
+        "education_level",
+        "disability_type",
+        "poverty_score",
+        "group_size",
+        "HHID",
+        "UIN",
+    ],
+    ("fr", "Farmer"): [
+        "land_size",
+        "crop_type",
+        "irrigation",
+        "farm_type",
+        "sex",
+        "age",
+        "livestock_type",
+        "UIN",
+    ],
+    ("dr", "DisabledPerson"): [
+        "impairment_type",
+        "disability_status",
+        "age",
+        "sex",
+        "disability_status_level",
+        "UIN",
+    ],
+    ("ibr", "Beneficiary"): [
+        "programme_identifier",
+        "enrollment_status",
+        "enrollment_date",
+        "benefit_type",
+        "sex",
+        "UIN",
+    ],
 }
 
 
 class Generator:
-    def __init__(self, rng: random.Random, registry: str, entity: str,
-                 recs: dict[str, list[Rec]]) -> None:
+    def __init__(
+        self, rng: random.Random, registry: str, entity: str, recs: dict[str, list[Rec]]
+    ) -> None:
         self.rng = rng
         self.profile = PROFILES[registry]
         self.entity = self.profile.entity(entity)
@@ -372,8 +475,9 @@ class Generator:
             if attr.derived == "age":
                 if values:
                     born = values[0]
-                    return TODAY.year - born.year - ((TODAY.month, TODAY.day) <
-                                                     (born.month, born.day))
+                    return (
+                        TODAY.year - born.year - ((TODAY.month, TODAY.day) < (born.month, born.day))
+                    )
                 continue
             if attr.derived == "is_set":
                 return self.rng.random() < 0.5
@@ -384,7 +488,7 @@ class Generator:
     def wire(self, value: Any, attr: Attribute | None) -> Any:
         if isinstance(value, date):
             return value.isoformat()
-        if attr is not None and attr.type == "code" and attr.code_dir and self.rng.random() < .3:
+        if attr is not None and attr.type == "code" and attr.code_dir and self.rng.random() < 0.3:
             return codedirs.get(attr.code_dir).label(value) or value  # a label, not the code
         if attr is not None and attr.type == "text" and self.rng.random() < 0.5:
             return value.upper()  # text is compared without regard to case
@@ -425,16 +529,20 @@ class Generator:
 
 @pytest.fixture(scope="module")
 def python_records(country):
-    return {registry: records_of(country, registry) for registry in
-            ("crvs", "social", "fr", "dr", "ibr")}
+    return {
+        registry: records_of(country, registry)
+        for registry in ("crvs", "social", "fr", "dr", "ibr")
+    }
 
 
-@pytest.mark.parametrize(("registry", "entity_name"), list(ATTRIBUTES),
-                         ids=[f"{r}-{e}" for r, e in ATTRIBUTES])
+@pytest.mark.parametrize(
+    ("registry", "entity_name"), list(ATTRIBUTES), ids=[f"{r}-{e}" for r, e in ATTRIBUTES]
+)
 def test_search_equals_python_evaluation(loaded, python_records, registry, entity_name):
     recs = python_records[registry]
-    generator = Generator(random.Random(f"{SEED}-{registry}-{entity_name}"), registry,
-                          entity_name, recs)
+    generator = Generator(
+        random.Random(f"{SEED}-{registry}-{entity_name}"), registry, entity_name, recs
+    )
     profile, entity = generator.profile, generator.entity
     matched_any = 0
     with loaded.read() as conn:
@@ -453,16 +561,20 @@ def test_search_equals_python_evaluation(loaded, python_records, registry, entit
 def test_identifier_lookup_equals_python(loaded, python_records):
     people = python_records["crvs"]["Person"]
     rng = random.Random(SEED)
-    wanted = [rng.choice(identifiers_of(r.record, r.entity.identifier_paths)) for r in
-              rng.sample(people, 40)]
+    wanted = [
+        rng.choice(identifiers_of(r.record, r.entity.identifier_paths))
+        for r in rng.sample(people, 40)
+    ]
     values = [v for _, v in wanted] + ["no-such-id"]
     with loaded.reader() as reader:
         hits = loaded.records.lookup(reader, "crvs", "Person", "UIN", values)
     for value in values:
-        expected = [r.key for r in people
-                    if ("UIN", value) in identifiers_of(r.record, r.entity.identifier_paths)]
-        got = [r.key for r in people for _, rec in hits[value]
-               if r.record == orjson.loads(rec)]
+        expected = [
+            r.key
+            for r in people
+            if ("UIN", value) in identifiers_of(r.record, r.entity.identifier_paths)
+        ]
+        got = [r.key for r in people for _, rec in hits[value] if r.record == orjson.loads(rec)]
         assert got == expected, value
 
 
@@ -480,7 +592,8 @@ def test_sort_and_pages(loaded, python_records):
             pages: list[tuple[int, str]] = []
             for number in range(1, len(full) // 37 + 2):
                 pages += loaded.records.search(
-                    conn, "crvs", whole(entity, node, sort, 37, number)).rows
+                    conn, "crvs", whole(entity, node, sort, 37, number)
+                ).rows
         assert pages == full
         dates = [orjson.loads(r).get("death_date") for _, r in full]
         present = [d for d in dates if d]
@@ -498,34 +611,46 @@ def test_sort_and_pages(loaded, python_records):
 
 
 def member(uin: str, sex: str, marital: str, birth: str = "1980-05-05") -> dict[str, Any]:
-    return {"@type": "Member", "@id": f"social:member:{uin}",
-            "member_identifier": [{"identifier_type": "UIN", "identifier_value": uin}],
-            "demographic_info": {"sex": sex, "birth_date": birth,
-                                 "name": {"surname": "Test", "given_name": uin}},
-            "marital_status": marital}
+    return {
+        "@type": "Member",
+        "@id": f"social:member:{uin}",
+        "member_identifier": [{"identifier_type": "UIN", "identifier_value": uin}],
+        "demographic_info": {
+            "sex": sex,
+            "birth_date": birth,
+            "name": {"surname": "Test", "given_name": uin},
+        },
+        "marital_status": marital,
+    }
 
 
 def household(hhid: str, *members: dict[str, Any], poverty: float = 2.0) -> dict[str, Any]:
-    return {"@type": "Group", "@id": f"social:group:{hhid}",
-            "group_identifier": [{"identifier_type": "HHID", "identifier_value": hhid}],
-            "group_size": len(members), "poverty_score": poverty,
-            "member_list": list(members)}
+    return {
+        "@type": "Group",
+        "@id": f"social:group:{hhid}",
+        "group_identifier": [{"identifier_type": "HHID", "identifier_value": hhid}],
+        "group_size": len(members),
+        "poverty_score": poverty,
+        "member_list": list(members),
+    }
 
 
 def group_keys(store: Store, query: Node) -> list[str]:
     profile = PROFILES["social"]
     group = profile.entity("Group")
     with store.read() as conn:
-        result = store.records.search(conn, "social", whole(group, bind(profile, group, query,
-                                                                        TODAY)))
+        result = store.records.search(
+            conn, "social", whole(group, bind(profile, group, query, TODAY))
+        )
     return sorted(keys_of(group, result.rows))
 
 
 def test_grouped_child_conditions_mean_one_member_satisfies_all(scratch):
     with scratch.begin() as conn:
         # H-A: a married woman and a widowed man; H-B: a widowed woman.
-        scratch.records.upsert(conn, "social", household("H-A", member("1", "female", "M"),
-                                                         member("2", "male", "W")))
+        scratch.records.upsert(
+            conn, "social", household("H-A", member("1", "female", "M"), member("2", "male", "W"))
+        )
         scratch.records.upsert(conn, "social", household("H-B", member("3", "female", "W")))
     female, widowed = Compare("sex", "eq", "female"), Compare("marital_status", "eq", "W")
     assert group_keys(scratch, All((female, widowed))) == ["social:group:H-B"]
@@ -546,8 +671,9 @@ def test_upsert_replaces_the_record_its_identifiers_and_members(scratch):
     first = household("H-1", member("11", "female", "S"), member("12", "male", "S"))
     with scratch.begin() as conn:
         assert scratch.records.upsert(conn, "social", first) == ("social:group:H-1", True)
-        scratch.records.upsert(conn, "social", household("H-2", member("21", "male", "M"),
-                                                         poverty=5.0))
+        scratch.records.upsert(
+            conn, "social", household("H-2", member("21", "male", "M"), poverty=5.0)
+        )
     second = household("H-1", member("13", "female", "W"), poverty=9.5)
     second["group_identifier"].append({"identifier_type": "HHID", "identifier_value": "H-1b"})
     with scratch.begin() as conn:
@@ -557,7 +683,7 @@ def test_upsert_replaces_the_record_its_identifiers_and_members(scratch):
         assert scratch.records.count(conn, "social", "Member") == 2  # 13 and 21
         hits = scratch.records.lookup(conn, "social", "Member", "UIN", ["11", "12", "13"])
         assert hits["11"] == [] and hits["12"] == []
-        (pk, record), = hits["13"]
+        ((pk, record),) = hits["13"]
         assert orjson.loads(record)["marital_status"] == "W"
         by_hhid = scratch.records.lookup(conn, "social", "Group", "HHID", ["H-1", "H-1b"])
         assert len(by_hhid["H-1"]) == len(by_hhid["H-1b"]) == 1
@@ -581,8 +707,13 @@ def test_upsert_after_bulk_load_and_multi_values(scratch, country):
         scratch.records.bulk_load(conn, "crvs", people)
     changed = dict(people[0])
     changed["marriage_date"] = ["2001-02-03"]
-    new_person = dict(people[1], **{"@id": "crvs:person:new", "identifier": [
-        {"identifier_type": "UIN", "identifier_value": "U-NEW"}]})
+    new_person = dict(
+        people[1],
+        **{
+            "@id": "crvs:person:new",
+            "identifier": [{"identifier_type": "UIN", "identifier_value": "U-NEW"}],
+        },
+    )
     with scratch.begin() as conn:
         assert scratch.records.upsert(conn, "crvs", changed)[1] is False
         assert scratch.records.upsert(conn, "crvs", new_person)[1] is True
@@ -602,9 +733,17 @@ def test_upsert_after_bulk_load_and_multi_values(scratch, country):
 
 def enqueue(store: Store, count: int, kind: str = "deliver") -> list[int]:
     with store.begin() as conn:
-        return [store.outbox.enqueue(conn, kind, registry="crvs", target_url=f"http://x/{i}",
-                                     action="on-search", payload=f'{{"n": {i}}}')
-                for i in range(count)]
+        return [
+            store.outbox.enqueue(
+                conn,
+                kind,
+                registry="crvs",
+                target_url=f"http://x/{i}",
+                action="on-search",
+                payload=f'{{"n": {i}}}',
+            )
+            for i in range(count)
+        ]
 
 
 def statuses(store: Store) -> dict[int, str]:

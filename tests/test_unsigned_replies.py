@@ -16,8 +16,9 @@ def node(populated_url, tmp_path):
     settings = node_settings(populated_url, data_dir=tmp_path)
     store = Store(populated_url)
     running = live_server(settings, store)
-    running.lean = provision(settings, sender_id="spmis.lean", client_id="lean",
-                             allow_unsigned=True, sign_replies=False)
+    running.lean = provision(
+        settings, sender_id="spmis.lean", client_id="lean", allow_unsigned=True, sign_replies=False
+    )
     yield running
     running.stop()
     store.dispose()

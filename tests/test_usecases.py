@@ -76,13 +76,16 @@ from support import expr, idtype, mongo, pred, predicate, search_envelope
 
 
 def paged(item: dict[str, Any], page_size: int, page_number: int = 1) -> dict[str, Any]:
-    criteria = {**item["search_criteria"],
-                "pagination": {"page_size": page_size, "page_number": page_number}}
+    criteria = {
+        **item["search_criteria"],
+        "pagination": {"page_size": page_size, "page_number": page_number},
+    }
     return {**item, "search_criteria": criteria}
 
 
-def fetch_all(client, registry: str, item: dict[str, Any],
-              page_size: int = 1000) -> tuple[list[dict[str, Any]], int]:
+def fetch_all(
+    client, registry: str, item: dict[str, Any], page_size: int = 1000
+) -> tuple[list[dict[str, Any]], int]:
     """Every record of one search item and the total_count the registry reported."""
     records: list[dict[str, Any]] = []
     total: int | None = None
@@ -108,8 +111,9 @@ def only_item(body: dict[str, Any]) -> dict[str, Any]:
 
 def assert_found(records: list[dict[str, Any]], total: int, key, expected: set[str]) -> None:
     got = keys(records, key)
-    assert got == expected, (f"missing {sorted(expected - got)[:10]}, "
-                             f"unexpected {sorted(got - expected)[:10]}")
+    assert got == expected, (
+        f"missing {sorted(expected - got)[:10]}, unexpected {sorted(got - expected)[:10]}"
+    )
     assert total == len(expected)
 
 
@@ -138,16 +142,22 @@ def test_crvs1_generic_lookup_by_uin_brn_drn_mrn(client, country):
     for sample, result in zip([*samples, unknown], results, strict=True):
         assert result["status"] == "succ", result
         expected = crvs_with_identifier(country, sample["type"], sample["value"])
-        assert_found(result["data"]["reg_records"], result["pagination"]["total_count"],
-                     lambda r: r["@id"], expected)
+        assert_found(
+            result["data"]["reg_records"],
+            result["pagination"]["total_count"],
+            lambda r: r["@id"],
+            expected,
+        )
     assert all(r["data"]["reg_records"] for r in results[:-1])
     assert results[-1]["data"]["reg_records"] == []  # the unknown UIN names nobody
 
 
 def test_crvs2_old_age_allowance(client, country):
     """Process flow 2: living persons aged 65 or more (age relative to the registry's date)."""
-    item = predicate(pred(1, expr("age", "ge", "65"), "and", expr("is_deceased", "eq", False)),
-                     sort=[{"attribute_name": "birth_date", "sort_order": "asc"}])
+    item = predicate(
+        pred(1, expr("age", "ge", "65"), "and", expr("is_deceased", "eq", False)),
+        sort=[{"attribute_name": "birth_date", "sort_order": "asc"}],
+    )
     records = client.records("crvs", item)
     expected = crvs_old_living(country, 65, server_today())
     assert len(expected) > 50
@@ -162,8 +172,14 @@ def test_crvs3_stop_allowance_on_death(client, country):
     """Process flow 3: the OAP beneficiaries known to the IBR are checked against the CRVS in
     one batched message (one idtype-value item per beneficiary); the dead among them are
     exactly the generated "still enrolled but dead" pensioners."""
-    item = predicate(pred(1, expr("programme_identifier", "eq", "OAP"), "and",
-                          expr("enrollment_status", "eq", "1")))
+    item = predicate(
+        pred(
+            1,
+            expr("programme_identifier", "eq", "OAP"),
+            "and",
+            expr("enrollment_status", "eq", "1"),
+        )
+    )
     beneficiaries, total = fetch_all(client, "ibr", item)
     expected_oap = keys(ibr_beneficiaries(country, "OAP", "1"), ibr_uin)
     assert_found(beneficiaries, total, ibr_uin, expected_oap)
@@ -185,8 +201,9 @@ def test_crvs3_stop_allowance_on_death(client, country):
     expected_dead = {u for u in expected_oap if is_dead(people[u])}
     assert dead == expected_dead
     assert expected_dead, "the generated population should have pensioners still paid though dead"
-    ghosts = {g["value"] for g in country.samples()["ibr"]["deceased_enrolled"]
-              if g["programme"] == "OAP"}
+    ghosts = {
+        g["value"] for g in country.samples()["ibr"]["deceased_enrolled"] if g["programme"] == "OAP"
+    }
     assert ghosts <= dead
 
 
@@ -224,12 +241,19 @@ def test_crvs5_child_allowance(client, country):
         for parent in parents_of(record):
             children[parent] += 1
     # a parent with several children, at least one of them under 18
-    parent = next(p for p, n in sorted(children.items(), key=lambda kv: (-kv[1], kv[0]))
-                  if n >= 2 and crvs_children_of(country, p, 18, today))
+    parent = next(
+        p
+        for p, n in sorted(children.items(), key=lambda kv: (-kv[1], kv[0]))
+        if n >= 2 and crvs_children_of(country, p, 18, today)
+    )
     item = predicate(
         pred(1, expr("age", "lt", "18")),
-        pred(2, expr("parent1_identifier", "eq", parent), "or",
-             expr("parent2_identifier", "eq", parent)),
+        pred(
+            2,
+            expr("parent1_identifier", "eq", parent),
+            "or",
+            expr("parent2_identifier", "eq", parent),
+        ),
     )
     records, total = fetch_all(client, "crvs", item)
     expected = crvs_children_of(country, parent, 18, today)
@@ -245,8 +269,9 @@ def test_crvs6_proactive_child_enrolment(client, country):
     notify); that form belongs to the subscriptions issue. Here the search form of the same
     question is tested: births in the last 90 days, and children not yet one year old."""
     since = reference_day(country) - timedelta(days=90)
-    records, total = fetch_all(client, "crvs", predicate(
-        pred(1, expr("birth_date", "ge", since.isoformat()))))
+    records, total = fetch_all(
+        client, "crvs", predicate(pred(1, expr("birth_date", "ge", since.isoformat())))
+    )
     expected = crvs_born_since(country, since)
     assert expected
     assert_found(records, total, crvs_uin, expected)
@@ -263,9 +288,12 @@ def test_crvs6_proactive_child_enrolment(client, country):
 
 def test_social1_1_poverty_score(client, country):
     """Process flow 1-1: households with a poverty score below 5 (Mongo-style expression)."""
-    item = mongo({"$and": [{"poverty_score": {"$lt": 5}}]}, collection="Group",
-                 response_entity="Group",
-                 sort=[{"attribute_name": "poverty_score", "sort_order": "asc"}])
+    item = mongo(
+        {"$and": [{"poverty_score": {"$lt": 5}}]},
+        collection="Group",
+        response_entity="Group",
+        sort=[{"attribute_name": "poverty_score", "sort_order": "asc"}],
+    )
     records, total = fetch_all(client, "social", item)
     expected = social_groups(country, lambda g: g["poverty_score"] < 5)
     assert len(expected) > 50
@@ -277,8 +305,7 @@ def test_social1_1_poverty_score(client, country):
     # the members of those households: a condition on the enclosing Group of each Member
     members_item = mongo({"poverty_score": {"$lt": 5}}, response_entity="Member")
     records, total = fetch_all(client, "social", members_item)
-    expected = {member_uin(m) for g in country.social if g["poverty_score"] < 5
-                for m in members(g)}
+    expected = {member_uin(m) for g in country.social if g["poverty_score"] < 5 for m in members(g)}
     assert_found(records, total, member_uin, expected)
 
 
@@ -289,9 +316,12 @@ def test_social1_2_group_size(client, country):
     assert 0 < len(expected) < len(country.social)
     for item in (
         mongo({"group_size": {"$lt": 5}}, collection="Group", response_entity="Group"),
-        mongo({"$and": [{"household_size": {"$lt": 5}}]}, collection="HouseHold",
-              response_entity="Household",
-              sort=[{"attribute_name": "household_size", "sort_order": "asc"}]),
+        mongo(
+            {"$and": [{"household_size": {"$lt": 5}}]},
+            collection="HouseHold",
+            response_entity="Household",
+            sort=[{"attribute_name": "household_size", "sort_order": "asc"}],
+        ),
     ):
         records, total = fetch_all(client, "social", item)
         assert_found(records, total, group_hhid, expected)
@@ -303,15 +333,24 @@ def test_social1_3_female_widows_as_members(client, country):
     `demographic_info.person.sex` on a Group collection, and the plain attribute names)."""
     expected = social_members(country, is_female_widow)
     assert expected
-    household_score = {member_uin(m): g["poverty_score"] for g in country.social
-                       for m in members(g)}
+    household_score = {
+        member_uin(m): g["poverty_score"] for g in country.social for m in members(g)
+    }
     for document in (
-        {"$and": [{"demographic_info.person.sex": {"$eq": "female"}},
-                  {"marital_status": {"$eq": "W"}}]},
+        {
+            "$and": [
+                {"demographic_info.person.sex": {"$eq": "female"}},
+                {"marital_status": {"$eq": "W"}},
+            ]
+        },
         {"sex": "female", "marital_status": {"$eq": "W"}},
     ):
-        item = mongo(document, collection="Group", response_entity="Member",
-                     sort=[{"attribute_name": "poverty_score", "sort_order": "asc"}])
+        item = mongo(
+            document,
+            collection="Group",
+            response_entity="Member",
+            sort=[{"attribute_name": "poverty_score", "sort_order": "asc"}],
+        )
         records, total = fetch_all(client, "social", item)
         assert_found(records, total, member_uin, expected)
         assert all(is_female_widow(r) for r in records)
@@ -324,12 +363,18 @@ def test_social1_3_households_with_a_female_widow(client, country):
     """Process flow 1-3 with response_entity Group: households having a member who is both
     female and widowed -- the two conditions bind to the same member, not to any two."""
     expected = social_groups(country, lambda g: any(is_female_widow(m) for m in members(g)))
-    loose = social_groups(country, lambda g: any(
-        (m.get("demographic_info") or {}).get("sex") == "female" for m in members(g))
-        and any(m.get("marital_status") == "W" for m in members(g)))
+    loose = social_groups(
+        country,
+        lambda g: (
+            any((m.get("demographic_info") or {}).get("sex") == "female" for m in members(g))
+            and any(m.get("marital_status") == "W" for m in members(g))
+        ),
+    )
     assert expected < loose, "the data should hold households with a widower and a woman"
-    item = mongo({"$and": [{"sex": {"$eq": "female"}}, {"marital_status": {"$eq": "W"}}]},
-                 response_entity="Group")
+    item = mongo(
+        {"$and": [{"sex": {"$eq": "female"}}, {"marital_status": {"$eq": "W"}}]},
+        response_entity="Group",
+    )
     records, total = fetch_all(client, "social", item)
     assert_found(records, total, group_hhid, expected)
 
@@ -349,8 +394,12 @@ def test_dr1_disability_criteria(client, country):
     assert expected
     for document in (
         {"$and": [{"disability_status": {"$eq": "0"}}, {"impairment_type": {"$eq": "3"}}]},
-        {"$and": [{"disability_status": {"$eq": "Approved"}},
-                  {"disability_details.impairment_type": {"$eq": "Mobility"}}]},
+        {
+            "$and": [
+                {"disability_status": {"$eq": "Approved"}},
+                {"disability_details.impairment_type": {"$eq": "Mobility"}},
+            ]
+        },
     ):
         records, total = fetch_all(client, "dr", mongo(document))
         assert_found(records, total, dr_uin, expected)
@@ -377,8 +426,9 @@ def test_dr2_confirm_disability_status(client, country):
         by_status.setdefault(record["disability_status"], dr_uin(record))
     assert set(by_status) == {"0", "1", "2"}
     in_dr = {dr_uin(r) for r in country.dr}
-    outsider = next(crvs_uin(r) for r in country.crvs
-                    if not is_dead(r) and crvs_uin(r) not in in_dr)
+    outsider = next(
+        crvs_uin(r) for r in country.crvs if not is_dead(r) and crvs_uin(r) not in in_dr
+    )
     assert disabled_status(client, by_status["0"])["disabled_status"] == "yes"
     assert disabled_status(client, outsider)["disabled_status"] == "no"
     assert disabled_status(client, by_status["1"])["disabled_status"] == "no"
@@ -389,29 +439,47 @@ def test_dr3_old_age_grant_eligibility(client, country):
     """Process flow 3: persons aged 65 or more with an approved disability; then the impairment
     details and the support of one of them through the DR's own sync calls."""
     today = server_today()
-    expected = dr_where(country, lambda r: r["disability_status"] == "0"
-                        and dr_age(r, today) >= 65)
+    expected = dr_where(country, lambda r: r["disability_status"] == "0" and dr_age(r, today) >= 65)
     assert expected
-    records, total = fetch_all(client, "dr", predicate(
-        pred(1, expr("age", "ge", "65"), "and", expr("disability_status", "eq", "0"))))
+    records, total = fetch_all(
+        client,
+        "dr",
+        predicate(pred(1, expr("age", "ge", "65"), "and", expr("disability_status", "eq", "0"))),
+    )
     assert_found(records, total, dr_uin, expected)
-    born_by = today.replace(year=today.year - 65) if (today.month, today.day) != (2, 29) \
+    born_by = (
+        today.replace(year=today.year - 65)
+        if (today.month, today.day) != (2, 29)
         else today.replace(year=today.year - 65, day=28)
-    records, total = fetch_all(client, "dr", mongo(
-        {"$and": [{"member.demographic_info.birth_date": {"$lte": born_by.isoformat()}},
-                  {"disability_status": {"$eq": "Approved"}}]}, collection="DRPerson"))
+    )
+    records, total = fetch_all(
+        client,
+        "dr",
+        mongo(
+            {
+                "$and": [
+                    {"member.demographic_info.birth_date": {"$lte": born_by.isoformat()}},
+                    {"disability_status": {"$eq": "Approved"}},
+                ]
+            },
+            collection="DRPerson",
+        ),
+    )
     assert_found(records, total, dr_uin, expected)
 
     uin = sorted(expected)[0]
     record = next(r for r in country.dr if dr_uin(r) == uin)
     query = {"personal_details.member_identifier": {"eq": uin}}
-    details = only_item(post_ok(client, "dr", "sync/get-disability-details",
-                                disabled_envelope(query)))
+    details = only_item(
+        post_ok(client, "dr", "sync/get-disability-details", disabled_envelope(query))
+    )
     assert details["status"] == "succ"
     assert details["data"]["reg_records"] == [
-        {"disability_details": record["disability_details"], "disability_status": "0"}]
-    support = only_item(post_ok(client, "dr", "sync/get-disability-support",
-                                disabled_envelope(query)))
+        {"disability_details": record["disability_details"], "disability_status": "0"}
+    ]
+    support = only_item(
+        post_ok(client, "dr", "sync/get-disability-support", disabled_envelope(query))
+    )
     assert support["data"]["reg_records"] == [record["disability_support"]]
 
 
@@ -420,12 +488,20 @@ def test_dr4_approved_disability_registrations(client, country):
     approved. The subscription form (subscribe -> notify) belongs to the subscriptions issue;
     here the search form of the sample's filter is tested, narrowed to recent registrations."""
     since = reference_day(country) - timedelta(days=365)
-    item = mongo({"$and": [{"disability_status": {"$eq": "Approved"}},
-                           {"registration_date": {"$gt": since.isoformat()}}]},
-                 collection="DRPerson")
+    item = mongo(
+        {
+            "$and": [
+                {"disability_status": {"$eq": "Approved"}},
+                {"registration_date": {"$gt": since.isoformat()}},
+            ]
+        },
+        collection="DRPerson",
+    )
     records, total = fetch_all(client, "dr", item)
-    expected = dr_where(country, lambda r: r["disability_status"] == "0"
-                        and r["registration_date"][:10] > since.isoformat())
+    expected = dr_where(
+        country,
+        lambda r: r["disability_status"] == "0" and r["registration_date"][:10] > since.isoformat(),
+    )
     assert expected
     assert_found(records, total, dr_uin, expected)
 
@@ -437,14 +513,14 @@ def test_dr4_approved_disability_registrations(client, country):
 def test_fr1_farmer_criteria(client, country):
     """Process flow 1: small farms (farm type 1 or 2, less than 2 ha in all); cereal growers;
     and both at once."""
+
     def small(r):
         return r["farm_type"] in ("1", "2") and land_size(r) < 2
 
     def cereals(r):
         return "1" in crop_types(r)
 
-    small_farm = pred(1, expr("farm_type", "in", ["1", "2"]), "and",
-                      expr("land_size", "lt", "2"))
+    small_farm = pred(1, expr("farm_type", "in", ["1", "2"]), "and", expr("land_size", "lt", "2"))
     cereal = pred(2, expr("crop_type", "eq", "1"))
     for item, test in (
         (predicate(small_farm), small),
@@ -471,8 +547,9 @@ def enrolled_status(client, query: dict[str, Any]) -> dict[str, Any]:
 
 
 def programme_records(client, programme: str) -> dict[str, str]:
-    records, total = fetch_all(client, "ibr", predicate(
-        pred(1, expr("programme_identifier", "eq", programme))))
+    records, total = fetch_all(
+        client, "ibr", predicate(pred(1, expr("programme_identifier", "eq", programme)))
+    )
     assert total == len(records)
     return {ibr_uin(r): r["enrollment_status"] for r in records}
 
@@ -493,8 +570,9 @@ def test_ibr1_enrolment_and_status_change(client, own_programme):
     alice, bob = (f"T{uuid.uuid4().hex[:12].upper()}" for _ in range(2))
     created += [f"ibr:{programme}:{alice}", f"ibr:{programme}:{bob}"]
 
-    envelope = enrollment_updates_envelope([beneficiary(alice, programme, "1"),
-                                            beneficiary(bob, programme, "1", sex="male")])
+    envelope = enrollment_updates_envelope(
+        [beneficiary(alice, programme, "1"), beneficiary(bob, programme, "1", sex="male")]
+    )
     body = post_ok(client, "ibr", "sync/enrollment/updates", envelope)
     assert body["header"]["status"] == "succ"
     message = body["message"]
@@ -503,17 +581,24 @@ def test_ibr1_enrolment_and_status_change(client, own_programme):
     assert programme_records(client, programme) == {alice: "1", bob: "1"}
 
     change = beneficiary(bob, programme, "3", sex="male")  # Graduated: no longer enrolled
-    body = post_ok(client, "ibr", "sync/enrollment/updates",
-                   enrollment_updates_envelope([change]))
+    body = post_ok(client, "ibr", "sync/enrollment/updates", enrollment_updates_envelope([change]))
     [item] = body["message"]["enrolled_response"]
     assert item["status"] == "succ" and "updated" in item["status_reason_message"]
     assert programme_records(client, programme) == {alice: "1", bob: "3"}
 
     in_programme = "programme_identifier.program.programme_identifier"
-    assert enrolled_status(client, {"person_identifier": {"eq": alice},
-                                    in_programme: {"eq": programme}})["enrolled_status"] == "yes"
-    assert enrolled_status(client, {"person_identifier": {"eq": bob},
-                                    in_programme: {"eq": programme}})["enrolled_status"] == "no"
+    assert (
+        enrolled_status(
+            client, {"person_identifier": {"eq": alice}, in_programme: {"eq": programme}}
+        )["enrolled_status"]
+        == "yes"
+    )
+    assert (
+        enrolled_status(
+            client, {"person_identifier": {"eq": bob}, in_programme: {"eq": programme}}
+        )["enrolled_status"]
+        == "no"
+    )
     assert enrolled_status(client, {"person_identifier": {"eq": alice}})["enrolled_status"] == "yes"
 
     # leave the session's store as generated (other tests compare the IBR with the data)
@@ -533,8 +618,12 @@ def test_ibr1_std_sample_body_is_normalised(client, server, spec_dir):
     programme = enrolment["programme"]["programme_identifier"]
     key = f"ibr:{programme}:{uin}"
     try:
-        body = post_ok(client, "ibr", "sync/enrollment/updates",
-                       {"header": callback_header("notify", 1), "message": message})
+        body = post_ok(
+            client,
+            "ibr",
+            "sync/enrollment/updates",
+            {"header": callback_header("notify", 1), "message": message},
+        )
         [item] = body["message"]["enrolled_response"]
         assert item["status"] == "succ", item
 
@@ -547,13 +636,20 @@ def test_ibr1_std_sample_body_is_normalised(client, server, spec_dir):
         assert stored["enrollment_date"] == enrolment["enrolment_date"][:10]
         person = stored["member"]["demographic_info"]
         assert person["sex"] == "female"  # "F"
-        assert person["birth_date"] == raw["member"]["demographic_info"]["person"][
-            "birth_date"][:10]
+        assert (
+            person["birth_date"] == raw["member"]["demographic_info"]["person"]["birth_date"][:10]
+        )
         assert stored["member"]["member_identifier"][0]["identifier_type"] == "UIN"  # "NID"
-        assert enrolled_status(client, {
-            "person_identifier": {"eq": uin},
-            "programme_identifier.program.programme_identifier": {"eq": programme},
-        })["enrolled_status"] == "yes"
+        assert (
+            enrolled_status(
+                client,
+                {
+                    "person_identifier": {"eq": uin},
+                    "programme_identifier.program.programme_identifier": {"eq": programme},
+                },
+            )["enrolled_status"]
+            == "yes"
+        )
     finally:
         remove_ibr_records(server.store, [key])
 
@@ -567,8 +663,9 @@ def test_ibr2_programmes_of_a_beneficiary(client, country):
     assert len(enrolments[busiest]) >= 2
     result = only_item(client.sync_search("ibr", idtype("UIN", busiest)))
     assert result["pagination"]["total_count"] == len(enrolments[busiest])
-    listed = {p: r["enrollment_status"] for r in result["data"]["reg_records"]
-              for p in ibr_programmes(r)}
+    listed = {
+        p: r["enrollment_status"] for r in result["data"]["reg_records"] for p in ibr_programmes(r)
+    }
     assert listed == enrolments[busiest]
 
     def enrolled(uin: str, programme: str | None = None) -> str:
@@ -591,8 +688,11 @@ def test_ibr2_programmes_of_a_beneficiary(client, country):
     assert enrolled(outsider) == "no"
 
     # a household enrolled as a unit (child grant): asked by its HHID as group_identifier
-    households = {first_id((r.get("group") or {}).get("group_identifier"), "HHID"):
-                  r["enrollment_status"] for r in country.ibr if r.get("group")}
+    households = {
+        first_id((r.get("group") or {}).get("group_identifier"), "HHID"): r["enrollment_status"]
+        for r in country.ibr
+        if r.get("group")
+    }
     for status in ("1", "3"):
         hhid = min(h for h, s in households.items() if s == status)
         answer = enrolled_status(client, {"group_identifier": {"eq": hhid}})["enrolled_status"]
@@ -619,33 +719,41 @@ def test_txn_status_of_an_earlier_search(client, country, receiver, registry):
     if len(items) < 2:
         items.append(predicate(pred(1, expr("age", "ge", "80"))))
     transaction_id = new_id("t")
-    searched = post_ok(client, registry, "sync/search",
-                       search_envelope(*items, transaction_id=transaction_id))
+    searched = post_ok(
+        client, registry, "sync/search", search_envelope(*items, transaction_id=transaction_id)
+    )
     first = searched["message"]["search_response"]
     wanted = records_by_reference(first)
     assert all(wanted.values()), "every sample identifier should find records"
     refs = [i["reference_id"] for i in items]
 
     def status(attribute_type: str, value: Any) -> dict[str, Any]:
-        body = post_ok(client, registry, "sync/txn/status",
-                       txn_status_envelope(attribute_type, value))
+        body = post_ok(
+            client, registry, "sync/txn/status", txn_status_envelope(attribute_type, value)
+        )
         assert body["header"]["action"] == "txn-on-status"
         response = body["message"]["txnstatus_response"]
         assert response["txn_type"] == "search"
         assert response["txn_status"]["transaction_id"] == transaction_id
         return response["txn_status"]
 
-    assert records_by_reference(status("transaction_id", transaction_id)["search_response"]) \
-        == wanted
-    assert records_by_reference(status("reference_id_list", [refs[1]])["search_response"]) \
-        == {refs[1]: wanted[refs[1]]}
+    assert (
+        records_by_reference(status("transaction_id", transaction_id)["search_response"]) == wanted
+    )
+    assert records_by_reference(status("reference_id_list", [refs[1]])["search_response"]) == {
+        refs[1]: wanted[refs[1]]
+    }
     by_correlation = status("correlation_id", searched["message"]["correlation_id"])
     assert by_correlation["correlation_id"] == searched["message"]["correlation_id"]
     assert records_by_reference(by_correlation["search_response"]) == wanted
 
     url = receiver.url("/registry/txn/on-status")
-    response = send(client, registry, "txn/status",
-                    txn_status_envelope("transaction_id", transaction_id, sender_uri=url))
+    response = send(
+        client,
+        registry,
+        "txn/status",
+        txn_status_envelope("transaction_id", transaction_id, sender_uri=url),
+    )
     assert response.status_code == 202, response.text
     ack = response.json()["message"]
     assert ack["ack_status"] == "ACK"
@@ -659,23 +767,33 @@ def test_txn_status_of_an_earlier_search(client, country, receiver, registry):
 
     # an asynchronous search, asked about by the correlation_id of its ack once answered
     async_id = new_id("t")
-    response = send(client, registry, "search", search_envelope(
-        *items, transaction_id=async_id, sender_uri=receiver.url("/registry/on-search")))
+    response = send(
+        client,
+        registry,
+        "search",
+        search_envelope(
+            *items, transaction_id=async_id, sender_uri=receiver.url("/registry/on-search")
+        ),
+    )
     assert response.status_code == 202, response.text
     correlation_id = response.json()["message"]["correlation_id"]
     on_search = receiver.wait_for(2)[1].json()
     assert records_by_reference(on_search["message"]["search_response"]) == wanted
-    body = post_ok(client, registry, "sync/txn/status",
-                   txn_status_envelope("correlation_id", correlation_id))
+    body = post_ok(
+        client, registry, "sync/txn/status", txn_status_envelope("correlation_id", correlation_id)
+    )
     txn_status = body["message"]["txnstatus_response"]["txn_status"]
     assert txn_status["transaction_id"] == async_id
     assert records_by_reference(txn_status["search_response"]) == wanted
 
-    for attribute_type, value in (("transaction_id", new_id("nope")),
-                                  ("reference_id_list", [new_id("nope")]),
-                                  ("correlation_id", str(uuid.uuid4()))):
-        response = send(client, registry, "sync/txn/status",
-                        txn_status_envelope(attribute_type, value))
+    for attribute_type, value in (
+        ("transaction_id", new_id("nope")),
+        ("reference_id_list", [new_id("nope")]),
+        ("correlation_id", str(uuid.uuid4())),
+    ):
+        response = send(
+            client, registry, "sync/txn/status", txn_status_envelope(attribute_type, value)
+        )
         assert response.status_code == 404, response.text
         error = response.json()["message"]
         assert error["ack_status"] == "ERR"

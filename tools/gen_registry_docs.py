@@ -1,7 +1,7 @@
 """Write docs/registries.md from the registry profiles (the single source of truth).
 
-    python tools/gen_registry_docs.py          # rewrite docs/registries.md
-    python tools/gen_registry_docs.py --check  # exit 1 if docs/registries.md is stale
+python tools/gen_registry_docs.py          # rewrite docs/registries.md
+python tools/gen_registry_docs.py --check  # exit 1 if docs/registries.md is stale
 """
 
 from __future__ import annotations
@@ -45,24 +45,37 @@ def entity_section(profile: RegistryProfile, entity: Entity) -> list[str]:
     if entity.description:
         lines += [f"{entity.description[0].upper()}{entity.description[1:]}.", ""]
     if entity.parent:
-        lines += [f"Embedded in `{entity.parent}` records at `{entity.embedded_at}`; queries on "
-                  f"either may name the other's attributes.", ""]
+        lines += [
+            f"Embedded in `{entity.parent}` records at `{entity.embedded_at}`; queries on "
+            f"either may name the other's attributes.",
+            "",
+        ]
     names = ", ".join(f"`{a}`" for a in entity.aliases)
-    lines += [f"- Also named (response_entity / collection / reg_record_type): {names}",
-              f"- Identifier types: {', '.join(f'`{t}`' for t in entity.identifier_types)} "
-              f"(read from {', '.join(f'`{p}`' for p in entity.identifier_paths)})", ""]
-    lines += ["| attribute | type | path in the record | also accepted as | codes |",
-              "|---|---|---|---|---|"]
+    lines += [
+        f"- Also named (response_entity / collection / reg_record_type): {names}",
+        f"- Identifier types: {', '.join(f'`{t}`' for t in entity.identifier_types)} "
+        f"(read from {', '.join(f'`{p}`' for p in entity.identifier_paths)})",
+        "",
+    ]
+    lines += [
+        "| attribute | type | path in the record | also accepted as | codes |",
+        "|---|---|---|---|---|",
+    ]
     lines += [attribute_row(a) for a in entity.attributes]
     return lines + [""]
 
 
 def registry_section(profile: RegistryProfile) -> list[str]:
-    lines = [f"## `{profile.name}` — {profile.title}", "",
-             f"`reg_type` `{profile.reg_type}`; record types "
-             f"{', '.join(f'`{e.name}`' for e in profile.entities)} (default "
-             f"`{profile.default_entity}`); txn_type {', '.join(profile.txn_types)}.", "",
-             "Endpoints (after `/" + profile.name + "`):", ""]
+    lines = [
+        f"## `{profile.name}` — {profile.title}",
+        "",
+        f"`reg_type` `{profile.reg_type}`; record types "
+        f"{', '.join(f'`{e.name}`' for e in profile.entities)} (default "
+        f"`{profile.default_entity}`); txn_type {', '.join(profile.txn_types)}.",
+        "",
+        "Endpoints (after `/" + profile.name + "`):",
+        "",
+    ]
     for spec in endpoints_for(profile):
         kind = "async (ACK, then callback)" if spec.asynchronous else "sync"
         lines.append(f"- `POST /registry/{spec.path}` — action `{spec.action}`, {kind}")
@@ -75,14 +88,19 @@ def registry_section(profile: RegistryProfile) -> list[str]:
 
 
 def render() -> str:
-    lines = ["# Registries, record types and searchable attributes", "",
-             "Generated from the registry profiles (`src/dcihub/standard/profiles/`) by "
-             "`tools/gen_registry_docs.py`; do not edit by hand.", "",
-             "Attribute names, record paths and aliases are all accepted in `expression` and "
-             "`predicate` queries and in `sort`; identifier types in `idtype-value` queries (and "
-             "as attribute names with `eq`/`in`). Code attributes take the code or its label "
-             "(`\"W\"` or `\"Widow\"`). Values of unknown codes are refused with the list of "
-             "allowed codes.", ""]
+    lines = [
+        "# Registries, record types and searchable attributes",
+        "",
+        "Generated from the registry profiles (`src/dcihub/standard/profiles/`) by "
+        "`tools/gen_registry_docs.py`; do not edit by hand.",
+        "",
+        "Attribute names, record paths and aliases are all accepted in `expression` and "
+        "`predicate` queries and in `sort`; identifier types in `idtype-value` queries (and "
+        "as attribute names with `eq`/`in`). Code attributes take the code or its label "
+        '(`"W"` or `"Widow"`). Values of unknown codes are refused with the list of '
+        "allowed codes.",
+        "",
+    ]
     for profile in PROFILES.values():
         lines += registry_section(profile)
     return "\n".join(lines).rstrip() + "\n"

@@ -14,8 +14,24 @@ from .requests import UNIQUE, RequestSet, batch_lookup, uin_lookups, write_reque
 from .servers import DcihubOptions, prepare_population, start_ceiling, start_dcihub
 
 __all__ = [
-    "UNIQUE", "BenchmarkError", "ChildProcesses", "ClosedLoopSettings", "DcihubOptions",
-    "LatencyAtRate", "Measurement", "MessageTiming", "OpenLoopSettings", "RequestSet",
-    "Throughput", "batch_lookup", "benchmark_dcihub", "check_answers", "measure",
-    "prepare_population", "start_ceiling", "start_dcihub", "uin_lookups", "write_request_set",
+    "UNIQUE",
+    "BenchmarkError",
+    "ChildProcesses",
+    "ClosedLoopSettings",
+    "DcihubOptions",
+    "LatencyAtRate",
+    "Measurement",
+    "MessageTiming",
+    "OpenLoopSettings",
+    "RequestSet",
+    "Throughput",
+    "batch_lookup",
+    "benchmark_dcihub",
+    "check_answers",
+    "measure",
+    "prepare_population",
+    "start_ceiling",
+    "start_dcihub",
+    "uin_lookups",
+    "write_request_set",
 ]

@@ -45,8 +45,10 @@ class Throughput:
 def wrk_binary() -> str:
     path = shutil.which("wrk")
     if path is None:
-        raise BenchmarkError("wrk is not installed; install it with `apt-get install wrk` "
-                             "(Debian/Ubuntu) and run the benchmark again")
+        raise BenchmarkError(
+            "wrk is not installed; install it with `apt-get install wrk` "
+            "(Debian/Ubuntu) and run the benchmark again"
+        )
     return path
 
 
@@ -57,13 +59,24 @@ def max_throughput(url: str, files: RequestFiles, settings: ClosedLoopSettings) 
     return run_wrk(url, files, settings, settings.duration)
 
 
-def run_wrk(url: str, files: RequestFiles, settings: ClosedLoopSettings,
-            seconds: float) -> Throughput:
+def run_wrk(
+    url: str, files: RequestFiles, settings: ClosedLoopSettings, seconds: float
+) -> Throughput:
     tag = uuid.uuid4().hex[:10]  # unique per run: message ids never repeat across runs
-    argv = [wrk_binary(), f"-t{settings.threads}", f"-c{settings.connections}",
-            f"-d{max(1, round(seconds))}s", f"--timeout={max(1, round(settings.timeout))}s",
-            "-s", str(LUA_SCRIPT), url.rstrip("/") + files.path,
-            "--", str(files.bodies), str(files.headers), tag]
+    argv = [
+        wrk_binary(),
+        f"-t{settings.threads}",
+        f"-c{settings.connections}",
+        f"-d{max(1, round(seconds))}s",
+        f"--timeout={max(1, round(settings.timeout))}s",
+        "-s",
+        str(LUA_SCRIPT),
+        url.rstrip("/") + files.path,
+        "--",
+        str(files.bodies),
+        str(files.headers),
+        tag,
+    ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
     if done.returncode != 0:
         raise BenchmarkError(f"wrk failed (exit {done.returncode}): {done.stderr.strip()}")
@@ -74,10 +87,15 @@ def _parse(stdout: str) -> Throughput:
     line = next((ln for ln in stdout.splitlines() if ln.startswith(MARKER)), None)
     if line is None:
         raise BenchmarkError(f"wrk printed no summary; its output was:\n{stdout}")
-    raw = json.loads(line[len(MARKER):])
+    raw = json.loads(line[len(MARKER) :])
     seconds = raw["duration_us"] / 1e6
     lat = raw["latency_us"]
     latency_ms = {"mean": lat["mean"] / 1000, "max": lat["max"] / 1000}
     latency_ms.update({f"p{q}": v / 1000 for q, v in lat["percentiles"].items()})
-    return Throughput(requests_per_s=raw["requests"] / seconds, requests=raw["requests"],
-                      duration_s=seconds, errors=raw["errors"], latency_ms=latency_ms)
+    return Throughput(
+        requests_per_s=raw["requests"] / seconds,
+        requests=raw["requests"],
+        duration_s=seconds,
+        errors=raw["errors"],
+        latency_ms=latency_ms,
+    )

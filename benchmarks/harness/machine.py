@@ -22,6 +22,7 @@ def say(message: str) -> None:
 
 def cpu_busy_share(seconds: float = 1.0) -> float | None:
     """Share of all cores busy over `seconds` (Linux /proc/stat), or None elsewhere."""
+
     def sample() -> tuple[int, int]:
         fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
         idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
@@ -40,8 +41,10 @@ def warn_if_busy() -> float | None:
     """Other work on the machine takes cores from the server or the load generator."""
     busy = cpu_busy_share()
     if busy is not None and busy > BUSY_WARNING_SHARE:
-        say(f"warning: the machine is busy ({busy:.0%} of its CPU in use before the benchmark "
-            f"started); the numbers will be low and noisy — run on a quiet machine")
+        say(
+            f"warning: the machine is busy ({busy:.0%} of its CPU in use before the benchmark "
+            f"started); the numbers will be low and noisy — run on a quiet machine"
+        )
     return busy
 
 
@@ -61,7 +64,7 @@ def process_group_cpu_seconds(pgid: int) -> float | None:
             stat = (entry / "stat").read_text()
         except OSError:  # the process ended meanwhile
             continue
-        fields = stat[stat.rfind(")") + 2:].split()  # after "pid (comm) "
+        fields = stat[stat.rfind(")") + 2 :].split()  # after "pid (comm) "
         # fields[0] is the state (field 3 of stat): pgrp is field 5, utime 14, stime 15
         if int(fields[2]) == pgid:
             total += int(fields[11]) + int(fields[12])

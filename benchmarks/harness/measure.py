@@ -27,29 +27,41 @@ class Measurement:
     latencies: list[LatencyAtRate] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"throughput": self.throughput.as_dict() if self.throughput else None,
-                "latencies": [x.as_dict() for x in self.latencies]}
+        return {
+            "throughput": self.throughput.as_dict() if self.throughput else None,
+            "latencies": [x.as_dict() for x in self.latencies],
+        }
 
 
-def measure(url: str, files: RequestFiles, closed: ClosedLoopSettings, open_: OpenLoopSettings,
-            rates: Sequence[float] = (), max_fractions: Sequence[float] = (0.5,)
-            ) -> Measurement:
+def measure(
+    url: str,
+    files: RequestFiles,
+    closed: ClosedLoopSettings,
+    open_: OpenLoopSettings,
+    rates: Sequence[float] = (),
+    max_fractions: Sequence[float] = (0.5,),
+) -> Measurement:
     """Max throughput (wrk), then p99 latency at each of `rates` and at each fraction of the
     measured max (open loop)."""
     result = Measurement(throughput=max_throughput(url, files, closed))
     targets = [(rate, f"{rate:.0f} req/s") for rate in rates]
-    targets += [(result.throughput.requests_per_s * f, f"{f:.0%} of own max")
-                for f in max_fractions]
+    targets += [
+        (result.throughput.requests_per_s * f, f"{f:.0%} of own max") for f in max_fractions
+    ]
     for rate, label in targets:
         result.latencies.append(latency_at_rate(url, files, rate, open_, label))
     return result
 
 
-def benchmark_dcihub(options: DcihubOptions, make_requests: Callable[[list[str]], RequestSet],
-                     closed: ClosedLoopSettings = ClosedLoopSettings(),
-                     open_: OpenLoopSettings = OpenLoopSettings(),
-                     rates: Sequence[float] = (), max_fractions: Sequence[float] = (0.5,),
-                     workdir: Path | None = None) -> Measurement:
+def benchmark_dcihub(
+    options: DcihubOptions,
+    make_requests: Callable[[list[str]], RequestSet],
+    closed: ClosedLoopSettings = ClosedLoopSettings(),
+    open_: OpenLoopSettings = OpenLoopSettings(),
+    rates: Sequence[float] = (),
+    max_fractions: Sequence[float] = (0.5,),
+    workdir: Path | None = None,
+) -> Measurement:
     """Start dcihub with `options` over the demo population, build the requests with
     `make_requests(uins)`, check that one is answered with 200, and measure. Every process it
     starts is stopped before it returns."""
@@ -69,8 +81,9 @@ def benchmark_dcihub(options: DcihubOptions, make_requests: Callable[[list[str]]
 
 
 def post(client: httpx.Client, url: str, requests: RequestSet, body: bytes) -> httpx.Response:
-    return client.post(url.rstrip("/") + requests.path, content=materialise(body),
-                       headers=requests.headers)
+    return client.post(
+        url.rstrip("/") + requests.path, content=materialise(body), headers=requests.headers
+    )
 
 
 def check_answers(url: str, requests: RequestSet, count: int = 3) -> bytes:
@@ -82,8 +95,10 @@ def check_answers(url: str, requests: RequestSet, count: int = 3) -> bytes:
             response = post(client, url, requests, body)
             problem = search_problem(response)
             if problem:
-                raise BenchmarkError(f"{url}{requests.path} did not answer the benchmark's "
-                                     f"request as expected: {problem}")
+                raise BenchmarkError(
+                    f"{url}{requests.path} did not answer the benchmark's "
+                    f"request as expected: {problem}"
+                )
             first = first or response.content
     return first
 
@@ -96,8 +111,11 @@ def search_problem(response: httpx.Response, expected_items: int | None = None) 
         results = orjson.loads(response.content)["message"]["search_response"]
     except (orjson.JSONDecodeError, KeyError, TypeError):
         return f"not a sync search response: {response.text[:500]}"
-    failed = [r for r in results
-              if r.get("status") != "succ" or not (r.get("data") or {}).get("reg_records")]
+    failed = [
+        r
+        for r in results
+        if r.get("status") != "succ" or not (r.get("data") or {}).get("reg_records")
+    ]
     if failed:
         return f"{len(failed)} of {len(results)} items did not succeed, e.g. {failed[0]}"
     if expected_items is not None and len(results) != expected_items:
@@ -116,8 +134,12 @@ class MessageTiming:
         return statistics.median(self.seconds)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"items": self.items, "seconds": self.seconds, "median_s": self.median_s,
-                "response_bytes": self.response_bytes}
+        return {
+            "items": self.items,
+            "seconds": self.seconds,
+            "median_s": self.median_s,
+            "response_bytes": self.response_bytes,
+        }
 
 
 def time_message(url: str, requests: RequestSet, items: int, repeats: int = 5) -> MessageTiming:

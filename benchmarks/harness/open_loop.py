@@ -60,26 +60,47 @@ class LatencyAtRate:
         return {**asdict(self), "generator_kept_up": self.generator_kept_up}
 
 
-def latency_at_rate(url: str, files: RequestFiles, rate: float, settings: OpenLoopSettings,
-                    label: str = "") -> LatencyAtRate:
+def latency_at_rate(
+    url: str, files: RequestFiles, rate: float, settings: OpenLoopSettings, label: str = ""
+) -> LatencyAtRate:
     """Send `rate` requests/s to `url` + `files.path` for warm-up + duration seconds."""
     if rate <= 0:
         raise BenchmarkError(f"cannot run at {rate} requests/s")
     wait_until_quiet(url)
     target = urlsplit(url)
-    argv = [sys.executable, str(CLIENT), "--host", target.hostname or "127.0.0.1",
-            "--port", str(target.port or 80), "--path", files.path,
-            "--bodies", str(files.bodies), "--headers", str(files.headers),
-            "--rate", f"{rate:.3f}", "--duration", str(settings.duration),
-            "--warmup", str(settings.warmup),
-            "--initial-connections", str(settings.initial_connections),
-            "--max-connections", str(settings.max_connections),
-            "--tag", uuid.uuid4().hex[:10]]
-    done = subprocess.run(argv, capture_output=True, text=True,
-                          timeout=settings.warmup + settings.duration + 120)
+    argv = [
+        sys.executable,
+        str(CLIENT),
+        "--host",
+        target.hostname or "127.0.0.1",
+        "--port",
+        str(target.port or 80),
+        "--path",
+        files.path,
+        "--bodies",
+        str(files.bodies),
+        "--headers",
+        str(files.headers),
+        "--rate",
+        f"{rate:.3f}",
+        "--duration",
+        str(settings.duration),
+        "--warmup",
+        str(settings.warmup),
+        "--initial-connections",
+        str(settings.initial_connections),
+        "--max-connections",
+        str(settings.max_connections),
+        "--tag",
+        uuid.uuid4().hex[:10],
+    ]
+    done = subprocess.run(
+        argv, capture_output=True, text=True, timeout=settings.warmup + settings.duration + 120
+    )
     if done.returncode != 0:
-        raise BenchmarkError(f"the open-loop load generator failed (exit {done.returncode}):\n"
-                             f"{done.stderr.strip()}")
+        raise BenchmarkError(
+            f"the open-loop load generator failed (exit {done.returncode}):\n{done.stderr.strip()}"
+        )
     raw = json.loads(done.stdout.strip().splitlines()[-1])
     raw.pop("duration_s", None)
     result = LatencyAtRate(**raw, label=label)

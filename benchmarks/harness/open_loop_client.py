@@ -120,8 +120,9 @@ class Load:
         self.args = args
         self.host, self.port = args.host, args.port
         self.rate = args.rate
-        self.bodies = [line.split(PLACEHOLDER)
-                       for line in Path(args.bodies).read_bytes().splitlines() if line]
+        self.bodies = [
+            line.split(PLACEHOLDER) for line in Path(args.bodies).read_bytes().splitlines() if line
+        ]
         if not self.bodies:
             raise SystemExit(f"no request bodies in {args.bodies}")
         head = f"POST {args.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
@@ -160,8 +161,10 @@ class Load:
             self.idle.popleft().send(request, due, measured)
             return
         self.pending.append((request, due, measured))
-        if (len(self.pending) > self.connecting
-                and self.open_connections + self.connecting < self.args.max_connections):
+        if (
+            len(self.pending) > self.connecting
+            and self.open_connections + self.connecting < self.args.max_connections
+        ):
             self.connecting += 1
             asyncio.ensure_future(self.open())
 
@@ -171,7 +174,8 @@ class Load:
         """Open one more connection (the caller has counted it in `connecting`)."""
         try:
             _, conn = await asyncio.get_running_loop().create_connection(
-                lambda: Connection(self), self.host, self.port)
+                lambda: Connection(self), self.host, self.port
+            )
         except OSError as exc:
             self.errors[f"connect: {exc.strerror or exc}"] += 1
             return
@@ -245,8 +249,8 @@ class Load:
             "planned": self.issued_measured,
             "completed": len(ms),
             # answers per second from the start of the measured part to the last answer
-            "achieved_rate": len(ms) / max(self.args.duration,
-                                           self.last_answer - self.measure_from),
+            "achieved_rate": len(ms)
+            / max(self.args.duration, self.last_answer - self.measure_from),
             "status_errors": bad,
             "other_errors": dict(self.errors),
             "latency_ms": percentiles(ms),
@@ -263,8 +267,14 @@ def percentiles(sorted_values: list[float]) -> dict[str, float]:
     def rank(q: float) -> float:  # nearest rank
         return sorted_values[max(0, math.ceil(q / 100 * len(sorted_values)) - 1)]
 
-    return {"mean": sum(sorted_values) / len(sorted_values), "p50": rank(50), "p90": rank(90),
-            "p99": rank(99), "p99.9": rank(99.9), "max": sorted_values[-1]}
+    return {
+        "mean": sum(sorted_values) / len(sorted_values),
+        "p50": rank(50),
+        "p90": rank(90),
+        "p99": rank(99),
+        "p99.9": rank(99.9),
+        "max": sorted_values[-1],
+    }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -44,22 +44,37 @@ class ChildProcesses:
         self._previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         try:
             if not self.keep or exc_type is not None:
                 self.stop_all()
         finally:
             signal.signal(signal.SIGTERM, self._previous_sigterm)  # type: ignore[arg-type]
 
-    def start(self, name: str, argv: Sequence[str], env: dict[str, str] | None = None,
-              cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> subprocess.Popen[bytes]:
         """Start `argv` in a new session; its output goes to LOG_DIR/<name>.log."""
         log_path = self.log_dir / f"{name}.log"
         with log_path.open("wb") as log:
-            proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env=env, cwd=cwd,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                list(argv),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+            )
         self.children.append((name, proc))
         return proc
 
@@ -91,30 +106,39 @@ def _stop(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
             continue
 
 
-def wait_until_ok(url: str, proc: subprocess.Popen[bytes], what: str,
-                  log_tail: Callable[[], str], timeout: float = 60.0) -> None:
+def wait_until_ok(
+    url: str,
+    proc: subprocess.Popen[bytes],
+    what: str,
+    log_tail: Callable[[], str],
+    timeout: float = 60.0,
+) -> None:
     """Poll GET `url` until it answers 200; fail clearly if the process dies or time runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise BenchmarkError(f"{what} exited with code {proc.returncode} before answering "
-                                 f"{url}{_log_hint(log_tail())}")
+            raise BenchmarkError(
+                f"{what} exited with code {proc.returncode} before answering "
+                f"{url}{_log_hint(log_tail())}"
+            )
         try:
             if httpx.get(url, timeout=2.0).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
-    raise BenchmarkError(f"{what} did not answer 200 on {url} within {timeout:.0f}s"
-                         f"{_log_hint(log_tail())}")
+    raise BenchmarkError(
+        f"{what} did not answer 200 on {url} within {timeout:.0f}s{_log_hint(log_tail())}"
+    )
 
 
 def _log_hint(log: str) -> str:
     return f"; its log ends with:\n{log}" if log else ""
 
 
-def wait_until_quiet(base_url: str, fast_ms: float = 20.0, streak: int = 3,
-                     timeout: float = 60.0) -> None:
+def wait_until_quiet(
+    base_url: str, fast_ms: float = 20.0, streak: int = 3, timeout: float = 60.0
+) -> None:
     """Wait until GET /healthz answers fast `streak` times in a row, so that the backlog of an
     overloading run does not spill into the next measurement."""
     deadline = time.monotonic() + timeout

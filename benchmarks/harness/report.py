@@ -32,14 +32,22 @@ def verdict(ok: bool, errors: int = 0) -> str:
 
 def throughput_row(name: str, t: Throughput, settings: str) -> Row:
     note = f"{t.error_count} errors: {t.errors}" if t.error_count else ""
-    return Row(f"{name} max throughput ({settings})", f"{t.requests_per_s:,.0f} req/s",
-               result=FAIL if t.error_count else INFO, note=note)
+    return Row(
+        f"{name} max throughput ({settings})",
+        f"{t.requests_per_s:,.0f} req/s",
+        result=FAIL if t.error_count else INFO,
+        note=note,
+    )
 
 
 def ratio_row(dcihub: Throughput, ceiling: Throughput, target: float) -> Row:
     ratio = dcihub.requests_per_s / ceiling.requests_per_s
-    return Row("dcihub / ceiling throughput", f"{ratio:.2f}", f">= {target:.2f}",
-               verdict(ratio >= target, dcihub.error_count))
+    return Row(
+        "dcihub / ceiling throughput",
+        f"{ratio:.2f}",
+        f">= {target:.2f}",
+        verdict(ratio >= target, dcihub.error_count),
+    )
 
 
 def latency_row(name: str, lat: LatencyAtRate, target_ms: float | None) -> Row:
@@ -65,12 +73,18 @@ def latency_row(name: str, lat: LatencyAtRate, target_ms: float | None) -> Row:
 
 def table(rows: list[Row]) -> str:
     header = Row("measure", "value", "target", "result")
-    widths = [max(len(getattr(r, f)) for r in [header, *rows])
-              for f in ("measure", "value", "target", "result")]
+    widths = [
+        max(len(getattr(r, f)) for r in [header, *rows])
+        for f in ("measure", "value", "target", "result")
+    ]
 
     def line(r: Row) -> str:
-        cells = (r.measure.ljust(widths[0]), r.value.rjust(widths[1]),
-                 r.target.ljust(widths[2]), r.result.ljust(widths[3]))
+        cells = (
+            r.measure.ljust(widths[0]),
+            r.value.rjust(widths[1]),
+            r.target.ljust(widths[2]),
+            r.result.ljust(widths[3]),
+        )
         return "  ".join(cells).rstrip()
 
     out = [line(header), "  ".join("-" * w for w in widths)]
@@ -84,19 +98,23 @@ def table(rows: list[Row]) -> str:
 def describe_latency(lat: LatencyAtRate) -> str:
     ms = lat.latency_ms
     lag = lat.scheduler_lag_ms
-    return (f"target {lat.target_rate:,.0f} req/s, answered {lat.achieved_rate:,.0f} req/s "
-            f"({lat.completed:,}/{lat.planned:,}); latency ms p50 {ms.get('p50', 0):.2f} "
-            f"p90 {ms.get('p90', 0):.2f} p99 {ms.get('p99', 0):.2f} p99.9 "
-            f"{ms.get('p99.9', 0):.2f} max {ms.get('max', 0):.2f}; generator: scheduler lag p99 "
-            f"{lag.get('p99', 0):.2f} ms, CPU {lat.generator_cpu_share:.0%}, "
-            f"{lat.most_connections} connections")
+    return (
+        f"target {lat.target_rate:,.0f} req/s, answered {lat.achieved_rate:,.0f} req/s "
+        f"({lat.completed:,}/{lat.planned:,}); latency ms p50 {ms.get('p50', 0):.2f} "
+        f"p90 {ms.get('p90', 0):.2f} p99 {ms.get('p99', 0):.2f} p99.9 "
+        f"{ms.get('p99.9', 0):.2f} max {ms.get('max', 0):.2f}; generator: scheduler lag p99 "
+        f"{lag.get('p99', 0):.2f} ms, CPU {lat.generator_cpu_share:.0%}, "
+        f"{lat.most_connections} connections"
+    )
 
 
 def describe_throughput(t: Throughput) -> str:
     ms = t.latency_ms
-    return (f"{t.requests:,} requests in {t.duration_s:.1f} s; closed-loop latency ms p50 "
-            f"{ms.get('p50', 0):.2f} p99 {ms.get('p99', 0):.2f} max {ms.get('max', 0):.2f}; "
-            f"errors {t.error_count}")
+    return (
+        f"{t.requests:,} requests in {t.duration_s:.1f} s; closed-loop latency ms p50 "
+        f"{ms.get('p50', 0):.2f} p99 {ms.get('p99', 0):.2f} max {ms.get('max', 0):.2f}; "
+        f"errors {t.error_count}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,24 +124,32 @@ def describe_throughput(t: Throughput) -> str:
 def environment(repo: Path) -> dict[str, Any]:
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
+            return subprocess.run(
+                ["git", *args], cwd=repo, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
         except (OSError, subprocess.TimeoutExpired):
             return ""
 
-    return {"git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(git("status", "--porcelain",
-                                                                       "--", "src")),
-            "cpus": os.cpu_count(), "python": platform.python_version(),
-            "platform": platform.platform()}
+    return {
+        "git_commit": git("rev-parse", "HEAD"),
+        "git_dirty": bool(git("status", "--porcelain", "--", "src")),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
 
 
-def write_results(directory: Path, payload: dict[str, Any], rows: list[Row],
-                  prefix: str = "") -> Path:
+def write_results(
+    directory: Path, payload: dict[str, Any], rows: list[Row], prefix: str = ""
+) -> Path:
     """Write `<prefix><timestamp>.json` into `directory` (e.g. prefix "security-")."""
     directory.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     path = directory / f"{prefix}{stamp}.json"
-    document = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **payload,
-                "table": [asdict(r) for r in rows]}
+    document = {
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **payload,
+        "table": [asdict(r) for r in rows],
+    }
     path.write_text(json.dumps(document, indent=2, default=str) + "\n")
     return path

@@ -27,8 +27,7 @@ BENCH_SENDER = "spmis.bench"
 class RequestSet:
     path: str  # e.g. /crvs/registry/sync/search
     bodies: Sequence[bytes]
-    headers: dict[str, str] = field(
-        default_factory=lambda: {"Content-Type": "application/json"})
+    headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
 
 
 @dataclass(frozen=True)
@@ -70,24 +69,35 @@ def lookup_item(id_type: str, value: str, reference_id: str) -> dict[str, Any]:
     return {
         "reference_id": reference_id,
         "timestamp": _now(),
-        "search_criteria": {"version": "1.0.0", "query_type": "idtype-value",
-                            "query": {"type": id_type, "value": value}},
+        "search_criteria": {
+            "version": "1.0.0",
+            "query_type": "idtype-value",
+            "query": {"type": id_type, "value": value},
+        },
         "locale": "eng",
     }
 
 
-def search_envelope(items: list[dict[str, Any]], message_id: str, transaction_id: str,
-                    sender_id: str = BENCH_SENDER) -> dict[str, Any]:
+def search_envelope(
+    items: list[dict[str, Any]], message_id: str, transaction_id: str, sender_id: str = BENCH_SENDER
+) -> dict[str, Any]:
     return {
-        "header": {"version": "1.0.0", "message_id": message_id, "message_ts": _now(),
-                   "action": "search", "sender_id": sender_id, "total_count": len(items),
-                   "is_msg_encrypted": False},
+        "header": {
+            "version": "1.0.0",
+            "message_id": message_id,
+            "message_ts": _now(),
+            "action": "search",
+            "sender_id": sender_id,
+            "total_count": len(items),
+            "is_msg_encrypted": False,
+        },
         "message": {"transaction_id": transaction_id, "search_request": items},
     }
 
 
-def uin_lookups(registry: str, uins: Iterable[str], count: int,
-                sender_id: str = BENCH_SENDER) -> RequestSet:
+def uin_lookups(
+    registry: str, uins: Iterable[str], count: int, sender_id: str = BENCH_SENDER
+) -> RequestSet:
     """`count` sync searches, each one `idtype-value` UIN lookup of a different person (cycling
     through `uins` only if there are fewer of them than `count`)."""
     pool = list(uins)
@@ -97,14 +107,14 @@ def uin_lookups(registry: str, uins: Iterable[str], count: int,
     bodies = []
     for i in range(count):
         item = lookup_item("UIN", pool[i % len(pool)], f"r-{i}")
-        envelope = search_envelope([item], f"m-{run}-{i}-{UNIQUE}", f"t-{run}-{i}-{UNIQUE}",
-                                   sender_id)
+        envelope = search_envelope(
+            [item], f"m-{run}-{i}-{UNIQUE}", f"t-{run}-{i}-{UNIQUE}", sender_id
+        )
         bodies.append(orjson.dumps(envelope))
     return RequestSet(f"/{registry}/registry/sync/search", bodies)
 
 
-def batch_lookup(registry: str, uins: Sequence[str], sender_id: str = BENCH_SENDER
-                 ) -> RequestSet:
+def batch_lookup(registry: str, uins: Sequence[str], sender_id: str = BENCH_SENDER) -> RequestSet:
     """One sync search holding one `idtype-value` UIN lookup per UIN."""
     items = [lookup_item("UIN", uin, f"r-{i}") for i, uin in enumerate(uins)]
     envelope = search_envelope(items, f"m-batch-{UNIQUE}", f"t-batch-{UNIQUE}", sender_id)

@@ -56,10 +56,12 @@ def prepare_population(options: DcihubOptions, data_dir: Path) -> Population:
         country, built_now = ensure_population(store, options.people, options.seed)
     finally:
         store.dispose()
-    uins = [ident["identifier_value"]
-            for record in country.records(options.registry)
-            for ident in record.get("identifier", [])
-            if ident.get("identifier_type") == "UIN"]
+    uins = [
+        ident["identifier_value"]
+        for record in country.records(options.registry)
+        for ident in record.get("identifier", [])
+        if ident.get("identifier_type") == "UIN"
+    ]
     if not uins:
         raise BenchmarkError(f"the {options.registry} registry of the population has no UINs")
     return Population(store_url, uins, built_now)
@@ -93,29 +95,62 @@ def dcihub_command() -> list[str]:
     found = shutil.which("dcihub")
     if found:
         return [found]
-    raise BenchmarkError("the `dcihub` command is not installed; run `make bench` (it installs "
-                         "the package into .venv) or `pip install -e .`")
+    raise BenchmarkError(
+        "the `dcihub` command is not installed; run `make bench` (it installs "
+        "the package into .venv) or `pip install -e .`"
+    )
 
 
-def start_dcihub(procs: ChildProcesses, options: DcihubOptions, store_url: str,
-                 workdir: Path, name: str = "dcihub") -> Server:
+def start_dcihub(
+    procs: ChildProcesses,
+    options: DcihubOptions,
+    store_url: str,
+    workdir: Path,
+    name: str = "dcihub",
+) -> Server:
     port = free_port()
     config = write_config(options, store_url, port, workdir / f"{name}.yaml")
-    argv = [*dcihub_command(), "serve", "--config", str(config), "--host", HOST,
-            "--port", str(port), "--workers", str(options.workers), "--log-level", "warning"]
+    argv = [
+        *dcihub_command(),
+        "serve",
+        "--config",
+        str(config),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        str(options.workers),
+        "--log-level",
+        "warning",
+    ]
     proc = procs.start(name, argv)
     url = f"http://{HOST}:{port}"
     wait_until_ok(f"{url}/healthz", proc, f"`{' '.join(argv)}`", lambda: procs.log_tail(name))
     return Server(name, url, proc.pid)
 
 
-def start_ceiling(procs: ChildProcesses, response: bytes, workdir: Path,
-                  name: str = "ceiling") -> Server:
+def start_ceiling(
+    procs: ChildProcesses, response: bytes, workdir: Path, name: str = "ceiling"
+) -> Server:
     response_file = workdir / "ceiling-response.json"
     response_file.write_bytes(response)
     port = free_port()
-    argv = [sys.executable, "-m", "uvicorn", "ceiling_app:app", "--app-dir", str(BENCHMARKS_DIR),
-            "--host", HOST, "--port", str(port), "--log-level", "warning", "--no-access-log"]
+    argv = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "ceiling_app:app",
+        "--app-dir",
+        str(BENCHMARKS_DIR),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
     env = {**os.environ, "DCIHUB_CEILING_RESPONSE": str(response_file)}
     proc = procs.start(name, argv, env=env)
     url = f"http://{HOST}:{port}"

@@ -36,13 +36,31 @@ from .store import Store
 from .store.audit import AuditRow, Problem
 
 __all__ = [
-    "AdminError", "load_config",
-    "PartnerChanges", "PartnerResult", "CLEARABLE", "partners_file", "load_partners",
-    "add_partner", "update_partner", "remove_partner", "reset_secret", "partner_row",
+    "AdminError",
+    "load_config",
+    "PartnerChanges",
+    "PartnerResult",
+    "CLEARABLE",
+    "partners_file",
+    "load_partners",
+    "add_partner",
+    "update_partner",
+    "remove_partner",
+    "reset_secret",
+    "partner_row",
     "partner_details",
-    "Rotation", "key_dir", "list_keys", "rotate_keys", "public_jwks", "KEYS_NOTE",
+    "Rotation",
+    "key_dir",
+    "list_keys",
+    "rotate_keys",
+    "public_jwks",
+    "KEYS_NOTE",
     "PARTNERS_NOTE",
-    "open_store", "verify_audit", "parse_since", "audit_trail", "audit_summary",
+    "open_store",
+    "verify_audit",
+    "parse_since",
+    "audit_trail",
+    "audit_summary",
 ]
 
 
@@ -60,8 +78,9 @@ def load_config(path: Path) -> Settings:
 # =============================================================================================
 # partners
 
-PARTNERS_NOTE = ("running nodes and workers re-read the partner file within a few seconds; "
-                 "no restart is needed")
+PARTNERS_NOTE = (
+    "running nodes and workers re-read the partner file within a few seconds; no restart is needed"
+)
 
 # `partners update --clear NAME`: settings that can be reset to their default.
 CLEARABLE = {
@@ -157,8 +176,10 @@ def add_partner(settings: Settings, sender_id: str, changes: PartnerChanges) -> 
     path = partners_file(settings)
     registry = load_partners(settings)
     if registry.get(sender_id) is not None:
-        raise AdminError(f"sender_id {sender_id!r} is already registered in {path}; change it "
-                         f"with `dcihub partners update {sender_id}`")
+        raise AdminError(
+            f"sender_id {sender_id!r} is already registered in {path}; change it "
+            f"with `dcihub partners update {sender_id}`"
+        )
     base = Partner(sender_id=sender_id)
     partner, private_jwks, warnings = _apply(settings, base, changes)
     secret = generate_secret()
@@ -172,8 +193,7 @@ def add_partner(settings: Settings, sender_id: str, changes: PartnerChanges) -> 
     return result
 
 
-def update_partner(settings: Settings, sender_id: str,
-                   changes: PartnerChanges) -> PartnerResult:
+def update_partner(settings: Settings, sender_id: str, changes: PartnerChanges) -> PartnerResult:
     """Change the given settings of a partner; everything not given stays as it is."""
     path = partners_file(settings)
     registry = load_partners(settings)
@@ -213,8 +233,10 @@ def reset_secret(settings: Settings, sender_id: str) -> PartnerResult:
     registry = load_partners(settings)
     partner = _require(registry, sender_id, path)
     if not partner.client_id:
-        raise AdminError(f"partner {sender_id!r} has no client_id; give it one with "
-                         f"`dcihub partners update {sender_id} --client-id ID`")
+        raise AdminError(
+            f"partner {sender_id!r} has no client_id; give it one with "
+            f"`dcihub partners update {sender_id} --client-id ID`"
+        )
     secret = generate_secret()
     registry.remove(sender_id)
     registry.add(partner, client_secret=secret)
@@ -222,8 +244,9 @@ def reset_secret(settings: Settings, sender_id: str) -> PartnerResult:
     return PartnerResult(partner, path, secret)
 
 
-def _write_private_keys(target: Path | None, private_jwks: dict[str, Any] | None,
-                        registry: PartnerRegistry, path: Path) -> Path | None:
+def _write_private_keys(
+    target: Path | None, private_jwks: dict[str, Any] | None, registry: PartnerRegistry, path: Path
+) -> Path | None:
     """Write the partner's private keys (if generated), then the partner file."""
     if target is None or private_jwks is None:
         _save(registry, path)
@@ -241,8 +264,9 @@ def _write_private_keys(target: Path | None, private_jwks: dict[str, Any] | None
     return target.resolve()
 
 
-def _apply(settings: Settings, partner: Partner,
-           changes: PartnerChanges) -> tuple[Partner, dict[str, Any] | None, list[str]]:
+def _apply(
+    settings: Settings, partner: Partner, changes: PartnerChanges
+) -> tuple[Partner, dict[str, Any] | None, list[str]]:
     """`partner` with `changes` applied and validated; the private JWKS if keys were made."""
     values: dict[str, Any] = {}
     warnings: list[str] = []
@@ -253,11 +277,18 @@ def _apply(settings: Settings, partner: Partner,
     if changes.scopes is not None:
         values["scopes"] = _parse_scopes(changes.scopes, settings, warnings)
     if changes.callback_prefixes is not None:
-        values["callback_prefixes"] = [_check_url(u, "--callback-prefix", any_port=True)
-                                       for u in changes.callback_prefixes]
-    key_sources = [o for o, v in (("--jwks-url", changes.jwks_url),
-                                  ("--jwks-file", changes.jwks_file),
-                                  ("--generate-keys", changes.generate_keys)) if v is not None]
+        values["callback_prefixes"] = [
+            _check_url(u, "--callback-prefix", any_port=True) for u in changes.callback_prefixes
+        ]
+    key_sources = [
+        o
+        for o, v in (
+            ("--jwks-url", changes.jwks_url),
+            ("--jwks-file", changes.jwks_file),
+            ("--generate-keys", changes.generate_keys),
+        )
+        if v is not None
+    ]
     if len(key_sources) > 1:
         raise AdminError(f"give only one of {', '.join(key_sources)}")
     private_jwks: dict[str, Any] | None = None
@@ -268,20 +299,22 @@ def _apply(settings: Settings, partner: Partner,
     if changes.generate_keys is not None:
         target = changes.generate_keys
         if target.exists():
-            raise AdminError(f"--generate-keys {target}: the file exists; choose a new path "
-                             "(private keys are never overwritten)")
+            raise AdminError(
+                f"--generate-keys {target}: the file exists; choose a new path "
+                "(private keys are never overwritten)"
+            )
         if not target.parent.is_dir():
-            raise AdminError(f"--generate-keys {target}: directory {target.parent} "
-                             "does not exist")
+            raise AdminError(f"--generate-keys {target}: directory {target.parent} does not exist")
         profile = changes.signature_profile or partner.signature_profile
-        values["jwks"], private_jwks = _new_key_pair("EdDSA" if profile == HTTP_SIG
-                                                     else "ES256")
+        values["jwks"], private_jwks = _new_key_pair("EdDSA" if profile == HTTP_SIG else "ES256")
     if changes.fields is not None:
         values["fields"] = _parse_fields(changes.fields)
     if changes.signature_profile is not None:
         if changes.signature_profile not in PROFILES:
-            raise AdminError(f"--signature-profile {changes.signature_profile!r}: not one of "
-                             f"{', '.join(PROFILES)}")
+            raise AdminError(
+                f"--signature-profile {changes.signature_profile!r}: not one of "
+                f"{', '.join(PROFILES)}"
+            )
         values["signature_profile"] = changes.signature_profile
     if changes.require_signature is not None:
         values["require_signature"] = changes.require_signature
@@ -291,13 +324,15 @@ def _apply(settings: Settings, partner: Partner,
         if getattr(changes, name) is not None:
             values[name] = getattr(changes, name)
     if changes.consent_purposes is not None:
-        values["consent_purposes"] = [_check_token(c, "--consent-purpose")
-                                      for c in changes.consent_purposes]
+        values["consent_purposes"] = [
+            _check_token(c, "--consent-purpose") for c in changes.consent_purposes
+        ]
     if changes.token_url is not None:
         values["token_url"] = _check_url(changes.token_url, "--token-url")
     if changes.callback_client_id is not None:
-        values["callback_client_id"] = _check_token(changes.callback_client_id,
-                                                    "--callback-client-id")
+        values["callback_client_id"] = _check_token(
+            changes.callback_client_id, "--callback-client-id"
+        )
     if changes.callback_client_secret is not None:
         values["callback_client_secret"] = _check_env_ref(changes.callback_client_secret)
     try:
@@ -328,8 +363,9 @@ def _check_url(value: str, what: str, any_port: bool = False) -> str:
     if not text or any(c.isspace() for c in text):
         raise AdminError(f"{what} {value!r} is not a valid URL: it contains spaces")
     if parts.scheme.lower() not in ("http", "https"):
-        raise AdminError(f"{what} {value!r} is not a valid URL: it must start with https:// "
-                         "(or http://)")
+        raise AdminError(
+            f"{what} {value!r} is not a valid URL: it must start with https:// (or http://)"
+        )
     if not parts.hostname:
         raise AdminError(f"{what} {value!r} is not a valid URL: it has no host")
     if "@" in parts.netloc:
@@ -342,49 +378,64 @@ def _check_url(value: str, what: str, any_port: bool = False) -> str:
 def _check_env_ref(value: str) -> str:
     name = value[4:] if value.startswith("env:") else None
     if not name or not _ENV_NAME.match(name):
-        raise AdminError("--callback-client-secret must be env:NAME (the secret is read from "
-                         "environment variable NAME on the node, so that it is neither stored "
-                         "in the partner file nor left in the shell history)")
+        raise AdminError(
+            "--callback-client-secret must be env:NAME (the secret is read from "
+            "environment variable NAME on the node, so that it is neither stored "
+            "in the partner file nor left in the shell history)"
+        )
     return value
 
 
 def _check_callback_auth(partner: Partner) -> None:
-    given = {"--token-url": partner.token_url,
-             "--callback-client-id": partner.callback_client_id,
-             "--callback-client-secret": partner.callback_client_secret}
+    given = {
+        "--token-url": partner.token_url,
+        "--callback-client-id": partner.callback_client_id,
+        "--callback-client-secret": partner.callback_client_secret,
+    }
     if any(given.values()) and not all(given.values()):
         missing = ", ".join(k for k, v in given.items() if not v)
-        raise AdminError(f"to get tokens from the partner for callbacks, give --token-url, "
-                         f"--callback-client-id and --callback-client-secret together "
-                         f"(missing: {missing})")
+        raise AdminError(
+            f"to get tokens from the partner for callbacks, give --token-url, "
+            f"--callback-client-id and --callback-client-secret together "
+            f"(missing: {missing})"
+        )
 
 
 def _registry_name(registry: str, option: str, value: str) -> str:
     if registry != "*" and registry not in REGISTRIES:
-        raise AdminError(f"{option} {value!r}: unknown registry {registry!r}; known: "
-                         f"{', '.join(REGISTRIES)} (or * for every registry)")
+        raise AdminError(
+            f"{option} {value!r}: unknown registry {registry!r}; known: "
+            f"{', '.join(REGISTRIES)} (or * for every registry)"
+        )
     return registry
 
 
-def _parse_scopes(values: list[str], settings: Settings,
-                  warnings: list[str]) -> dict[str, list[str] | str]:
+def _parse_scopes(
+    values: list[str], settings: Settings, warnings: list[str]
+) -> dict[str, list[str] | str]:
     scopes: dict[str, list[str] | str] = {}
     for value in values:
         registry, sep, actions = value.strip().partition(":")
         if not sep or not registry or not actions:
-            raise AdminError(f"--scope {value!r}: expected registry:action (e.g. crvs:search, "
-                             "crvs:search,subscribe or crvs:*)")
+            raise AdminError(
+                f"--scope {value!r}: expected registry:action (e.g. crvs:search, "
+                "crvs:search,subscribe or crvs:*)"
+            )
         _registry_name(registry, "--scope", value)
         names = []
         for action in actions.split(","):
             action = action.strip().removeprefix("registry.")
             if not _ACTION.match(action):
-                raise AdminError(f"--scope {value!r}: {action!r} is not an action name "
-                                 "(e.g. search, subscribe, txn-status, or *)")
+                raise AdminError(
+                    f"--scope {value!r}: {action!r} is not an action name "
+                    "(e.g. search, subscribe, txn-status, or *)"
+                )
             names.append(action)
         if registry != "*" and registry not in settings.registries:
-            warnings.append(f"--scope {value}: this node does not serve registry {registry!r} "
-                            f"(registries: {', '.join(settings.registries)})")
+            warnings.append(
+                f"--scope {value}: this node does not serve registry {registry!r} "
+                f"(registries: {', '.join(settings.registries)})"
+            )
         previous = scopes.get(registry, [])
         if "*" in names or previous == "*":
             scopes[registry] = "*"
@@ -399,8 +450,10 @@ def _parse_fields(values: list[str]) -> dict[str, list[str] | None]:
     for value in values:
         registry, sep, paths = value.strip().partition(":")
         if not sep or not registry or not paths:
-            raise AdminError(f"--fields {value!r}: expected registry:path,path (e.g. "
-                             "crvs:identifier,name.given_name,birth_date)")
+            raise AdminError(
+                f"--fields {value!r}: expected registry:path,path (e.g. "
+                "crvs:identifier,name.given_name,birth_date)"
+            )
         _registry_name(registry, "--fields", value)
         items = [p.strip() for p in paths.split(",") if p.strip()]
         for item in items:
@@ -421,18 +474,22 @@ def _read_public_jwks(path: Path) -> dict[str, Any]:
     if isinstance(doc, dict) and "kty" in doc:
         doc = {"keys": [doc]}
     if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list) or not doc["keys"]:
-        raise AdminError(f"--jwks-file {path}: expected a JWK set {{\"keys\": [...]}} with at "
-                         "least one key")
+        raise AdminError(
+            f'--jwks-file {path}: expected a JWK set {{"keys": [...]}} with at least one key'
+        )
     keys = []
     for i, jwk in enumerate(doc["keys"]):
         try:
             key = load_jwk(jwk)
         except Exception as exc:  # noqa: BLE001 - joserfc raises various errors on bad JWKs
-            raise AdminError(f"--jwks-file {path}: keys[{i}] is not a usable public key: "
-                             f"{exc}") from None
+            raise AdminError(
+                f"--jwks-file {path}: keys[{i}] is not a usable public key: {exc}"
+            ) from None
         if key.is_private:
-            raise AdminError(f"--jwks-file {path}: keys[{i}] holds private key material; "
-                             "register the partner's public keys only")
+            raise AdminError(
+                f"--jwks-file {path}: keys[{i}] holds private key material; "
+                "register the partner's public keys only"
+            )
         keys.append(key.as_dict(private=False))
     return {"keys": keys}
 
@@ -440,20 +497,26 @@ def _read_public_jwks(path: Path) -> dict[str, Any]:
 def _new_key_pair(signing_alg: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """A signing and an encryption key for a partner: (public JWKS, private JWKS)."""
     keys = [generate_key("sig", signing_alg), generate_key("enc", "ECDH-ES+A256KW")]
-    return ({"keys": [k.as_dict(private=False) for k in keys]},
-            {"keys": [k.as_dict(private=True) for k in keys]})
+    return (
+        {"keys": [k.as_dict(private=False) for k in keys]},
+        {"keys": [k.as_dict(private=True) for k in keys]},
+    )
 
 
 def _advice(settings: Settings, partner: Partner) -> list[str]:
     notes = []
     has_keys = bool(partner.jwks and partner.jwks.get("keys")) or bool(partner.jwks_url)
     if partner.signature_required and not has_keys:
-        notes.append("the partner has no public keys, so its signed requests cannot be "
-                     "verified: give --jwks-url, --jwks-file or --generate-keys "
-                     "(or --no-signature-required)")
+        notes.append(
+            "the partner has no public keys, so its signed requests cannot be "
+            "verified: give --jwks-url, --jwks-file or --generate-keys "
+            "(or --no-signature-required)"
+        )
     if partner.encrypt_replies and not has_keys:
-        notes.append("--encrypt-replies needs the partner's encryption key (use 'enc') in its "
-                     "JWKS; until it has one, replies to it fail")
+        notes.append(
+            "--encrypt-replies needs the partner's encryption key (use 'enc') in its "
+            "JWKS; until it has one, replies to it fail"
+        )
     return notes
 
 
@@ -471,27 +534,38 @@ def _ensure_http_sig_key(settings: Settings, partner: Partner) -> str | None:
     try:
         manager._ensure_dir()
         manager.reload()
-        if any(k.use == "sig" and k.alg == "EdDSA" and k.status == "current"
-               for k in manager.list_keys()):
+        if any(
+            k.use == "sig" and k.alg == "EdDSA" and k.status == "current"
+            for k in manager.list_keys()
+        ):
             return None
         key = manager.ensure_signing_key("EdDSA")
     except (KeyStoreError, OSError) as exc:
         raise AdminError(str(exc)) from None
-    return (f"made an additional Ed25519 signing key {key.kid} in {directory} to sign replies "
-            "in the http-sig-ed25519 profile; running nodes publish it within seconds")
+    return (
+        f"made an additional Ed25519 signing key {key.kid} in {directory} to sign replies "
+        "in the http-sig-ed25519 profile; running nodes publish it within seconds"
+    )
 
 
 def _scopes_text(scopes: dict[str, list[str] | str]) -> str:
     if not scopes:
         return "-"
-    return "; ".join(f"{reg}: {acts if acts == '*' else ', '.join(acts)}"
-                     for reg, acts in scopes.items())
+    return "; ".join(
+        f"{reg}: {acts if acts == '*' else ', '.join(acts)}" for reg, acts in scopes.items()
+    )
 
 
 def partner_row(partner: Partner) -> dict[str, str]:
     """One line of `partners list`."""
-    encrypted = [w for w, on in (("requests", partner.require_encryption),
-                                 ("replies", partner.encrypt_replies)) if on]
+    encrypted = [
+        w
+        for w, on in (
+            ("requests", partner.require_encryption),
+            ("replies", partner.encrypt_replies),
+        )
+        if on
+    ]
     return {
         "sender_id": partner.sender_id,
         "name": partner.name or "-",
@@ -507,15 +581,24 @@ def partner_row(partner: Partner) -> dict[str, str]:
 
 def partner_details(partner: Partner) -> list[tuple[str, str]]:
     """Every setting of a partner, for `partners show` (secrets as set / not set)."""
+
     def yes(value: bool) -> str:
         return "yes" if value else "no"
 
     keys = (partner.jwks or {}).get("keys", [])
-    key_text = "; ".join(f"{k.get('kid', '?')} ({k.get('use', '-')}, {k.get('alg', k.get('kty'))})"
-                         for k in keys) or "-"
-    fields_text = "; ".join(
-        f"{reg}: {'all' if paths is None else ', '.join(paths) or 'none'}"
-        for reg, paths in partner.fields.items()) or "all fields of every registry"
+    key_text = (
+        "; ".join(
+            f"{k.get('kid', '?')} ({k.get('use', '-')}, {k.get('alg', k.get('kty'))})" for k in keys
+        )
+        or "-"
+    )
+    fields_text = (
+        "; ".join(
+            f"{reg}: {'all' if paths is None else ', '.join(paths) or 'none'}"
+            for reg, paths in partner.fields.items()
+        )
+        or "all fields of every registry"
+    )
     secret = partner.callback_client_secret
     if secret and secret.startswith("env:"):
         secret_text = f"from environment variable {secret[4:]}"
@@ -528,13 +611,15 @@ def partner_details(partner: Partner) -> list[tuple[str, str]]:
         ("client secret", "set" if partner.client_secret_hash else "not set"),
         ("scopes", _scopes_text(partner.scopes)),
         ("callback prefixes", ", ".join(partner.callback_prefixes) or "-"),
-        ("private callback addresses", "allowed" if partner.allow_private_callbacks
-         else "refused"),
+        ("private callback addresses", "allowed" if partner.allow_private_callbacks else "refused"),
         ("public keys (inline)", key_text),
         ("jwks_url", partner.jwks_url or "-"),
         ("signature profile", partner.signature_profile),
-        ("signature required", yes(partner.signature_required)
-         + (" (allow_unsigned)" if partner.allow_unsigned else "")),
+        (
+            "signature required",
+            yes(partner.signature_required)
+            + (" (allow_unsigned)" if partner.allow_unsigned else ""),
+        ),
         ("encrypted requests required", yes(partner.require_encryption)),
         ("encrypted replies", yes(partner.encrypt_replies)),
         ("fields", fields_text),
@@ -571,8 +656,11 @@ def key_dir(settings: Settings) -> Path:
 
 def _key_manager(settings: Settings) -> KeyManager:
     options = settings.security
-    return KeyManager(key_dir(settings), overlap=timedelta(days=options.key_overlap_days),
-                      signing_alg=options.signing_alg)
+    return KeyManager(
+        key_dir(settings),
+        overlap=timedelta(days=options.key_overlap_days),
+        signing_alg=options.signing_alg,
+    )
 
 
 def _has_keys(directory: Path) -> bool:
@@ -609,8 +697,7 @@ def rotate_keys(settings: Settings) -> Rotation:
         raise AdminError(str(exc)) from None
     retired = [k for k in manager.list_keys() if k.kid in before]
     until = max((k.retired_at for k in retired if k.retired_at), default=None)
-    return Rotation(directory, created, retired, False,
-                    until + manager.overlap if until else None)
+    return Rotation(directory, created, retired, False, until + manager.overlap if until else None)
 
 
 def public_jwks(settings: Settings) -> dict[str, Any]:
@@ -640,20 +727,26 @@ def open_store(settings: Settings) -> Store:
         raise AdminError(f"store_url {url!r} is not a database URL: {exc}") from None
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         if not Path(parsed.database).exists():
-            raise AdminError(f"no store at {parsed.database}: start the node once "
-                             "(`dcihub serve`) or check store_url")
+            raise AdminError(
+                f"no store at {parsed.database}: start the node once "
+                "(`dcihub serve`) or check store_url"
+            )
     store = Store(url)
     try:
         with store.read() as conn:
             present = inspect(conn).has_table(store.audit.t.name)
     except SQLAlchemyError as exc:
         store.dispose()
-        raise AdminError(f"cannot open the store {parsed.render_as_string(hide_password=True)}: "
-                         f"{_first_line(exc)}") from None
+        raise AdminError(
+            f"cannot open the store {parsed.render_as_string(hide_password=True)}: "
+            f"{_first_line(exc)}"
+        ) from None
     if not present:
         store.dispose()
-        raise AdminError(f"the store {parsed.render_as_string(hide_password=True)} has no audit "
-                         "table: start the node once (`dcihub serve`) or check store_url")
+        raise AdminError(
+            f"the store {parsed.render_as_string(hide_password=True)} has no audit "
+            "table: start the node once (`dcihub serve`) or check store_url"
+        )
     return store
 
 
@@ -691,15 +784,21 @@ def parse_since(value: str, now: float | None = None) -> float:
             return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise AdminError(f"--since {value!r}: give a date (2026-01-01), a time "
-                         "(2026-01-01T12:00:00Z) or a duration (24h, 7d, 30m)") from None
+        raise AdminError(
+            f"--since {value!r}: give a date (2026-01-01), a time "
+            "(2026-01-01T12:00:00Z) or a duration (24h, 7d, 30m)"
+        ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
 
 
-def audit_trail(settings: Settings, partner: str | None = None, since: float | None = None,
-                limit: int | None = 100) -> list[AuditRow]:
+def audit_trail(
+    settings: Settings,
+    partner: str | None = None,
+    since: float | None = None,
+    limit: int | None = 100,
+) -> list[AuditRow]:
     """The matching audit rows in chain order; with `limit`, the most recent `limit` of them."""
     store = open_store(settings)
     table = store.audit.t
@@ -711,13 +810,26 @@ def audit_trail(settings: Settings, partner: str | None = None, since: float | N
     try:
         with store.read() as conn:
             if limit:
-                last = (select(table.c.seq).where(*conditions).order_by(table.c.seq.desc())
-                        .limit(limit).subquery())
+                last = (
+                    select(table.c.seq)
+                    .where(*conditions)
+                    .order_by(table.c.seq.desc())
+                    .limit(limit)
+                    .subquery()
+                )
                 conditions.append(table.c.seq.in_(select(last.c.seq)))
             query = select(table).where(*conditions).order_by(table.c.seq)
-            return [AuditRow(r["seq"], r["ts"], r["partner"], _load_entry(r["entry"]),
-                             r["prev_hash"], r["hash"])
-                    for r in conn.execute(query).mappings()]
+            return [
+                AuditRow(
+                    r["seq"],
+                    r["ts"],
+                    r["partner"],
+                    _load_entry(r["entry"]),
+                    r["prev_hash"],
+                    r["hash"],
+                )
+                for r in conn.execute(query).mappings()
+            ]
     except SQLAlchemyError as exc:
         raise AdminError(f"cannot read the audit trail: {_first_line(exc)}") from None
     finally:

@@ -40,8 +40,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_options(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     """dcihub: an open implementation of the Digital Convergence Initiative (DCI) standards."""
 
@@ -50,12 +54,13 @@ def main_options(
 def demo(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    data_dir: Annotated[Path, typer.Option("--data-dir", help="Where the demo keeps its store, "
-                                           "keys and demo.json.")] = Path("dcihub-demo"),
-    people: Annotated[int, typer.Option(help="Size of the synthetic population.", min=10)]
-    = 10_000,
-    seed: Annotated[int, typer.Option(help="Seed of the synthetic population (same seed, "
-                                      "same data).")] = 20260101,
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="Where the demo keeps its store, keys and demo.json.")
+    ] = Path("dcihub-demo"),
+    people: Annotated[int, typer.Option(help="Size of the synthetic population.", min=10)] = 10_000,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the synthetic population (same seed, same data).")
+    ] = 20260101,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Build a synthetic country (once) and serve all five registries over it.
@@ -97,34 +102,47 @@ def _print_demo_help(info: dict) -> None:
             f"    TOKEN=$(curl -s -X POST {info['token_url']} -d grant_type=client_credentials "
             f"-d client_id={info['client_id']} -d client_secret={info['client_secret']} "
             "| python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')",
-            soft_wrap=True, highlight=False, markup=False,
+            soft_wrap=True,
+            highlight=False,
+            markup=False,
         )
     console.print(
         "  search the CRVS by UIN (the demo partner may send unsigned requests):\n"
         f"    curl -s -X POST {crvs}/registry/sync/search -H 'content-type: application/json' "
-        + ("-H \"authorization: Bearer $TOKEN\" " if info.get("client_id") else "")
-        + "-d '{\"header\": {\"message_id\": \"'m-$RANDOM'\", \"message_ts\": "
-        "\"'$(date -u +%Y-%m-%dT%H:%M:%SZ)'\", \"action\": \"search\", \"sender_id\": "
-        f"\"{info.get('sender_id', 'spmis.demo')}\", \"total_count\": 1}}, \"message\": "
-        "{\"transaction_id\": \"t1\", \"search_request\": [{\"reference_id\": \"r1\", "
-        "\"timestamp\": \"2026-01-01T00:00:00Z\", \"search_criteria\": {\"query_type\": "
-        f"\"idtype-value\", \"query\": {{\"type\": \"{sample['type']}\", \"value\": "
-        f"\"{sample['value']}\"}}}}}}]}}}}'\n",
-        soft_wrap=True, highlight=False, markup=False,
+        + ('-H "authorization: Bearer $TOKEN" ' if info.get("client_id") else "")
+        + '-d \'{"header": {"message_id": "\'m-$RANDOM\'", "message_ts": '
+        '"\'$(date -u +%Y-%m-%dT%H:%M:%SZ)\'", "action": "search", "sender_id": '
+        f'"{info.get("sender_id", "spmis.demo")}", "total_count": 1}}, "message": '
+        '{"transaction_id": "t1", "search_request": [{"reference_id": "r1", '
+        '"timestamp": "2026-01-01T00:00:00Z", "search_criteria": {"query_type": '
+        f'"idtype-value", "query": {{"type": "{sample["type"]}", "value": '
+        f'"{sample["value"]}"}}}}}}]}}}}\'\n',
+        soft_wrap=True,
+        highlight=False,
+        markup=False,
     )
 
 
 def _serve(fastapi_app: object, host: str, port: int, log_level: str) -> None:
     import uvicorn
 
-    uvicorn.run(fastapi_app, host=host, port=port, log_level=log_level,  # type: ignore[arg-type]
-                access_log=log_level == "debug")
+    uvicorn.run(
+        fastapi_app,
+        host=host,
+        port=port,
+        log_level=log_level,  # type: ignore[arg-type]
+        access_log=log_level == "debug",
+    )
 
 
 @app.command()
 def serve(
-    config: Annotated[Path, typer.Option("--config", "-c", help="Configuration file (YAML).",
-                                         exists=True, dir_okay=False)],
+    config: Annotated[
+        Path,
+        typer.Option(
+            "--config", "-c", help="Configuration file (YAML).", exists=True, dir_okay=False
+        ),
+    ],
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(help="API processes (uvicorn workers).", min=1)] = 1,
@@ -144,8 +162,15 @@ def serve(
         raise typer.Exit(2) from None
     _prepare_store(settings)
     os.environ["DCIHUB_CONFIG"] = str(config.resolve())
-    uvicorn.run("dcihub.server.factory:app_from_env", factory=True, host=host, port=port,
-                workers=workers, log_level=log_level, access_log=log_level == "debug")
+    uvicorn.run(
+        "dcihub.server.factory:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        access_log=log_level == "debug",
+    )
 
 
 def _prepare_store(settings: object) -> None:
@@ -164,8 +189,12 @@ def _prepare_store(settings: object) -> None:
 
 @app.command()
 def worker(
-    config: Annotated[Path, typer.Option("--config", "-c", help="Configuration file (YAML).",
-                                         exists=True, dir_okay=False)],
+    config: Annotated[
+        Path,
+        typer.Option(
+            "--config", "-c", help="Configuration file (YAML).", exists=True, dir_okay=False
+        ),
+    ],
 ) -> None:
     """Run a delivery worker (async work and callbacks) apart from the API processes."""
     import anyio
@@ -192,7 +221,7 @@ def worker(
 
 partners_app = typer.Typer(
     help="Manage the partner registry (security.partners_file): who may call this node, with "
-         "which credentials, keys, scopes and callbacks.",
+    "which credentials, keys, scopes and callbacks.",
     no_args_is_help=True,
 )
 keys_app = typer.Typer(
@@ -207,9 +236,15 @@ app.add_typer(partners_app, name="partners")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 
-AdminConfig = Annotated[Path, typer.Option(
-    "--config", "-c", help="Configuration file (YAML), the one `dcihub serve` reads.",
-    dir_okay=False)]
+AdminConfig = Annotated[
+    Path,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Configuration file (YAML), the one `dcihub serve` reads.",
+        dir_okay=False,
+    ),
+]
 
 
 class SignatureProfile(StrEnum):
@@ -230,57 +265,127 @@ class Clearable(StrEnum):
 
 
 OptName = Annotated[str | None, typer.Option("--name", help="A readable name of the partner.")]
-OptScope = Annotated[list[str] | None, typer.Option(
-    "--scope", metavar="REGISTRY:ACTION",
-    help="What the partner may call, e.g. crvs:search, crvs:search,subscribe, crvs:* or *:search "
-         "(repeat for several registries; replaces all scopes on update).")]
-OptCallback = Annotated[list[str] | None, typer.Option(
-    "--callback-prefix", metavar="URL",
-    help="A URL prefix the partner may give as sender_uri for callbacks (repeatable; host:* "
-         "allows any port; replaces all prefixes on update).")]
-OptJwksUrl = Annotated[str | None, typer.Option(
-    "--jwks-url", metavar="URL", help="Where the partner publishes its public keys (JWKS).")]
-OptJwksFile = Annotated[Path | None, typer.Option(
-    "--jwks-file", metavar="FILE", dir_okay=False,
-    help="A file with the partner's public JWK set, registered inline.")]
-OptGenerate = Annotated[Path | None, typer.Option(
-    "--generate-keys", metavar="PATH", dir_okay=False,
-    help="Make a signing and an encryption key pair for the partner, register the public "
-         "keys and write the private JWK set to PATH (mode 0600; PATH must not exist).")]
-OptFields = Annotated[list[str] | None, typer.Option(
-    "--fields", metavar="REGISTRY:PATH,PATH",
-    help="Limit the record fields the partner receives from a registry, e.g. "
-         "crvs:identifier,name.given_name (repeatable; a registry not named: all fields; "
-         "replaces all limits on update).")]
-OptProfile = Annotated[SignatureProfile | None, typer.Option(
-    "--signature-profile",
-    help="How this node signs what it sends to the partner (default on add: jws-detached).")]
-OptSigned = Annotated[bool | None, typer.Option(
-    "--signature-required/--no-signature-required",
-    help="Whether the partner's requests must be signed (default on add: required); a "
-         "signature that is sent is always verified.")]
-OptEncrypted = Annotated[bool | None, typer.Option(
-    "--require-encryption/--no-require-encryption",
-    help="Whether the partner's requests must be encrypted (default on add: no).")]
-OptEncryptReplies = Annotated[bool | None, typer.Option(
-    "--encrypt-replies/--no-encrypt-replies",
-    help="Encrypt replies and callbacks to the partner (default on add: no).")]
-OptConsent = Annotated[list[str] | None, typer.Option(
-    "--consent-purpose", metavar="CODE",
-    help="A purpose code the partner may claim in consent (repeatable; replaces the list on "
-         "update).")]
-OptPrivate = Annotated[bool | None, typer.Option(
-    "--allow-private-callbacks/--no-allow-private-callbacks",
-    help="Allow callbacks to loopback and private addresses (default on add: refused).")]
-OptTokenUrl = Annotated[str | None, typer.Option(
-    "--token-url", metavar="URL",
-    help="The partner's OAuth2 token endpoint, used to get tokens for callbacks to it.")]
-OptCbClient = Annotated[str | None, typer.Option(
-    "--callback-client-id", metavar="ID", help="This node's client id at the partner.")]
-OptCbSecret = Annotated[str | None, typer.Option(
-    "--callback-client-secret", metavar="env:NAME",
-    help="This node's client secret at the partner, read from environment variable NAME on "
-         "the node.")]
+OptScope = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--scope",
+        metavar="REGISTRY:ACTION",
+        help="What the partner may call, e.g. crvs:search, crvs:search,subscribe, crvs:* or *:search "
+        "(repeat for several registries; replaces all scopes on update).",
+    ),
+]
+OptCallback = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--callback-prefix",
+        metavar="URL",
+        help="A URL prefix the partner may give as sender_uri for callbacks (repeatable; host:* "
+        "allows any port; replaces all prefixes on update).",
+    ),
+]
+OptJwksUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--jwks-url", metavar="URL", help="Where the partner publishes its public keys (JWKS)."
+    ),
+]
+OptJwksFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--jwks-file",
+        metavar="FILE",
+        dir_okay=False,
+        help="A file with the partner's public JWK set, registered inline.",
+    ),
+]
+OptGenerate = Annotated[
+    Path | None,
+    typer.Option(
+        "--generate-keys",
+        metavar="PATH",
+        dir_okay=False,
+        help="Make a signing and an encryption key pair for the partner, register the public "
+        "keys and write the private JWK set to PATH (mode 0600; PATH must not exist).",
+    ),
+]
+OptFields = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--fields",
+        metavar="REGISTRY:PATH,PATH",
+        help="Limit the record fields the partner receives from a registry, e.g. "
+        "crvs:identifier,name.given_name (repeatable; a registry not named: all fields; "
+        "replaces all limits on update).",
+    ),
+]
+OptProfile = Annotated[
+    SignatureProfile | None,
+    typer.Option(
+        "--signature-profile",
+        help="How this node signs what it sends to the partner (default on add: jws-detached).",
+    ),
+]
+OptSigned = Annotated[
+    bool | None,
+    typer.Option(
+        "--signature-required/--no-signature-required",
+        help="Whether the partner's requests must be signed (default on add: required); a "
+        "signature that is sent is always verified.",
+    ),
+]
+OptEncrypted = Annotated[
+    bool | None,
+    typer.Option(
+        "--require-encryption/--no-require-encryption",
+        help="Whether the partner's requests must be encrypted (default on add: no).",
+    ),
+]
+OptEncryptReplies = Annotated[
+    bool | None,
+    typer.Option(
+        "--encrypt-replies/--no-encrypt-replies",
+        help="Encrypt replies and callbacks to the partner (default on add: no).",
+    ),
+]
+OptConsent = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--consent-purpose",
+        metavar="CODE",
+        help="A purpose code the partner may claim in consent (repeatable; replaces the list on "
+        "update).",
+    ),
+]
+OptPrivate = Annotated[
+    bool | None,
+    typer.Option(
+        "--allow-private-callbacks/--no-allow-private-callbacks",
+        help="Allow callbacks to loopback and private addresses (default on add: refused).",
+    ),
+]
+OptTokenUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--token-url",
+        metavar="URL",
+        help="The partner's OAuth2 token endpoint, used to get tokens for callbacks to it.",
+    ),
+]
+OptCbClient = Annotated[
+    str | None,
+    typer.Option(
+        "--callback-client-id", metavar="ID", help="This node's client id at the partner."
+    ),
+]
+OptCbSecret = Annotated[
+    str | None,
+    typer.Option(
+        "--callback-client-secret",
+        metavar="env:NAME",
+        help="This node's client secret at the partner, read from environment variable NAME on "
+        "the node.",
+    ),
+]
 
 
 def _out() -> Console:
@@ -300,8 +405,9 @@ def _note(message: str, kind: str = "note") -> None:
     from rich.markup import escape
 
     colour = "yellow" if kind == "warning" else "dim"
-    console.print(f"[{colour}]{kind}:[/{colour}] {escape(message)}", soft_wrap=True,
-                  highlight=False)
+    console.print(
+        f"[{colour}]{kind}:[/{colour}] {escape(message)}", soft_wrap=True, highlight=False
+    )
 
 
 def _settings(config: Path) -> Settings:
@@ -330,16 +436,21 @@ def _print_partner_result(result: PartnerResult, verb: str) -> None:
 
     out = _out()
     partner = result.partner
-    out.print(f"{verb} partner [bold]{escape(partner.sender_id)}[/bold] "
-              f"(client_id {escape(partner.client_id or '-')}) in {escape(str(result.path))}",
-              soft_wrap=True)
+    out.print(
+        f"{verb} partner [bold]{escape(partner.sender_id)}[/bold] "
+        f"(client_id {escape(partner.client_id or '-')}) in {escape(str(result.path))}",
+        soft_wrap=True,
+    )
     if result.client_secret is not None:
         out.print("client secret (shown once; only its hash is stored):", soft_wrap=True)
         out.print(f"  {result.client_secret}", soft_wrap=True, markup=False)
     if result.key_file is not None:
-        out.print(f"the partner's private keys (signing + encryption): "
-                  f"{escape(str(result.key_file))} (mode 0600): give this file to the partner "
-                  "over a safe channel and keep no copy", soft_wrap=True)
+        out.print(
+            f"the partner's private keys (signing + encryption): "
+            f"{escape(str(result.key_file))} (mode 0600): give this file to the partner "
+            "over a safe channel and keep no copy",
+            soft_wrap=True,
+        )
     for warning in result.warnings:
         _note(warning, "warning")
     for note in result.notes:
@@ -407,8 +518,9 @@ def partners_show(
 def partners_add(
     sender_id: Annotated[str, typer.Argument(help="The partner's DCI sender_id.")],
     config: AdminConfig,
-    client_id: Annotated[str, typer.Option("--client-id", metavar="ID",
-                                           help="The partner's OAuth2 client id.")],
+    client_id: Annotated[
+        str, typer.Option("--client-id", metavar="ID", help="The partner's OAuth2 client id.")
+    ],
     name: OptName = None,
     scope: OptScope = None,
     callback_prefix: OptCallback = None,
@@ -433,13 +545,24 @@ def partners_add(
     from .admin import add_partner
 
     changes = _changes(
-        name=name, client_id=client_id, scopes=scope, callback_prefixes=callback_prefix,
-        jwks_url=jwks_url, jwks_file=jwks_file, generate_keys=generate_keys, fields=fields,
-        signature_profile=signature_profile, require_signature=signature_required,
-        require_encryption=require_encryption, encrypt_replies=encrypt_replies,
-        consent_purposes=consent_purpose, allow_private_callbacks=allow_private_callbacks,
-        token_url=token_url, callback_client_id=callback_client_id,
-        callback_client_secret=callback_client_secret)
+        name=name,
+        client_id=client_id,
+        scopes=scope,
+        callback_prefixes=callback_prefix,
+        jwks_url=jwks_url,
+        jwks_file=jwks_file,
+        generate_keys=generate_keys,
+        fields=fields,
+        signature_profile=signature_profile,
+        require_signature=signature_required,
+        require_encryption=require_encryption,
+        encrypt_replies=encrypt_replies,
+        consent_purposes=consent_purpose,
+        allow_private_callbacks=allow_private_callbacks,
+        token_url=token_url,
+        callback_client_id=callback_client_id,
+        callback_client_secret=callback_client_secret,
+    )
     result = _call(add_partner, _settings(config), sender_id, changes)
     _print_partner_result(result, "added")
 
@@ -448,8 +571,12 @@ def partners_add(
 def partners_update(
     sender_id: Annotated[str, typer.Argument(help="The partner's sender_id.")],
     config: AdminConfig,
-    client_id: Annotated[str | None, typer.Option(
-        "--client-id", metavar="ID", help="A new OAuth2 client id (the secret stays).")] = None,
+    client_id: Annotated[
+        str | None,
+        typer.Option(
+            "--client-id", metavar="ID", help="A new OAuth2 client id (the secret stays)."
+        ),
+    ] = None,
     name: OptName = None,
     scope: OptScope = None,
     callback_prefix: OptCallback = None,
@@ -466,11 +593,16 @@ def partners_update(
     token_url: OptTokenUrl = None,
     callback_client_id: OptCbClient = None,
     callback_client_secret: OptCbSecret = None,
-    clear: Annotated[list[Clearable] | None, typer.Option(
-        "--clear", metavar="SETTING",
-        help="Reset a setting to its default (repeatable): name, scopes, callback-prefixes, "
-             "jwks, jwks-url, fields, consent-purposes, or callback-auth (token_url and the "
-             "callback client id and secret).")] = None,
+    clear: Annotated[
+        list[Clearable] | None,
+        typer.Option(
+            "--clear",
+            metavar="SETTING",
+            help="Reset a setting to its default (repeatable): name, scopes, callback-prefixes, "
+            "jwks, jwks-url, fields, consent-purposes, or callback-auth (token_url and the "
+            "callback client id and secret).",
+        ),
+    ] = None,
 ) -> None:
     """Change the given settings of a partner; settings not given stay as they are.
 
@@ -479,13 +611,25 @@ up within seconds."""
     from .admin import update_partner
 
     changes = _changes(
-        name=name, client_id=client_id, scopes=scope, callback_prefixes=callback_prefix,
-        jwks_url=jwks_url, jwks_file=jwks_file, generate_keys=generate_keys, fields=fields,
-        signature_profile=signature_profile, require_signature=signature_required,
-        require_encryption=require_encryption, encrypt_replies=encrypt_replies,
-        consent_purposes=consent_purpose, allow_private_callbacks=allow_private_callbacks,
-        token_url=token_url, callback_client_id=callback_client_id,
-        callback_client_secret=callback_client_secret, clear=clear)
+        name=name,
+        client_id=client_id,
+        scopes=scope,
+        callback_prefixes=callback_prefix,
+        jwks_url=jwks_url,
+        jwks_file=jwks_file,
+        generate_keys=generate_keys,
+        fields=fields,
+        signature_profile=signature_profile,
+        require_signature=signature_required,
+        require_encryption=require_encryption,
+        encrypt_replies=encrypt_replies,
+        consent_purposes=consent_purpose,
+        allow_private_callbacks=allow_private_callbacks,
+        token_url=token_url,
+        callback_client_id=callback_client_id,
+        callback_client_secret=callback_client_secret,
+        clear=clear,
+    )
     result = _call(update_partner, _settings(config), sender_id, changes)
     _print_partner_result(result, "updated")
 
@@ -529,8 +673,12 @@ def keys_list(config: AdminConfig) -> None:
     settings = _settings(config)
     keys = _call(list_keys, settings)
     if not keys:
-        _out().print(f"no keys in {key_dir(settings)} yet: they are created when the node "
-                     "first starts (or by `dcihub keys rotate`)", soft_wrap=True, markup=False)
+        _out().print(
+            f"no keys in {key_dir(settings)} yet: they are created when the node "
+            "first starts (or by `dcihub keys rotate`)",
+            soft_wrap=True,
+            markup=False,
+        )
         return
     overlap = timedelta(days=settings.security.key_overlap_days)
     table = Table(title=f"keys ({key_dir(settings)})", title_justify="left")
@@ -561,18 +709,23 @@ def keys_rotate(config: AdminConfig) -> None:
         return f"  {key.kid}  {key.use} {key.alg}"
 
     if rotation.first:
-        out.print(f"there were no keys in {rotation.key_dir}; created the first ones:",
-                  soft_wrap=True, markup=False)
+        out.print(
+            f"there were no keys in {rotation.key_dir}; created the first ones:",
+            soft_wrap=True,
+            markup=False,
+        )
         for key in rotation.created:
             out.print(describe(key), soft_wrap=True, markup=False)
         return
     until = rotation.retiring_until
     if until is not None and until > datetime.now(UTC):
-        out.print(f"retired (still published until {_when(until)}):", soft_wrap=True,
-                  markup=False)
+        out.print(f"retired (still published until {_when(until)}):", soft_wrap=True, markup=False)
     else:
-        out.print("retired (expired at once: security.key_overlap_days is 0):", soft_wrap=True,
-                  markup=False)
+        out.print(
+            "retired (expired at once: security.key_overlap_days is 0):",
+            soft_wrap=True,
+            markup=False,
+        )
     for key in rotation.retired:
         out.print(describe(key), soft_wrap=True, markup=False)
     out.print("new current keys:", soft_wrap=True, markup=False)
@@ -605,27 +758,40 @@ def audit_verify(config: AdminConfig) -> None:
         out.print(f"{count} rows, chain intact", soft_wrap=True, markup=False)
         return
     for problem in problems:
-        out.print(f"seq {problem.seq}: {problem.kind}: {problem.message}", soft_wrap=True,
-                  markup=False)
-    out.print(f"{count} rows, {len(problems)} problem{'s' if len(problems) != 1 else ''}: "
-              "the chain is broken", soft_wrap=True, markup=False)
+        out.print(
+            f"seq {problem.seq}: {problem.kind}: {problem.message}", soft_wrap=True, markup=False
+        )
+    out.print(
+        f"{count} rows, {len(problems)} problem{'s' if len(problems) != 1 else ''}: "
+        "the chain is broken",
+        soft_wrap=True,
+        markup=False,
+    )
     raise typer.Exit(1)
 
 
 @audit_app.command("show")
 def audit_show(
     config: AdminConfig,
-    partner: Annotated[str | None, typer.Option("--partner", metavar="SENDER_ID",
-                                                help="Only this partner's exchanges.")] = None,
-    since: Annotated[str | None, typer.Option(
-        "--since", metavar="WHEN",
-        help="Only exchanges from then on: a date (2026-01-01, UTC), a time "
-             "(2026-01-01T12:00:00Z) or a duration back from now (30m, 24h, 7d).")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=0,
-                                       help="Show the most recent N matching rows "
-                                            "(0: all).")] = 100,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per row "
-                                                         "(JSON Lines).")] = False,
+    partner: Annotated[
+        str | None,
+        typer.Option("--partner", metavar="SENDER_ID", help="Only this partner's exchanges."),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            metavar="WHEN",
+            help="Only exchanges from then on: a date (2026-01-01, UTC), a time "
+            "(2026-01-01T12:00:00Z) or a duration back from now (30m, 24h, 7d).",
+        ),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", min=0, help="Show the most recent N matching rows (0: all).")
+    ] = 100,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object per row (JSON Lines).")
+    ] = False,
 ) -> None:
     """Print the audit trail, oldest first: time, partner, registry, action, message_id,
     transaction_id, status/outcome, signature verdict, number of records returned."""
@@ -637,8 +803,9 @@ def audit_show(
 
     settings = _settings(config)
     since_ts = _call(parse_since, since) if since else None
-    rows = [audit_summary(r) for r in
-            _call(audit_trail, settings, partner, since_ts, limit or None)]
+    rows = [
+        audit_summary(r) for r in _call(audit_trail, settings, partner, since_ts, limit or None)
+    ]
     if as_json:
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))
@@ -647,14 +814,32 @@ def audit_show(
         _out().print("no audit rows match", soft_wrap=True, markup=False)
         return
     table = Table()
-    for column in ("seq", "time", "partner", "registry", "action", "message_id",
-                   "transaction_id", "status", "signature", "records"):
+    for column in (
+        "seq",
+        "time",
+        "partner",
+        "registry",
+        "action",
+        "message_id",
+        "transaction_id",
+        "status",
+        "signature",
+        "records",
+    ):
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(str(row["seq"]), row["time"], row["partner"] or "-",
-                      row["registry"] or "-", row["action"] or "-", row["message_id"] or "-",
-                      row["transaction_id"] or "-", f"{row['status']} {row['outcome']}",
-                      row["signature"] or "-", str(row["records"]))
+        table.add_row(
+            str(row["seq"]),
+            row["time"],
+            row["partner"] or "-",
+            row["registry"] or "-",
+            row["action"] or "-",
+            row["message_id"] or "-",
+            row["transaction_id"] or "-",
+            f"{row['status']} {row['outcome']}",
+            row["signature"] or "-",
+            str(row["records"]),
+        )
     _out().print(table)
 
 

@@ -23,20 +23,23 @@ class LimitSettings(BaseModel):
     default_page_size: int = Field(100, ge=1)
     max_page_size: int = Field(1000, ge=1)
     max_total_records: int | None = Field(
-        100_000, ge=1,
+        100_000,
+        ge=1,
         description="a query matching more records is refused (rjct.search.too_many_records_found)",
     )
     max_batch_items: int = Field(1000, ge=1, description="items in one message")
     max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024)
     max_query_terms: int = Field(
-        10_000, ge=1,
+        10_000,
+        ge=1,
         description="work budget of one message: query conditions plus every value of every "
-                    "'in' list, over all its items (rjct.search_criteria.invalid past it)",
+        "'in' list, over all its items (rjct.search_criteria.invalid past it)",
     )
 
     def search_limits(self) -> Limits:
-        return Limits(self.default_page_size, self.max_page_size, self.max_total_records,
-                      self.max_query_terms)
+        return Limits(
+            self.default_page_size, self.max_page_size, self.max_total_records, self.max_query_terms
+        )
 
 
 class DeliverySettings(BaseModel):
@@ -56,32 +59,45 @@ class SecuritySettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = Field(True, description="false only for local experiments: no tokens, "
-                          "no signatures, no audit")
+    enabled: bool = Field(
+        True, description="false only for local experiments: no tokens, no signatures, no audit"
+    )
     key_dir: str = Field("keys", description="our key pairs (JWK files, mode 0600)")
     signing_alg: Literal["ES256", "EdDSA", "RS256"] = "ES256"
-    key_overlap_days: float = Field(7.0, ge=0, description="retired keys stay published and "
-                                    "usable for verification/decryption this long")
+    key_overlap_days: float = Field(
+        7.0,
+        ge=0,
+        description="retired keys stay published and usable for verification/decryption this long",
+    )
     partners_file: str = Field("partners.yaml", description="the partner registry")
     issuer: str | None = Field(None, description="token issuer; default base_url")
     token_ttl: int = Field(300, ge=30, le=86400)
-    replay_window: float = Field(86400.0, gt=0, description="seconds a (sender_id, message_id) "
-                                 "is remembered")
-    replay_reply_seconds: float = Field(600.0, gt=0, description="how long the copy of a sync "
-                                        "reply (with its records) is kept for replays; later "
-                                        "replays get 409")
-    clock_skew: float = Field(300.0, gt=0, description="allowed distance of header.message_ts "
-                              "from our clock, in seconds")
+    replay_window: float = Field(
+        86400.0, gt=0, description="seconds a (sender_id, message_id) is remembered"
+    )
+    replay_reply_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="how long the copy of a sync "
+        "reply (with its records) is kept for replays; later "
+        "replays get 409",
+    )
+    clock_skew: float = Field(
+        300.0, gt=0, description="allowed distance of header.message_ts from our clock, in seconds"
+    )
     require_consent: dict[str, list[str]] = Field(
         default_factory=dict,
         description="registry -> purpose codes accepted in a search's consent/authorize (an "
-                    "empty list: any purpose the partner may claim); searches without one are "
-                    "refused",
+        "empty list: any purpose the partner may claim); searches without one are "
+        "refused",
     )
     audit: bool = True
     jwks_refetch_seconds: float = Field(60.0, gt=0)
-    base_dir: str | None = Field(None, description="directory relative paths are resolved "
-                                 "against (default: the configuration file's directory)")
+    base_dir: str | None = Field(
+        None,
+        description="directory relative paths are resolved "
+        "against (default: the configuration file's directory)",
+    )
 
     def path(self, value: str) -> Path:
         candidate = Path(value)
@@ -93,7 +109,9 @@ class SecuritySettings(BaseModel):
 class RegistrySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: str | None = None  # this registry's id (sender_id of what it sends); default <name>.<node_id>
+    id: str | None = (
+        None  # this registry's id (sender_id of what it sends); default <name>.<node_id>
+    )
 
 
 class Settings(BaseModel):
@@ -151,7 +169,7 @@ def load_settings(path: Path) -> Settings:
         raise ConfigError(f"{path} must hold a mapping of settings")
     url = data.get("store_url")
     if isinstance(url, str) and url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        relative = url[len("sqlite:///"):]
+        relative = url[len("sqlite:///") :]
         if relative and relative != ":memory:":
             data["store_url"] = f"sqlite:///{(path.parent / relative).resolve()}"
     try:

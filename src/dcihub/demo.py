@@ -36,8 +36,14 @@ def demo_settings(data_dir: Path, host: str, port: int) -> Settings:
     )
 
 
-def prepare_demo(data_dir: Path, host: str, port: int, people: int, seed: int = DEFAULT_SEED,
-                 progress: Any = None) -> DemoSetup:
+def prepare_demo(
+    data_dir: Path,
+    host: str,
+    port: int,
+    people: int,
+    seed: int = DEFAULT_SEED,
+    progress: Any = None,
+) -> DemoSetup:
     data_dir.mkdir(parents=True, exist_ok=True)
     settings = demo_settings(data_dir, host, port)
     store = Store(settings.store_url)
@@ -64,23 +70,27 @@ def ensure_demo_partner(settings: Settings, data_dir: Path) -> dict[str, Any]:
     partners_path = settings.security.path(settings.security.partners_file)
     credentials_path = data_dir / DEMO_CREDENTIALS
     jwk_path = data_dir / DEMO_PARTNER_JWK
-    registry = PartnerRegistry.load(partners_path) if partners_path.exists() \
-        else PartnerRegistry()
-    if registry.get(DEMO_SENDER_ID) is not None and credentials_path.exists() \
-            and jwk_path.exists():
+    registry = PartnerRegistry.load(partners_path) if partners_path.exists() else PartnerRegistry()
+    if registry.get(DEMO_SENDER_ID) is not None and credentials_path.exists() and jwk_path.exists():
         credentials = json.loads(credentials_path.read_text("utf-8"))
     else:
         registry.remove(DEMO_SENDER_ID)
         made = provision_partner(
-            DEMO_SENDER_ID, DEMO_CLIENT_ID, name="Demo SP-MIS (allowed everything)",
+            DEMO_SENDER_ID,
+            DEMO_CLIENT_ID,
+            name="Demo SP-MIS (allowed everything)",
             scopes={name: "*" for name in settings.registries},
             callback_prefixes=["http://127.0.0.1:*/", "http://localhost:*/"],
-            allow_private_callbacks=True, allow_unsigned=True,
+            allow_private_callbacks=True,
+            allow_unsigned=True,
         )
         registry.add(made.partner, client_secret=made.client_secret)
         registry.save(partners_path)
-        credentials = {"sender_id": DEMO_SENDER_ID, "client_id": DEMO_CLIENT_ID,
-                       "client_secret": made.client_secret}
+        credentials = {
+            "sender_id": DEMO_SENDER_ID,
+            "client_id": DEMO_CLIENT_ID,
+            "client_secret": made.client_secret,
+        }
         _atomic_write(credentials_path, (json.dumps(credentials, indent=2) + "\n").encode())
         _atomic_write(jwk_path, (json.dumps(made.private_jwks, indent=2) + "\n").encode())
     return {**credentials, "partner_jwk": str(jwk_path.resolve())}

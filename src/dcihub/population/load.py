@@ -16,12 +16,12 @@ LOCATIONS_KEY = "population.locations"
 
 
 def build_signature(people: int, seed: int, as_of: date) -> str:
-    return json.dumps({"people": people, "seed": seed, "as_of": as_of.isoformat()},
-                      sort_keys=True)
+    return json.dumps({"people": people, "seed": seed, "as_of": as_of.isoformat()}, sort_keys=True)
 
 
-def load_country(store: Store, country: Country,
-                 progress: Callable[[str, int], None] | None = None) -> dict[str, int]:
+def load_country(
+    store: Store, country: Country, progress: Callable[[str, int], None] | None = None
+) -> dict[str, int]:
     """Bulk-load every registry of `country` into `store` (tables must be empty)."""
     counts: dict[str, int] = {}
     with store.begin() as conn:
@@ -32,8 +32,9 @@ def load_country(store: Store, country: Country,
             if progress is not None:
                 progress(registry, counts[registry])
     store.set_meta(BUILD_KEY, build_signature(country.people, country.seed, country.as_of))
-    store.set_meta(LOCATIONS_KEY, json.dumps({"places": places_of(country),
-                                              "updated": time.time()}))
+    store.set_meta(
+        LOCATIONS_KEY, json.dumps({"places": places_of(country), "updated": time.time()})
+    )
     store.checkpoint(truncate=True)
     return counts
 
@@ -49,8 +50,9 @@ def places_of(country: Country) -> list[dict[str, str | None]]:
     places: list[dict[str, str | None]] = []
     for region in sorted(regions):
         places.append({"name": region, "parent": None, "type": "region"})
-        places.extend({"name": d, "parent": region, "type": "district"}
-                      for d in sorted(regions[region]))
+        places.extend(
+            {"name": d, "parent": region, "type": "district"} for d in sorted(regions[region])
+        )
     return places
 
 
@@ -61,10 +63,13 @@ def _has_build(store: Store) -> bool:
         return False
 
 
-def ensure_population(store: Store, people: int, seed: int,
-                      as_of: date = date(2026, 1, 1),
-                      progress: Callable[[str, int], None] | None = None
-                      ) -> tuple[Country, bool]:
+def ensure_population(
+    store: Store,
+    people: int,
+    seed: int,
+    as_of: date = date(2026, 1, 1),
+    progress: Callable[[str, int], None] | None = None,
+) -> tuple[Country, bool]:
     """Build the population into the store unless the same build is already there.
 
     Returns (country, built_now). The country is regenerated in memory either way (it is

@@ -108,7 +108,7 @@ def _all_finite(value: Any) -> bool:
 def _high_key(out: bytes) -> bool:
     """Whether some object key holds a byte from 0xEE up (a string followed by ':')."""
     for match in _STRINGS.finditer(out):
-        if _HIGH.search(match.group()) and out[match.end():match.end() + 1] == b":":
+        if _HIGH.search(match.group()) and out[match.end() : match.end() + 1] == b":":
             return True
     return False
 

@@ -182,8 +182,10 @@ class KeyManager:
             created = self._create_missing()
             self._load()
             for alg in sorted(extra_algs):  # unless the new main key has that algorithm
-                if not any(s.retired_at is None and s.use == "sig" and s.alg == alg
-                           for s in self._keys.values()):
+                if not any(
+                    s.retired_at is None and s.use == "sig" and s.alg == alg
+                    for s in self._keys.values()
+                ):
                     created.add(self._create_extra(alg))
             self._load()
         return [info for info in self.list_keys() if info.kid in created]
@@ -219,8 +221,11 @@ class KeyManager:
         """The current main signing key (private; `kid`, `alg` and `use` set), or the current
         signing key for `alg` (main or additional)."""
         for stored in self._usable():
-            if stored.retired_at is None and stored.use == "sig" and (
-                    stored.alg == alg if alg else not stored.extra):
+            if (
+                stored.retired_at is None
+                and stored.use == "sig"
+                and (stored.alg == alg if alg else not stored.extra)
+            ):
                 return stored.key
         wanted = f"{alg} signing key" if alg else "signing key"
         raise KeyStoreError(f"no current {wanted} in {self.key_dir}: call load_or_create()")
@@ -236,8 +241,10 @@ class KeyManager:
         self._ensure_dir()
         with self._locked():
             self._load()
-            if not any(s.retired_at is None and s.use == "sig" and s.alg == alg
-                       for s in self._keys.values()):
+            if not any(
+                s.retired_at is None and s.use == "sig" and s.alg == alg
+                for s in self._keys.values()
+            ):
                 self._create_extra(alg)
                 self._load()
         return self.signing_key(alg)
@@ -366,8 +373,7 @@ class KeyManager:
 
     def _create_extra(self, alg: str) -> str:
         key = generate_key("sig", alg)
-        self._write(_StoredKey(key, self.now(), None, self.key_dir / f"{key.kid}.json",
-                               extra=True))
+        self._write(_StoredKey(key, self.now(), None, self.key_dir / f"{key.kid}.json", extra=True))
         return str(key.kid)
 
     def _write(self, stored: _StoredKey) -> None:

@@ -110,7 +110,8 @@ class Partner:
         if not self.sign_replies and not self.allow_unsigned:
             raise PartnerConfigError(
                 f"{where}: sign_replies false is only for partners that may send unsigned "
-                "messages (allow_unsigned)")
+                "messages (allow_unsigned)"
+            )
 
     # -- authorisation --------------------------------------------------------------------
 

@@ -18,8 +18,9 @@ class Provisioned:
     private_jwks: dict[str, Any]  # give this to the partner; never keep it on the registry side
 
 
-def provision_partner(sender_id: str, client_id: str, *, signing_alg: str = "ES256",
-                      **partner_fields: Any) -> Provisioned:
+def provision_partner(
+    sender_id: str, client_id: str, *, signing_alg: str = "ES256", **partner_fields: Any
+) -> Provisioned:
     secret = generate_secret()
     keys = [generate_key("sig", signing_alg), generate_key("enc", "ECDH-ES+A256KW")]
     public = {"keys": [k.as_dict(private=False) for k in keys]}

@@ -349,7 +349,7 @@ def _parse_http_sig(value: str) -> dict[str, str]:
         match = _PARAM_AT.match(value, pos)
         if match is None:
             raise SignatureError(
-                f"{HTTP_SIG} signature is not a comma-separated list of name=\"value\" "
+                f'{HTTP_SIG} signature is not a comma-separated list of name="value" '
                 f"parameters (it stops making sense at character {pos + 1})"
             )
         name, val, _ = match.groups()

@@ -37,12 +37,19 @@ log = logging.getLogger("dcihub.app")
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("dcihub_requests_total", "DCI messages answered",
-                                ["registry", "endpoint", "status"], registry=self.registry)
-        self.latency = Histogram("dcihub_request_seconds", "Time to answer a DCI message",
-                                 ["registry", "endpoint"], registry=self.registry,
-                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                          0.5, 1, 2.5, 5))
+        self.requests = Counter(
+            "dcihub_requests_total",
+            "DCI messages answered",
+            ["registry", "endpoint", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "dcihub_request_seconds",
+            "Time to answer a DCI message",
+            ["registry", "endpoint"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
 
     def observe(self, endpoint: EndpointSpec, status: int, seconds: float) -> None:
         self.requests.labels(endpoint.registry, endpoint.path, str(status)).inc()
@@ -65,8 +72,9 @@ def create_app(
     store = store or Store(settings.store_url)
     node = RegistryNode(settings, store)
     metrics = Metrics()
-    pipeline = Pipeline(guard or Guard(), node.committer, settings.limits.max_body_bytes,
-                        metrics.observe)
+    pipeline = Pipeline(
+        guard or Guard(), node.committer, settings.limits.max_body_bytes, metrics.observe
+    )
     worker = Worker(node, sender, client)
     if partner_for is not None:
         worker.partner_for = partner_for
@@ -81,8 +89,12 @@ def create_app(
             tasks.start_soon(node.committer.run)
             tasks.start_soon(_checkpoints, store)
             if settings.security.enabled:
-                tasks.start_soon(_purge_replay_window, node, settings.security.replay_window,
-                                 settings.security.replay_reply_seconds)
+                tasks.start_soon(
+                    _purge_replay_window,
+                    node,
+                    settings.security.replay_window,
+                    settings.security.replay_reply_seconds,
+                )
             for task in background or []:
                 tasks.start_soon(task)
             if in_process:
@@ -118,15 +130,26 @@ def create_app(
         if found is None:
             return _unknown_endpoint(node, registry, path, served)
         if request.method != "POST":
-            return json_response(405, err_ack(
-                ErrorCode.REQUEST_BAD, f"/{registry}/registry/{path} takes POST with a DCI "
-                f"envelope, not {request.method}", new_correlation_id()))
+            return json_response(
+                405,
+                err_ack(
+                    ErrorCode.REQUEST_BAD,
+                    f"/{registry}/registry/{path} takes POST with a DCI "
+                    f"envelope, not {request.method}",
+                    new_correlation_id(),
+                ),
+            )
         spec, profile, handler = found
         return await pipeline.handle(request, spec, profile, handler)
 
     app.router.routes.insert(
-        0, Route("/{registry}/registry/{path:path}", dci_endpoint,
-                 methods=["POST", "GET", "PUT", "PATCH", "DELETE"]))
+        0,
+        Route(
+            "/{registry}/registry/{path:path}",
+            dci_endpoint,
+            methods=["POST", "GET", "PUT", "PATCH", "DELETE"],
+        ),
+    )
     app.openapi = lambda: _openapi(app, node)  # type: ignore[method-assign]
 
     @app.get("/healthz", tags=["Operations"])
@@ -136,14 +159,23 @@ def create_app(
                 conn.execute(text("SELECT 1"))
                 outbox = store.outbox.counts(conn)
             return outbox
+
         try:
             outbox = await anyio.to_thread.run_sync(check)
         except Exception as exc:  # the store is down: say so, do not crash
-            return json_response(503, {"status": "unavailable", "store": store.dialect,
-                                       "error": type(exc).__name__})
-        return json_response(200, {"status": "ok", "version": __version__,
-                                   "store": store.dialect, "registries": list(node.profiles),
-                                   "outbox": outbox})
+            return json_response(
+                503, {"status": "unavailable", "store": store.dialect, "error": type(exc).__name__}
+            )
+        return json_response(
+            200,
+            {
+                "status": "ok",
+                "version": __version__,
+                "store": store.dialect,
+                "registries": list(node.profiles),
+                "outbox": outbox,
+            },
+        )
 
     @app.get("/metrics", tags=["Operations"])
     async def prometheus() -> Response:
@@ -151,21 +183,24 @@ def create_app(
 
     @app.get("/", tags=["Operations"])
     async def index() -> Response:
-        return json_response(200, {
-            "name": "dcihub",
-            "version": __version__,
-            "node_id": settings.node_id,
-            "registries": {
-                name: {
-                    "title": profile.title,
-                    "url": settings.registry_url(name),
-                    "id": settings.registry_id(name),
-                    "endpoints": [f"/registry/{s.path}" for s in endpoints_for(profile)],
-                }
-                for name, profile in node.profiles.items()
+        return json_response(
+            200,
+            {
+                "name": "dcihub",
+                "version": __version__,
+                "node_id": settings.node_id,
+                "registries": {
+                    name: {
+                        "title": profile.title,
+                        "url": settings.registry_url(name),
+                        "id": settings.registry_id(name),
+                        "endpoints": [f"/registry/{s.path}" for s in endpoints_for(profile)],
+                    }
+                    for name, profile in node.profiles.items()
+                },
+                "docs": "/docs",
             },
-            "docs": "/docs",
-        })
+        )
 
     from .operations import add_operation_routes
 
@@ -183,8 +218,9 @@ def settle_heap() -> None:
     gc.freeze()
 
 
-async def _checkpoints(store: Store, every: float = 1.0, wal_limit: int = 64 << 20,
-                       poll: float = 0.5) -> None:
+async def _checkpoints(
+    store: Store, every: float = 1.0, wal_limit: int = 64 << 20, poll: float = 0.5
+) -> None:
     """SQLite: checkpoint the write-ahead log in a worker thread, off the request path.
 
     Frequent passive checkpoints let the next commit restart the log from its beginning, so
@@ -206,8 +242,9 @@ async def _checkpoints(store: Store, every: float = 1.0, wal_limit: int = 64 << 
             log.debug("checkpoint skipped", exc_info=True)
 
 
-async def _purge_replay_window(node: RegistryNode, window: float, reply_seconds: float,
-                               every: float = 30.0) -> None:
+async def _purge_replay_window(
+    node: RegistryNode, window: float, reply_seconds: float, every: float = 30.0
+) -> None:
     """Forget (sender_id, message_id) pairs older than the replay window, and the kept copies
     of sync replies older than `reply_seconds` (through the group commit: one writer)."""
     store = node.store
@@ -215,7 +252,8 @@ async def _purge_replay_window(node: RegistryNode, window: float, reply_seconds:
         await anyio.sleep(min(every, reply_seconds))
         try:
             await node.committer.submit(
-                lambda conn: store.replay.purge(conn, window, reply_seconds))
+                lambda conn: store.replay.purge(conn, window, reply_seconds)
+            )
         except Exception:  # busy store: next time
             log.debug("replay purge skipped", exc_info=True)
 
@@ -225,10 +263,11 @@ def _unknown_endpoint(node: RegistryNode, registry: str, path: str, served: str)
         message = f"unknown registry '{registry}'; this node serves: {served}"
     else:
         paths = ", ".join(f"/registry/{s.path}" for s in endpoints_for(node.profiles[registry]))
-        message = (f"/{registry}/registry/{path} is not an endpoint of the "
-                   f"{node.profiles[registry].title} here; it serves: {paths}")
-    return json_response(404, err_ack(ErrorCode.REQUEST_NOT_FOUND, message,
-                                      new_correlation_id()))
+        message = (
+            f"/{registry}/registry/{path} is not an endpoint of the "
+            f"{node.profiles[registry].title} here; it serves: {paths}"
+        )
+    return json_response(404, err_ack(ErrorCode.REQUEST_NOT_FOUND, message, new_correlation_id()))
 
 
 def _openapi(app: FastAPI, node: RegistryNode) -> dict[str, Any]:
@@ -238,23 +277,36 @@ def _openapi(app: FastAPI, node: RegistryNode) -> dict[str, Any]:
         return app.openapi_schema
     from fastapi.openapi.utils import get_openapi
 
-    schema = get_openapi(title=app.title, version=app.version, summary=app.summary,
-                         routes=app.routes)
-    envelope = {"type": "object", "required": ["header", "message"],
-                "properties": {"signature": {"type": "string"}, "header": {"type": "object"},
-                               "message": {"type": "object"}}}
+    schema = get_openapi(
+        title=app.title, version=app.version, summary=app.summary, routes=app.routes
+    )
+    envelope = {
+        "type": "object",
+        "required": ["header", "message"],
+        "properties": {
+            "signature": {"type": "string"},
+            "header": {"type": "object"},
+            "message": {"type": "object"},
+        },
+    }
     for name, profile in node.profiles.items():
         for spec in endpoints_for(profile):
-            schema.setdefault("paths", {})[spec.url_path] = {"post": {
-                "tags": [profile.title],
-                "summary": f"/registry/{spec.path} (action '{spec.action}')",
-                "operationId": f"{name}_{spec.kind}",
-                "requestBody": {"required": True, "content": {
-                    "application/json": {"schema": envelope}}},
-                "responses": {"default": {"description": "DCI response envelope or ack",
-                                          "content": {"application/json": {
-                                              "schema": {"type": "object"}}}}},
-            }}
+            schema.setdefault("paths", {})[spec.url_path] = {
+                "post": {
+                    "tags": [profile.title],
+                    "summary": f"/registry/{spec.path} (action '{spec.action}')",
+                    "operationId": f"{name}_{spec.kind}",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": envelope}},
+                    },
+                    "responses": {
+                        "default": {
+                            "description": "DCI response envelope or ack",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
+                    },
+                }
+            }
     app.openapi_schema = schema
     return schema
-

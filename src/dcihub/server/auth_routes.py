@@ -33,13 +33,17 @@ MAX_FORM_BYTES = 8192
 
 
 def _oauth_error(status: int, error: str, description: str, code: str) -> Response:
-    body = {"error": error, "error_description": description,
-            "errors": [{"code": code, "message": description}]}
+    body = {
+        "error": error,
+        "error_description": description,
+        "errors": [{"code": code, "message": description}],
+    }
     headers = {"cache-control": "no-store"}
     if status == 401:
         headers["www-authenticate"] = 'Basic realm="dcihub"'
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json",
-                    headers=headers)
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
+    )
 
 
 def _basic_credentials(header: str | None) -> tuple[str, str] | None:
@@ -56,19 +60,27 @@ def _basic_credentials(header: str | None) -> tuple[str, str] | None:
 
 
 def add_auth_routes(app: FastAPI, security: Security) -> None:
-    @app.post("/oauth2/client/token", tags=["Security"],
-              summary="OAuth2 client-credentials token (authz_core)")
+    @app.post(
+        "/oauth2/client/token",
+        tags=["Security"],
+        summary="OAuth2 client-credentials token (authz_core)",
+    )
     async def token(request: Request) -> Response:
         attempt: dict[str, Any] = {"partner": None, "client_id": None, "outcome": "ok"}
         response = await _token(request, security, attempt)
         return await _audited(request, security, response, attempt)
 
-    @app.get("/.well-known/jwks.json", tags=["Security"],
-             summary="Public signature and encryption keys (jwks_core)")
+    @app.get(
+        "/.well-known/jwks.json",
+        tags=["Security"],
+        summary="Public signature and encryption keys (jwks_core)",
+    )
     async def jwks() -> Response:
-        return Response(orjson.dumps(security.keys.public_jwks()),
-                        media_type="application/json",
-                        headers={"cache-control": "public, max-age=300"})
+        return Response(
+            orjson.dumps(security.keys.public_jwks()),
+            media_type="application/json",
+            headers={"cache-control": "public, max-age=300"},
+        )
 
 
 async def _token(request: Request, security: Security, attempt: dict[str, Any]) -> Response:
@@ -80,48 +92,64 @@ async def _token(request: Request, security: Security, attempt: dict[str, Any]) 
 
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media != "application/x-www-form-urlencoded":
-        return refuse(400, "invalid_request",
-                      "send the token request as application/x-www-form-urlencoded",
-                      "err.request.bad")
+        return refuse(
+            400,
+            "invalid_request",
+            "send the token request as application/x-www-form-urlencoded",
+            "err.request.bad",
+        )
     raw = await request.body()
     if len(raw) > MAX_FORM_BYTES:
-        return refuse(400, "invalid_request", "the token request is too large",
-                      "err.request.bad")
+        return refuse(400, "invalid_request", "the token request is too large", "err.request.bad")
     try:
-        form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8"),
-                                             keep_blank_values=True).items()}
+        form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8"), keep_blank_values=True).items()}
     except UnicodeDecodeError:
         return refuse(400, "invalid_request", "the form is not UTF-8", "err.request.bad")
     grant = form.get("grant_type")
     if grant != "client_credentials":
-        return refuse(400, "unsupported_grant_type" if grant else "invalid_request",
-                      "grant_type must be client_credentials", "err.request.bad")
+        return refuse(
+            400,
+            "unsupported_grant_type" if grant else "invalid_request",
+            "grant_type must be client_credentials",
+            "err.request.bad",
+        )
     basic = _basic_credentials(request.headers.get("authorization"))
     client_id, secret = basic if basic else (form.get("client_id"), form.get("client_secret"))
     attempt["client_id"] = client_id[:100] if client_id else None  # as claimed; never the secret
     if not client_id or not secret:
-        return refuse(401, "invalid_client",
-                      "client authentication failed: give client_id and "
-                      "client_secret (form) or HTTP Basic credentials",
-                      "err.request.unauthorized")
+        return refuse(
+            401,
+            "invalid_client",
+            "client authentication failed: give client_id and "
+            "client_secret (form) or HTTP Basic credentials",
+            "err.request.unauthorized",
+        )
     partner = await anyio.to_thread.run_sync(security.partners.authenticate, client_id, secret)
     if partner is None:
-        return refuse(401, "invalid_client", "client authentication failed",
-                      "err.request.unauthorized")
+        return refuse(
+            401, "invalid_client", "client authentication failed", "err.request.unauthorized"
+        )
     attempt["partner"] = partner.sender_id
     scopes = partner.grant_scopes(form.get("scope") or None)
     if not scopes:
-        return refuse(400, "invalid_scope",
-                      f"none of the requested scopes is granted to partner "
-                      f"'{partner.sender_id}'", "err.request.forbidden")
+        return refuse(
+            400,
+            "invalid_scope",
+            f"none of the requested scopes is granted to partner '{partner.sender_id}'",
+            "err.request.forbidden",
+        )
     issued: dict[str, Any] = security.issuer.issue(client_id, partner.sender_id, scopes)
     attempt["scope"] = issued["scope"]
-    return Response(orjson.dumps(issued), media_type="application/json",
-                    headers={"cache-control": "no-store", "pragma": "no-cache"})
+    return Response(
+        orjson.dumps(issued),
+        media_type="application/json",
+        headers={"cache-control": "no-store", "pragma": "no-cache"},
+    )
 
 
-async def _audited(request: Request, security: Security, response: Response,
-                   attempt: dict[str, Any]) -> Response:
+async def _audited(
+    request: Request, security: Security, response: Response, attempt: dict[str, Any]
+) -> Response:
     """Record the token request in the audit trail (partner, claimed client id, outcome; never
     the secret or the token) before answering, as the DCI pipeline does for its messages."""
     node = getattr(request.app.state, "node", None)
@@ -130,18 +158,29 @@ async def _audited(request: Request, security: Security, response: Response,
     from .committer import RequestWrites
 
     entry = {
-        "ts": time.time(), "direction": "in", "partner": attempt["partner"],
-        "client_id": attempt["client_id"], "registry": None,
-        "endpoint": "/oauth2/client/token", "action": "token", "scope": attempt.get("scope"),
-        "status": response.status_code, "outcome": attempt["outcome"], "signature": "none",
-        "encrypted": False, "records": [],
+        "ts": time.time(),
+        "direction": "in",
+        "partner": attempt["partner"],
+        "client_id": attempt["client_id"],
+        "registry": None,
+        "endpoint": "/oauth2/client/token",
+        "action": "token",
+        "scope": attempt.get("scope"),
+        "status": response.status_code,
+        "outcome": attempt["outcome"],
+        "signature": "none",
+        "encrypted": False,
+        "records": [],
         "remote": request.client.host if request.client else None,
     }
     try:
         await node.committer.commit(RequestWrites(audit=[entry]))
     except Exception:  # nothing may be issued that the trail does not show
         log.exception("could not record a token request in the audit trail")
-        return _oauth_error(503, "temporarily_unavailable",
-                            "the registry could not record the request; try again later",
-                            "err.service.unavailable")
+        return _oauth_error(
+            503,
+            "temporarily_unavailable",
+            "the registry could not record the request; try again later",
+            "err.service.unavailable",
+        )
     return response

@@ -88,6 +88,7 @@ class GroupCommitter:
             error = self._commit([entry])[0]
             if error is not None:
                 raise error
+
         if self.inline:
             run()
         else:

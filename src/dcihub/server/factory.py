@@ -29,16 +29,21 @@ log = logging.getLogger("dcihub.factory")
 
 def load_keys(settings: Settings) -> KeyManager:
     options = settings.security
-    return KeyManager(options.path(options.key_dir),
-                      overlap=timedelta(days=options.key_overlap_days),
-                      signing_alg=options.signing_alg).load_or_create()
+    return KeyManager(
+        options.path(options.key_dir),
+        overlap=timedelta(days=options.key_overlap_days),
+        signing_alg=options.signing_alg,
+    ).load_or_create()
 
 
 def load_partners(settings: Settings) -> PartnerRegistry:
     path = settings.security.path(settings.security.partners_file)
     if not path.exists():
-        log.warning("no partner registry at %s: nobody can call this node yet "
-                    "(add partners with `dcihub partners add`)", path)
+        log.warning(
+            "no partner registry at %s: nobody can call this node yet "
+            "(add partners with `dcihub partners add`)",
+            path,
+        )
         return PartnerRegistry()
     return PartnerRegistry.load(path)
 
@@ -47,25 +52,35 @@ def build_security(settings: Settings) -> Security:
     options = settings.security
     keys = load_keys(settings)
     partners = load_partners(settings)
-    issuer = TokenIssuer(keys.signing_key, options.issuer or settings.base_url,
-                         options.token_ttl, verification_key=keys.verification_key)
+    issuer = TokenIssuer(
+        keys.signing_key,
+        options.issuer or settings.base_url,
+        options.token_ttl,
+        verification_key=keys.verification_key,
+    )
     fetch = httpx_fetch(httpx.AsyncClient(timeout=10, follow_redirects=False, trust_env=False))
     return Security(settings, partners, keys, issuer, fetch)
 
 
-def build_app(settings: Settings, store: Store | None = None,
-              demo_info: dict[str, Any] | None = None,
-              run_worker: bool | None = None) -> tuple[FastAPI, dict[str, Any]]:
+def build_app(
+    settings: Settings,
+    store: Store | None = None,
+    demo_info: dict[str, Any] | None = None,
+    run_worker: bool | None = None,
+) -> tuple[FastAPI, dict[str, Any]]:
     """The app for `settings` (secured unless `security.enabled` is false)."""
     store = store or Store(settings.store_url)
     info = dict(demo_info or {})
     if not settings.security.enabled:
-        log.warning("security is DISABLED: no tokens, signatures or audit trail — "
-                    "for local experiments only")
+        log.warning(
+            "security is DISABLED: no tokens, signatures or audit trail — "
+            "for local experiments only"
+        )
         return create_app(settings, store, run_worker=run_worker), info
     security = build_security(settings)
-    client = httpx.AsyncClient(timeout=settings.delivery.timeout, follow_redirects=False,
-                               trust_env=False)
+    client = httpx.AsyncClient(
+        timeout=settings.delivery.timeout, follow_redirects=False, trust_env=False
+    )
     guard = SecurityGuard(security, store)
     sender = SecureCallbackSender(security, client)
 
@@ -75,15 +90,23 @@ def build_app(settings: Settings, store: Store | None = None,
         app.state.security = security
 
     reloader = Reloader(security)
-    app = create_app(settings, store, guard=guard, sender=sender, extra=extra,
-                     run_worker=run_worker, client=client,
-                     partner_for=lambda sender_id: security.partners.get(sender_id),
-                     background=[reloader.run])
+    app = create_app(
+        settings,
+        store,
+        guard=guard,
+        sender=sender,
+        extra=extra,
+        run_worker=run_worker,
+        client=client,
+        partner_for=lambda sender_id: security.partners.get(sender_id),
+        background=[reloader.run],
+    )
     return app, info
 
 
-def _shape(partner_ctx: Any, registry: str, entity: str | None,
-           record: dict[str, Any]) -> dict[str, Any]:
+def _shape(
+    partner_ctx: Any, registry: str, entity: str | None, record: dict[str, Any]
+) -> dict[str, Any]:
     from ..security.minimise import minimise
 
     partner = getattr(partner_ctx, "partner", partner_ctx)
@@ -97,8 +120,9 @@ def build_worker(settings: Settings) -> Worker:
     if not settings.security.enabled:
         return Worker(node)
     security = build_security(settings)
-    client = httpx.AsyncClient(timeout=settings.delivery.timeout, follow_redirects=False,
-                               trust_env=False)
+    client = httpx.AsyncClient(
+        timeout=settings.delivery.timeout, follow_redirects=False, trust_env=False
+    )
     node.shape = _shape
     worker = Worker(node, SecureCallbackSender(security, client), client)
     worker.partner_for = lambda sender_id: security.partners.get(sender_id)

@@ -84,8 +84,14 @@ class PartnerContext:
 class Security:
     """Keys, partners, token issuer and partner key resolvers of one node."""
 
-    def __init__(self, settings: Settings, partners: PartnerRegistry, keys: KeyManager,
-                 issuer: TokenIssuer, fetch: Any = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        partners: PartnerRegistry,
+        keys: KeyManager,
+        issuer: TokenIssuer,
+        fetch: Any = None,
+    ) -> None:
         self.settings = settings
         self.options = settings.security
         self.partners = partners
@@ -99,8 +105,9 @@ class Security:
     def resolver(self, partner: Partner) -> JwksResolver:
         found = self._resolvers.get(partner.sender_id)
         if found is None or found.partner is not partner:
-            found = JwksResolver(partner, self.fetch,
-                                 min_refetch_seconds=self.options.jwks_refetch_seconds)
+            found = JwksResolver(
+                partner, self.fetch, min_refetch_seconds=self.options.jwks_refetch_seconds
+            )
             self._resolvers[partner.sender_id] = found
         return found
 
@@ -129,18 +136,24 @@ class SecurityGuard(Guard):
             raise DCIError(ErrorCode.REQUEST_UNAUTHORIZED, exc.message, 401) from None
         partner = self.security.partners.get(claims.sender_id)
         if partner is None:
-            refused = DCIError(ErrorCode.REQUEST_UNAUTHORIZED,
-                               f"the access token's partner '{claims.sender_id}' is no longer "
-                               "registered here", 401)
+            refused = DCIError(
+                ErrorCode.REQUEST_UNAUTHORIZED,
+                f"the access token's partner '{claims.sender_id}' is no longer registered here",
+                401,
+            )
             refused.audit_who = (claims.sender_id, claims.client_id)  # type: ignore[attr-defined]
             raise refused
         action = endpoint.action
-        if not (claims.allows(endpoint.registry, action) and
-                partner.allows(endpoint.registry, action)):
-            refused = DCIError(ErrorCode.REQUEST_FORBIDDEN,
-                               f"partner '{partner.sender_id}' may not use '{action}' on the "
-                               f"{endpoint.registry} registry (token scope "
-                               f"'{' '.join(sorted(claims.scopes)) or 'none'}')", 403)
+        if not (
+            claims.allows(endpoint.registry, action) and partner.allows(endpoint.registry, action)
+        ):
+            refused = DCIError(
+                ErrorCode.REQUEST_FORBIDDEN,
+                f"partner '{partner.sender_id}' may not use '{action}' on the "
+                f"{endpoint.registry} registry (token scope "
+                f"'{' '.join(sorted(claims.scopes)) or 'none'}')",
+                403,
+            )
             # the token was valid: the audit trail names who tried
             refused.audit_who = (partner.sender_id, claims.client_id)  # type: ignore[attr-defined]
             raise refused
@@ -150,15 +163,19 @@ class SecurityGuard(Guard):
         ctx: PartnerContext = inbound.partner
         header = inbound.header
         if header.sender_id != ctx.sender_id:
-            raise DCIError(ErrorCode.SENDER_ID_INVALID,
-                           f"header.sender_id '{header.sender_id}' is not the partner of the "
-                           f"access token ('{ctx.sender_id}')")
+            raise DCIError(
+                ErrorCode.SENDER_ID_INVALID,
+                f"header.sender_id '{header.sender_id}' is not the partner of the "
+                f"access token ('{ctx.sender_id}')",
+            )
         receiver = header.receiver_id
         ours = self.security.our_ids(inbound.registry)
         if receiver and receiver not in ours:
-            raise DCIError(ErrorCode.RECEIVER_ID_INVALID,
-                           f"header.receiver_id '{receiver}' is not this registry; send to "
-                           f"'{self.security.settings.registry_id(inbound.registry)}'")
+            raise DCIError(
+                ErrorCode.RECEIVER_ID_INVALID,
+                f"header.receiver_id '{receiver}' is not this registry; send to "
+                f"'{self.security.settings.registry_id(inbound.registry)}'",
+            )
         self._check_freshness(inbound)
         uri = getattr(header, "sender_uri", None)
         if uri and inbound.endpoint.asynchronous:
@@ -185,16 +202,23 @@ class SecurityGuard(Guard):
         partner = ctx.partner
         if not inbound.signature:
             if partner.signature_required:
-                raise DCIError(ErrorCode.SIGNATURE_MISSING,
-                               "the message has no signature; partner "
-                               f"'{partner.sender_id}' must sign {{header, message}} (detached "
-                               "JWS by default, see the registry's documentation)")
+                raise DCIError(
+                    ErrorCode.SIGNATURE_MISSING,
+                    "the message has no signature; partner "
+                    f"'{partner.sender_id}' must sign {{header, message}} (detached "
+                    "JWS by default, see the registry's documentation)",
+                )
             return
         try:
             info = inspect_signature(inbound.signature)
             await ctx.resolver.refresh_for(info.kid)
-            verified = verify(inbound.signature, inbound.raw_header, inbound.message,
-                              ctx.resolver.resolve, info=info)
+            verified = verify(
+                inbound.signature,
+                inbound.raw_header,
+                inbound.message,
+                ctx.resolver.resolve,
+                info=info,
+            )
         except SecurityError as exc:
             ctx.signature = "invalid"
             raise DCIError(ErrorCode.SIGNATURE_INVALID, exc.message) from None
@@ -204,20 +228,25 @@ class SecurityGuard(Guard):
         ctx: PartnerContext = inbound.partner
         if inbound.header.is_msg_encrypted:
             if not is_encrypted_message(inbound.message):
-                raise DCIError(ErrorCode.ENCRYPTION_INVALID,
-                               "header.is_msg_encrypted is true but message is not an "
-                               "EncryptedMessage (flattened JWE: header, encrypted_key, iv, "
-                               "ciphertext, tag)")
+                raise DCIError(
+                    ErrorCode.ENCRYPTION_INVALID,
+                    "header.is_msg_encrypted is true but message is not an "
+                    "EncryptedMessage (flattened JWE: header, encrypted_key, iv, "
+                    "ciphertext, tag)",
+                )
             try:
-                inbound.message = decrypt_message(inbound.message,
-                                                  self.security.keys.decryption_key)
+                inbound.message = decrypt_message(
+                    inbound.message, self.security.keys.decryption_key
+                )
             except SecurityError as exc:
                 raise DCIError(ErrorCode.ENCRYPTION_INVALID, exc.message) from None
             ctx.encrypted = True
         elif ctx.partner.require_encryption:
-            raise DCIError(ErrorCode.ENCRYPTION_INVALID,
-                           f"partner '{ctx.partner.sender_id}' must encrypt its messages "
-                           "(header.is_msg_encrypted true, message as EncryptedMessage)")
+            raise DCIError(
+                ErrorCode.ENCRYPTION_INVALID,
+                f"partner '{ctx.partner.sender_id}' must encrypt its messages "
+                "(header.is_msg_encrypted true, message as EncryptedMessage)",
+            )
 
     async def replayed(self, inbound: Inbound) -> tuple[int, bytes] | None:
         key = (inbound.sender_id, inbound.header.message_id)
@@ -229,22 +258,29 @@ class SecurityGuard(Guard):
         if found is not None:
             status, body = found
             if not body:  # a sync reply whose copy (with records) is no longer kept
-                raise DCIError(ErrorCode.REQUEST_BAD,
-                               f"message_id '{key[1]}' was answered already "
-                               "(rjct.message_id.duplicate); the copy of that reply is no longer "
-                               "kept: send a new message with a new message_id", 409)
+                raise DCIError(
+                    ErrorCode.REQUEST_BAD,
+                    f"message_id '{key[1]}' was answered already "
+                    "(rjct.message_id.duplicate); the copy of that reply is no longer "
+                    "kept: send a new message with a new message_id",
+                    409,
+                )
             return found
         if key in self.inflight:
-            raise DCIError(ErrorCode.REQUEST_BAD,
-                           f"message_id '{key[1]}' is being processed already "
-                           "(rjct.message_id.duplicate); its reply will follow", 409)
+            raise DCIError(
+                ErrorCode.REQUEST_BAD,
+                f"message_id '{key[1]}' is being processed already "
+                "(rjct.message_id.duplicate); its reply will follow",
+                409,
+            )
         self.inflight[key] = id(inbound)
         return None
 
     def _find(self, key: tuple[str, str], window: float, inline: bool) -> tuple[int, bytes] | None:
         if inline:
-            return self.store.replay.find_dbapi(self.store.loop_dbapi(), "sqlite", key[0],
-                                                key[1], window)
+            return self.store.replay.find_dbapi(
+                self.store.loop_dbapi(), "sqlite", key[0], key[1], window
+            )
         with self.store.read() as conn:
             return self.store.replay.find(conn, key[0], key[1], window)
 
@@ -270,23 +306,39 @@ class SecurityGuard(Guard):
         # A partner allowed unsigned messages may also ask for unsigned sync replies to its
         # unsigned requests (`sign_replies: false`); everything else is signed.
         unsigned_ok = not ctx.partner.sign_replies and ctx.signature == "unsigned"
-        return seal(reply.body, ctx.partner, ctx.resolver, self.security.keys,
-                    encrypt=ctx.partner.encrypt_replies or ctx.encrypted,
-                    sign_reply=not unsigned_ok)
+        return seal(
+            reply.body,
+            ctx.partner,
+            ctx.resolver,
+            self.security.keys,
+            encrypt=ctx.partner.encrypt_replies or ctx.encrypted,
+            sign_reply=not unsigned_ok,
+        )
 
     # ----------------------------------------------------------------------------- audit
 
-    def audit_entry(self, endpoint: EndpointSpec, request: Request, inbound: Inbound | None,
-                    partner: Any, status: int, body: dict[str, Any], error: DCIError | None,
-                    replay: bool) -> dict[str, Any] | None:
+    def audit_entry(
+        self,
+        endpoint: EndpointSpec,
+        request: Request,
+        inbound: Inbound | None,
+        partner: Any,
+        status: int,
+        body: dict[str, Any],
+        error: DCIError | None,
+        replay: bool,
+    ) -> dict[str, Any] | None:
         if not self.security.options.audit:
             return None
         ctx: PartnerContext | None = partner if isinstance(partner, PartnerContext) else None
         header = inbound.header if inbound is not None else None
         message = inbound.message if inbound is not None else None
         # a token that verified but was refused (403, or its partner is gone) still names who
-        who = (ctx.sender_id, ctx.claims.client_id) if ctx else \
-            getattr(error, "audit_who", (None, None))
+        who = (
+            (ctx.sender_id, ctx.claims.client_id)
+            if ctx
+            else getattr(error, "audit_who", (None, None))
+        )
         # a whole-message rejection records its rjct.* reason (e.g. rjct.message_ts.invalid)
         outcome = (getattr(error, "reason", None) or error.code) if error else "ok"
         entry: dict[str, Any] = {
@@ -307,7 +359,8 @@ class SecurityGuard(Guard):
             "encrypted": bool(ctx and ctx.encrypted),
             # records returned: none when the reply was a refusal (e.g. it could not be sealed)
             "records": (inbound.facts.get("records") or [])
-            if inbound is not None and error is None else [],
+            if inbound is not None and error is None
+            else [],
             "remote": request.client.host if request.client else None,
         }
         return entry
@@ -322,17 +375,26 @@ def reply_key(keys: KeyManager, profile: str) -> Any:
     return keys.signing_key()
 
 
-def seal(envelope: dict[str, Any], partner: Partner, resolver: JwksResolver, keys: KeyManager,
-         encrypt: bool, sign_reply: bool = True) -> dict[str, Any]:
+def seal(
+    envelope: dict[str, Any],
+    partner: Partner,
+    resolver: JwksResolver,
+    keys: KeyManager,
+    encrypt: bool,
+    sign_reply: bool = True,
+) -> dict[str, Any]:
     """Outbound mirror of the pipeline: encrypt (when asked), then sign for `partner`."""
     header = dict(envelope["header"])
     message = envelope.get("message")
     if encrypt and message is not None:
         recipient = resolver.encryption_key()
         if recipient is None:
-            raise DCIError(ErrorCode.ENCRYPTION_INVALID,
-                           f"partner '{partner.sender_id}' asks for encrypted replies but "
-                           "publishes no encryption key (use 'enc') in its JWKS", 400)
+            raise DCIError(
+                ErrorCode.ENCRYPTION_INVALID,
+                f"partner '{partner.sender_id}' asks for encrypted replies but "
+                "publishes no encryption key (use 'enc') in its JWKS",
+                400,
+            )
         message = encrypt_message(message, recipient)
         header["is_msg_encrypted"] = True
     if not sign_reply:
@@ -340,9 +402,13 @@ def seal(envelope: dict[str, Any], partner: Partner, resolver: JwksResolver, key
         if message is not None:
             unsigned["message"] = message
         return unsigned
-    signature = sign(header, message, reply_key(keys, partner.signature_profile),
-                     partner.signature_profile,
-                     sender_id=header.get("sender_id"))
+    signature = sign(
+        header,
+        message,
+        reply_key(keys, partner.signature_profile),
+        partner.signature_profile,
+        sender_id=header.get("sender_id"),
+    )
     out: dict[str, Any] = {"signature": signature, "header": header}
     if message is not None:
         out["message"] = message

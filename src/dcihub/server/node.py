@@ -36,8 +36,12 @@ T = TypeVar("T")
 ENCRYPT_KEY = "dcihub:encrypt"
 
 # Older spellings of txn_type accepted on input (DIGEST §6 #17).
-TXN_TYPE_ALIASES = {"subscibe": "subscribe", "on-search": "search", "on-subscribe": "subscribe",
-                    "on-unsubscribe": "unsubscribe"}
+TXN_TYPE_ALIASES = {
+    "subscibe": "subscribe",
+    "on-search": "search",
+    "on-subscribe": "subscribe",
+    "on-unsubscribe": "unsubscribe",
+}
 
 
 def endpoints_for(profile: RegistryProfile) -> list[EndpointSpec]:
@@ -49,21 +53,34 @@ def endpoints_for(profile: RegistryProfile) -> list[EndpointSpec]:
     if profile.has_txn_status:
         specs += [
             EndpointSpec(name, "txn/status", "async_txn_status", "txn-status", asynchronous=True),
-            EndpointSpec(name, "sync/txn/status", "sync_txn_status", "txn-status",
-                         response_action="txn-on-status"),
+            EndpointSpec(
+                name,
+                "sync/txn/status",
+                "sync_txn_status",
+                "txn-status",
+                response_action="txn-on-status",
+            ),
         ]
     for special in profile.special_endpoints:
-        specs.append(EndpointSpec(name, special.path, special.name, special.request_action,
-                                  header=special.header,
-                                  response_action=special.response_action))
+        specs.append(
+            EndpointSpec(
+                name,
+                special.path,
+                special.name,
+                special.request_action,
+                header=special.header,
+                response_action=special.response_action,
+            )
+        )
     return specs
 
 
 class RegistryNode:
     """Everything the HTTP layer and the worker need to answer DCI messages."""
 
-    def __init__(self, settings: Settings, store: Store,
-                 profiles: dict[str, RegistryProfile] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, profiles: dict[str, RegistryProfile] | None = None
+    ) -> None:
         self.settings = settings
         self.store = store
         all_profiles = profiles or PROFILES
@@ -89,8 +106,7 @@ class RegistryNode:
 
     async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run blocking store work in a worker thread."""
-        return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs),
-                                              limiter=self.limiter)
+        return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs), limiter=self.limiter)
 
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a short read: inline on SQLite (an embedded indexed read is cheaper than a
@@ -120,13 +136,24 @@ class RegistryNode:
         purposes = list(getattr(partner, "consent_purposes", None) or [])
         return consent_check(required, purposes, self.profiles[registry].title)
 
-    def envelope(self, inbound_registry: str, receiver_id: str | None, action: str,
-                 message: dict[str, Any], total: int, done: int,
-                 status: str = RequestStatus.SUCCESS) -> dict[str, Any]:
+    def envelope(
+        self,
+        inbound_registry: str,
+        receiver_id: str | None,
+        action: str,
+        message: dict[str, Any],
+        total: int,
+        done: int,
+        status: str = RequestStatus.SUCCESS,
+    ) -> dict[str, Any]:
         header = callback_header(
-            message_id=new_correlation_id(), action=action, status=status,
-            sender_id=self.registry_id(inbound_registry), receiver_id=receiver_id,
-            total_count=total, completed_count=done,
+            message_id=new_correlation_id(),
+            action=action,
+            status=status,
+            sender_id=self.registry_id(inbound_registry),
+            receiver_id=receiver_id,
+            total_count=total,
+            completed_count=done,
         )
         return {"header": header, "message": message}
 
@@ -150,8 +177,12 @@ class RegistryNode:
     async def sync_search(self, inbound: Inbound) -> Reply:
         profile = inbound.profile
         request, prepared = self.search.prepare(
-            profile, inbound.message, inbound.header.total_count, self.today(),
-            self.consent(inbound.registry, inbound.partner))
+            profile,
+            inbound.message,
+            inbound.header.total_count,
+            self.today(),
+            self.consent(inbound.registry, inbound.partner),
+        )
         if self.search.runs_inline(prepared):
             outcomes = await self.read(self._execute, inbound.registry, prepared, True)
         else:  # compiled queries never run on the event loop
@@ -160,53 +191,109 @@ class RegistryNode:
             "transaction_id": request.transaction_id,
             "correlation_id": inbound.correlation_id,
             "search_response": self.search.render(
-                profile, outcomes, shape=self.shaper(inbound.partner, inbound.registry)),
+                profile, outcomes, shape=self.shaper(inbound.partner, inbound.registry)
+            ),
         }
         inbound.facts["records"] = _record_refs(outcomes)
         now = format_ts()
-        txn = self._new_txn(inbound, request.transaction_id, "search", "sync",
-                            RequestStatus.SUCCESS, len(outcomes), completed(outcomes),
-                            items=[o.item_row(now) for o in outcomes])
+        txn = self._new_txn(
+            inbound,
+            request.transaction_id,
+            "search",
+            "sync",
+            RequestStatus.SUCCESS,
+            len(outcomes),
+            completed(outcomes),
+            items=[o.item_row(now) for o in outcomes],
+        )
         inbound.writes.txns.append((txn, None))
-        envelope = self.envelope(inbound.registry, inbound.sender_id, "on-search", message,
-                                 len(outcomes), completed(outcomes))
+        envelope = self.envelope(
+            inbound.registry,
+            inbound.sender_id,
+            "on-search",
+            message,
+            len(outcomes),
+            completed(outcomes),
+        )
         return Reply(200, envelope, is_envelope=True)
 
     def _execute(self, registry: str, prepared: list[Any], inline: bool) -> list[Outcome]:
         with self.store.reader(inline=inline) as reader:
             return self.search.execute(reader, registry, prepared)
 
-    def _new_txn(self, inbound: Inbound, transaction_id: str, txn_type: str, mode: str,
-                 status: str, total: int, done: int, **extra: Any) -> NewTxn:
+    def _new_txn(
+        self,
+        inbound: Inbound,
+        transaction_id: str,
+        txn_type: str,
+        mode: str,
+        status: str,
+        total: int,
+        done: int,
+        **extra: Any,
+    ) -> NewTxn:
         return NewTxn(
-            registry=inbound.registry, sender_id=inbound.sender_id,
-            transaction_id=transaction_id, correlation_id=inbound.correlation_id,
-            message_id=inbound.header.message_id, action=inbound.endpoint.action,
-            txn_type=txn_type, mode=mode, status=status, total_count=total,
-            completed_count=done, **extra,
+            registry=inbound.registry,
+            sender_id=inbound.sender_id,
+            transaction_id=transaction_id,
+            correlation_id=inbound.correlation_id,
+            message_id=inbound.header.message_id,
+            action=inbound.endpoint.action,
+            txn_type=txn_type,
+            mode=mode,
+            status=status,
+            total_count=total,
+            completed_count=done,
+            **extra,
         )
 
     async def async_search(self, inbound: Inbound) -> Reply:
         profile = inbound.profile
         request, prepared = self.search.prepare(
-            profile, inbound.message, inbound.header.total_count, self.today(),
-            self.consent(inbound.registry, inbound.partner))
+            profile,
+            inbound.message,
+            inbound.header.total_count,
+            self.today(),
+            self.consent(inbound.registry, inbound.partner),
+        )
         target = self.callback_url(inbound, "on-search")
         now = format_ts()
         txn = self._new_txn(
-            inbound, request.transaction_id, "search", "async", RequestStatus.RECEIVED,
-            len(prepared), 0, sender_uri=target,
-            request={"header": inbound.raw_header, "message": inbound.message,
-                     ENCRYPT_KEY: bool(getattr(inbound.partner, "encrypted", False))},
-            items=[ItemRow(seq=p.seq, reference_id=p.reference_id,
-                           status=RequestStatus.RECEIVED, timestamp=now, locale=p.locale)
-                   for p in prepared],
+            inbound,
+            request.transaction_id,
+            "search",
+            "async",
+            RequestStatus.RECEIVED,
+            len(prepared),
+            0,
+            sender_uri=target,
+            request={
+                "header": inbound.raw_header,
+                "message": inbound.message,
+                ENCRYPT_KEY: bool(getattr(inbound.partner, "encrypted", False)),
+            },
+            items=[
+                ItemRow(
+                    seq=p.seq,
+                    reference_id=p.reference_id,
+                    status=RequestStatus.RECEIVED,
+                    timestamp=now,
+                    locale=p.locale,
+                )
+                for p in prepared
+            ],
         )
 
         def accept(conn: Any, txn_pk: int) -> None:
-            self.store.outbox.enqueue(conn, "process", registry=inbound.registry,
-                                      txn_pk=txn_pk, sender_id=inbound.sender_id,
-                                      target_url=target, action="on-search")
+            self.store.outbox.enqueue(
+                conn,
+                "process",
+                registry=inbound.registry,
+                txn_pk=txn_pk,
+                sender_id=inbound.sender_id,
+                target_url=target,
+                action="on-search",
+            )
 
         inbound.writes.txns.append((txn, accept))
         self.wakeup()
@@ -219,8 +306,7 @@ class RegistryNode:
             with self.store.begin() as conn:
                 write(conn)
 
-    def plan_async_search(self, txn_pk: int,
-                          partner: Any = None) -> Callable[[Any], None] | None:
+    def plan_async_search(self, txn_pk: int, partner: Any = None) -> Callable[[Any], None] | None:
         """Worker job: run an accepted async search (reads only) and return the write that
         stores its results and queues the callback in one database transaction. The write
         does nothing if another worker finished the transaction meanwhile."""
@@ -234,8 +320,12 @@ class RegistryNode:
             total = header.get("total_count") if isinstance(header, dict) else None
             try:
                 _, prepared = self.search.prepare(
-                    profile, request["message"], int(total or 0), self.today(),
-                    self.consent(txn.registry, partner))
+                    profile,
+                    request["message"],
+                    int(total or 0),
+                    self.today(),
+                    self.consent(txn.registry, partner),
+                )
             except DCIError as exc:  # cannot happen for an accepted message; never lose it
                 error = exc
                 return lambda conn: self._reject_async(conn, txn, error)
@@ -245,10 +335,12 @@ class RegistryNode:
             "transaction_id": txn.transaction_id,
             "correlation_id": txn.correlation_id,
             "search_response": self.search.render(
-                profile, outcomes, now, shape=self.shaper(partner, txn.registry)),
+                profile, outcomes, now, shape=self.shaper(partner, txn.registry)
+            ),
         }
-        envelope = self.envelope(txn.registry, txn.sender_id, "on-search", message,
-                                 len(outcomes), completed(outcomes))
+        envelope = self.envelope(
+            txn.registry, txn.sender_id, "on-search", message, len(outcomes), completed(outcomes)
+        )
         if request.get(ENCRYPT_KEY):
             envelope[ENCRYPT_KEY] = True  # the request came encrypted: so goes the reply
         payload = orjson.dumps(envelope).decode()
@@ -258,73 +350,113 @@ class RegistryNode:
             current = self.store.txns.get(conn, txn.pk)
             if current is None or current.status != RequestStatus.RECEIVED:
                 return
-            self.store.txns.finish(conn, txn.pk, RequestStatus.SUCCESS, completed(outcomes),
-                                   items)
-            self.store.outbox.enqueue(conn, "deliver", registry=txn.registry, txn_pk=txn.pk,
-                                      sender_id=txn.sender_id, target_url=txn.sender_uri,
-                                      action="on-search", payload=payload)
+            self.store.txns.finish(conn, txn.pk, RequestStatus.SUCCESS, completed(outcomes), items)
+            self.store.outbox.enqueue(
+                conn,
+                "deliver",
+                registry=txn.registry,
+                txn_pk=txn.pk,
+                sender_id=txn.sender_id,
+                target_url=txn.sender_uri,
+                action="on-search",
+                payload=payload,
+            )
+
         return write
 
     def _reject_async(self, conn: Any, txn: Any, exc: DCIError) -> None:
         envelope = self.envelope(
-            txn.registry, txn.sender_id, "on-search",
-            {"transaction_id": txn.transaction_id, "correlation_id": txn.correlation_id,
-             "search_response": []}, txn.total_count, 0, status=RequestStatus.REJECTED)
+            txn.registry,
+            txn.sender_id,
+            "on-search",
+            {
+                "transaction_id": txn.transaction_id,
+                "correlation_id": txn.correlation_id,
+                "search_response": [],
+            },
+            txn.total_count,
+            0,
+            status=RequestStatus.REJECTED,
+        )
         envelope["header"]["status_reason_message"] = exc.message
         self.store.txns.finish(conn, txn.pk, RequestStatus.REJECTED, 0, [])
-        self.store.outbox.enqueue(conn, "deliver", registry=txn.registry, txn_pk=txn.pk,
-                                  sender_id=txn.sender_id, target_url=txn.sender_uri,
-                                  action="on-search", payload=orjson.dumps(envelope).decode())
+        self.store.outbox.enqueue(
+            conn,
+            "deliver",
+            registry=txn.registry,
+            txn_pk=txn.pk,
+            sender_id=txn.sender_id,
+            target_url=txn.sender_uri,
+            action="on-search",
+            payload=orjson.dumps(envelope).decode(),
+        )
 
     # ----------------------------------------------------------------------------- txn status
 
     async def sync_txn_status(self, inbound: Inbound) -> Reply:
         message = await self.read(self._txn_status_message, inbound)
-        envelope = self.envelope(inbound.registry, inbound.sender_id, "txn-on-status", message,
-                                 1, 1)
+        envelope = self.envelope(
+            inbound.registry, inbound.sender_id, "txn-on-status", message, 1, 1
+        )
         return Reply(200, envelope, is_envelope=True)
 
     async def async_txn_status(self, inbound: Inbound) -> Reply:
         target = self.callback_url(inbound, "txn/on-status")
         message = await self.read(self._txn_status_message, inbound)
-        envelope = self.envelope(inbound.registry, inbound.sender_id, "txn-on-status", message,
-                                 1, 1)
+        envelope = self.envelope(
+            inbound.registry, inbound.sender_id, "txn-on-status", message, 1, 1
+        )
         if getattr(inbound.partner, "encrypted", False):
             envelope[ENCRYPT_KEY] = True
         payload = orjson.dumps(envelope).decode()
         inbound.writes.writes.append(
             lambda conn: self.store.outbox.enqueue(
-                conn, "deliver", registry=inbound.registry, sender_id=inbound.sender_id,
-                target_url=target, action="txn-on-status", payload=payload))
+                conn,
+                "deliver",
+                registry=inbound.registry,
+                sender_id=inbound.sender_id,
+                target_url=target,
+                action="txn-on-status",
+                payload=payload,
+            )
+        )
         self.wakeup()
         return Reply(202, ack(inbound.correlation_id))
 
     def _txn_status_message(self, inbound: Inbound) -> dict[str, Any]:
         request = parse_message(TxnStatusRequest, inbound.message)
         if inbound.header.total_count not in (0, 1):
-            raise DCIError(ErrorCode.REQUEST_BAD,
-                           f"header.total_count is {inbound.header.total_count}; a txn/status "
-                           "message holds one txnstatus_request (rjct.total_count.invalid)")
+            raise DCIError(
+                ErrorCode.REQUEST_BAD,
+                f"header.total_count is {inbound.header.total_count}; a txn/status "
+                "message holds one txnstatus_request (rjct.total_count.invalid)",
+            )
         item = request.txnstatus_request
         txn_type = TXN_TYPE_ALIASES.get(item.txn_type, item.txn_type)
-        allowed = set(inbound.profile.txn_types) | {"search", "subscribe", "unsubscribe",
-                                                    "receipt"}
+        allowed = set(inbound.profile.txn_types) | {"search", "subscribe", "unsubscribe", "receipt"}
         if txn_type not in allowed:
-            raise DCIError(ErrorCode.REQUEST_BAD,
-                           f"message.txnstatus_request.txn_type '{item.txn_type}' is not one of "
-                           f"{', '.join(inbound.profile.txn_types)}")
+            raise DCIError(
+                ErrorCode.REQUEST_BAD,
+                f"message.txnstatus_request.txn_type '{item.txn_type}' is not one of "
+                f"{', '.join(inbound.profile.txn_types)}",
+            )
         attribute_type = item.attribute_type
         value = _txn_attribute_value(attribute_type, item.attribute_value)
         if attribute_type == TxnAttributeType.SUBSCRIPTION_CODE_LIST:
-            raise DCIError(ErrorCode.REQUEST_NOT_FOUND,
-                           f"no subscription of sender '{inbound.sender_id}' matches the given "
-                           "subscription codes", 404)
+            raise DCIError(
+                ErrorCode.REQUEST_NOT_FOUND,
+                f"no subscription of sender '{inbound.sender_id}' matches the given "
+                "subscription codes",
+                404,
+            )
         with self.store.read() as conn:
-            found = self.store.txns.find(conn, inbound.registry, inbound.sender_id,
-                                         attribute_type, value)
+            found = self.store.txns.find(
+                conn, inbound.registry, inbound.sender_id, attribute_type, value
+            )
             found = [(t, items) for t, items in found if t.txn_type == txn_type]
-            if not found or (attribute_type == TxnAttributeType.REFERENCE_ID_LIST
-                             and not found[0][1]):
+            if not found or (
+                attribute_type == TxnAttributeType.REFERENCE_ID_LIST and not found[0][1]
+            ):
                 raise DCIError(
                     ErrorCode.REQUEST_NOT_FOUND,
                     f"no {txn_type} transaction of sender '{inbound.sender_id}' with "
@@ -339,8 +471,9 @@ class RegistryNode:
             "txnstatus_response": {"txn_type": txn_type, "txn_status": status},
         }
 
-    def _txn_status_body(self, conn: Any, inbound: Inbound, txn: Any,
-                         items: list[ItemRow]) -> dict[str, Any]:
+    def _txn_status_body(
+        self, conn: Any, inbound: Inbound, txn: Any, items: list[ItemRow]
+    ) -> dict[str, Any]:
         profile = self.profiles[txn.registry]
         if txn.txn_type == "receipt":
             beneficiaries = []
@@ -355,12 +488,20 @@ class RegistryNode:
                     if key in fetched:
                         record = orjson.loads(fetched[key])
                         beneficiaries.append(shape(entity, record) if shape else record)
-            return {"transaction_id": txn.transaction_id,
-                    "receipt_information": {"beneficiaries": beneficiaries}}
+            return {
+                "transaction_id": txn.transaction_id,
+                "receipt_information": {"beneficiaries": beneficiaries},
+            }
         outcomes = []
         for item in items:
-            outcome = Outcome(item.seq, item.reference_id or "", item.locale, item.status,
-                              item.reason_code, item.reason_message)
+            outcome = Outcome(
+                item.seq,
+                item.reference_id or "",
+                item.locale,
+                item.status,
+                item.reason_code,
+                item.reason_message,
+            )
             result = item.result or {}
             if item.status == RequestStatus.SUCCESS and result.get("entity"):
                 outcome.entity = result["entity"]
@@ -375,32 +516,47 @@ class RegistryNode:
             "transaction_id": txn.transaction_id,
             "correlation_id": txn.correlation_id,
             "search_response": self.search.render(
-                profile, outcomes, shape=self.shaper(inbound.partner, txn.registry)),
+                profile, outcomes, shape=self.shaper(inbound.partner, txn.registry)
+            ),
         }
 
 
 def _txn_attribute_value(attribute_type: str, value: Any) -> Any:
     if attribute_type in (TxnAttributeType.TRANSACTION_ID, TxnAttributeType.CORRELATION_ID):
-        if (not isinstance(value, str) or not value.strip() or len(value) > 99
-                or has_control_chars(value)):
-            raise DCIError(ErrorCode.REQUEST_BAD,
-                           f"message.txnstatus_request.attribute_value must be the {attribute_type}"
-                           " (a string of 1 to 99 characters, no control characters)")
+        if (
+            not isinstance(value, str)
+            or not value.strip()
+            or len(value) > 99
+            or has_control_chars(value)
+        ):
+            raise DCIError(
+                ErrorCode.REQUEST_BAD,
+                f"message.txnstatus_request.attribute_value must be the {attribute_type}"
+                " (a string of 1 to 99 characters, no control characters)",
+            )
         return value
-    if attribute_type in (TxnAttributeType.REFERENCE_ID_LIST,
-                          TxnAttributeType.SUBSCRIPTION_CODE_LIST):
+    if attribute_type in (
+        TxnAttributeType.REFERENCE_ID_LIST,
+        TxnAttributeType.SUBSCRIPTION_CODE_LIST,
+    ):
         if isinstance(value, str):
             value = [value]
-        if (not isinstance(value, list) or not value
-                or not all(isinstance(v, str) and v and not has_control_chars(v)
-                           for v in value)):
-            raise DCIError(ErrorCode.REQUEST_BAD,
-                           f"message.txnstatus_request.attribute_value must be a list of strings "
-                           f"for {attribute_type}")
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(v, str) and v and not has_control_chars(v) for v in value)
+        ):
+            raise DCIError(
+                ErrorCode.REQUEST_BAD,
+                f"message.txnstatus_request.attribute_value must be a list of strings "
+                f"for {attribute_type}",
+            )
         return value
-    raise DCIError(ErrorCode.REQUEST_BAD,
-                   f"message.txnstatus_request.attribute_type '{attribute_type}' is not one of "
-                   "transaction_id, reference_id_list, correlation_id, subscription_code_list")
+    raise DCIError(
+        ErrorCode.REQUEST_BAD,
+        f"message.txnstatus_request.attribute_type '{attribute_type}' is not one of "
+        "transaction_id, reference_id_list, correlation_id, subscription_code_list",
+    )
 
 
 def _show(value: Any) -> str:

@@ -34,18 +34,28 @@ def location_hierarchy(places: list[dict[str, Any]], updated: float | None) -> d
     locations = []
     for place in places:
         parent = place.get("parent")
-        locations.append({
-            "@type": "Place",
-            "identifier": [{"@type": "PropertyValue", "name": "dcihub-location",
-                            "identifier": ids[(place["name"], parent)]}],
-            "name": place["name"],
-            "additional_type": f"dcihub:{place.get('type', 'PLACE').upper()}",
-            "contained_in_place": slug(parent) if parent else None,
-        })
+        locations.append(
+            {
+                "@type": "Place",
+                "identifier": [
+                    {
+                        "@type": "PropertyValue",
+                        "name": "dcihub-location",
+                        "identifier": ids[(place["name"], parent)],
+                    }
+                ],
+                "name": place["name"],
+                "additional_type": f"dcihub:{place.get('type', 'PLACE').upper()}",
+                "contained_in_place": slug(parent) if parent else None,
+            }
+        )
     stamp = datetime.fromtimestamp(updated or time.time(), UTC)
     return {
-        "@context": {"@context": "http://spdci.org/", "xsd": "http://www.w3.org/2001/XMLSchema#",
-                     "schema": "http://schema.org/"},
+        "@context": {
+            "@context": "http://spdci.org/",
+            "xsd": "http://www.w3.org/2001/XMLSchema#",
+            "schema": "http://schema.org/",
+        },
         "@type": "LocationHierarchy",
         "last_updated": stamp.isoformat(timespec="milliseconds"),
         "locations": locations,
@@ -55,8 +65,11 @@ def location_hierarchy(places: list[dict[str, Any]], updated: float | None) -> d
 def add_operation_routes(app: FastAPI, node: RegistryNode) -> None:
     store = node.store
 
-    @app.get("/.well-known/locations.json", tags=["Operations"],
-             summary="Location hierarchy of the places the registries know (locations_core)")
+    @app.get(
+        "/.well-known/locations.json",
+        tags=["Operations"],
+        summary="Location hierarchy of the places the registries know (locations_core)",
+    )
     async def locations() -> Response:
         def load() -> tuple[list[dict[str, Any]], float | None]:
             raw = store.get_meta(LOCATIONS_KEY)
@@ -64,27 +77,36 @@ def add_operation_routes(app: FastAPI, node: RegistryNode) -> None:
                 return [], None
             doc = orjson.loads(raw)
             return doc.get("places", []), doc.get("updated")
-        places, updated = await anyio.to_thread.run_sync(load)
-        return Response(orjson.dumps(location_hierarchy(places, updated)),
-                        media_type="application/json")
 
-    @app.get("/console/", tags=["Operations"], response_class=HTMLResponse,
-             summary="Operator overview (read-only; no personal data)")
+        places, updated = await anyio.to_thread.run_sync(load)
+        return Response(
+            orjson.dumps(location_hierarchy(places, updated)), media_type="application/json"
+        )
+
+    @app.get(
+        "/console/",
+        tags=["Operations"],
+        response_class=HTMLResponse,
+        summary="Operator overview (read-only; no personal data)",
+    )
     async def console() -> HTMLResponse:
         def gather() -> tuple[dict[str, dict[str, int]], dict[str, int]]:
             counts: dict[str, dict[str, int]] = {}
             with store.read() as conn:
                 for name, profile in node.profiles.items():
-                    counts[name] = {e.name: store.records.count(conn, name, e.name)
-                                    for e in profile.entities}
+                    counts[name] = {
+                        e.name: store.records.count(conn, name, e.name) for e in profile.entities
+                    }
                 outbox = store.outbox.counts(conn)
             return counts, outbox
+
         counts, outbox = await anyio.to_thread.run_sync(gather)
         return HTMLResponse(render_console(node, counts, outbox))
 
 
-def render_console(node: RegistryNode, counts: dict[str, dict[str, int]],
-                   outbox: dict[str, int]) -> str:
+def render_console(
+    node: RegistryNode, counts: dict[str, dict[str, int]], outbox: dict[str, int]
+) -> str:
     esc = html.escape
     settings = node.settings
     rows = []
@@ -95,10 +117,14 @@ def render_console(node: RegistryNode, counts: dict[str, dict[str, int]],
             f"<tr><td><b>{esc(name)}</b><br><small>{esc(profile.title)}</small></td>"
             f"<td><code>{esc(settings.registry_url(name))}</code><br>"
             f"<small>id {esc(settings.registry_id(name))}</small></td>"
-            f"<td>{records}</td><td><small>{paths}</small></td></tr>")
+            f"<td>{records}</td><td><small>{paths}</small></td></tr>"
+        )
     queue = ", ".join(f"{esc(k)}: {v:,}" for k, v in sorted(outbox.items())) or "empty"
-    security = ("tokens, signatures, replay protection and audit trail on"
-                if settings.security.enabled else "DISABLED (local experiments only)")
+    security = (
+        "tokens, signatures, replay protection and audit trail on"
+        if settings.security.enabled
+        else "DISABLED (local experiments only)"
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>dcihub console — {esc(settings.node_id)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:70rem}}
@@ -108,7 +134,7 @@ vertical-align:top;text-align:left}}code{{font-size:.9em}}</style></head>
 <p>Node <b>{esc(settings.node_id)}</b> at <code>{esc(settings.base_url)}</code>;
 store: {esc(node.store.dialect)}; security: {esc(security)}.</p>
 <table><tr><th>Registry</th><th>Base URL</th><th>Records</th><th>DCI endpoints</th></tr>
-{''.join(rows)}</table>
+{"".join(rows)}</table>
 <p>Outbox (callbacks and async work): {queue}.</p>
 <p><a href="/docs">API documentation</a> · <a href="/.well-known/jwks.json">JWKS</a> ·
 <a href="/.well-known/locations.json">locations</a> · <a href="/healthz">health</a> ·

@@ -124,9 +124,17 @@ class Guard:
     def registry_id(self, registry: str) -> str:
         return registry
 
-    def audit_entry(self, endpoint: EndpointSpec, request: Request, inbound: Inbound | None,
-                    partner: Any, status: int, body: dict[str, Any],
-                    error: DCIError | None, replay: bool) -> dict[str, Any] | None:
+    def audit_entry(
+        self,
+        endpoint: EndpointSpec,
+        request: Request,
+        inbound: Inbound | None,
+        partner: Any,
+        status: int,
+        body: dict[str, Any],
+        error: DCIError | None,
+        replay: bool,
+    ) -> dict[str, Any] | None:
         return None
 
 
@@ -143,15 +151,20 @@ def json_response(status: int, body: dict[str, Any]) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type=JSON)
 
 
-def rejection_envelope(rejection: MessageRejected, endpoint: EndpointSpec, guard: Guard,
-                       inbound: Inbound | None) -> dict[str, Any]:
+def rejection_envelope(
+    rejection: MessageRejected, endpoint: EndpointSpec, guard: Guard, inbound: Inbound | None
+) -> dict[str, Any]:
     """The sync response envelope of a whole-message rejection (header.status 'rjct')."""
     header = callback_header(
-        message_id=new_correlation_id(), action=endpoint.response_action or "on-search",
-        status="rjct", sender_id=guard.registry_id(endpoint.registry),
+        message_id=new_correlation_id(),
+        action=endpoint.response_action or "on-search",
+        status="rjct",
+        sender_id=guard.registry_id(endpoint.registry),
         receiver_id=inbound.sender_id if inbound is not None else None,
         total_count=getattr(inbound.header, "total_count", 0) or 0 if inbound else 0,
-        completed_count=0, reason_code=rejection.reason, reason_message=rejection.detail,
+        completed_count=0,
+        reason_code=rejection.reason,
+        reason_message=rejection.detail,
     )
     return {"header": header}
 
@@ -165,15 +178,21 @@ def error_reply(error: DCIError, correlation_id: str) -> Reply:
 async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise DCIError(ErrorCode.REQUEST_BAD,
-                       f"the body is {declared} bytes; this registry accepts at most {limit}", 413)
+        raise DCIError(
+            ErrorCode.REQUEST_BAD,
+            f"the body is {declared} bytes; this registry accepts at most {limit}",
+            413,
+        )
     chunks = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise DCIError(ErrorCode.REQUEST_BAD,
-                           f"the body exceeds {limit} bytes, the most this registry accepts", 413)
+            raise DCIError(
+                ErrorCode.REQUEST_BAD,
+                f"the body exceeds {limit} bytes, the most this registry accepts",
+                413,
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -184,12 +203,18 @@ def check_content_type(request: Request) -> None:
     if media == JSON or (media.startswith("application/") and media.endswith("+json")):
         return
     if media == "multipart/form-data":
-        raise DCIError(ErrorCode.REQUEST_BAD,
-                       "multipart/form-data file upload is not supported by this registry; send "
-                       "the envelope as application/json", 415)
+        raise DCIError(
+            ErrorCode.REQUEST_BAD,
+            "multipart/form-data file upload is not supported by this registry; send "
+            "the envelope as application/json",
+            415,
+        )
     shown = media or "none"
-    raise DCIError(ErrorCode.REQUEST_BAD,
-                   f"Content-Type is {shown}; send the envelope as application/json", 415)
+    raise DCIError(
+        ErrorCode.REQUEST_BAD,
+        f"Content-Type is {shown}; send the envelope as application/json",
+        415,
+    )
 
 
 def parse_json(body: bytes) -> Any:
@@ -202,15 +227,21 @@ def parse_json(body: bytes) -> Any:
 
 
 class Pipeline:
-    def __init__(self, guard: Guard, committer: GroupCommitter, max_body_bytes: int,
-                 on_done: Callable[[EndpointSpec, int, float], None] | None = None) -> None:
+    def __init__(
+        self,
+        guard: Guard,
+        committer: GroupCommitter,
+        max_body_bytes: int,
+        on_done: Callable[[EndpointSpec, int, float], None] | None = None,
+    ) -> None:
         self.guard = guard
         self.committer = committer
         self.max_body_bytes = max_body_bytes
         self.on_done = on_done
 
-    async def handle(self, request: Request, endpoint: EndpointSpec, profile: RegistryProfile,
-                     handler: Handler) -> Response:
+    async def handle(
+        self, request: Request, endpoint: EndpointSpec, profile: RegistryProfile, handler: Handler
+    ) -> Response:
         started = time.perf_counter()
         correlation_id = new_correlation_id()
         guard = self.guard
@@ -225,10 +256,16 @@ class Pipeline:
             body = parse_json(await read_body(request, self.max_body_bytes))
             raw_header, message, signature = split_envelope(body)
             inbound = Inbound(
-                endpoint=endpoint, profile=profile, raw_header=raw_header,
+                endpoint=endpoint,
+                profile=profile,
+                raw_header=raw_header,
                 header=None,  # type: ignore[arg-type]
-                message=message, signature=signature, sender_id="",
-                correlation_id=correlation_id, received_at=time.time(), partner=partner,
+                message=message,
+                signature=signature,
+                sender_id="",
+                correlation_id=correlation_id,
+                received_at=time.time(),
+                partner=partner,
             )
             inbound.header = self._parse_header(raw_header, endpoint)
             inbound.sender_id = inbound.header.sender_id or ""
@@ -247,8 +284,9 @@ class Pipeline:
             reply = error_reply(exc, correlation_id)
             body_out = reply.body
             if isinstance(exc, MessageRejected) and not endpoint.asynchronous:
-                reply = Reply(400, rejection_envelope(exc, endpoint, guard, inbound),
-                              is_envelope=True)
+                reply = Reply(
+                    400, rejection_envelope(exc, endpoint, guard, inbound), is_envelope=True
+                )
                 body_out = reply.body
                 if inbound is not None and inbound.partner is not None:
                     try:  # signed like every response envelope
@@ -257,9 +295,11 @@ class Pipeline:
                         log.exception("could not sign a rejection envelope")
         except Exception:  # a defect, not the caller's fault: log it, answer without details
             log.exception("unexpected error on %s", endpoint.url_path)
-            error = DCIError(ErrorCode.SERVICE_UNAVAILABLE,
-                             "the registry could not process the message; it has been logged",
-                             500)
+            error = DCIError(
+                ErrorCode.SERVICE_UNAVAILABLE,
+                "the registry could not process the message; it has been logged",
+                500,
+            )
             reply = Reply(500, http_error_body(error.code, error.message))
             body_out = reply.body
             remember = False
@@ -271,8 +311,9 @@ class Pipeline:
         writes = inbound.writes if inbound is not None and error is None else RequestWrites()
         if remember and inbound is not None and status < 500:
             writes.seen.append((inbound.sender_id, inbound.header.message_id, status, raw))
-        entry = guard.audit_entry(endpoint, request, inbound, partner, status, body_out, error,
-                                  replay is not None)
+        entry = guard.audit_entry(
+            endpoint, request, inbound, partner, status, body_out, error, replay is not None
+        )
         if entry is not None:
             writes.audit.append(entry)
         try:
@@ -280,9 +321,14 @@ class Pipeline:
         except Exception:  # the store refused the writes: nothing of this request persisted
             log.exception("could not commit the writes of %s", endpoint.url_path)
             status = 503
-            raw = orjson.dumps(err_ack(ErrorCode.SERVICE_UNAVAILABLE,
-                                       "the registry could not record the message; nothing was "
-                                       "done, send it again later", correlation_id))
+            raw = orjson.dumps(
+                err_ack(
+                    ErrorCode.SERVICE_UNAVAILABLE,
+                    "the registry could not record the message; nothing was "
+                    "done, send it again later",
+                    correlation_id,
+                )
+            )
         if inbound is not None and inbound.header is not None:
             guard.release(inbound)
         if self.on_done is not None:

@@ -42,8 +42,11 @@ class Reloader:
         if stamp != self._partners:
             self._partners = stamp
             try:
-                registry = (PartnerRegistry.load(self.partners_path)
-                            if self.partners_path.exists() else PartnerRegistry())
+                registry = (
+                    PartnerRegistry.load(self.partners_path)
+                    if self.partners_path.exists()
+                    else PartnerRegistry()
+                )
             except Exception as exc:  # keep serving with the partners we have
                 log.error("partner file %s not reloaded: %s", self.partners_path, exc)
             else:

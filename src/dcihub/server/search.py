@@ -66,17 +66,23 @@ class Outcome:
         if self.status == RequestStatus.SUCCESS:
             result = {"entity": self.entity, "pks": self.pks, "pagination": self.pagination}
         return ItemRow(
-            seq=self.seq, reference_id=self.reference_id, status=self.status,
-            timestamp=timestamp, locale=self.locale, reason_code=self.reason_code,
-            reason_message=self.reason_message, result=result,
+            seq=self.seq,
+            reference_id=self.reference_id,
+            status=self.status,
+            timestamp=timestamp,
+            locale=self.locale,
+            reason_code=self.reason_code,
+            reason_message=self.reason_message,
+            result=result,
         )
 
 
 ConsentCheck = Callable[[SearchCriteria, str], None]
 
 
-def consent_check(required: list[str] | None, partner_purposes: list[str],
-                  registry_title: str) -> ConsentCheck | None:
+def consent_check(
+    required: list[str] | None, partner_purposes: list[str], registry_title: str
+) -> ConsentCheck | None:
     """The consent rule of a registry for one partner, or None when the registry requires none.
 
     With a rule, every search item must carry a `consent` or `authorize` object whose
@@ -87,20 +93,24 @@ def consent_check(required: list[str] | None, partner_purposes: list[str],
     accepted = set(partner_purposes) if not required else set(partner_purposes) & set(required)
 
     def check(criteria: SearchCriteria, where: str) -> None:
-        codes = [obj.purpose_code() for obj in (criteria.consent, criteria.authorize)
-                 if obj is not None]
+        codes = [
+            obj.purpose_code() for obj in (criteria.consent, criteria.authorize) if obj is not None
+        ]
         codes = [c for c in codes if c]
         allowed = ", ".join(sorted(accepted)) or "none (ask the registry operator)"
         if not codes:
             raise ItemRejected(
                 SearchReason.SEARCH_CRITERIA_INVALID,
                 f"{where}: the {registry_title} requires consent: send consent (or authorize) "
-                f"with purpose.code, one of: {allowed}")
+                f"with purpose.code, one of: {allowed}",
+            )
         if not any(code in accepted for code in codes):
             raise ItemRejected(
                 SearchReason.SEARCH_CRITERIA_INVALID,
                 f"{where}: purpose code {', '.join(repr(c) for c in codes)} is not one this "
-                f"partner may claim here (allowed: {allowed})")
+                f"partner may claim here (allowed: {allowed})",
+            )
+
     return check
 
 
@@ -129,9 +139,14 @@ class SearchService:
 
     # ----------------------------------------------------------------------------- prepare
 
-    def prepare(self, profile: RegistryProfile, message: Any, header_total: int,
-                today: date, consent: ConsentCheck | None = None
-                ) -> tuple[SearchRequest, list[PreparedItem]]:
+    def prepare(
+        self,
+        profile: RegistryProfile,
+        message: Any,
+        header_total: int,
+        today: date,
+        consent: ConsentCheck | None = None,
+    ) -> tuple[SearchRequest, list[PreparedItem]]:
         """Validate and plan every item. `consent(criteria, where)` refuses an item whose
         consent / authorize the registry does not accept (see `consent_check`)."""
         request = parse_message(SearchRequest, message)
@@ -157,9 +172,16 @@ class SearchService:
         node = plan.node
         return isinstance(node, IdCond) and node.entity == plan.entity.name and not plan.sort
 
-    def _prepare_item(self, profile: RegistryProfile, seq: int, ref: str | None,
-                      parsed: SearchRequestItem | ItemRejected, today: date,
-                      consent: ConsentCheck | None, budget: int) -> PreparedItem:
+    def _prepare_item(
+        self,
+        profile: RegistryProfile,
+        seq: int,
+        ref: str | None,
+        parsed: SearchRequestItem | ItemRejected,
+        today: date,
+        consent: ConsentCheck | None,
+        budget: int,
+    ) -> PreparedItem:
         reference = ref if ref else f"#{seq + 1}"
         if isinstance(parsed, ItemRejected):
             return PreparedItem(seq, reference, None, rejection=parsed)
@@ -175,24 +197,25 @@ class SearchService:
                 raise ItemRejected(
                     SearchReason.SEARCH_CRITERIA_INVALID,
                     f"{where}.query has {terms} terms (conditions plus the values of 'in' "
-                    f"lists); this registry answers at most {limit} terms per message")
+                    f"lists); this registry answers at most {limit} terms per message",
+                )
             if terms > budget:
                 raise ItemRejected(
                     SearchReason.SEARCH_CRITERIA_INVALID,
                     f"{where}.query has {terms} terms (conditions plus the values of 'in' "
                     f"lists) and the message's budget of {limit} terms has {max(budget, 0)} "
-                    "left after the earlier items: send the rest in another message")
+                    "left after the earlier items: send the rest in another message",
+                )
             plan = plan_search(profile, criteria, query, today, self.limits)
         except ItemRejected as rejection:
-            return PreparedItem(seq, reference, parsed.locale, rejection=rejection,
-                                request=parsed)
-        return PreparedItem(seq, reference, parsed.locale, plan=plan, request=parsed,
-                            terms=terms)
+            return PreparedItem(seq, reference, parsed.locale, rejection=rejection, request=parsed)
+        return PreparedItem(seq, reference, parsed.locale, plan=plan, request=parsed, terms=terms)
 
     # ----------------------------------------------------------------------------- execute
 
-    def execute(self, conn: Connection | Reader, registry: str,
-                items: list[PreparedItem]) -> list[Outcome]:
+    def execute(
+        self, conn: Connection | Reader, registry: str, items: list[PreparedItem]
+    ) -> list[Outcome]:
         """Answer prepared items; `conn` is a Connection or a `Reader` (identifier lookups use
         its DBAPI connection, other searches open a SQLAlchemy connection only if needed)."""
         outcomes: dict[int, Outcome] = {}
@@ -200,8 +223,13 @@ class SearchService:
         for item in items:
             if item.rejection is not None:
                 outcomes[item.seq] = Outcome(
-                    item.seq, item.reference_id, item.locale, RequestStatus.REJECTED,
-                    item.rejection.code, item.rejection.message)
+                    item.seq,
+                    item.reference_id,
+                    item.locale,
+                    RequestStatus.REJECTED,
+                    item.rejection.code,
+                    item.rejection.message,
+                )
                 continue
             plan = item.plan
             assert plan is not None
@@ -216,12 +244,12 @@ class SearchService:
             for g in group:
                 assert g.plan is not None
                 found = hits.get(g.plan.node.value, [])  # type: ignore[union-attr]
-                outcomes[g.seq] = self._page(g, entity, len(found), found[g.plan.offset:
-                                             g.plan.offset + g.plan.page_size])
+                outcomes[g.seq] = self._page(
+                    g, entity, len(found), found[g.plan.offset : g.plan.offset + g.plan.page_size]
+                )
         return [outcomes[item.seq] for item in items]
 
-    def _search_one(self, conn: Connection | Reader, registry: str,
-                    item: PreparedItem) -> Outcome:
+    def _search_one(self, conn: Connection | Reader, registry: str, item: PreparedItem) -> Outcome:
         plan = item.plan
         assert plan is not None
         if isinstance(conn, Reader):
@@ -230,29 +258,43 @@ class SearchService:
         result = self.store.records.search(conn, registry, plan, cap=cap)
         if cap is not None and result.total_count > cap:
             return Outcome(
-                item.seq, item.reference_id, item.locale, RequestStatus.REJECTED,
+                item.seq,
+                item.reference_id,
+                item.locale,
+                RequestStatus.REJECTED,
                 SearchReason.TOO_MANY_RECORDS,
                 f"the query matches more than {cap} records; narrow the criteria",
             )
         return self._page(item, plan.entity.name, result.total_count, result.rows)
 
     @staticmethod
-    def _page(item: PreparedItem, entity: str, total: int,
-              rows: list[tuple[int, str]]) -> Outcome:
+    def _page(item: PreparedItem, entity: str, total: int, rows: list[tuple[int, str]]) -> Outcome:
         plan = item.plan
         assert plan is not None
         return Outcome(
-            item.seq, item.reference_id, item.locale, RequestStatus.SUCCESS, entity=entity,
-            pks=[pk for pk, _ in rows], records=[record for _, record in rows],
-            pagination={"page_size": plan.page_size, "page_number": plan.page_number,
-                        "total_count": total},
+            item.seq,
+            item.reference_id,
+            item.locale,
+            RequestStatus.SUCCESS,
+            entity=entity,
+            pks=[pk for pk, _ in rows],
+            records=[record for _, record in rows],
+            pagination={
+                "page_size": plan.page_size,
+                "page_number": plan.page_number,
+                "total_count": total,
+            },
         )
 
     # ----------------------------------------------------------------------------- render
 
     @staticmethod
-    def render(profile: RegistryProfile, outcomes: list[Outcome], timestamp: str | None = None,
-               shape: Any = None) -> list[dict[str, Any]]:
+    def render(
+        profile: RegistryProfile,
+        outcomes: list[Outcome],
+        timestamp: str | None = None,
+        shape: Any = None,
+    ) -> list[dict[str, Any]]:
         """SearchResponse items. `shape(entity, record_dict) -> dict` lets the caller cut a
         record to what the receiving partner may see (data minimisation)."""
         now = timestamp or format_ts()
@@ -263,18 +305,20 @@ class SearchService:
                 records = [orjson.loads(r) for r in outcome.records]
                 if shape is not None:
                     records = [shape(outcome.entity, r) for r in records]
-            out.append(search_response_item(
-                reference_id=outcome.reference_id,
-                timestamp=now,
-                status=outcome.status,
-                reg_type=profile.reg_type,
-                reg_record_type=outcome.entity,
-                records=records,
-                pagination=outcome.pagination,
-                reason_code=outcome.reason_code,
-                reason_message=outcome.reason_message,
-                locale=outcome.locale,
-            ))
+            out.append(
+                search_response_item(
+                    reference_id=outcome.reference_id,
+                    timestamp=now,
+                    status=outcome.status,
+                    reg_type=profile.reg_type,
+                    reg_record_type=outcome.entity,
+                    records=records,
+                    pagination=outcome.pagination,
+                    reason_code=outcome.reason_code,
+                    reason_message=outcome.reason_message,
+                    locale=outcome.locale,
+                )
+            )
         return out
 
 

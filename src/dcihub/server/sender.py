@@ -59,8 +59,9 @@ class SecureCallbackSender(CallbackSender):
         if partner.token_url and partner.callback_client_id:
             secret = partner.callback_secret()
             try:
-                token = await self.tokens.get(partner.token_url, partner.callback_client_id,
-                                              secret or "")
+                token = await self.tokens.get(
+                    partner.token_url, partner.callback_client_id, secret or ""
+                )
             except SecurityError as exc:
                 raise httpx.TransportError(f"token from {partner.token_url}: {exc}") from None
             headers["authorization"] = f"Bearer {token}"

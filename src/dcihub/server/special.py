@@ -55,10 +55,13 @@ class SpecialCalls:
         """Run the criteria of a special call as a search over the registry's records."""
         profile = inbound.profile
         if self.node.consent(inbound.registry, inbound.partner) is not None:
-            raise DCIError(ErrorCode.REQUEST_FORBIDDEN,
-                           f"the {profile.title} requires consent for every search, and "
-                           f"/registry/{inbound.endpoint.path} cannot carry one: use "
-                           "/registry/sync/search with search_criteria.consent", 403)
+            raise DCIError(
+                ErrorCode.REQUEST_FORBIDDEN,
+                f"the {profile.title} requires consent for every search, and "
+                f"/registry/{inbound.endpoint.path} cannot carry one: use "
+                "/registry/sync/search with search_criteria.consent",
+                403,
+            )
         query_type = criteria.query_type or "expression"
         # IBR's enrolled_criteria.response_entity is free text ("Beneficiary" in the example):
         # used when it names a record type of the registry, ignored otherwise.
@@ -67,36 +70,56 @@ class SpecialCalls:
             entity = None
         try:
             parsed = parse_query(query_type, criteria.query, f"message.{where}")
-            search_criteria = SearchCriteria(query_type=query_type, query=criteria.query,
-                                             response_entity=entity)
-            plan = plan_search(profile, search_criteria, parsed, self.node.today(),
-                               Limits(MAX_MATCHES, MAX_MATCHES, None))
+            search_criteria = SearchCriteria(
+                query_type=query_type, query=criteria.query, response_entity=entity
+            )
+            plan = plan_search(
+                profile,
+                search_criteria,
+                parsed,
+                self.node.today(),
+                Limits(MAX_MATCHES, MAX_MATCHES, None),
+            )
         except ItemRejected as exc:
             raise DCIError(ErrorCode.REQUEST_BAD, f"{exc.message} ({exc.code})") from None
         with self.node.store.read() as conn:
-            result = self.node.store.records.search(conn, inbound.registry, plan,
-                                                    cap=MAX_MATCHES)
+            result = self.node.store.records.search(conn, inbound.registry, plan, cap=MAX_MATCHES)
         if result.total_count > MAX_MATCHES:
-            raise DCIError(ErrorCode.REQUEST_BAD,
-                           f"the criteria match more than {MAX_MATCHES} records; identify the "
-                           f"person, e.g. by UIN ({SearchReason.TOO_MANY_RECORDS})")
+            raise DCIError(
+                ErrorCode.REQUEST_BAD,
+                f"the criteria match more than {MAX_MATCHES} records; identify the "
+                f"person, e.g. by UIN ({SearchReason.TOO_MANY_RECORDS})",
+            )
         return plan, result
 
-    def _record(self, inbound: Inbound, transaction_id: str, txn_type: str,
-                items: list[ItemRow]) -> None:
+    def _record(
+        self, inbound: Inbound, transaction_id: str, txn_type: str, items: list[ItemRow]
+    ) -> None:
         """Queue the transaction record; the pipeline commits it before replying."""
-        inbound.writes.txns.append((NewTxn(
-            registry=inbound.registry, sender_id=inbound.sender_id,
-            transaction_id=transaction_id, correlation_id=inbound.correlation_id,
-            message_id=inbound.header.message_id, action=inbound.endpoint.action,
-            txn_type=txn_type, mode="sync", status=RequestStatus.SUCCESS,
-            total_count=len(items), completed_count=len(items), items=items,
-        ), None))
+        inbound.writes.txns.append(
+            (
+                NewTxn(
+                    registry=inbound.registry,
+                    sender_id=inbound.sender_id,
+                    transaction_id=transaction_id,
+                    correlation_id=inbound.correlation_id,
+                    message_id=inbound.header.message_id,
+                    action=inbound.endpoint.action,
+                    txn_type=txn_type,
+                    mode="sync",
+                    status=RequestStatus.SUCCESS,
+                    total_count=len(items),
+                    completed_count=len(items),
+                    items=items,
+                ),
+                None,
+            )
+        )
 
-    def _reply(self, inbound: Inbound, action: str, message: dict[str, Any],
-               count: int) -> Reply:
-        envelope = self.node.envelope(inbound.registry, inbound.sender_id, action, message,
-                                      count, count)
+    def _reply(self, inbound: Inbound, action: str, message: dict[str, Any], count: int) -> Reply:
+        envelope = self.node.envelope(
+            inbound.registry, inbound.sender_id, action, message, count, count
+        )
         return Reply(200, envelope, is_envelope=True)
 
     # ----------------------------------------------------------------------------- DR
@@ -109,9 +132,11 @@ class SpecialCalls:
         _, result = self._match(inbound, request.disabled_criteria, "disabled_criteria")
         records = [orjson.loads(r) for _, r in result.rows]
         if len(records) > 1:
-            raise DCIError(ErrorCode.REQUEST_BAD,
-                           f"the criteria match {len(records)} persons; sync/disabled answers for "
-                           "one person: identify them, e.g. by UIN")
+            raise DCIError(
+                ErrorCode.REQUEST_BAD,
+                f"the criteria match {len(records)} persons; sync/disabled answers for "
+                "one person: identify them, e.g. by UIN",
+            )
         if not records:
             status, reason = "no", "no record in the Disability Registry matches the criteria"
         else:
@@ -119,15 +144,34 @@ class SpecialCalls:
             status = "yes" if dr.is_disabled(record) else "no"
             reason = f"disability_status {record.get('disability_status')}"
         now = format_ts()
-        item = {"reference_id": request.transaction_id, "timestamp": now,
-                "status": RequestStatus.SUCCESS.value, "status_reason_message": reason,
-                "disabled_status": status}
+        item = {
+            "reference_id": request.transaction_id,
+            "timestamp": now,
+            "status": RequestStatus.SUCCESS.value,
+            "status_reason_message": reason,
+            "disabled_status": status,
+        }
         inbound.facts["records"] = [f"DisabledPerson:{pk}" for pk, _ in result.rows]
-        self._record(inbound, request.transaction_id, "search", [ItemRow(
-            0, request.transaction_id, RequestStatus.SUCCESS, now, reason_message=reason,
-            result={"disabled_status": status})])
-        message = {"transaction_id": request.transaction_id,
-                   "correlation_id": inbound.correlation_id, "disabled_response": [item]}
+        self._record(
+            inbound,
+            request.transaction_id,
+            "search",
+            [
+                ItemRow(
+                    0,
+                    request.transaction_id,
+                    RequestStatus.SUCCESS,
+                    now,
+                    reason_message=reason,
+                    result={"disabled_status": status},
+                )
+            ],
+        )
+        message = {
+            "transaction_id": request.transaction_id,
+            "correlation_id": inbound.correlation_id,
+            "disabled_response": [item],
+        }
         return self._reply(inbound, "on-search", message, 1)
 
     async def disability_support(self, inbound: Inbound) -> Reply:
@@ -147,27 +191,55 @@ class SpecialCalls:
         if view == "support":
             reg_records: list[Any] = [list(r.get("disability_support") or []) for r in records]
         else:
-            reg_records = [{"disability_details": list(r.get("disability_details") or []),
-                            "disability_status": r.get("disability_status")}
-                           for r in records]
+            reg_records = [
+                {
+                    "disability_details": list(r.get("disability_details") or []),
+                    "disability_status": r.get("disability_status"),
+                }
+                for r in records
+            ]
         now = format_ts()
         item = {
             "reference_id": request.transaction_id,
             "timestamp": now,
             "status": RequestStatus.SUCCESS.value,
-            "data": {"version": "1.0.0", "reg_type": inbound.profile.reg_type,
-                     "reg_record_type": plan.entity.name, "reg_records": reg_records},
-            "pagination": {"page_size": plan.page_size, "page_number": 1,
-                           "total_count": result.total_count},
+            "data": {
+                "version": "1.0.0",
+                "reg_type": inbound.profile.reg_type,
+                "reg_record_type": plan.entity.name,
+                "reg_records": reg_records,
+            },
+            "pagination": {
+                "page_size": plan.page_size,
+                "page_number": 1,
+                "total_count": result.total_count,
+            },
             "locale": "eng",
         }
         inbound.facts["records"] = [f"DisabledPerson:{pk}" for pk, _ in result.rows]
-        self._record(inbound, request.transaction_id, "search", [ItemRow(
-            0, request.transaction_id, RequestStatus.SUCCESS, now,
-            result={"entity": plan.entity.name, "pks": [pk for pk, _ in result.rows],
-                    "pagination": item["pagination"]})])
-        message = {"transaction_id": request.transaction_id,
-                   "correlation_id": inbound.correlation_id, "search_response": [item]}
+        self._record(
+            inbound,
+            request.transaction_id,
+            "search",
+            [
+                ItemRow(
+                    0,
+                    request.transaction_id,
+                    RequestStatus.SUCCESS,
+                    now,
+                    result={
+                        "entity": plan.entity.name,
+                        "pks": [pk for pk, _ in result.rows],
+                        "pagination": item["pagination"],
+                    },
+                )
+            ],
+        )
+        message = {
+            "transaction_id": request.transaction_id,
+            "correlation_id": inbound.correlation_id,
+            "search_response": [item],
+        }
         return self._reply(inbound, "on-search", message, 1)
 
     # ----------------------------------------------------------------------------- IBR
@@ -184,24 +256,45 @@ class SpecialCalls:
             listed = ", ".join(
                 f"{ibr.programme_id(r)} (status {r.get('enrollment_status')}"
                 f"{', since ' + r['enrollment_date'] if r.get('enrollment_date') else ''})"
-                for r in active)
+                for r in active
+            )
             status, reason = "yes", f"enrolled in {listed}"
         elif records:
             status = "no"
             reason = "no active enrolment; ended: " + ", ".join(
-                f"{ibr.programme_id(r)} (status {r.get('enrollment_status')})" for r in records)
+                f"{ibr.programme_id(r)} (status {r.get('enrollment_status')})" for r in records
+            )
         else:
             status, reason = "no", "no enrolment in the Integrated Beneficiary Registry matches"
         now = format_ts()
-        item = {"reference_id": request.transaction_id, "timestamp": now,
-                "status": RequestStatus.SUCCESS.value, "status_reason_message": reason[:999],
-                "enrolled_status": status}
+        item = {
+            "reference_id": request.transaction_id,
+            "timestamp": now,
+            "status": RequestStatus.SUCCESS.value,
+            "status_reason_message": reason[:999],
+            "enrolled_status": status,
+        }
         inbound.facts["records"] = [f"Beneficiary:{pk}" for pk, _ in result.rows]
-        self._record(inbound, request.transaction_id, "search", [ItemRow(
-            0, request.transaction_id, RequestStatus.SUCCESS, now, reason_message=reason[:999],
-            result={"enrolled_status": status})])
-        message = {"transaction_id": request.transaction_id,
-                   "correlation_id": inbound.correlation_id, "enrolled_response": [item]}
+        self._record(
+            inbound,
+            request.transaction_id,
+            "search",
+            [
+                ItemRow(
+                    0,
+                    request.transaction_id,
+                    RequestStatus.SUCCESS,
+                    now,
+                    reason_message=reason[:999],
+                    result={"enrolled_status": status},
+                )
+            ],
+        )
+        message = {
+            "transaction_id": request.transaction_id,
+            "correlation_id": inbound.correlation_id,
+            "enrolled_response": [item],
+        }
         return self._reply(inbound, "on-search", message, 1)
 
     async def enrollment_updates(self, inbound: Inbound) -> Reply:
@@ -209,17 +302,20 @@ class SpecialCalls:
         count = len(request.beneficiaries)
         limit = self.node.settings.limits.max_batch_items
         if count == 0:
-            raise DCIError(ErrorCode.REQUEST_BAD,
-                           "message.enrolled_updates.beneficiaries is empty")
+            raise DCIError(ErrorCode.REQUEST_BAD, "message.enrolled_updates.beneficiaries is empty")
         if count > limit:
-            raise DCIError(ErrorCode.REQUEST_BAD,
-                           f"message.enrolled_updates.beneficiaries has {count} items; at most "
-                           f"{limit} per message (rjct.total_count.limit_exceeded)")
+            raise DCIError(
+                ErrorCode.REQUEST_BAD,
+                f"message.enrolled_updates.beneficiaries has {count} items; at most "
+                f"{limit} per message (rjct.total_count.limit_exceeded)",
+            )
         total = inbound.header.total_count
         if total not in (None, count):
-            raise DCIError(ErrorCode.REQUEST_BAD,
-                           f"header.total_count is {total} but the message holds {count} "
-                           "beneficiaries (rjct.total_count.invalid)")
+            raise DCIError(
+                ErrorCode.REQUEST_BAD,
+                f"header.total_count is {total} but the message holds {count} "
+                "beneficiaries (rjct.total_count.invalid)",
+            )
         return await self.node.db(self._enrollment_updates, inbound, request)
 
     def _enrollment_updates(self, inbound: Inbound, request: EnrollmentUpdatesRequest) -> Reply:
@@ -233,34 +329,59 @@ class SpecialCalls:
         entity = inbound.profile.default_entity
         for index, raw in enumerate(request.beneficiaries):
             where = f"message.enrolled_updates.beneficiaries[{index}]"
-            reference = str(raw.get("reference_id") or index + 1) if isinstance(raw, dict) \
+            reference = (
+                str(raw.get("reference_id") or index + 1)
+                if isinstance(raw, dict)
                 else str(index + 1)
+            )
             try:
                 if len(reference) > 99 or has_control_chars(reference):
                     reference = str(index + 1)
-                    raise ValueError("reference_id must be 1 to 99 characters without "
-                                     "control characters")
+                    raise ValueError(
+                        "reference_id must be 1 to 99 characters without control characters"
+                    )
                 record = ibr.normalise_beneficiary(raw)
             except ValueError as exc:
                 reason = f"{where}: {exc}"
-                response_items.append({"reference_id": reference, "timestamp": now,
-                                       "status": RequestStatus.REJECTED.value,
-                                       "status_reason_message": reason[:999]})
-                rows.append(ItemRow(index, reference, RequestStatus.REJECTED, now,
-                                    reason_code=SearchReason.SEARCH_CRITERIA_INVALID,
-                                    reason_message=reason[:999]))
+                response_items.append(
+                    {
+                        "reference_id": reference,
+                        "timestamp": now,
+                        "status": RequestStatus.REJECTED.value,
+                        "status_reason_message": reason[:999],
+                    }
+                )
+                rows.append(
+                    ItemRow(
+                        index,
+                        reference,
+                        RequestStatus.REJECTED,
+                        now,
+                        reason_code=SearchReason.SEARCH_CRITERIA_INVALID,
+                        reason_message=reason[:999],
+                    )
+                )
                 continue
             key = record["@id"]
             records[key] = record
             if reference == str(index + 1):
                 reference = key
-            response_items.append({"reference_id": reference, "timestamp": now,
-                                   "status": RequestStatus.SUCCESS.value})
-            rows.append(ItemRow(index, reference, RequestStatus.SUCCESS, now,
-                                result={"entity": entity, "keys": [key]}))
+            response_items.append(
+                {"reference_id": reference, "timestamp": now, "status": RequestStatus.SUCCESS.value}
+            )
+            rows.append(
+                ItemRow(
+                    index,
+                    reference,
+                    RequestStatus.SUCCESS,
+                    now,
+                    result={"entity": entity, "keys": [key]},
+                )
+            )
         with self.node.store.read() as conn:
-            known = set(self.node.store.records.fetch_keys(conn, inbound.registry, entity,
-                                                           list(records)))
+            known = set(
+                self.node.store.records.fetch_keys(conn, inbound.registry, entity, list(records))
+            )
         for item, row in zip(response_items, rows, strict=True):
             if row.status == RequestStatus.SUCCESS and row.result:
                 key = row.result["keys"][0]
@@ -274,15 +395,29 @@ class SpecialCalls:
                 store.records.upsert(conn, registry, record)
 
         inbound.writes.writes.append(write)
-        inbound.writes.txns.append((NewTxn(
-            registry=registry, sender_id=inbound.sender_id,
-            transaction_id=request.transaction_id, correlation_id=inbound.correlation_id,
-            message_id=inbound.header.message_id, action="notify", txn_type="receipt",
-            mode="sync", status=RequestStatus.SUCCESS, total_count=len(rows),
-            completed_count=len(rows), items=rows,
-        ), None))
+        inbound.writes.txns.append(
+            (
+                NewTxn(
+                    registry=registry,
+                    sender_id=inbound.sender_id,
+                    transaction_id=request.transaction_id,
+                    correlation_id=inbound.correlation_id,
+                    message_id=inbound.header.message_id,
+                    action="notify",
+                    txn_type="receipt",
+                    mode="sync",
+                    status=RequestStatus.SUCCESS,
+                    total_count=len(rows),
+                    completed_count=len(rows),
+                    items=rows,
+                ),
+                None,
+            )
+        )
         inbound.facts["records"] = list(records)
-        message = {"transaction_id": request.transaction_id,
-                   "correlation_id": inbound.correlation_id,
-                   "enrolled_response": response_items}
+        message = {
+            "transaction_id": request.transaction_id,
+            "correlation_id": inbound.correlation_id,
+            "enrolled_response": response_items,
+        }
         return self._reply(inbound, "on-notify", message, len(response_items))

@@ -53,8 +53,9 @@ class CallbackSender:
         if not row.target_url:
             raise PermanentFailure("no callback URL")
         envelope = {k: v for k, v in envelope.items() if not k.startswith("dcihub:")}
-        return Outgoing(row.target_url, orjson.dumps(envelope),
-                        {"content-type": "application/json"})
+        return Outgoing(
+            row.target_url, orjson.dumps(envelope), {"content-type": "application/json"}
+        )
 
     async def check_target(self, row: OutboxRow) -> None:
         return None
@@ -66,14 +67,19 @@ def backoff(attempt: int, settings: DeliverySettings) -> float:
 
 
 class Worker:
-    def __init__(self, node: RegistryNode, sender: CallbackSender | None = None,
-                 client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        node: RegistryNode,
+        sender: CallbackSender | None = None,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
         self.node = node
         self.store = node.store
         self.settings = node.settings.delivery
         self.sender = sender or CallbackSender()
         self.client = client or httpx.AsyncClient(
-            timeout=self.settings.timeout, follow_redirects=False, trust_env=False)
+            timeout=self.settings.timeout, follow_redirects=False, trust_env=False
+        )
         self._wake = anyio.Event()
         self.partner_for: Any = lambda sender_id: None
         self.background: list[Any] = []
@@ -113,6 +119,7 @@ class Worker:
         def run() -> Any:
             with self.store.begin() as conn:
                 return write(conn)
+
         return await anyio.to_thread.run_sync(run)
 
     async def run_once(self, limit: int = 20) -> int:
@@ -147,31 +154,40 @@ class Worker:
         try:
             await self.sender.check_target(row)
             outgoing = await self.sender.prepare(row, envelope)
-            response = await self.client.post(outgoing.url, content=outgoing.body,
-                                              headers=outgoing.headers)
+            response = await self.client.post(
+                outgoing.url, content=outgoing.body, headers=outgoing.headers
+            )
         except PermanentFailure as exc:
             await self._failed(row, str(exc), permanent=True, facts=facts)
             return
         except httpx.HTTPError as exc:
-            await self._failed(row, f"{type(exc).__name__}: {exc}", permanent=False,
-                               facts=facts)
+            await self._failed(row, f"{type(exc).__name__}: {exc}", permanent=False, facts=facts)
             return
         facts["status"] = response.status_code
         if 200 <= response.status_code < 300:
             verdict = _ack_status(response)
             if verdict == "ERR":
-                await self._failed(row, f"receiver answered ERR: {response.text[:500]}",
-                                   permanent=True, facts=facts)
+                await self._failed(
+                    row,
+                    f"receiver answered ERR: {response.text[:500]}",
+                    permanent=True,
+                    facts=facts,
+                )
                 return
             await self._complete(row, facts)
             log.info("delivered %s %s -> %s", row.action, row.pk, outgoing.url)
             return
-        permanent = (400 <= response.status_code < 500
-                     and response.status_code not in RETRYABLE_STATUS)
+        permanent = (
+            400 <= response.status_code < 500 and response.status_code not in RETRYABLE_STATUS
+        )
         if 300 <= response.status_code < 400:
             permanent = True  # redirects are never followed
-        await self._failed(row, f"HTTP {response.status_code}: {response.text[:500]}",
-                           permanent=permanent, facts=facts)
+        await self._failed(
+            row,
+            f"HTTP {response.status_code}: {response.text[:500]}",
+            permanent=permanent,
+            facts=facts,
+        )
 
     def _audit(self, conn: Any, facts: dict[str, Any] | None, outcome: str) -> None:
         """Callbacks are exchanges too: each delivery attempt goes into the audit trail."""
@@ -184,10 +200,12 @@ class Worker:
         def done(conn: Any) -> None:
             self.store.outbox.complete(conn, row.pk)
             self._audit(conn, facts, "delivered")
+
         await self._write(done)
 
-    async def _failed(self, row: OutboxRow, error: str, permanent: bool,
-                      facts: dict[str, Any] | None = None) -> None:
+    async def _failed(
+        self, row: OutboxRow, error: str, permanent: bool, facts: dict[str, Any] | None = None
+    ) -> None:
         give_up = permanent or row.attempts >= self.settings.max_attempts
         delay = backoff(row.attempts, self.settings)
 
@@ -196,15 +214,21 @@ class Worker:
                 self.store.outbox.give_up(conn, row.pk, error)
             else:
                 self.store.outbox.retry(conn, row.pk, error, delay)
-            self._audit(conn, facts, f"{'gave up' if give_up else 'will retry'}: "
-                                     f"{error[:200]}")
+            self._audit(conn, facts, f"{'gave up' if give_up else 'will retry'}: {error[:200]}")
+
         await self._write(record)
         if give_up:
-            log.warning("gave up on outbox row %s (%s) after %s attempt(s): %s", row.pk,
-                        row.action, row.attempts, error)
+            log.warning(
+                "gave up on outbox row %s (%s) after %s attempt(s): %s",
+                row.pk,
+                row.action,
+                row.attempts,
+                error,
+            )
         else:
-            log.info("outbox row %s (%s) failed, retry in %.1fs: %s", row.pk, row.action,
-                     delay, error)
+            log.info(
+                "outbox row %s (%s) failed, retry in %.1fs: %s", row.pk, row.action, delay, error
+            )
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -36,9 +36,7 @@ def parse_timestamp(value: Any) -> datetime:
         raise ValueError("must be an ISO 8601 date-time string with a timezone")
     text = value.strip()
     if "T" not in text and " " not in text:
-        raise ValueError(
-            f"'{value}' is a date, not a date-time; send e.g. '{text}T00:00:00Z'"
-        )
+        raise ValueError(f"'{value}' is a date, not a date-time; send e.g. '{text}T00:00:00Z'")
     try:
         parsed = datetime.fromisoformat(text.replace("z", "Z"))
     except ValueError:
@@ -46,9 +44,7 @@ def parse_timestamp(value: Any) -> datetime:
             f"'{value}' is not an ISO 8601 date-time (example: 2025-01-15T10:30:00+00:00)"
         ) from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise ValueError(
-            f"'{value}' has no timezone; add 'Z' or an offset such as '+00:00'"
-        )
+        raise ValueError(f"'{value}' has no timezone; add 'Z' or an offset such as '+00:00'")
     return parsed
 
 
@@ -203,7 +199,7 @@ def describe_validation_error(exc: ValidationError, prefix: str) -> str:
                 loc += f".{part}" if loc else str(part)
         msg = err["msg"]
         if msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
+            msg = msg[len("Value error, ") :]
         if err["type"] == "missing":
             msg = "is required"
         elif err["type"] in ("int_parsing", "int_type", "int_from_float"):

@@ -99,7 +99,8 @@ class SearchCriteria(LenientModel):
         # Samples send {} for absent pagination/consent/authorize.
         if isinstance(data, dict):
             data = {
-                k: v for k, v in data.items()
+                k: v
+                for k, v in data.items()
                 if not (k in ("pagination", "consent", "authorize") and v in ({}, ""))
             }
         return data
@@ -332,10 +333,15 @@ def parse_items(
             out.append((ref, ItemRejected(code, text)))
             continue
         if ref in seen:
-            out.append((ref, ItemRejected(
-                SearchReason.REFERENCE_ID_DUPLICATE,
-                f"{where}.reference_id '{ref}' appears more than once in this message",
-            )))
+            out.append(
+                (
+                    ref,
+                    ItemRejected(
+                        SearchReason.REFERENCE_ID_DUPLICATE,
+                        f"{where}.reference_id '{ref}' appears more than once in this message",
+                    ),
+                )
+            )
             continue
         seen.add(ref)  # type: ignore[arg-type]
         out.append((ref, item))
@@ -378,8 +384,9 @@ def search_response_item(
     return item
 
 
-def rejected_item(reference_id: str, timestamp: str, rejection: ItemRejected,
-                  locale: str | None = None) -> dict[str, Any]:
+def rejected_item(
+    reference_id: str, timestamp: str, rejection: ItemRejected, locale: str | None = None
+) -> dict[str, Any]:
     return search_response_item(
         reference_id=reference_id,
         timestamp=timestamp,
@@ -388,4 +395,3 @@ def rejected_item(reference_id: str, timestamp: str, rejection: ItemRejected,
         reason_message=rejection.message,
         locale=locale,
     )
-

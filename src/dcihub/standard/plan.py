@@ -227,8 +227,7 @@ def bind_identifier(profile: RegistryProfile, entity: Entity, id_type: str, valu
     if owner is None:
         known = ", ".join(profile.identifier_types())
         raise invalid(
-            f"identifier type '{id_type}' is not known to the {profile.title}; "
-            f"it answers: {known}"
+            f"identifier type '{id_type}' is not known to the {profile.title}; it answers: {known}"
         )
     return IdCond(owner.name, canonical_id_type(id_type), value)
 
@@ -258,8 +257,11 @@ def bind_compare(profile: RegistryProfile, entity: Entity, cmp: Compare, today: 
         assert source is not None, f"profile error: {attr.name} has no source attribute"
         return _bind_is_set(owner, attr, source, cmp)
     if cmp.op == "in":
-        values = tuple(dict.fromkeys(
-            coerce(attr, v, cmp.attribute) for v in in_values(cmp.value, cmp.attribute)))
+        values = tuple(
+            dict.fromkeys(
+                coerce(attr, v, cmp.attribute) for v in in_values(cmp.value, cmp.attribute)
+            )
+        )
         return Cond(owner.name, attr, "in", values)
     if attr.type in ("bool",) and cmp.op != "eq":
         raise invalid(f"attribute '{cmp.attribute}' is true/false; only 'eq' applies to it")
@@ -321,8 +323,10 @@ def coerce(attr: Attribute, value: Any, name: str) -> Any:
     elif attr.type in ("int", "float"):
         result = to_number(value, attr.type == "int")
         if result is not None and not (math.isfinite(result) and abs(result) <= MAX_NUMBER):
-            raise invalid(f"'{value}' is out of range for '{name}' (a finite number of at most "
-                          f"{MAX_NUMBER:.0e} in size)")
+            raise invalid(
+                f"'{value}' is out of range for '{name}' (a finite number of at most "
+                f"{MAX_NUMBER:.0e} in size)"
+            )
     elif attr.type == "date":
         result = to_date(value)
     elif attr.type == "bool":
@@ -341,8 +345,9 @@ def _coerce_code(attr: Attribute, value: Any, name: str) -> str:
     code = directory.normalise(value)
     if code is None:
         allowed = ", ".join(f"{c} ({label})" for c, label in directory.codes.items())
-        raise invalid(f"'{value}' is not a code of {attr.code_dir} for '{name}'; use one of: "
-                      f"{allowed}")
+        raise invalid(
+            f"'{value}' is not a code of {attr.code_dir} for '{name}'; use one of: {allowed}"
+        )
     return code
 
 
@@ -382,8 +387,9 @@ def _bind_age(owner: Entity, birth: Attribute, cmp: Compare, today: date) -> Bou
         return BAll((born("gt", shift_years(today, n + 1)), born("le", shift_years(today, n))))
 
     if cmp.op == "in":  # at most 201 distinct ages: a short OR
-        values = dict.fromkeys(_age_value(v, cmp.attribute)
-                               for v in in_values(cmp.value, cmp.attribute))
+        values = dict.fromkeys(
+            _age_value(v, cmp.attribute) for v in in_values(cmp.value, cmp.attribute)
+        )
         return BAny(tuple(age_eq(years(v)) for v in values))
     n = years(_age_value(cmp.value, cmp.attribute))
     if cmp.op == "eq":
@@ -426,13 +432,18 @@ def bind_sort(
             if attr.derived == "age":
                 source = owner.attribute(attr.source or "birth_date")
                 # Older first when sorting age ascending means birth_date descending.
-                if source is not None and source.stored and not source.multi and (
-                    owner.name == entity.name or owner.name == entity.parent
+                if (
+                    source is not None
+                    and source.stored
+                    and not source.multi
+                    and (owner.name == entity.name or owner.name == entity.parent)
                 ):
                     keys.append(SortKey(owner.name, not descending, attribute=source))
                     continue
-            elif attr.stored and not attr.multi and (
-                owner.name == entity.name or owner.name == entity.parent
+            elif (
+                attr.stored
+                and not attr.multi
+                and (owner.name == entity.name or owner.name == entity.parent)
             ):
                 keys.append(SortKey(owner.name, descending, attribute=attr))
                 continue

@@ -28,8 +28,15 @@ from .errors import ItemRejected
 OPERATORS = ("eq", "lt", "le", "gt", "ge", "in")
 _MONGO_OPS = {"$eq": "eq", "$lt": "lt", "$lte": "le", "$gt": "gt", "$gte": "ge", "$in": "in"}
 _FLAT_OPS = {
-    "eq": "eq", "lt": "lt", "le": "le", "gt": "gt", "ge": "ge", "in": "in",
-    "lte": "le", "gte": "ge", **_MONGO_OPS,
+    "eq": "eq",
+    "lt": "lt",
+    "le": "le",
+    "gt": "gt",
+    "ge": "ge",
+    "in": "in",
+    "lte": "le",
+    "gte": "ge",
+    **_MONGO_OPS,
 }
 MAX_NODES = 200  # conditions (and, or, not, comparisons) in one query
 MAX_IN_VALUES = 1000  # values of one `in` list
@@ -102,7 +109,7 @@ def parse_query(query_type: str, query: Any, where: str = "search_criteria") -> 
 
 def parse_idtype_value(query: Any, where: str) -> IdentifierIs:
     if not isinstance(query, dict):
-        raise invalid(f"{where} must be an object {{\"type\": ..., \"value\": ...}}")
+        raise invalid(f'{where} must be an object {{"type": ..., "value": ...}}')
     id_type = query.get("type", query.get("identifier_type"))
     value = query.get("value", query.get("identifier_value"))
     if not isinstance(id_type, str) or not id_type.strip():
@@ -158,8 +165,9 @@ def _seq_num(value: Any, where: str, index: int) -> float:
 
 
 def _parse_predicate_item(item: dict[str, Any], where: str) -> Node:
-    extra = sorted(k for k in item if k.startswith("expression") and k not in
-                   ("expression1", "expression2"))
+    extra = sorted(
+        k for k in item if k.startswith("expression") and k not in ("expression1", "expression2")
+    )
     if extra:
         raise invalid(
             f"{where} has {', '.join(extra)}, which the standard does not define: a predicate "
@@ -196,9 +204,7 @@ def parse_simple_expression(expr: Any, where: str) -> Compare:
     if not isinstance(name, str) or not name.strip():
         raise invalid(f"{where}.attribute_name is required")
     if not isinstance(op, str) or op.strip().lower() not in OPERATORS:
-        raise invalid(
-            f"{where}.operator '{op}' is not one of {', '.join(OPERATORS)}"
-        )
+        raise invalid(f"{where}.operator '{op}' is not one of {', '.join(OPERATORS)}")
     if "attribute_value" not in expr:
         raise invalid(f"{where}.attribute_value is required")
     return Compare(name.strip(), op.strip().lower(), expr["attribute_value"])
@@ -216,9 +222,11 @@ def parse_expression(query: Any, where: str) -> ParsedQuery:
         raise invalid(f"{where} must be an object for query_type expression")
     if "attribute_name" in query:
         return ParsedQuery(parse_simple_expression(query, where))
-    if "value" in query and isinstance(query.get("value"), dict) and set(query) <= {
-        "type", "value", "@context", "@type"
-    }:
+    if (
+        "value" in query
+        and isinstance(query.get("value"), dict)
+        and set(query) <= {"type", "value", "@context", "@type"}
+    ):
         return _parse_template(query, where)
     # Flat `{"dotted.path": {"eq": value}}` form (DR / IBR special calls), or a bare
     # Mongo-style document.
@@ -285,7 +293,7 @@ def _mongo_field(name: str, spec: Any, where: str) -> Node:
     if not isinstance(spec, dict):
         return Compare(name, "eq", spec)
     if not spec:
-        raise invalid(f"{where} must hold an operator such as {{\"$eq\": value}}")
+        raise invalid(f'{where} must hold an operator such as {{"$eq": value}}')
     parts: list[Node] = []
     for op, value in spec.items():
         if op == "$not":
@@ -306,8 +314,10 @@ def _check_size(node: Node, where: str) -> None:
         raise invalid(f"{where} has more than {MAX_NODES} conditions")
     for name, count in in_sizes(node):
         if count > MAX_IN_VALUES:
-            raise invalid(f"{where}: operator 'in' on '{name}' has {count} values; it takes at "
-                          f"most {MAX_IN_VALUES}")
+            raise invalid(
+                f"{where}: operator 'in' on '{name}' has {count} values; it takes at "
+                f"most {MAX_IN_VALUES}"
+            )
 
 
 def in_size(value: Any) -> int:

@@ -69,13 +69,24 @@ class AuditLog:
             seq += 1
             body = entry_bytes(entry)
             digest = chain_hash(prev, body)
-            rows.append({"seq": seq, "ts": entry.get("ts", time.time()),
-                         "partner": entry.get("partner"), "registry": entry.get("registry"),
-                         "entry": body.decode(), "prev_hash": prev, "hash": digest})
+            rows.append(
+                {
+                    "seq": seq,
+                    "ts": entry.get("ts", time.time()),
+                    "partner": entry.get("partner"),
+                    "registry": entry.get("registry"),
+                    "entry": body.decode(),
+                    "prev_hash": prev,
+                    "hash": digest,
+                }
+            )
             prev = digest
         self._insert.run(conn, rows)
-        conn.execute(self.meta.update().where(self.meta.c.key == HEAD_KEY).values(
-            value=orjson.dumps({"seq": seq, "hash": prev}).decode()))
+        conn.execute(
+            self.meta.update()
+            .where(self.meta.c.key == HEAD_KEY)
+            .values(value=orjson.dumps({"seq": seq, "hash": prev}).decode())
+        )
 
     def _lock_head(self, conn: Connection) -> tuple[int, str]:
         meta = self.meta
@@ -88,9 +99,10 @@ class AuditLog:
             conn.execute(meta.update().where(meta.c.key == HEAD_KEY).values(value=meta.c.value))
         value = conn.execute(query).scalar()
         if value is None:
-            conn.execute(meta.insert(), {"key": HEAD_KEY,
-                                         "value": orjson.dumps({"seq": 0, "hash": GENESIS})
-                                         .decode()})
+            conn.execute(
+                meta.insert(),
+                {"key": HEAD_KEY, "value": orjson.dumps({"seq": 0, "hash": GENESIS}).decode()},
+            )
             return 0, GENESIS
         head = orjson.loads(value)
         return int(head["seq"]), str(head["hash"])
@@ -98,14 +110,20 @@ class AuditLog:
     def ensure_head(self, conn: Connection) -> None:
         if conn.execute(select(self.meta.c.key).where(self.meta.c.key == HEAD_KEY)).first():
             return
-        conn.execute(self.meta.insert(), {"key": HEAD_KEY,
-                                          "value": orjson.dumps({"seq": 0, "hash": GENESIS})
-                                          .decode()})
+        conn.execute(
+            self.meta.insert(),
+            {"key": HEAD_KEY, "value": orjson.dumps({"seq": 0, "hash": GENESIS}).decode()},
+        )
 
     # ----------------------------------------------------------------------------- read
 
-    def rows(self, conn: Connection, partner: str | None = None, since: float | None = None,
-             limit: int | None = None) -> Iterator[AuditRow]:
+    def rows(
+        self,
+        conn: Connection,
+        partner: str | None = None,
+        since: float | None = None,
+        limit: int | None = None,
+    ) -> Iterator[AuditRow]:
         t = self.t
         query = select(t).order_by(t.c.seq)
         if partner:
@@ -115,8 +133,9 @@ class AuditLog:
         if limit:
             query = query.limit(limit)
         for r in conn.execute(query).mappings():
-            yield AuditRow(r["seq"], r["ts"], r["partner"], orjson.loads(r["entry"]),
-                           r["prev_hash"], r["hash"])
+            yield AuditRow(
+                r["seq"], r["ts"], r["partner"], orjson.loads(r["entry"]), r["prev_hash"], r["hash"]
+            )
 
     def verify(self, conn: Connection) -> tuple[int, list[Problem]]:
         """Walk the whole chain; return (rows checked, problems)."""
@@ -130,40 +149,68 @@ class AuditLog:
             seq = r["seq"]
             recomputed = chain_hash(r["prev_hash"], r["entry"].encode())
             if seq > expected_seq:
-                problems.append(Problem(seq, "deleted",
-                                        f"rows {expected_seq}..{seq - 1} are missing (deleted)"))
+                problems.append(
+                    Problem(seq, "deleted", f"rows {expected_seq}..{seq - 1} are missing (deleted)")
+                )
             if r["prev_hash"] != prev:
                 if seq == expected_seq:
-                    problems.append(Problem(
-                        seq, "inserted",
-                        f"row {seq} does not follow row {seq - 1}: its prev_hash does not match "
-                        "(a row was inserted or replaced before it)"))
+                    problems.append(
+                        Problem(
+                            seq,
+                            "inserted",
+                            f"row {seq} does not follow row {seq - 1}: its prev_hash does not match "
+                            "(a row was inserted or replaced before it)",
+                        )
+                    )
                 prev = r["prev_hash"]
             if recomputed != r["hash"]:
-                problems.append(Problem(seq, "edited",
-                                        f"row {seq} was edited: its hash does not match its "
-                                        "content"))
+                problems.append(
+                    Problem(
+                        seq, "edited", f"row {seq} was edited: its hash does not match its content"
+                    )
+                )
             else:
                 entry = orjson.loads(r["entry"])
                 if entry.get("partner") != r["partner"] or entry.get("registry") != r["registry"]:
-                    problems.append(Problem(seq, "edited",
-                                            f"row {seq} was edited: its partner/registry columns "
-                                            "differ from the hashed entry"))
+                    problems.append(
+                        Problem(
+                            seq,
+                            "edited",
+                            f"row {seq} was edited: its partner/registry columns "
+                            "differ from the hashed entry",
+                        )
+                    )
             prev = r["hash"]
             expected_seq = seq + 1
         head_value = conn.execute(
-            select(self.meta.c.value).where(self.meta.c.key == HEAD_KEY)).scalar()
+            select(self.meta.c.value).where(self.meta.c.key == HEAD_KEY)
+        ).scalar()
         if head_value is not None:
             head = orjson.loads(head_value)
             if int(head["seq"]) >= expected_seq:
-                problems.append(Problem(int(head["seq"]), "deleted",
-                                        f"rows {expected_seq}..{head['seq']} at the end of the "
-                                        "trail are missing (deleted)"))
+                problems.append(
+                    Problem(
+                        int(head["seq"]),
+                        "deleted",
+                        f"rows {expected_seq}..{head['seq']} at the end of the "
+                        "trail are missing (deleted)",
+                    )
+                )
             elif int(head["seq"]) == expected_seq - 1 and head["hash"] != prev and count:
-                problems.append(Problem(int(head["seq"]), "head",
-                                        "the last row's hash differs from the recorded chain "
-                                        "head (the tail was rewritten)"))
+                problems.append(
+                    Problem(
+                        int(head["seq"]),
+                        "head",
+                        "the last row's hash differs from the recorded chain "
+                        "head (the tail was rewritten)",
+                    )
+                )
             elif int(head["seq"]) < expected_seq - 1:
-                problems.append(Problem(expected_seq - 1, "inserted",
-                                        f"rows after {head['seq']} were appended outside dcihub"))
+                problems.append(
+                    Problem(
+                        expected_seq - 1,
+                        "inserted",
+                        f"rows after {head['seq']} were appended outside dcihub",
+                    )
+                )
         return count, problems

@@ -94,8 +94,11 @@ class Compiler:
             ids = tables.ids
             # An `in` list is one bound list (expanded into parameters at execution), never
             # one sub-select per value.
-            cond = (ids.c.id_value == node.value if isinstance(node, IdCond)
-                    else ids.c.id_value.in_(node.values))
+            cond = (
+                ids.c.id_value == node.value
+                if isinstance(node, IdCond)
+                else ids.c.id_value.in_(node.values)
+            )
             if node.id_type != ANY_ID:
                 cond = and_(ids.c.id_type == node.id_type, cond)
             return main.c.pk.in_(select(ids.c.pk).where(cond))
@@ -133,8 +136,7 @@ class Compiler:
 
     # -----------------------------------------------------------------------------------------
 
-    def order_by(self, target: str, keys: tuple[SortKey, ...],
-                 dialect: str = "") -> list[Any]:
+    def order_by(self, target: str, keys: tuple[SortKey, ...], dialect: str = "") -> list[Any]:
         """ORDER BY of a search page: the sort keys, then pk for a stable order.
 
         On SQLite the pk tie-breaker is written `pk + 0` when there are no sort keys: a bare
@@ -165,8 +167,7 @@ class Compiler:
                 )
             # Records without the value come last ascending and first descending on every
             # store (PostgreSQL's default, which its indexes serve; SQLite's is the reverse).
-            out.append(expr.desc().nulls_first() if key.descending
-                       else expr.asc().nulls_last())
+            out.append(expr.desc().nulls_first() if key.descending else expr.asc().nulls_last())
         tie = (main.c.pk + 0) if dialect == "sqlite" and not keys else main.c.pk
         out.append(tie.asc())
         return out

@@ -32,15 +32,21 @@ class SchemaMismatch(RuntimeError):
 def make_engine(url: str, **kwargs: Any) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        pool_args: dict[str, Any] = ({} if kwargs.get("poolclass") is StaticPool
-                                     else {"pool_size": 8, "max_overflow": 8})
-        engine = create_engine(
-            url,
-            connect_args={"check_same_thread": False, "timeout": 30},
-            **pool_args,
-            **kwargs,
-        ) if parsed.database not in (None, "", ":memory:") else create_engine(
-            url, connect_args={"check_same_thread": False}, poolclass=NullPool, **kwargs)
+        pool_args: dict[str, Any] = (
+            {} if kwargs.get("poolclass") is StaticPool else {"pool_size": 8, "max_overflow": 8}
+        )
+        engine = (
+            create_engine(
+                url,
+                connect_args={"check_same_thread": False, "timeout": 30},
+                **pool_args,
+                **kwargs,
+            )
+            if parsed.database not in (None, "", ":memory:")
+            else create_engine(
+                url, connect_args={"check_same_thread": False}, poolclass=NullPool, **kwargs
+            )
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -92,7 +98,8 @@ class Store:
             raise SchemaMismatch(
                 f"the store at {self.url.split('@')[-1]} has schema version {found}; this dcihub "
                 f"uses version {SCHEMA_VERSION}. Start from a new store (or rebuild the demo "
-                "with a fresh --data-dir); there are no migrations before version 1.0")
+                "with a fresh --data-dir); there are no migrations before version 1.0"
+            )
         with self.begin() as conn:
             self.audit.ensure_head(conn)
 

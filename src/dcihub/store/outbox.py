@@ -37,27 +37,56 @@ class Outbox:
     def __init__(self, ops: OperationalTables) -> None:
         self.t = ops.outbox
 
-    def enqueue(self, conn: Connection, kind: str, *, registry: str | None = None,
-                txn_pk: int | None = None, sender_id: str | None = None,
-                target_url: str | None = None, action: str | None = None,
-                payload: str | None = None, delay: float = 0.0) -> int:
+    def enqueue(
+        self,
+        conn: Connection,
+        kind: str,
+        *,
+        registry: str | None = None,
+        txn_pk: int | None = None,
+        sender_id: str | None = None,
+        target_url: str | None = None,
+        action: str | None = None,
+        payload: str | None = None,
+        delay: float = 0.0,
+    ) -> int:
         now = time.time()
         return conn.execute(
             insert(self.t).returning(self.t.c.pk),
-            {"kind": kind, "registry": registry, "txn_pk": txn_pk, "sender_id": sender_id,
-             "target_url": target_url, "action": action, "payload": payload,
-             "status": PENDING, "attempts": 0, "next_attempt_at": now + delay,
-             "created_at": now, "updated_at": now},
+            {
+                "kind": kind,
+                "registry": registry,
+                "txn_pk": txn_pk,
+                "sender_id": sender_id,
+                "target_url": target_url,
+                "action": action,
+                "payload": payload,
+                "status": PENDING,
+                "attempts": 0,
+                "next_attempt_at": now + delay,
+                "created_at": now,
+                "updated_at": now,
+            },
         ).scalar_one()
 
-    def claim(self, engine: Engine, limit: int = 20, lease: float = 60.0,
-              kinds: tuple[str, ...] = ("process", "deliver")) -> list[OutboxRow]:
+    def claim(
+        self,
+        engine: Engine,
+        limit: int = 20,
+        lease: float = 60.0,
+        kinds: tuple[str, ...] = ("process", "deliver"),
+    ) -> list[OutboxRow]:
         """Claim due rows in a transaction of their own."""
         with engine.begin() as conn:
             return self.claim_on(conn, limit, lease, kinds)
 
-    def claim_on(self, conn: Connection, limit: int = 20, lease: float = 60.0,
-                 kinds: tuple[str, ...] = ("process", "deliver")) -> list[OutboxRow]:
+    def claim_on(
+        self,
+        conn: Connection,
+        limit: int = 20,
+        lease: float = 60.0,
+        kinds: tuple[str, ...] = ("process", "deliver"),
+    ) -> list[OutboxRow]:
         """Claim due rows inside the caller's transaction (e.g. a group commit)."""
         now = time.time()
         t = self.t
@@ -73,36 +102,68 @@ class Outbox:
             # Pick the rows once, in a materialised CTE: as a `pk IN (subquery)` the planner may
             # re-run the subquery per row, and each run skips the rows this statement already
             # updated, so far more than `limit` rows would be claimed.
-            picked = (candidates.with_for_update(skip_locked=True).cte("picked")
-                      .prefix_with("MATERIALIZED"))
+            picked = (
+                candidates.with_for_update(skip_locked=True)
+                .cte("picked")
+                .prefix_with("MATERIALIZED")
+            )
             where = t.c.pk == picked.c.pk
         else:
             where = and_(t.c.pk.in_(candidates.scalar_subquery()), due)
         statement = (
             update(t)
             .where(where)
-            .values(status=INFLIGHT, locked_until=now + lease, updated_at=now,
-                    attempts=t.c.attempts + 1)
-            .returning(t.c.pk, t.c.kind, t.c.registry, t.c.txn_pk, t.c.sender_id,
-                       t.c.target_url, t.c.action, t.c.payload, t.c.attempts)
+            .values(
+                status=INFLIGHT, locked_until=now + lease, updated_at=now, attempts=t.c.attempts + 1
+            )
+            .returning(
+                t.c.pk,
+                t.c.kind,
+                t.c.registry,
+                t.c.txn_pk,
+                t.c.sender_id,
+                t.c.target_url,
+                t.c.action,
+                t.c.payload,
+                t.c.attempts,
+            )
         )
         rows = conn.execute(statement).all()
         return sorted((OutboxRow(*row) for row in rows), key=lambda r: r.pk)
 
     def complete(self, conn: Connection, pk: int) -> None:
-        conn.execute(update(self.t).where(self.t.c.pk == pk).values(
-            status=DONE, locked_until=None, last_error=None, updated_at=time.time(),
-            payload=None))  # delivered: do not keep personal data in the queue
+        conn.execute(
+            update(self.t)
+            .where(self.t.c.pk == pk)
+            .values(
+                status=DONE,
+                locked_until=None,
+                last_error=None,
+                updated_at=time.time(),
+                payload=None,
+            )
+        )  # delivered: do not keep personal data in the queue
 
     def retry(self, conn: Connection, pk: int, error: str, delay: float) -> None:
         now = time.time()
-        conn.execute(update(self.t).where(self.t.c.pk == pk).values(
-            status=PENDING, locked_until=None, last_error=error[:2000],
-            next_attempt_at=now + delay, updated_at=now))
+        conn.execute(
+            update(self.t)
+            .where(self.t.c.pk == pk)
+            .values(
+                status=PENDING,
+                locked_until=None,
+                last_error=error[:2000],
+                next_attempt_at=now + delay,
+                updated_at=now,
+            )
+        )
 
     def give_up(self, conn: Connection, pk: int, error: str) -> None:
-        conn.execute(update(self.t).where(self.t.c.pk == pk).values(
-            status=DEAD, locked_until=None, last_error=error[:2000], updated_at=time.time()))
+        conn.execute(
+            update(self.t)
+            .where(self.t.c.pk == pk)
+            .values(status=DEAD, locked_until=None, last_error=error[:2000], updated_at=time.time())
+        )
 
     def next_due(self, conn: Connection) -> float | None:
         t = self.t

@@ -16,16 +16,16 @@ from sqlalchemy import Connection, Table, insert
 class RawInsert:
     def __init__(self, table: Table) -> None:
         self.table = table
-        self.columns = [c.name for c in table.columns
-                        if not (c.primary_key and c.autoincrement is True)]
+        self.columns = [
+            c.name for c in table.columns if not (c.primary_key and c.autoincrement is True)
+        ]
         self._compiled: dict[str, tuple[str, tuple[str, ...] | None]] = {}
 
     def _sql(self, conn: Connection) -> tuple[str, tuple[str, ...] | None]:
         name = conn.dialect.name
         found = self._compiled.get(name)
         if found is None:
-            compiled = insert(self.table).compile(dialect=conn.dialect,
-                                                  column_keys=self.columns)
+            compiled = insert(self.table).compile(dialect=conn.dialect, column_keys=self.columns)
             order = tuple(compiled.positiontup) if compiled.positional else None
             found = self._compiled[name] = (str(compiled), order)
         return found
@@ -34,8 +34,11 @@ class RawInsert:
         if not rows:
             return
         sql, order = self._sql(conn)
-        params: Any = [tuple(r.get(k) for k in order) for r in rows] if order is not None \
+        params: Any = (
+            [tuple(r.get(k) for k in order) for r in rows]
+            if order is not None
             else [{k: r.get(k) for k in self.columns} for r in rows]
+        )
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.executemany(sql, params)

@@ -92,8 +92,14 @@ def explode(profile: RegistryProfile, entity: Entity, record: dict[str, Any]) ->
                 if value is not None:
                     break
             columns[attr.column] = value
-    row = Row(entity, entity.record_key(record), record, columns,
-              identifiers_of(record, entity.identifier_paths), mv)
+    row = Row(
+        entity,
+        entity.record_key(record),
+        record,
+        columns,
+        identifiers_of(record, entity.identifier_paths),
+        mv,
+    )
     for child in profile.children(entity):
         if child.embedded_at:
             for sub in record.get(child.embedded_at) or []:
@@ -103,8 +109,7 @@ def explode(profile: RegistryProfile, entity: Entity, record: dict[str, Any]) ->
 
 
 def _mv_params(pk: int, name: str, value: Any, attr: Attribute) -> dict[str, Any]:
-    params: dict[str, Any] = {"pk": pk, "attr": name, "v_text": None, "v_num": None,
-                              "v_date": None}
+    params: dict[str, Any] = {"pk": pk, "attr": name, "v_text": None, "v_num": None, "v_date": None}
     if attr.type in ("int", "float", "bool"):
         params["v_num"] = float(value)
     elif attr.type == "date":
@@ -135,8 +140,9 @@ class RecordStore:
 
     # ----------------------------------------------------------------------------- writing
 
-    def bulk_load(self, conn: Connection, registry: str, records: Iterable[dict[str, Any]],
-                  batch: int = 5000) -> int:
+    def bulk_load(
+        self, conn: Connection, registry: str, records: Iterable[dict[str, Any]], batch: int = 5000
+    ) -> int:
         """Insert records into empty-or-growing tables quickly (explicit keys, executemany).
 
         For a single writer (demo build, imports); live updates use `upsert`."""
@@ -165,21 +171,35 @@ class RecordStore:
         for entity in self.profiles[registry].entities:
             main = self.tables(registry, entity.name).main
             after = select(func.coalesce(func.max(main.c.pk), 0) + 1).scalar_subquery()
-            conn.execute(select(func.setval(func.pg_get_serial_sequence(main.name, "pk"),
-                                            after, False)))
+            conn.execute(
+                select(func.setval(func.pg_get_serial_sequence(main.name, "pk"), after, False))
+            )
 
     def _max_pk(self, conn: Connection, registry: str, entity: Entity) -> int:
         main = self.tables(registry, entity.name).main
         return conn.execute(select(func.coalesce(func.max(main.c.pk), 0))).scalar_one()
 
-    def _stage(self, row: Row, parent_pk: int | None, next_pk: dict[str, int],
-               pending: dict[str, _Batch], now: float) -> None:
+    def _stage(
+        self,
+        row: Row,
+        parent_pk: int | None,
+        next_pk: dict[str, int],
+        pending: dict[str, _Batch],
+        now: float,
+    ) -> None:
         pk = next_pk[row.entity.name]
         next_pk[row.entity.name] = pk + 1
         batch = pending[row.entity.name]
-        batch.main.append({"pk": pk, "record_key": row.key, "parent_pk": parent_pk,
-                           "record": orjson.dumps(row.record).decode(), "updated_at": now,
-                           **row.columns})
+        batch.main.append(
+            {
+                "pk": pk,
+                "record_key": row.key,
+                "parent_pk": parent_pk,
+                "record": orjson.dumps(row.record).decode(),
+                "updated_at": now,
+                **row.columns,
+            }
+        )
         batch.ids.extend({"pk": pk, "id_type": t, "id_value": v} for t, v in row.ids)
         batch.mv.extend(_mv_params(pk, n, v, a) for n, v, a in row.mv)
         for child in row.children:
@@ -203,7 +223,8 @@ class RecordStore:
         row = explode(profile, top, record)
         existing = conn.execute(
             select(self.tables(registry, top.name).main.c.pk).where(
-                self.tables(registry, top.name).main.c.record_key == row.key)
+                self.tables(registry, top.name).main.c.record_key == row.key
+            )
         ).scalar_one_or_none()
         if existing is not None:
             self._delete(conn, registry, top, existing)
@@ -214,13 +235,18 @@ class RecordStore:
         tables = self.tables(registry, row.entity.name)
         pk = conn.execute(
             insert(tables.main).returning(tables.main.c.pk),
-            {"record_key": row.key, "parent_pk": parent_pk,
-             "record": orjson.dumps(row.record).decode(), "updated_at": time.time(),
-             **row.columns},
+            {
+                "record_key": row.key,
+                "parent_pk": parent_pk,
+                "record": orjson.dumps(row.record).decode(),
+                "updated_at": time.time(),
+                **row.columns,
+            },
         ).scalar_one()
         if row.ids:
-            conn.execute(insert(tables.ids),
-                         [{"pk": pk, "id_type": t, "id_value": v} for t, v in row.ids])
+            conn.execute(
+                insert(tables.ids), [{"pk": pk, "id_type": t, "id_value": v} for t, v in row.ids]
+            )
         if row.mv:
             conn.execute(insert(tables.mv), [_mv_params(pk, n, v, a) for n, v, a in row.mv])
         for child in row.children:
@@ -231,9 +257,11 @@ class RecordStore:
         profile = self.profiles[registry]
         for child in profile.children(entity):
             child_main = self.tables(registry, child.name).main
-            for child_pk in conn.execute(
-                select(child_main.c.pk).where(child_main.c.parent_pk == pk)
-            ).scalars().all():
+            for child_pk in (
+                conn.execute(select(child_main.c.pk).where(child_main.c.parent_pk == pk))
+                .scalars()
+                .all()
+            ):
                 self._delete(conn, registry, child, child_pk)
         tables = self.tables(registry, entity.name)
         conn.execute(delete(tables.ids).where(tables.ids.c.pk == pk))
@@ -242,8 +270,9 @@ class RecordStore:
 
     # ----------------------------------------------------------------------------- reading
 
-    def search(self, conn: Connection, registry: str, plan: SearchPlan,
-               cap: int | None = None) -> SearchResult:
+    def search(
+        self, conn: Connection, registry: str, plan: SearchPlan, cap: int | None = None
+    ) -> SearchResult:
         """Count and fetch one page. With `cap`, counting stops at cap+1 (cheap refusal)."""
         compiler = self.compilers[registry]
         target = plan.entity.name
@@ -267,8 +296,14 @@ class RecordStore:
         )
         return SearchResult(total, [(r.pk, r.record) for r in conn.execute(query)])
 
-    def lookup(self, conn: Connection | Reader, registry: str, entity: str, id_type: str,
-               values: Sequence[str]) -> dict[str, list[tuple[int, str]]]:
+    def lookup(
+        self,
+        conn: Connection | Reader,
+        registry: str,
+        entity: str,
+        id_type: str,
+        values: Sequence[str],
+    ) -> dict[str, list[tuple[int, str]]]:
         """Batched identifier lookup: value -> [(pk, record JSON)] in pk order.
 
         The hot path of the registry (a UIN check): one statement for the whole batch, run on
@@ -306,17 +341,24 @@ class RecordStore:
             tables = self.tables(registry, entity)
             ids, main = tables.ids.name, tables.main.name
             mark = "?" if dialect == "sqlite" else "%s"
-            values = ("IN (SELECT value FROM json_each(?))" if dialect == "sqlite"
-                      else "= ANY(%s)")
+            values = "IN (SELECT value FROM json_each(?))" if dialect == "sqlite" else "= ANY(%s)"
             type_cond = "" if any_type else f"i.id_type = {mark} AND "
-            sql = (f"SELECT i.id_value, m.pk, m.record FROM {ids} i JOIN {main} m "
-                   f"ON m.pk = i.pk WHERE {type_cond}i.id_value {values} ORDER BY m.pk")
+            sql = (
+                f"SELECT i.id_value, m.pk, m.record FROM {ids} i JOIN {main} m "
+                f"ON m.pk = i.pk WHERE {type_cond}i.id_value {values} ORDER BY m.pk"
+            )
             self._lookup_cache[key] = sql
         return sql
 
-    def _lookup_portable(self, conn: Connection, registry: str, entity: str, id_type: str,
-                         values: list[str], out: dict[str, list[tuple[int, str]]]
-                         ) -> dict[str, list[tuple[int, str]]]:
+    def _lookup_portable(
+        self,
+        conn: Connection,
+        registry: str,
+        entity: str,
+        id_type: str,
+        values: list[str],
+        out: dict[str, list[tuple[int, str]]],
+    ) -> dict[str, list[tuple[int, str]]]:
         tables = self.tables(registry, entity)
         ids, main = tables.ids, tables.main
         for chunk in _chunks(values, 900):
@@ -335,21 +377,24 @@ class RecordStore:
                     hits.append((pk, record))
         return out
 
-    def fetch(self, conn: Connection, registry: str, entity: str,
-              pks: Sequence[int]) -> dict[int, str]:
+    def fetch(
+        self, conn: Connection, registry: str, entity: str, pks: Sequence[int]
+    ) -> dict[int, str]:
         """Records by primary key: pk -> record JSON (missing pks are left out)."""
         main = self.tables(registry, entity).main
         return self._fetch_by(conn, main.c.pk, main.c.record, pks)
 
-    def fetch_keys(self, conn: Connection, registry: str, entity: str,
-                   keys: Sequence[str]) -> dict[str, str]:
+    def fetch_keys(
+        self, conn: Connection, registry: str, entity: str, keys: Sequence[str]
+    ) -> dict[str, str]:
         """Records by record key: key -> record JSON (missing keys are left out)."""
         main = self.tables(registry, entity).main
         return self._fetch_by(conn, main.c.record_key, main.c.record, keys)
 
     @staticmethod
-    def _fetch_by(conn: Connection, column: Any, record: Any,
-                  values: Sequence[Any]) -> dict[Any, str]:
+    def _fetch_by(
+        conn: Connection, column: Any, record: Any, values: Sequence[Any]
+    ) -> dict[Any, str]:
         out: dict[Any, str] = {}
         for chunk in _chunks(list(values), 900):
             for value, text in conn.execute(select(column, record).where(column.in_(chunk))):
@@ -375,4 +420,4 @@ class _Batch:
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]

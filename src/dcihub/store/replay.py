@@ -16,15 +16,18 @@ class ReplayStore:
     def __init__(self, ops: OperationalTables) -> None:
         self.t = ops.seen_messages
 
-    def find(self, conn: Connection, sender_id: str, message_id: str,
-             window: float) -> tuple[int, bytes] | None:
+    def find(
+        self, conn: Connection, sender_id: str, message_id: str, window: float
+    ) -> tuple[int, bytes] | None:
         """The reply given to this message within the window (SQLAlchemy connection)."""
-        return self.find_dbapi(conn.connection.dbapi_connection, conn.dialect.name,
-                               sender_id, message_id, window)
+        return self.find_dbapi(
+            conn.connection.dbapi_connection, conn.dialect.name, sender_id, message_id, window
+        )
 
     @staticmethod
-    def find_dbapi(dbapi: Any, dialect: str, sender_id: str, message_id: str,
-                   window: float) -> tuple[int, bytes] | None:
+    def find_dbapi(
+        dbapi: Any, dialect: str, sender_id: str, message_id: str, window: float
+    ) -> tuple[int, bytes] | None:
         """The same on a DBAPI connection: one primary-key probe per request, so it skips
         SQLAlchemy's statement machinery."""
         mark = "?" if dialect == "sqlite" else "%s"
@@ -33,14 +36,14 @@ class ReplayStore:
             cursor.execute(
                 "SELECT response_status, response FROM seen_messages WHERE sender_id = "
                 f"{mark} AND message_id = {mark} AND created_at >= {mark}",
-                (sender_id, message_id, time.time() - window))
+                (sender_id, message_id, time.time() - window),
+            )
             row = cursor.fetchone()
         finally:
             cursor.close()
         return (row[0], bytes(row[1])) if row else None
 
-    def remember_many(self, conn: Connection,
-                      rows: Sequence[tuple[str, str, int, bytes]]) -> None:
+    def remember_many(self, conn: Connection, rows: Sequence[tuple[str, str, int, bytes]]) -> None:
         """Insert (sender_id, message_id, status, body); an existing pair is kept as is."""
         if not rows:
             return
@@ -48,12 +51,16 @@ class ReplayStore:
         dialect = conn.dialect.name
         params = [(s, m, status, body, now) for s, m, status, body in rows]
         if dialect == "sqlite":
-            sql = ("INSERT OR IGNORE INTO seen_messages (sender_id, message_id, response_status, "
-                   "response, created_at) VALUES (?, ?, ?, ?, ?)")
+            sql = (
+                "INSERT OR IGNORE INTO seen_messages (sender_id, message_id, response_status, "
+                "response, created_at) VALUES (?, ?, ?, ?, ?)"
+            )
         else:
-            sql = ("INSERT INTO seen_messages (sender_id, message_id, response_status, "
-                   "response, created_at) VALUES (%s, %s, %s, %s, %s) "
-                   "ON CONFLICT (sender_id, message_id) DO NOTHING")
+            sql = (
+                "INSERT INTO seen_messages (sender_id, message_id, response_status, "
+                "response, created_at) VALUES (%s, %s, %s, %s, %s) "
+                "ON CONFLICT (sender_id, message_id) DO NOTHING"
+            )
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.executemany(sql, params)
@@ -66,7 +73,13 @@ class ReplayStore:
         now = time.time()
         result = conn.execute(delete(self.t).where(self.t.c.created_at < now - window))
         if reply_seconds is not None:
-            conn.execute(update(self.t).where(
-                self.t.c.created_at < now - reply_seconds, self.t.c.response_status == 200,
-                self.t.c.response != b"").values(response=b""))
+            conn.execute(
+                update(self.t)
+                .where(
+                    self.t.c.created_at < now - reply_seconds,
+                    self.t.c.response_status == 200,
+                    self.t.c.response != b"",
+                )
+                .values(response=b"")
+            )
         return result.rowcount or 0

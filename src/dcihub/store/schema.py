@@ -76,11 +76,17 @@ def entity_tables(metadata: MetaData, registry: str, entity: Entity) -> EntityTa
     for attr in entity.attributes:
         if attr.stored and not attr.multi:
             sql_type = SQL_TYPES[attr.type]
-            columns.append(Column(attr.column, sql_type() if sql_type is not String
-                                  else String(200), nullable=True))
+            columns.append(
+                Column(
+                    attr.column,
+                    sql_type() if sql_type is not String else String(200),
+                    nullable=True,
+                )
+            )
             indexes.append(Index(f"ix_{base}_{attr.name}", attr.column))
-    main = Table(base, metadata, *columns, UniqueConstraint("record_key",
-                                                            name=f"uq_{base}_key"), *indexes)
+    main = Table(
+        base, metadata, *columns, UniqueConstraint("record_key", name=f"uq_{base}_key"), *indexes
+    )
     ids = Table(
         f"{base}_ids",
         metadata,

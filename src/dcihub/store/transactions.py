@@ -84,14 +84,21 @@ class NewTxn:
 
     def params(self, now: float) -> dict[str, Any]:
         return {
-            "registry": self.registry, "sender_id": self.sender_id,
-            "transaction_id": self.transaction_id, "correlation_id": self.correlation_id,
-            "message_id": self.message_id, "action": self.action, "txn_type": self.txn_type,
-            "mode": self.mode, "status": self.status, "total_count": self.total_count,
-            "completed_count": self.completed_count, "sender_uri": self.sender_uri,
-            "request": orjson.dumps(self.request).decode() if self.request is not None
-            else None,
-            "created_at": now, "updated_at": now,
+            "registry": self.registry,
+            "sender_id": self.sender_id,
+            "transaction_id": self.transaction_id,
+            "correlation_id": self.correlation_id,
+            "message_id": self.message_id,
+            "action": self.action,
+            "txn_type": self.txn_type,
+            "mode": self.mode,
+            "status": self.status,
+            "total_count": self.total_count,
+            "completed_count": self.completed_count,
+            "sender_uri": self.sender_uri,
+            "request": orjson.dumps(self.request).decode() if self.request is not None else None,
+            "created_at": now,
+            "updated_at": now,
         }
 
 
@@ -112,19 +119,33 @@ class TxnStore:
         # SQLite.
         self._insert_txns.run(conn, [txn.params(now) for txn in txns])
         wanted = [txn.correlation_id for txn in txns]
-        found = dict(conn.execute(
-            select(self.t.c.correlation_id, self.t.c.pk).where(
-                self.t.c.correlation_id.in_(wanted))).all())
+        found = dict(
+            conn.execute(
+                select(self.t.c.correlation_id, self.t.c.pk).where(
+                    self.t.c.correlation_id.in_(wanted)
+                )
+            ).all()
+        )
         pks = [found[c] for c in wanted]
         items = [item.params(pk) for pk, txn in zip(pks, txns, strict=True) for item in txn.items]
         self._insert_items.run(conn, items)
         return pks
 
-    def finish(self, conn: Connection, txn_pk: int, status: str, completed_count: int,
-               items: Sequence[ItemRow]) -> None:
+    def finish(
+        self,
+        conn: Connection,
+        txn_pk: int,
+        status: str,
+        completed_count: int,
+        items: Sequence[ItemRow],
+    ) -> None:
         conn.execute(
-            update(self.t).where(self.t.c.pk == txn_pk).values(
-                status=status, completed_count=completed_count, updated_at=time.time(),
+            update(self.t)
+            .where(self.t.c.pk == txn_pk)
+            .values(
+                status=status,
+                completed_count=completed_count,
+                updated_at=time.time(),
                 request=None,  # the work is done: do not keep the query text longer than needed
             )
         )
@@ -133,16 +154,21 @@ class TxnStore:
             conn.execute(
                 update(self.items)
                 .where(self.items.c.txn_pk == txn_pk, self.items.c.seq == item.seq)
-                .values(status=params["status"], reason_code=params["reason_code"],
-                        reason_message=params["reason_message"], result=params["result"])
+                .values(
+                    status=params["status"],
+                    reason_code=params["reason_code"],
+                    reason_message=params["reason_message"],
+                    result=params["result"],
+                )
             )
 
     def get(self, conn: Connection, txn_pk: int) -> TxnRow | None:
         row = conn.execute(select(self.t).where(self.t.c.pk == txn_pk)).mappings().first()
         return _txn(row) if row else None
 
-    def find(self, conn: Connection, registry: str, sender_id: str, attribute_type: str,
-             value: Any) -> list[tuple[TxnRow, list[ItemRow]]]:
+    def find(
+        self, conn: Connection, registry: str, sender_id: str, attribute_type: str, value: Any
+    ) -> list[tuple[TxnRow, list[ItemRow]]]:
         """Transactions of one sender matching a txn/status request, newest first."""
         t = self.t
         base = select(t).where(t.c.registry == registry, t.c.sender_id == sender_id)
@@ -167,13 +193,21 @@ class TxnStore:
         return out
 
     def items_of(self, conn: Connection, txn_pk: int) -> list[ItemRow]:
-        rows = conn.execute(
-            select(self.items).where(self.items.c.txn_pk == txn_pk).order_by(self.items.c.seq)
-        ).mappings().all()
+        rows = (
+            conn.execute(
+                select(self.items).where(self.items.c.txn_pk == txn_pk).order_by(self.items.c.seq)
+            )
+            .mappings()
+            .all()
+        )
         return [
             ItemRow(
-                seq=r["seq"], reference_id=r["reference_id"], status=r["status"],
-                timestamp=r["timestamp"], locale=r["locale"], reason_code=r["reason_code"],
+                seq=r["seq"],
+                reference_id=r["reference_id"],
+                status=r["status"],
+                timestamp=r["timestamp"],
+                locale=r["locale"],
+                reason_code=r["reason_code"],
                 reason_message=r["reason_message"],
                 result=orjson.loads(r["result"]) if r["result"] else None,
             )

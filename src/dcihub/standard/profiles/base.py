@@ -84,8 +84,9 @@ class Entity:
 
     def is_any_identifier(self, name: str) -> bool:
         lowered = name.lower()
-        return any(lowered == n.lower() for n in (*self.any_identifier_names,
-                                                   *self.identifier_paths))
+        return any(
+            lowered == n.lower() for n in (*self.any_identifier_names, *self.identifier_paths)
+        )
 
     def record_key(self, record: dict[str, Any]) -> str:
         if self.key is not None:

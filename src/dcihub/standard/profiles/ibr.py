@@ -40,8 +40,11 @@ def programme_id(record: dict[str, Any]) -> str | None:
 
 
 def holder_id(record: dict[str, Any]) -> str | None:
-    for path in ("member.member_identifier", "member.demographic_info.identifier",
-                 "group.group_identifier"):
+    for path in (
+        "member.member_identifier",
+        "member.demographic_info.identifier",
+        "group.group_identifier",
+    ):
         for ident in _identifiers(record, path):
             return ident
     return None
@@ -63,29 +66,61 @@ def _identifiers(record: dict[str, Any], path: str) -> list[str]:
 BENEFICIARY = Entity(
     name="Beneficiary",
     aliases=("Member", "IBRPerson", "Enrollment", "Enrolment", "Beneficiary"),
-    identifier_paths=("member.member_identifier", "member.demographic_info.identifier",
-                      "group.group_identifier"),
+    identifier_paths=(
+        "member.member_identifier",
+        "member.demographic_info.identifier",
+        "group.group_identifier",
+    ),
     identifier_types=("UIN", "HHID"),
-    any_identifier_names=("person_identifier", "member_identifier", "beneficiary_identifier",
-                          "identifier", "member.member_identifier", "national_id",
-                          "group_identifier", "household_identifier"),
+    any_identifier_names=(
+        "person_identifier",
+        "member_identifier",
+        "beneficiary_identifier",
+        "identifier",
+        "member.member_identifier",
+        "national_id",
+        "group_identifier",
+        "household_identifier",
+    ),
     key=beneficiary_key,
     attributes=(
         *member_attributes("member."),
-        Attribute("programme_identifier", "text", "programme_identifier.programme_identifier",
-                  ("programme", "program", "programme_id", "program_identifier",
-                   "programme_identifier.program.programme_identifier",
-                   "programme_identifier.programme.programme_identifier"),
-                  multi=True, description="identifier of the programme"),
-        Attribute("programme_type", "code", "programme_identifier.programme_type", (),
-                  code_dir="programme_type", multi=True),
-        Attribute("enrollment_status", "code", "enrollment_status",
-                  ("enrolment_status", "status"), code_dir="enrollment_status",
-                  description="1 Active, 2 Deceased, 3 Graduated, 4 Suspended"),
+        Attribute(
+            "programme_identifier",
+            "text",
+            "programme_identifier.programme_identifier",
+            (
+                "programme",
+                "program",
+                "programme_id",
+                "program_identifier",
+                "programme_identifier.program.programme_identifier",
+                "programme_identifier.programme.programme_identifier",
+            ),
+            multi=True,
+            description="identifier of the programme",
+        ),
+        Attribute(
+            "programme_type",
+            "code",
+            "programme_identifier.programme_type",
+            (),
+            code_dir="programme_type",
+            multi=True,
+        ),
+        Attribute(
+            "enrollment_status",
+            "code",
+            "enrollment_status",
+            ("enrolment_status", "status"),
+            code_dir="enrollment_status",
+            description="1 Active, 2 Deceased, 3 Graduated, 4 Suspended",
+        ),
         Attribute("enrollment_date", "date", "enrollment_date", ("enrolment_date",)),
         Attribute("assistance_unit", "code", "assistance_unit", (), code_dir="assistance_unit"),
-        Attribute("benefit_type", "code", "benefits.benefit_type", (), code_dir="benefit_type",
-                  multi=True),
+        Attribute(
+            "benefit_type", "code", "benefits.benefit_type", (), code_dir="benefit_type", multi=True
+        ),
     ),
     description="an enrolment of a member or household in a programme (Beneficiary)",
 )
@@ -99,11 +134,21 @@ PROFILE = RegistryProfile(
     txn_types=("search", "subscribe", "receipt"),
     reg_event_types=("enrollement", "enrollement_status_change"),
     special_endpoints=(
-        SpecialEndpoint("sync/enrollment/updates", "enrollment_updates", "notify", "on-notify",
-                        header="callback",
-                        summary="SP-MIS reports enrolments and status changes to the IBR"),
-        SpecialEndpoint("sync/enrolled", "enrolled", "search", "on-search",
-                        summary="is this person enrolled (in this programme)? (yes/no)"),
+        SpecialEndpoint(
+            "sync/enrollment/updates",
+            "enrollment_updates",
+            "notify",
+            "on-notify",
+            header="callback",
+            summary="SP-MIS reports enrolments and status changes to the IBR",
+        ),
+        SpecialEndpoint(
+            "sync/enrolled",
+            "enrolled",
+            "search",
+            "on-search",
+            summary="is this person enrolled (in this programme)? (yes/no)",
+        ),
     ),
 )
 
@@ -134,38 +179,48 @@ def normalise_beneficiary(raw: Any) -> dict[str, Any]:
     if not programmes:
         raise ValueError(
             "programme_identifier is required: a list of Programme objects with "
-            "programme_identifier (e.g. [{\"programme_identifier\": \"OAP\"}])"
+            'programme_identifier (e.g. [{"programme_identifier": "OAP"}])'
         )
     record["programme_identifier"] = programmes
-    for old, new in (("enrolment_date", "enrollment_date"),
-                     ("enrolment_status", "enrollment_status")):
+    for old, new in (
+        ("enrolment_date", "enrollment_date"),
+        ("enrolment_status", "enrollment_status"),
+    ):
         if old in record and new not in record:
             record[new] = record.pop(old)
     status = record.get("enrollment_status")
     if status is None:
-        raise ValueError("enrollment_status is required (1 Active, 2 Deceased, 3 Graduated, "
-                         "4 Suspended)")
+        raise ValueError(
+            "enrollment_status is required (1 Active, 2 Deceased, 3 Graduated, 4 Suspended)"
+        )
     code = codedirs.get("enrollment_status").normalise(status)
     if code is None:
-        raise ValueError(f"enrollment_status '{status}' is not a code of enrollment_status "
-                         "(1 Active, 2 Deceased, 3 Graduated, 4 Suspended)")
+        raise ValueError(
+            f"enrollment_status '{status}' is not a code of enrollment_status "
+            "(1 Active, 2 Deceased, 3 Graduated, 4 Suspended)"
+        )
     record["enrollment_status"] = code
     if "enrollment_date" in record:
         day = to_date(record["enrollment_date"])
         if day is None:
-            raise ValueError(f"enrollment_date '{record['enrollment_date']}' is not a date "
-                             "(YYYY-MM-DD)")
+            raise ValueError(
+                f"enrollment_date '{record['enrollment_date']}' is not a date (YYYY-MM-DD)"
+            )
         record["enrollment_date"] = day.isoformat()
     if holder_id(record) is None:
-        raise ValueError("the beneficiary has no identifier: give member.member_identifier "
-                         "(e.g. a UIN) or group.group_identifier (HHID)")
+        raise ValueError(
+            "the beneficiary has no identifier: give member.member_identifier "
+            "(e.g. a UIN) or group.group_identifier (HHID)"
+        )
     _check_identifiers(record)
     record["@type"] = "Beneficiary"
     record["@id"] = beneficiary_key(record)
     if len(record["@id"]) > MAX_KEY_LENGTH:
-        raise ValueError("the programme identifier and the beneficiary's identifier are too "
-                         f"long together (the key '{record['@id'][:40]}...' exceeds "
-                         f"{MAX_KEY_LENGTH} characters)")
+        raise ValueError(
+            "the programme identifier and the beneficiary's identifier are too "
+            f"long together (the key '{record['@id'][:40]}...' exceeds "
+            f"{MAX_KEY_LENGTH} characters)"
+        )
     return record
 
 
@@ -185,13 +240,16 @@ def _check_identifiers(record: dict[str, Any]) -> None:
                 continue
             id_type, value = ident.get("identifier_type"), ident.get("identifier_value")
             if isinstance(id_type, str) and len(id_type) > MAX_ID_TYPE_LENGTH:
-                raise ValueError(f"{path}: identifier_type '{id_type[:40]}...' is longer than "
-                                 f"{MAX_ID_TYPE_LENGTH} characters")
+                raise ValueError(
+                    f"{path}: identifier_type '{id_type[:40]}...' is longer than "
+                    f"{MAX_ID_TYPE_LENGTH} characters"
+                )
             if isinstance(value, dict | list | bool):
                 raise ValueError(f"{path}: identifier_value must be a string")
             if value is not None and len(str(value)) > MAX_ID_VALUE_LENGTH:
-                raise ValueError(f"{path}: identifier_value is longer than "
-                                 f"{MAX_ID_VALUE_LENGTH} characters")
+                raise ValueError(
+                    f"{path}: identifier_value is longer than {MAX_ID_VALUE_LENGTH} characters"
+                )
 
 
 def _check_text(node: Any, where: str = "beneficiary") -> None:
@@ -230,17 +288,20 @@ def _normalise_member(member: dict[str, Any], record: dict[str, Any]) -> dict[st
         if isinstance(idents, list):
             member[key] = [
                 {**i, "identifier_type": canonical_id_type(str(i.get("identifier_type", "")))}
-                for i in idents if isinstance(i, dict)
+                for i in idents
+                if isinstance(i, dict)
             ]
     legacy = member.pop("programme_identifier", None)
     if isinstance(legacy, dict):  # STD sample nests the enrolment inside the member
         programme = legacy.get("programme") or legacy.get("program")
         if isinstance(programme, dict) and "programme_identifier" not in record:
             record["programme_identifier"] = [programme]
-        for old, new in (("enrolment_date", "enrollment_date"),
-                         ("enrolment_status", "enrollment_status"),
-                         ("enrollment_date", "enrollment_date"),
-                         ("enrollment_status", "enrollment_status")):
+        for old, new in (
+            ("enrolment_date", "enrollment_date"),
+            ("enrolment_status", "enrollment_status"),
+            ("enrollment_date", "enrollment_date"),
+            ("enrollment_status", "enrollment_status"),
+        ):
             if legacy.get(old) not in (None, "") and new not in record:
                 record[new] = legacy[old]
         if isinstance(legacy.get("benefits"), dict) and "benefits" not in record:
