@@ -132,6 +132,10 @@ class RegistryProfile:
     special_endpoints: tuple[SpecialEndpoint, ...] = ()
     has_txn_status: bool = True
     settings: dict[str, Any] = field(default_factory=dict)
+    # The function that builds this registry's demo records from the synthetic population, as
+    # "package.module:function" (population/ sits above standard/, so the reference is resolved
+    # when the demo is built); None: the registry has no demo population.
+    builder: str | None = None
 
     def entity(self, name: str) -> Entity:
         for ent in self.entities:
