@@ -49,7 +49,7 @@ def populated_url(backend, country, tmp_path_factory):
 
     with store_url_for(backend, tmp_path_factory.mktemp("store")) as url:
         store = Store(url)
-        store.create_all()
+        store.upgrade()
         load_country(store, country)
         store.dispose()
         yield url

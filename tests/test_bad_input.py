@@ -826,7 +826,7 @@ BAD_BENEFICIARIES = {
 def ibr_client(backend, tmp_path_factory):
     with support.store_url_for(backend, tmp_path_factory.mktemp("ibr")) as url:
         store = Store(url)
-        store.create_all()
+        store.upgrade()
         running = support.live_server(support.test_settings(url), store)
         yield DCIClient(running)
         running.stop()

@@ -611,7 +611,7 @@ def audit_config(request: pytest.FixtureRequest, tmp_path: Path):
         context = support.postgres_schema(support.require_postgres())
         url = store_url = context.__enter__()
     store = Store(store_url)
-    store.create_all()
+    store.upgrade()
     config = tmp_path / "node.yaml"
     config.write_text(yaml.safe_dump({"store_url": url}))
     try:
@@ -796,7 +796,7 @@ def test_a_partner_added_by_the_cli_calls_a_live_node_and_the_cli_reads_its_trai
     )
     settings = load_settings(config)
     store = Store(settings.store_url)
-    store.create_all()
+    store.upgrade()
     server = support.live_server(settings, store, partner=False)
     try:
         partner = support.TestPartner(
@@ -860,7 +860,7 @@ def test_a_running_node_follows_what_the_cli_changes(tmp_path: Path) -> None:
     )
     settings = load_settings(config)
     store = Store(settings.store_url)
-    store.create_all()
+    store.upgrade()
     server = support.live_server(settings, store, partner=False)
     http = httpx.Client(timeout=10)
 

@@ -101,7 +101,7 @@ def serve(backend: str, tmp: Path, country: Any) -> Iterator[tuple[Node, DCIClie
     """A populated store, a config file for it and a `dcihub serve` process."""
     with support.store_url_for(backend, tmp) as url:
         store = Store(url)
-        store.create_all()
+        store.upgrade()
         load_country(store, country)
         port = support.free_port()
         config = tmp / "dcihub.yaml"

@@ -402,7 +402,7 @@ def start_node(
     try:
         with support.store_url_for(backend, tmp) as url:
             store = Store(url)
-            store.create_all()
+            store.upgrade()
             load_country(store, small_country())
             data_dir = tmp / "node"
             data_dir.mkdir(mode=0o700)
@@ -1352,7 +1352,7 @@ def test_a_refused_duplicate_does_not_free_the_message_id_of_the_one_in_flight(
 
     with support.store_url_for(backend, tmp_path) as url:
         store = Store(url)
-        store.create_all()
+        store.upgrade()
         try:
             security = SimpleNamespace(options=SimpleNamespace(replay_window=60.0))
             anyio.run(scenario, SecurityGuard(security, store))  # type: ignore[arg-type]

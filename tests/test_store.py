@@ -57,7 +57,7 @@ SEED = 11
 def fresh_store(backend: str, tmp_dir: Any) -> Iterator[Store]:
     with support.store_url_for(backend, tmp_dir) as url:
         store = Store(url)
-        store.create_all()
+        store.upgrade()
         try:
             yield store
         finally:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .admin import PartnerChanges, PartnerResult
     from .config import Settings
     from .security.keys import KeyInfo
+    from .store import Store
 
 T = TypeVar("T")
 
@@ -77,7 +78,14 @@ def demo(
     def progress(registry: str, count: int) -> None:
         console.print(f"  loaded {registry:<6} {count:>9,} records")
 
-    setup = prepare_demo(data_dir, host, port, people, seed, progress=progress)
+    from .store.migrate import StoreError
+
+    try:
+        setup = prepare_demo(data_dir, host, port, people, seed, progress=progress)
+    except StoreError as exc:
+        raise _fail(f"{exc} (or give the demo a new --data-dir)") from None
+    for line in setup.upgraded:
+        console.print(f"  store upgraded: {line}", highlight=False, markup=False)
     if not setup.built_now:
         console.print("  population already built; reusing it")
     fastapi_app, info = build_app(setup.settings, setup.store, demo_info=setup.info)
@@ -160,7 +168,7 @@ def serve(
     except ConfigError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
-    _prepare_store(settings)
+    _prepare_store(settings, config)
     os.environ["DCIHUB_CONFIG"] = str(config.resolve())
     uvicorn.run(
         "dcihub.server.factory:app_from_env",
@@ -173,18 +181,52 @@ def serve(
     )
 
 
-def _prepare_store(settings: object) -> None:
-    """Create missing tables before serving; a store that cannot be used stops here with one
-    clear line (wrong URL, database down, schema of another version)."""
+def _prepare_store(settings: Settings, config: Path) -> None:
+    """Before serving: an empty store is created at head, one that is behind is refused with one
+    line naming the upgrade command (upgraded instead with `store_auto_upgrade: true`), and a
+    store that cannot be used stops here too (wrong URL, database down)."""
+    from .store.migrate import StoreBehind, StoreError
+
+    store = _open_store(settings.store_url)
+    try:
+        report = store.prepare(settings.store_auto_upgrade)
+    except StoreBehind as exc:
+        raise _fail(
+            f"{exc}: run `dcihub store upgrade --config {config}` first (or set "
+            "store_auto_upgrade: true in the configuration)"
+        ) from None
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - database down, refused login, ...
+        raise _fail(
+            f"cannot use the store {_shown(settings.store_url)}: {_first_line(exc)}"
+        ) from None
+    finally:
+        store.dispose()
+    if report is not None and report.before.state != "empty":
+        for line in report.done:
+            console.print(f"store upgraded: {line}", highlight=False, markup=False)
+
+
+def _open_store(url: str) -> Store:
     from .store import Store
 
     try:
-        store = Store(settings.store_url)  # type: ignore[attr-defined]
-        store.create_all()
-        store.dispose()
-    except Exception as exc:
-        console.print(f"[red]error:[/red] cannot use the store: {exc}")
-        raise typer.Exit(2) from None
+        return Store(url)
+    except Exception as exc:  # noqa: BLE001 - sqlalchemy raises ArgumentError and others
+        raise _fail(f"store_url {url!r} is not a database URL: {_first_line(exc)}") from None
+
+
+def _shown(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    origin = getattr(exc, "orig", None) or exc
+    lines = str(origin).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 @app.command()
@@ -207,7 +249,7 @@ def worker(
     except ConfigError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
-    _prepare_store(settings)
+    _prepare_store(settings, config)
     delivery_worker = build_worker(settings)
     console.print(f"dcihub worker on {settings.store_url.split('@')[-1]} (Ctrl-C to stop)")
     try:
@@ -232,9 +274,14 @@ audit_app = typer.Typer(
     help="The hash-chained audit trail in the configured store: verify, show.",
     no_args_is_help=True,
 )
+store_app = typer.Typer(
+    help="The store: where it stands against this dcihub (status) and upgrading it in place.",
+    no_args_is_help=True,
+)
 app.add_typer(partners_app, name="partners")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
+app.add_typer(store_app, name="store")
 
 AdminConfig = Annotated[
     Path,
@@ -841,6 +888,108 @@ def audit_show(
             str(row["records"]),
         )
     _out().print(table)
+
+
+StoreConfig = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Configuration file (YAML), the one `dcihub serve` reads: its store_url.",
+        dir_okay=False,
+    ),
+]
+StoreUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--store-url",
+        metavar="URL",
+        help="The store's SQLAlchemy URL, instead of --config (sqlite:///path.db, "
+        "postgresql+psycopg://user@host/db).",
+    ),
+]
+
+
+def _store_of(config: Path | None, store_url: str | None) -> tuple[Store, str]:
+    """The store named by --config or --store-url, and how to name it in a hint."""
+    if config is not None and store_url is not None:
+        raise _fail("give --config FILE or --store-url URL, not both")
+    if config is not None:
+        return _open_store(_settings(config).store_url), f"--config {config}"
+    if store_url is not None:
+        return _open_store(store_url), f"--store-url {store_url}"
+    raise _fail("give the store: --config FILE (the node's configuration) or --store-url URL")
+
+
+@store_app.command("status")
+def store_status(config: StoreConfig = None, store_url: StoreUrl = None) -> None:
+    """Print the store's revision, this dcihub's head revision, whether the store is behind,
+    and the changes an upgrade would make (exit status 1 if it is behind)."""
+    from .store.migrate import StoreError
+
+    store, named = _store_of(config, store_url)
+    try:
+        found = store.status()
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - database down, refused login, ...
+        raise _fail(f"cannot read the store {_shown(store.url)}: {_first_line(exc)}") from None
+    finally:
+        store.dispose()
+    out = _out()
+    revision = {
+        "empty": "none (an empty store)",
+        "legacy": "none: made before migrations (schema version 2), to be stamped at "
+        f"{found.revision}",
+    }.get(found.state, found.revision)
+    out.print(f"store     {found.url}", soft_wrap=True, markup=False)
+    out.print(f"revision  {revision}", soft_wrap=True, markup=False)
+    out.print(f"head      {found.head}", soft_wrap=True, markup=False)
+    if not found.behind:
+        out.print("state     up to date", soft_wrap=True, markup=False)
+    else:
+        out.print(f"state     behind: {found.summary()}", soft_wrap=True, markup=False)
+        out.print("pending:", soft_wrap=True, markup=False)
+        for line in [f"revision {r}" for r in found.revisions] + found.changes:
+            out.print(f"  {line}", soft_wrap=True, markup=False)
+    for note in found.notes:
+        _note(note)
+    if found.behind:
+        _note(f"`dcihub store upgrade {named}` applies them")
+        raise typer.Exit(1)
+
+
+@store_app.command("upgrade")
+def store_upgrade(config: StoreConfig = None, store_url: StoreUrl = None) -> None:
+    """Upgrade the store in place: apply the pending revisions of the operational tables, then
+    add the registry tables, columns and indexes the profiles make and fill them from the
+    stored records. Nothing is dropped. One process upgrades at a time; the others wait."""
+    from .store.migrate import StoreError
+
+    store, _named = _store_of(config, store_url)
+    try:
+        report = store.upgrade()
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - database down, a record that cannot be read, ...
+        raise _fail(f"cannot upgrade the store {_shown(store.url)}: {_first_line(exc)}") from None
+    finally:
+        store.dispose()
+    out = _out()
+    after = report.after
+    if not report.done:
+        out.print(
+            f"{after.url} is up to date (revision {after.revision}); nothing to do",
+            soft_wrap=True,
+            markup=False,
+        )
+    else:
+        out.print(f"upgraded {after.url}:", soft_wrap=True, markup=False)
+        for line in report.done:
+            out.print(f"  {line}", soft_wrap=True, markup=False)
+        out.print(f"now: {after.summary()}", soft_wrap=True, markup=False)
+    for note in after.notes:
+        _note(note)
 
 
 def main() -> None:

@@ -118,6 +118,11 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     store_url: str = "sqlite:///dcihub.db"
+    store_auto_upgrade: bool = Field(
+        False,
+        description="upgrade a store that is behind when serve or worker starts (one process "
+        "at a time); false: refuse to start and name `dcihub store upgrade`",
+    )
     node_id: str = "dcihub.local"
     base_url: str = "http://127.0.0.1:8000"
     registries: dict[str, RegistrySettings] = Field(

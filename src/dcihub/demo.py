@@ -25,6 +25,7 @@ class DemoSetup:
     built_now: bool
     data_dir: Path
     info: dict[str, Any]
+    upgraded: list[str]  # what upgrading an existing demo store did (empty: nothing)
 
 
 def demo_settings(data_dir: Path, host: str, port: int) -> Settings:
@@ -47,10 +48,12 @@ def prepare_demo(
     data_dir.mkdir(parents=True, exist_ok=True)
     settings = demo_settings(data_dir, host, port)
     store = Store(settings.store_url)
+    report = store.upgrade()  # the demo owns its store: upgraded in place, never rebuilt
+    upgraded = report.done if report.before.state != "empty" else []
     country, built_now = ensure_population(store, people, seed, progress=progress)
     info = demo_info(settings, country)
     info.update(ensure_demo_partner(settings, data_dir))
-    return DemoSetup(settings, store, country, built_now, data_dir, info)
+    return DemoSetup(settings, store, country, built_now, data_dir, info, upgraded)
 
 
 DEMO_SENDER_ID = "spmis.demo"

@@ -56,13 +56,6 @@ def places_of(country: Country) -> list[dict[str, str | None]]:
     return places
 
 
-def _has_build(store: Store) -> bool:
-    try:
-        return store.get_meta(BUILD_KEY) is not None
-    except Exception:  # no tables yet
-        return False
-
-
 def ensure_population(
     store: Store,
     people: int,
@@ -72,19 +65,17 @@ def ensure_population(
 ) -> tuple[Country, bool]:
     """Build the population into the store unless the same build is already there.
 
+    The store is upgraded in place first (the caller owns it: the demo, a benchmark, a test).
     Returns (country, built_now). The country is regenerated in memory either way (it is
     deterministic and fast) so that samples can be written."""
-    from ..store.database import SCHEMA_VERSION
-
-    version = store.schema_version()
-    if version != str(SCHEMA_VERSION) and (version is not None or _has_build(store)):
-        store.drop_all()  # a demo store from another dcihub version: rebuild it
-    store.create_all()
+    store.upgrade()
     country = generate_country(people=people, seed=seed, as_of=as_of)
     wanted = build_signature(people, seed, as_of)
-    if store.get_meta(BUILD_KEY) == wanted:
+    found = store.get_meta(BUILD_KEY)
+    if found == wanted:
         return country, False
-    store.drop_all()
-    store.create_all()
+    if found is not None:  # another population (size, seed, date): start over
+        store.drop_all()
+        store.upgrade()
     load_country(store, country, progress)
     return country, True

@@ -83,7 +83,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await anyio.to_thread.run_sync(store.create_all)
+        await anyio.to_thread.run_sync(store.prepare, settings.store_auto_upgrade)
         settle_heap()
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(node.committer.run)

@@ -115,7 +115,7 @@ def _shape(
 
 def build_worker(settings: Settings) -> Worker:
     store = Store(settings.store_url)
-    store.create_all()
+    store.prepare(settings.store_auto_upgrade)
     node = RegistryNode(settings, store)
     if not settings.security.enabled:
         return Worker(node)

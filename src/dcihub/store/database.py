@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, create_engine, delete, event, select
+from sqlalchemy import Connection, Engine, create_engine, delete, event, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool, StaticPool
 
@@ -21,19 +21,15 @@ from .replay import ReplayStore
 from .schema import build_schema
 from .transactions import TxnStore
 
-SCHEMA_KEY = "schema.version"
-SCHEMA_VERSION = 2  # bump when a table changes shape
-
-
-class SchemaMismatch(RuntimeError):
-    """The store was created by a dcihub with another table layout."""
+if TYPE_CHECKING:
+    from .migrate import StoreStatus, UpgradeReport
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         pool_args: dict[str, Any] = (
-            {} if kwargs.get("poolclass") is StaticPool else {"pool_size": 8, "max_overflow": 8}
+            {} if "poolclass" in kwargs else {"pool_size": 8, "max_overflow": 8}
         )
         engine = (
             create_engine(
@@ -86,32 +82,33 @@ class Store:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    def create_all(self) -> None:
-        """Create missing tables; refuse a store made by an incompatible dcihub version."""
-        self.schema.metadata.create_all(self.engine)
-        found = self.get_meta(SCHEMA_KEY)
-        if found is None:
-            with self.begin() as conn:
-                meta = self.schema.ops.meta
-                conn.execute(meta.insert(), {"key": SCHEMA_KEY, "value": str(SCHEMA_VERSION)})
-        elif found != str(SCHEMA_VERSION):
-            raise SchemaMismatch(
-                f"the store at {self.url.split('@')[-1]} has schema version {found}; this dcihub "
-                f"uses version {SCHEMA_VERSION}. Start from a new store (or rebuild the demo "
-                "with a fresh --data-dir); there are no migrations before version 1.0"
-            )
-        with self.begin() as conn:
-            self.audit.ensure_head(conn)
+    def status(self) -> StoreStatus:
+        """Where the store stands against this dcihub's revisions and profiles (read only)."""
+        from .migrate import status
 
-    def schema_version(self) -> str | None:
-        """The schema version recorded in the store (None for an empty store)."""
-        try:
-            return self.get_meta(SCHEMA_KEY)
-        except Exception:  # no meta table yet
-            return None
+        return status(self)
+
+    def upgrade(self) -> UpgradeReport:
+        """Bring the store up to date in place (see `store.migrate`); an empty store is
+        created at head."""
+        from .migrate import upgrade
+
+        return upgrade(self)
+
+    def prepare(self, auto_upgrade: bool = False) -> UpgradeReport | None:
+        """Before serving: create an empty store, refuse one that is behind (`StoreBehind`)
+        unless `auto_upgrade`."""
+        from .migrate import prepare
+
+        return prepare(self, auto_upgrade)
 
     def drop_all(self) -> None:
+        """Drop every table of this dcihub, revision record included (the demo's rebuild)."""
+        from .migrate import VERSION_TABLE
+
         self.schema.metadata.drop_all(self.engine)
+        with self.begin() as conn:
+            conn.execute(text(f"DROP TABLE IF EXISTS {VERSION_TABLE}"))
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:

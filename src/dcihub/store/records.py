@@ -9,13 +9,13 @@ of their own that point at the enclosing record.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from ..standard import codedirs
 from ..standard.plan import ANY_ID, SearchPlan
@@ -67,7 +67,11 @@ class Row:
     children: list[Row] = field(default_factory=list)
 
 
-def explode(profile: RegistryProfile, entity: Entity, record: dict[str, Any]) -> Row:
+def explode(
+    profile: RegistryProfile, entity: Entity, record: dict[str, Any], children: bool = True
+) -> Row:
+    """What `record` contributes to the tables of `entity` (and, with `children`, the rows of
+    the records embedded in it)."""
     columns: dict[str, Any] = {}
     mv: list[tuple[str, Any, Attribute]] = []
     for attr in entity.attributes:
@@ -100,7 +104,7 @@ def explode(profile: RegistryProfile, entity: Entity, record: dict[str, Any]) ->
         identifiers_of(record, entity.identifier_paths),
         mv,
     )
-    for child in profile.children(entity):
+    for child in profile.children(entity) if children else ():
         if child.embedded_at:
             for sub in record.get(child.embedded_at) or []:
                 if isinstance(sub, dict):
@@ -267,6 +271,69 @@ class RecordStore:
         conn.execute(delete(tables.ids).where(tables.ids.c.pk == pk))
         conn.execute(delete(tables.mv).where(tables.mv.c.pk == pk))
         conn.execute(delete(tables.main).where(tables.main.c.pk == pk))
+
+    def reindex(
+        self,
+        conn: Connection,
+        registry: str,
+        entity_name: str,
+        attributes: Collection[str] = (),
+        identifiers: bool = False,
+        children: Collection[str] = (),
+        batch: int = 2000,
+    ) -> int:
+        """Recompute from each stored record what the profile now indexes differently (a store
+        upgrade after a profile change): the columns or multi-valued rows of `attributes`, the
+        identifier rows (`identifiers`), and the rows of new embedded entities `children`.
+        Walks the table in primary-key order, `batch` records at a time; returns the count."""
+        profile = self.profiles[registry]
+        entity = profile.entity(entity_name)
+        chosen = [a for a in entity.attributes if a.stored and a.name in attributes]
+        single = [a.column for a in chosen if not a.multi]
+        multi = {a.name for a in chosen if a.multi}
+        tables = self.tables(registry, entity_name)
+        main = tables.main
+        change = (
+            update(main)
+            .where(main.c.pk == bindparam("b_pk"))
+            .values({c: bindparam(c) for c in single})
+        )
+        last, count = 0, 0
+        while True:
+            rows = conn.execute(
+                select(main.c.pk, main.c.record)
+                .where(main.c.pk > last)
+                .order_by(main.c.pk)
+                .limit(batch)
+            ).all()
+            if not rows:
+                return count
+            first, last = rows[0].pk, rows[-1].pk
+            changes, mv, ids = [], [], []
+            for pk, raw in rows:
+                row = explode(profile, entity, orjson.loads(raw), children=bool(children))
+                changes.append({"b_pk": pk, **{c: row.columns.get(c) for c in single}})
+                mv.extend(_mv_params(pk, n, v, a) for n, v, a in row.mv if n in multi)
+                ids.extend({"pk": pk, "id_type": t, "id_value": v} for t, v in row.ids)
+                for child in row.children:
+                    if child.entity.name in children:
+                        self._insert_row(conn, registry, child, pk)
+            in_batch = (first, last)
+            if single:
+                conn.execute(change, changes)
+            if multi:
+                conn.execute(
+                    delete(tables.mv).where(
+                        tables.mv.c.pk.between(*in_batch), tables.mv.c.attr.in_(sorted(multi))
+                    )
+                )
+                if mv:
+                    conn.execute(insert(tables.mv), mv)
+            if identifiers:
+                conn.execute(delete(tables.ids).where(tables.ids.c.pk.between(*in_batch)))
+                if ids:
+                    conn.execute(insert(tables.ids), ids)
+            count += len(rows)
 
     # ----------------------------------------------------------------------------- reading
 

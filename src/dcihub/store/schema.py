@@ -60,6 +60,10 @@ class EntityTables:
     def column(self, attr: Attribute) -> Column:
         return self.main.c[attr.column]
 
+    @property
+    def all(self) -> tuple[Table, Table, Table]:
+        return (self.main, self.ids, self.mv)
+
 
 def entity_tables(metadata: MetaData, registry: str, entity: Entity) -> EntityTables:
     base = f"{registry}_{entity.name.lower()}"
