@@ -129,7 +129,7 @@ class UpgradeReport:
 
 
 def _count(n: int, what: str) -> str:
-    return f"{n} {what}{'' if n == 1 else 's'}"
+    return f"{n:,} {what}{'' if n == 1 else 's'}"
 
 
 # ---------------------------------------------------------------------------------- Alembic
