@@ -27,6 +27,7 @@ from ..config import Settings
 from ..standard.codes import ErrorCode
 from ..standard.envelope import err_ack
 from ..store import Store
+from ..store.access import Reader
 from .node import RegistryNode, endpoints_for
 from .pipeline import EndpointSpec, Guard, Pipeline, json_response, new_correlation_id
 from .worker import CallbackSender, Worker
@@ -83,7 +84,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await anyio.to_thread.run_sync(store.prepare, settings.store_auto_upgrade)
+        await store.access.run(store.prepare, settings.store_auto_upgrade)
         settle_heap()
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(node.committer.run)
@@ -154,14 +155,12 @@ def create_app(
 
     @app.get("/healthz", tags=["Operations"])
     async def healthz() -> Response:
-        def check() -> dict[str, Any]:
-            with store.read() as conn:
-                conn.execute(text("SELECT 1"))
-                outbox = store.outbox.counts(conn)
-            return outbox
+        def check(reader: Reader) -> dict[str, Any]:
+            reader.conn.execute(text("SELECT 1"))
+            return store.outbox.counts(reader.conn)
 
         try:
-            outbox = await anyio.to_thread.run_sync(check)
+            outbox = await store.access.read(check, light=True)
         except Exception as exc:  # the store is down: say so, do not crash
             return json_response(
                 503, {"status": "unavailable", "store": store.dialect, "error": type(exc).__name__}
@@ -237,7 +236,7 @@ async def _checkpoints(
             continue
         last = time.monotonic()
         try:
-            await anyio.to_thread.run_sync(store.checkpoint)
+            await store.access.run(store.checkpoint)
         except Exception:  # a busy database: try again at the next tick
             log.debug("checkpoint skipped", exc_info=True)
 

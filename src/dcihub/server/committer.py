@@ -6,9 +6,10 @@ is collected in one `RequestWrites` and committed by a single writer together wi
 every other request that arrived meanwhile, in ONE database transaction. Under load dozens of
 requests share one commit, and the rows of each kind go in with one multi-row statement.
 
-On SQLite the writer runs on the event loop, on the connection the loop also reads from (an
-embedded commit takes tens of microseconds, SQLite allows one writer anyway, and a shared
-connection keeps its page cache warm); on PostgreSQL it runs in a worker thread.
+Where the writer's transaction runs is the store's access policy (`store.access.group`): on
+SQLite on the event loop, over the connection the loop also reads from (an embedded commit
+takes tens of microseconds, SQLite allows one writer anyway, and a shared connection keeps its
+page cache warm); on PostgreSQL in a worker thread.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import anyio
 from sqlalchemy import Connection
 
 from ..store import Store
+from ..store.access import Begin
 from ..store.transactions import NewTxn
 
 log = logging.getLogger("dcihub.committer")
@@ -54,7 +55,6 @@ class _Entry:
 class GroupCommitter:
     def __init__(self, store: Store, max_batch: int = 256) -> None:
         self.store = store
-        self.inline = store.dialect == "sqlite"
         self.max_batch = max_batch
         self._pending: list[_Entry] = []
         self._wake: asyncio.Event | None = None
@@ -84,15 +84,9 @@ class GroupCommitter:
         return self._running
 
     async def _direct(self, entry: _Entry) -> None:
-        def run() -> None:
-            error = self._commit([entry])[0]
-            if error is not None:
-                raise error
-
-        if self.inline:
-            run()
-        else:
-            await anyio.to_thread.run_sync(run)
+        error = (await self.store.access.group(lambda begin: self._commit([entry], begin)))[0]
+        if error is not None:
+            raise error
 
     async def run(self) -> None:
         """The writer: run until cancelled."""
@@ -105,10 +99,9 @@ class GroupCommitter:
                 while self._pending:
                     batch = self._pending[: self.max_batch]
                     del self._pending[: self.max_batch]
-                    if self.inline:
-                        errors = self._commit(batch)
-                    else:
-                        errors = await anyio.to_thread.run_sync(self._commit, batch)
+                    errors = await self.store.access.group(
+                        lambda begin, batch=batch: self._commit(batch, begin)  # type: ignore[misc]
+                    )
                     for entry, error in zip(batch, errors, strict=True):
                         future = entry.future
                         if future is None or future.done():
@@ -123,12 +116,9 @@ class GroupCommitter:
                 if entry.future is not None and not entry.future.done():
                     entry.future.set_exception(RuntimeError("the server is shutting down"))
 
-    def _begin(self) -> Any:
-        return self.store.loop_begin() if self.inline else self.store.begin()
-
-    def _commit(self, batch: list[_Entry]) -> list[Exception | None]:
+    def _commit(self, batch: list[_Entry], begin: Begin) -> list[Exception | None]:
         try:
-            with self._begin() as conn:
+            with begin() as conn:
                 self._apply(conn, [e.writes for e in batch])
             return [None] * len(batch)
         except Exception as exc:
@@ -139,7 +129,7 @@ class GroupCommitter:
         out: list[Exception | None] = []
         for entry in batch:
             try:
-                with self._begin() as conn:
+                with begin() as conn:
                     self._apply(conn, [entry.writes])
                 out.append(None)
             except Exception as exc:  # reported to that request only

@@ -19,7 +19,6 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-import anyio
 from starlette.requests import Request
 
 from ..config import Settings
@@ -34,6 +33,7 @@ from ..standard.codes import ErrorCode, HeaderReason
 from ..standard.envelope import parse_timestamp
 from ..standard.errors import DCIError, MessageRejected
 from ..store import Store
+from ..store.access import Reader
 from .pipeline import EndpointSpec, Guard, Inbound, Reply
 
 
@@ -251,10 +251,7 @@ class SecurityGuard(Guard):
     async def replayed(self, inbound: Inbound) -> tuple[int, bytes] | None:
         key = (inbound.sender_id, inbound.header.message_id)
         window = self.security.options.replay_window
-        if self.store.dialect == "sqlite":
-            found = self._find(key, window, inline=True)
-        else:
-            found = await anyio.to_thread.run_sync(self._find, key, window, False)
+        found = await self.store.access.read(self._find, key, window, light=True)
         if found is not None:
             status, body = found
             if not body:  # a sync reply whose copy (with records) is no longer kept
@@ -276,13 +273,10 @@ class SecurityGuard(Guard):
         self.inflight[key] = id(inbound)
         return None
 
-    def _find(self, key: tuple[str, str], window: float, inline: bool) -> tuple[int, bytes] | None:
-        if inline:
-            return self.store.replay.find_dbapi(
-                self.store.loop_dbapi(), "sqlite", key[0], key[1], window
-            )
-        with self.store.read() as conn:
-            return self.store.replay.find(conn, key[0], key[1], window)
+    def _find(
+        self, reader: Reader, key: tuple[str, str], window: float
+    ) -> tuple[int, bytes] | None:
+        return self.store.replay.find_dbapi(reader.dbapi(), reader.dialect, key[0], key[1], window)
 
     def remember(self, inbound: Inbound) -> bool:
         return True

@@ -1,7 +1,8 @@
 """The registry node: endpoint table and handlers for every registry profile served.
 
-Handlers receive an `Inbound` that passed the pipeline and return a `Reply`. Store work runs
-in a worker thread (`self.db`), so the event loop never waits on the database. Asynchronous
+Handlers receive an `Inbound` that passed the pipeline and return a `Reply`. Store work goes
+through the store's access policy (`store.access`, see `dcihub.store.access`): handlers say
+whether a read is light, the policy decides whether it runs on the event loop or in a thread. Asynchronous
 requests are acknowledged at once; their work and their callback go through the outbox in the
 same database transaction as the state change (see `server.worker`).
 """
@@ -10,12 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, date, datetime
-from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
-import anyio
 import orjson
-from anyio import CapacityLimiter
 
 from ..config import Settings
 from ..standard.codes import ErrorCode, RequestStatus, TxnAttributeType
@@ -25,12 +23,11 @@ from ..standard.messages import TxnStatusRequest, parse_message
 from ..standard.profiles import PROFILES
 from ..standard.profiles.base import RegistryProfile
 from ..store import Store
+from ..store.access import Reader
 from ..store.transactions import ItemRow, NewTxn
 from .committer import GroupCommitter
 from .pipeline import EndpointSpec, Handler, Inbound, Reply, new_correlation_id
 from .search import ConsentCheck, Outcome, SearchService, completed, consent_check
-
-T = TypeVar("T")
 
 # Marker kept beside a queued callback (never sent): encrypt it, as its request was encrypted.
 ENCRYPT_KEY = "dcihub:encrypt"
@@ -87,7 +84,7 @@ class RegistryNode:
         self.profiles = {n: all_profiles[n] for n in settings.registries}
         self.limits = settings.limits.search_limits()
         self.search = SearchService(store, self.limits, settings.limits.max_batch_items)
-        self.limiter = CapacityLimiter(16)
+        self.access = store.access
         self.committer = GroupCommitter(store)
         self.wakeup: Callable[[], None] = lambda: None
         self.shape: Callable[[Any, str, str | None, dict[str, Any]], dict[str, Any]] | None = None
@@ -103,17 +100,6 @@ class RegistryNode:
         }
 
     # ----------------------------------------------------------------------------- helpers
-
-    async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run blocking store work in a worker thread."""
-        return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs), limiter=self.limiter)
-
-    async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a short read: inline on SQLite (an embedded indexed read is cheaper than a
-        thread hop), in a worker thread on a networked database."""
-        if self.store.dialect == "sqlite":
-            return fn(*args, **kwargs)
-        return await self.db(fn, *args, **kwargs)
 
     def today(self) -> date:
         return datetime.now(UTC).date()
@@ -183,10 +169,9 @@ class RegistryNode:
             self.today(),
             self.consent(inbound.registry, inbound.partner),
         )
-        if self.search.runs_inline(prepared):
-            outcomes = await self.read(self._execute, inbound.registry, prepared, True)
-        else:  # compiled queries never run on the event loop
-            outcomes = await self.db(self._execute, inbound.registry, prepared, False)
+        # only batched identifier lookups are light; a compiled query never is
+        light = self.search.is_light(prepared)
+        outcomes = await self.access.read(self._execute, inbound.registry, prepared, light=light)
         message = {
             "transaction_id": request.transaction_id,
             "correlation_id": inbound.correlation_id,
@@ -217,9 +202,8 @@ class RegistryNode:
         )
         return Reply(200, envelope, is_envelope=True)
 
-    def _execute(self, registry: str, prepared: list[Any], inline: bool) -> list[Outcome]:
-        with self.store.reader(inline=inline) as reader:
-            return self.search.execute(reader, registry, prepared)
+    def _execute(self, reader: Reader, registry: str, prepared: list[Any]) -> list[Outcome]:
+        return self.search.execute(reader, registry, prepared)
 
     def _new_txn(
         self,
@@ -299,37 +283,31 @@ class RegistryNode:
         self.wakeup()
         return Reply(202, ack(inbound.correlation_id))
 
-    def process_async_search(self, txn_pk: int, partner: Any = None) -> None:
-        """Worker job in one go (its own transaction): see `plan_async_search`."""
-        write = self.plan_async_search(txn_pk, partner)
-        if write is not None:
-            with self.store.begin() as conn:
-                write(conn)
-
-    def plan_async_search(self, txn_pk: int, partner: Any = None) -> Callable[[Any], None] | None:
+    def plan_async_search(
+        self, reader: Reader, txn_pk: int, partner: Any = None
+    ) -> Callable[[Any], None] | None:
         """Worker job: run an accepted async search (reads only) and return the write that
         stores its results and queues the callback in one database transaction. The write
         does nothing if another worker finished the transaction meanwhile."""
-        with self.store.reader() as reader:
-            txn = self.store.txns.get(reader.conn, txn_pk)
-            if txn is None or txn.status != RequestStatus.RECEIVED or txn.request is None:
-                return None
-            profile = self.profiles[txn.registry]
-            request = orjson.loads(txn.request)
-            header = request["header"]
-            total = header.get("total_count") if isinstance(header, dict) else None
-            try:
-                _, prepared = self.search.prepare(
-                    profile,
-                    request["message"],
-                    int(total or 0),
-                    self.today(),
-                    self.consent(txn.registry, partner),
-                )
-            except DCIError as exc:  # cannot happen for an accepted message; never lose it
-                error = exc
-                return lambda conn: self._reject_async(conn, txn, error)
-            outcomes = self.search.execute(reader, txn.registry, prepared)
+        txn = self.store.txns.get(reader.conn, txn_pk)
+        if txn is None or txn.status != RequestStatus.RECEIVED or txn.request is None:
+            return None
+        profile = self.profiles[txn.registry]
+        request = orjson.loads(txn.request)
+        header = request["header"]
+        total = header.get("total_count") if isinstance(header, dict) else None
+        try:
+            _, prepared = self.search.prepare(
+                profile,
+                request["message"],
+                int(total or 0),
+                self.today(),
+                self.consent(txn.registry, partner),
+            )
+        except DCIError as exc:  # cannot happen for an accepted message; never lose it
+            error = exc
+            return lambda conn: self._reject_async(conn, txn, error)
+        outcomes = self.search.execute(reader, txn.registry, prepared)
         now = format_ts()
         message = {
             "transaction_id": txn.transaction_id,
@@ -394,7 +372,7 @@ class RegistryNode:
     # ----------------------------------------------------------------------------- txn status
 
     async def sync_txn_status(self, inbound: Inbound) -> Reply:
-        message = await self.read(self._txn_status_message, inbound)
+        message = await self.access.read(self._txn_status_message, inbound, light=True)
         envelope = self.envelope(
             inbound.registry, inbound.sender_id, "txn-on-status", message, 1, 1
         )
@@ -402,7 +380,7 @@ class RegistryNode:
 
     async def async_txn_status(self, inbound: Inbound) -> Reply:
         target = self.callback_url(inbound, "txn/on-status")
-        message = await self.read(self._txn_status_message, inbound)
+        message = await self.access.read(self._txn_status_message, inbound, light=True)
         envelope = self.envelope(
             inbound.registry, inbound.sender_id, "txn-on-status", message, 1, 1
         )
@@ -423,7 +401,7 @@ class RegistryNode:
         self.wakeup()
         return Reply(202, ack(inbound.correlation_id))
 
-    def _txn_status_message(self, inbound: Inbound) -> dict[str, Any]:
+    def _txn_status_message(self, reader: Reader, inbound: Inbound) -> dict[str, Any]:
         request = parse_message(TxnStatusRequest, inbound.message)
         if inbound.header.total_count not in (0, 1):
             raise DCIError(
@@ -449,22 +427,20 @@ class RegistryNode:
                 "subscription codes",
                 404,
             )
-        with self.store.read() as conn:
-            found = self.store.txns.find(
-                conn, inbound.registry, inbound.sender_id, attribute_type, value
+        conn = reader.conn
+        found = self.store.txns.find(
+            conn, inbound.registry, inbound.sender_id, attribute_type, value
+        )
+        found = [(t, items) for t, items in found if t.txn_type == txn_type]
+        if not found or (attribute_type == TxnAttributeType.REFERENCE_ID_LIST and not found[0][1]):
+            raise DCIError(
+                ErrorCode.REQUEST_NOT_FOUND,
+                f"no {txn_type} transaction of sender '{inbound.sender_id}' with "
+                f"{attribute_type} {_show(value)} is known to the {inbound.profile.title}",
+                404,
             )
-            found = [(t, items) for t, items in found if t.txn_type == txn_type]
-            if not found or (
-                attribute_type == TxnAttributeType.REFERENCE_ID_LIST and not found[0][1]
-            ):
-                raise DCIError(
-                    ErrorCode.REQUEST_NOT_FOUND,
-                    f"no {txn_type} transaction of sender '{inbound.sender_id}' with "
-                    f"{attribute_type} {_show(value)} is known to the {inbound.profile.title}",
-                    404,
-                )
-            txn, items = found[0]
-            status = self._txn_status_body(conn, inbound, txn, items)
+        txn, items = found[0]
+        status = self._txn_status_body(conn, inbound, txn, items)
         return {
             "transaction_id": request.transaction_id,
             "correlation_id": inbound.correlation_id,

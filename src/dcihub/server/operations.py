@@ -9,12 +9,13 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import anyio
 import orjson
 from fastapi import FastAPI
+from sqlalchemy import select
 from starlette.responses import HTMLResponse, Response
 
 from .. import __version__
+from ..store.access import Reader
 from .node import RegistryNode, endpoints_for
 
 LOCATIONS_KEY = "population.locations"
@@ -71,14 +72,17 @@ def add_operation_routes(app: FastAPI, node: RegistryNode) -> None:
         summary="Location hierarchy of the places the registries know (locations_core)",
     )
     async def locations() -> Response:
-        def load() -> tuple[list[dict[str, Any]], float | None]:
-            raw = store.get_meta(LOCATIONS_KEY)
+        def load(reader: Reader) -> tuple[list[dict[str, Any]], float | None]:
+            meta = store.schema.ops.meta
+            raw = reader.conn.execute(
+                select(meta.c.value).where(meta.c.key == LOCATIONS_KEY)
+            ).scalar()
             if not raw:
                 return [], None
             doc = orjson.loads(raw)
             return doc.get("places", []), doc.get("updated")
 
-        places, updated = await anyio.to_thread.run_sync(load)
+        places, updated = await store.access.read(load, light=True)
         return Response(
             orjson.dumps(location_hierarchy(places, updated)), media_type="application/json"
         )
@@ -90,17 +94,16 @@ def add_operation_routes(app: FastAPI, node: RegistryNode) -> None:
         summary="Operator overview (read-only; no personal data)",
     )
     async def console() -> HTMLResponse:
-        def gather() -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+        def gather(reader: Reader) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+            conn = reader.conn
             counts: dict[str, dict[str, int]] = {}
-            with store.read() as conn:
-                for name, profile in node.profiles.items():
-                    counts[name] = {
-                        e.name: store.records.count(conn, name, e.name) for e in profile.entities
-                    }
-                outbox = store.outbox.counts(conn)
-            return counts, outbox
+            for name, profile in node.profiles.items():
+                counts[name] = {
+                    e.name: store.records.count(conn, name, e.name) for e in profile.entities
+                }
+            return counts, store.outbox.counts(conn)
 
-        counts, outbox = await anyio.to_thread.run_sync(gather)
+        counts, outbox = await store.access.read(gather)
         return HTMLResponse(render_console(node, counts, outbox))
 
 

@@ -31,7 +31,7 @@ from ..standard.plan import IdCond, Limits, SearchPlan, plan_search
 from ..standard.profiles.base import RegistryProfile
 from ..standard.query import count_terms, parse_query
 from ..store import Store
-from ..store.database import Reader
+from ..store.access import Reader
 from ..store.transactions import ItemRow
 
 
@@ -162,9 +162,9 @@ class SearchService:
             prepared.append(item)
         return request, prepared
 
-    def runs_inline(self, items: list[PreparedItem]) -> bool:
-        """Whether answering these items is cheap enough for the event loop (SQLite): only
-        batched identifier lookups are; any compiled query runs in a worker thread."""
+    def is_light(self, items: list[PreparedItem]) -> bool:
+        """Whether answering these items is a light read (`store.access`): only batched
+        identifier lookups are; any compiled query is heavy (never on the event loop)."""
         return all(item.plan is None or self._is_lookup(item.plan) for item in items)
 
     @staticmethod

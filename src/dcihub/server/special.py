@@ -126,7 +126,7 @@ class SpecialCalls:
 
     async def disabled(self, inbound: Inbound) -> Reply:
         request = parse_message(DisabledRequest, inbound.message)
-        return await self.node.db(self._disabled, inbound, request)
+        return await self.node.access.run(self._disabled, inbound, request)
 
     def _disabled(self, inbound: Inbound, request: DisabledRequest) -> Reply:
         _, result = self._match(inbound, request.disabled_criteria, "disabled_criteria")
@@ -176,11 +176,11 @@ class SpecialCalls:
 
     async def disability_support(self, inbound: Inbound) -> Reply:
         request = parse_message(DisabledRequest, inbound.message)
-        return await self.node.db(self._disability_view, inbound, request, "support")
+        return await self.node.access.run(self._disability_view, inbound, request, "support")
 
     async def disability_details(self, inbound: Inbound) -> Reply:
         request = parse_message(DisabledRequest, inbound.message)
-        return await self.node.db(self._disability_view, inbound, request, "details")
+        return await self.node.access.run(self._disability_view, inbound, request, "details")
 
     def _disability_view(self, inbound: Inbound, request: DisabledRequest, view: str) -> Reply:
         plan, result = self._match(inbound, request.disabled_criteria, "disabled_criteria")
@@ -246,7 +246,7 @@ class SpecialCalls:
 
     async def enrolled(self, inbound: Inbound) -> Reply:
         request = parse_message(EnrolledRequest, inbound.message)
-        return await self.node.db(self._enrolled, inbound, request)
+        return await self.node.access.run(self._enrolled, inbound, request)
 
     def _enrolled(self, inbound: Inbound, request: EnrolledRequest) -> Reply:
         _, result = self._match(inbound, request.enrolled_criteria, "enrolled_criteria")
@@ -316,7 +316,7 @@ class SpecialCalls:
                 f"header.total_count is {total} but the message holds {count} "
                 "beneficiaries (rjct.total_count.invalid)",
             )
-        return await self.node.db(self._enrollment_updates, inbound, request)
+        return await self.node.access.run(self._enrollment_updates, inbound, request)
 
     def _enrollment_updates(self, inbound: Inbound, request: EnrollmentUpdatesRequest) -> Reply:
         """Normalise every beneficiary now; the records are written by the pipeline's group

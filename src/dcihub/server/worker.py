@@ -109,18 +109,13 @@ class Worker:
             self._wake = anyio.Event()
 
     async def _write(self, write: Any) -> Any:
-        """Run a write: through the node's group commit when it runs in this process on SQLite
-        (one writer: the event loop never waits on a lock held by a worker thread), otherwise
-        in a worker thread with a transaction of its own."""
+        """Run a write: through the node's group commit when one runs in this process and the
+        store has one writer (SQLite: the event loop never waits on a lock held by a worker
+        thread), otherwise in a transaction of its own (`store.access.write`)."""
         committer = self.node.committer
-        if committer.running and self.store.dialect == "sqlite":
+        if committer.running and self.store.access.one_writer:
             return await committer.submit(write)
-
-        def run() -> Any:
-            with self.store.begin() as conn:
-                return write(conn)
-
-        return await anyio.to_thread.run_sync(run)
+        return await self.store.access.write(write)
 
     async def run_once(self, limit: int = 20) -> int:
         lease = self.settings.lease_seconds
@@ -135,7 +130,7 @@ class Worker:
     async def _process(self, row: OutboxRow) -> None:
         try:
             partner = self.partner_for(row.sender_id)
-            write = await self.node.db(self.node.plan_async_search, row.txn_pk, partner)
+            write = await self.store.access.read(self.node.plan_async_search, row.txn_pk, partner)
             if write is not None:
                 await self._write(write)
         except Exception as exc:

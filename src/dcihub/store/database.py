@@ -14,6 +14,7 @@ from sqlalchemy.pool import NullPool, StaticPool
 
 from ..standard.profiles import PROFILES
 from ..standard.profiles.base import RegistryProfile
+from .access import Reader, StoreAccess
 from .audit import AuditLog
 from .outbox import Outbox
 from .records import RecordStore
@@ -77,6 +78,7 @@ class Store:
         self.replay = ReplayStore(self.schema.ops)
         self._loop_dbapi: Any = None
         self._loop_engine: Engine | None = None
+        self.access = StoreAccess(self)
 
     @property
     def dialect(self) -> str:
@@ -120,21 +122,15 @@ class Store:
         with self.engine.connect() as conn:
             yield conn
 
-    @contextmanager
-    def reader(self, inline: bool = False) -> Iterator[Reader]:
-        """A read context for the request path: on SQLite, in the event-loop thread, a
-        connection dedicated to that thread (no pool round trip per request); elsewhere a pooled
-        connection opened only if a query needs one."""
-        reader = Reader(self, inline and self.dialect == "sqlite")
-        try:
-            yield reader
-        finally:
-            reader.close()
+    def reader(self) -> Reader:
+        """A read context for synchronous code (pooled connections, opened when needed);
+        async callers go through `self.access`, which decides where the read runs."""
+        return Reader(self)
 
     @property
     def loop_engine(self) -> Engine:
         """SQLite: an engine over ONE connection, used only from the event-loop thread for the
-        request path's inline reads and group commits. Reads and writes share its page cache
+        light reads and group commits `access` runs there. Reads and writes share its page cache
         (another connection's commit would invalidate it on every group commit)."""
         if self._loop_engine is None:
             self._loop_engine = make_engine(self.url, poolclass=StaticPool)
@@ -185,32 +181,3 @@ class Store:
             self._loop_engine.dispose()
             self._loop_engine = None
         self.engine.dispose()
-
-
-class Reader:
-    """Lazily opened connections for one unit of read work (see `Store.reader`)."""
-
-    def __init__(self, store: Store, inline: bool) -> None:
-        self.store = store
-        self.inline = inline
-        self.dialect = store.dialect
-        self._conn: Connection | None = None
-        self._ctx: Any = None
-
-    @property
-    def conn(self) -> Connection:
-        if self._conn is None:
-            engine = self.store.loop_engine if self.inline else self.store.engine
-            self._ctx = engine.connect()
-            self._conn = self._ctx.__enter__()
-        return self._conn
-
-    def dbapi(self) -> Any:
-        if self._conn is None and self.inline:
-            return self.store.loop_dbapi()
-        return self.conn.connection.dbapi_connection
-
-    def close(self) -> None:
-        if self._ctx is not None:
-            self._ctx.__exit__(None, None, None)
-            self._ctx = self._conn = None

@@ -33,7 +33,7 @@ from .compiler import Compiler, text_key
 from .schema import EntityTables, Schema
 
 if TYPE_CHECKING:
-    from .database import Reader
+    from .access import Reader
 
 
 def index_value(attr: Attribute, value: Any) -> Any:

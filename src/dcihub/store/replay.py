@@ -16,20 +16,12 @@ class ReplayStore:
     def __init__(self, ops: OperationalTables) -> None:
         self.t = ops.seen_messages
 
-    def find(
-        self, conn: Connection, sender_id: str, message_id: str, window: float
-    ) -> tuple[int, bytes] | None:
-        """The reply given to this message within the window (SQLAlchemy connection)."""
-        return self.find_dbapi(
-            conn.connection.dbapi_connection, conn.dialect.name, sender_id, message_id, window
-        )
-
     @staticmethod
     def find_dbapi(
         dbapi: Any, dialect: str, sender_id: str, message_id: str, window: float
     ) -> tuple[int, bytes] | None:
-        """The same on a DBAPI connection: one primary-key probe per request, so it skips
-        SQLAlchemy's statement machinery."""
+        """The reply given to this message within the window, read on a DBAPI connection: one
+        primary-key probe per request, so it skips SQLAlchemy's statement machinery."""
         mark = "?" if dialect == "sqlite" else "%s"
         cursor = dbapi.cursor()
         try:
