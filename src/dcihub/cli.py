@@ -93,8 +93,15 @@ def demo(
 
 def _print_demo_help(info: dict) -> None:
     base = info["base_url"]
-    crvs = info["registries"]["crvs"]
-    sample = info["samples"]["crvs"]["identifiers"][0]
+    # the first registry served whose demo population has a known identifier
+    registry = next(
+        (r for r in info["registries"] if (info["samples"].get(r) or {}).get("identifiers")),
+        None,
+    )
+    if registry is None:
+        return
+    url = info["registries"][registry]
+    sample = info["samples"][registry]["identifiers"][0]
     console.print(f"\n  registries: {', '.join(info['registries'])}  (API docs: {base}/docs)")
     if info.get("client_id"):
         console.print(
@@ -107,8 +114,9 @@ def _print_demo_help(info: dict) -> None:
             markup=False,
         )
     console.print(
-        "  search the CRVS by UIN (the demo partner may send unsigned requests):\n"
-        f"    curl -s -X POST {crvs}/registry/sync/search -H 'content-type: application/json' "
+        f"  search the {registry} registry by {sample['type']} (the demo partner may send "
+        "unsigned requests):\n"
+        f"    curl -s -X POST {url}/registry/sync/search -H 'content-type: application/json' "
         + ('-H "authorization: Bearer $TOKEN" ' if info.get("client_id") else "")
         + '-d \'{"header": {"message_id": "\'m-$RANDOM\'", "message_ts": '
         '"\'$(date -u +%Y-%m-%dT%H:%M:%SZ)\'", "action": "search", "sender_id": '

@@ -295,7 +295,7 @@ def _openapi(app: FastAPI, node: RegistryNode) -> dict[str, Any]:
                 "post": {
                     "tags": [profile.title],
                     "summary": f"/registry/{spec.path} (action '{spec.action}')",
-                    "operationId": f"{name}_{spec.kind}",
+                    "operationId": f"{name}_{spec.special.name if spec.special else spec.kind}",
                     "requestBody": {
                         "required": True,
                         "content": {"application/json": {"schema": envelope}},

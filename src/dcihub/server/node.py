@@ -44,32 +44,37 @@ TXN_TYPE_ALIASES = {
 }
 
 
+# The generic endpoints a profile may declare: path -> (handler, action, async, response).
+_GENERIC_HANDLERS: dict[str, tuple[str, str, bool, str]] = {
+    "search": ("async_search", "search", True, ""),
+    "sync/search": ("sync_search", "search", False, "on-search"),
+    "txn/status": ("async_txn_status", "txn-status", True, ""),
+    "sync/txn/status": ("sync_txn_status", "txn-status", False, "txn-on-status"),
+}
+
+
 def endpoints_for(profile: RegistryProfile) -> list[EndpointSpec]:
+    """Every DCI endpoint a registry serves: the generic ones it declares, then its own."""
     name = profile.name
-    specs = [
-        EndpointSpec(name, "search", "async_search", "search", asynchronous=True),
-        EndpointSpec(name, "sync/search", "sync_search", "search", response_action="on-search"),
-    ]
-    if profile.has_txn_status:
-        specs += [
-            EndpointSpec(name, "txn/status", "async_txn_status", "txn-status", asynchronous=True),
+    specs = []
+    for path in profile.generic_endpoints:
+        kind, action, asynchronous, response_action = _GENERIC_HANDLERS[path]
+        specs.append(
             EndpointSpec(
-                name,
-                "sync/txn/status",
-                "sync_txn_status",
-                "txn-status",
-                response_action="txn-on-status",
-            ),
-        ]
+                name, path, kind, action, asynchronous=asynchronous, response_action=response_action
+            )
+        )
     for special in profile.special_endpoints:
         specs.append(
             EndpointSpec(
                 name,
                 special.path,
-                special.name,
+                "special",
                 special.request_action,
                 header=special.header,
                 response_action=special.response_action,
+                scope=special.scope_action,
+                special=special,
             )
         )
     return specs
@@ -99,7 +104,7 @@ class RegistryNode:
             "async_search": self.async_search,
             "sync_txn_status": self.sync_txn_status,
             "async_txn_status": self.async_txn_status,
-            **self.special.handlers(),
+            "special": self.special.handle,
         }
 
     # ----------------------------------------------------------------------------- helpers

@@ -22,6 +22,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..standard.calls import SpecialEndpoint
 from ..standard.codes import ErrorCode
 from ..standard.envelope import (
     MsgCallbackHeader,
@@ -53,10 +54,16 @@ class EndpointSpec:
     header: str = "request"  # request | callback
     asynchronous: bool = False
     response_action: str = ""  # action of a sync response envelope
+    scope: str = ""  # the token scope action it needs (default: action)
+    special: SpecialEndpoint | None = None  # a profile's special call
 
     @property
     def url_path(self) -> str:
         return f"/{self.registry}/registry/{self.path}"
+
+    @property
+    def scope_action(self) -> str:
+        return self.scope or self.action
 
 
 @dataclass
