@@ -178,7 +178,11 @@ def rejection_envelope(
 
 def error_reply(error: DCIError, correlation_id: str) -> Reply:
     if error.http_status in (401, 403):
-        return Reply(error.http_status, http_error_body(error.code, error.message))
+        # The contracts' HttpErrorResponse, plus the ERR ack every other DCI error carries
+        # (clients that look for `message.ack_status` read these too).
+        body = http_error_body(error.code, error.message)
+        body.update(err_ack(error.code, error.message, correlation_id))
+        return Reply(error.http_status, body)
     return Reply(error.http_status, err_ack(error.code, error.message, correlation_id))
 
 
