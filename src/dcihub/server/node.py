@@ -447,29 +447,29 @@ class RegistryNode:
             )
         attribute_type = item.attribute_type
         value = _txn_attribute_value(attribute_type, item.attribute_value)
-        if attribute_type == TxnAttributeType.SUBSCRIPTION_CODE_LIST:
-            raise DCIError(
-                ErrorCode.REQUEST_NOT_FOUND,
-                f"no subscription of sender '{inbound.sender_id}' matches the given "
-                "subscription codes",
-                404,
-            )
-        with self.store.read() as conn:
-            found = self.store.txns.find(
-                conn, inbound.registry, inbound.sender_id, attribute_type, value
-            )
-            found = [(t, items) for t, items in found if t.txn_type == txn_type]
-            if not found or (
-                attribute_type == TxnAttributeType.REFERENCE_ID_LIST and not found[0][1]
-            ):
-                raise DCIError(
-                    ErrorCode.REQUEST_NOT_FOUND,
-                    f"no {txn_type} transaction of sender '{inbound.sender_id}' with "
-                    f"{attribute_type} {_show(value)} is known to the {inbound.profile.title}",
-                    404,
+        found: list[Any] = []
+        if attribute_type != TxnAttributeType.SUBSCRIPTION_CODE_LIST:
+            with self.store.read() as conn:
+                found = self.store.txns.find(
+                    conn, inbound.registry, inbound.sender_id, attribute_type, value
                 )
-            txn, items = found[0]
-            status = self._txn_status_body(conn, inbound, txn, items)
+                found = [(t, items) for t, items in found if t.txn_type == txn_type]
+                if attribute_type == TxnAttributeType.REFERENCE_ID_LIST and found:
+                    found = [f for f in found if f[1]]
+                if found:
+                    txn, items = found[0]
+                    status = self._txn_status_body(conn, inbound, txn, items)
+        if not found:
+            # Unknown here, or another partner's: the same answer either way, in the shape of
+            # the transaction asked about, saying that nothing matches.
+            status = _unknown_txn_status(
+                txn_type,
+                request.transaction_id,
+                inbound.correlation_id,
+                item.reference_id,
+                f"no {txn_type} transaction of sender '{inbound.sender_id}' with "
+                f"{attribute_type} {_show(value)} is known to the {inbound.profile.title}",
+            )
         return {
             "transaction_id": request.transaction_id,
             "correlation_id": inbound.correlation_id,
@@ -524,6 +524,32 @@ class RegistryNode:
                 profile, outcomes, shape=self.shaper(inbound.partner, txn.registry)
             ),
         }
+
+
+def _unknown_txn_status(
+    txn_type: str, transaction_id: str, correlation_id: str, reference_id: str, reason: str
+) -> dict[str, Any]:
+    """`txn_status` of a transaction this registry does not know (for this sender)."""
+    now = format_ts()
+    if txn_type == "unsubscribe":
+        return {
+            "transaction_id": transaction_id,
+            "correlation_id": correlation_id,
+            "timestamp": now,
+            "status": RequestStatus.REJECTED.value,
+            "status_reason_code": "rjct.subscription_code.invalid",
+            "status_reason_message": reason,
+            "subscription_status": [],
+        }
+    item = {
+        "reference_id": reference_id,
+        "timestamp": now,
+        "status": RequestStatus.REJECTED.value,
+        "status_reason_code": "rjct.reference_id.invalid",
+        "status_reason_message": reason,
+    }
+    key = "subscribe_response" if txn_type == "subscribe" else "search_response"
+    return {"transaction_id": transaction_id, "correlation_id": correlation_id, key: [item]}
 
 
 def _txn_attribute_value(attribute_type: str, value: Any) -> Any:
