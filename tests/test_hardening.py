@@ -166,3 +166,29 @@ def test_items_of_one_message_share_the_work_budget(client) -> None:
     assert statuses[9:] == ["rjct"] * 3
     assert all(r["status_reason_code"] == "rjct.search_criteria.invalid" for r in results[9:])
     assert "budget of 10000 terms" in results[9]["status_reason_message"]
+
+
+# -- what other implementations send --------------------------------------------------------
+
+
+def test_item_level_pagination_is_read_like_the_criteria_one(client) -> None:
+    from support import expr, pred, predicate
+
+    item = predicate(pred(1, expr("age", "ge", "18")))
+    item["pagination"] = {"page_size": 3, "page_number": 2}
+    result = client.sync_search("crvs", item)["message"]["search_response"][0]
+    assert result["status"] == "succ", result
+    assert result["pagination"]["page_size"] == 3 and result["pagination"]["page_number"] == 2
+    assert len(result["data"]["reg_records"]) == 3
+
+    bad = predicate(pred(1, expr("age", "ge", "18")))
+    bad["pagination"] = {"page_size": 0}
+    result = client.sync_search("crvs", bad)["message"]["search_response"][0]
+    assert result["status"] == "rjct"
+    assert result["status_reason_code"] == "rjct.pagination.invalid"
+
+    both = predicate(pred(1, expr("age", "ge", "18")), pagination={"page_size": 5})
+    both["pagination"] = {"page_size": 6}
+    result = client.sync_search("crvs", both)["message"]["search_response"][0]
+    assert result["status_reason_code"] == "rjct.pagination.invalid"
+    assert "differ" in result["status_reason_message"]
