@@ -73,7 +73,11 @@ def create_app(
     node = RegistryNode(settings, store)
     metrics = Metrics()
     pipeline = Pipeline(
-        guard or Guard(), node.committer, settings.limits.max_body_bytes, metrics.observe
+        guard or Guard(),
+        node.committer,
+        settings.limits.max_body_bytes,
+        metrics.observe,
+        read_timeout=settings.limits.read_timeout,
     )
     worker = Worker(node, sender, client)
     if partner_for is not None:
