@@ -28,12 +28,27 @@ class DemoSetup:
 
 
 def demo_settings(data_dir: Path, host: str, port: int) -> Settings:
+    # On loopback the operator pages are open (only this machine reaches them); a demo
+    # listening on other addresses asks for the operator token like any node.
+    access = "open" if _is_loopback(host) else "token"
     return Settings(
         store_url=f"sqlite:///{(data_dir / 'demo.db').resolve()}",
         node_id=DEMO_NODE_ID,
         base_url=f"http://{host}:{port}",
         security={"base_dir": str(data_dir.resolve())},  # type: ignore[arg-type]
+        operations={"access": access},  # type: ignore[arg-type]
     )
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def prepare_demo(

@@ -28,6 +28,7 @@ from ..standard.codes import ErrorCode
 from ..standard.envelope import err_ack
 from ..store import Store
 from .node import RegistryNode, endpoints_for
+from .operator import OperatorAccess
 from .pipeline import EndpointSpec, Guard, Pipeline, json_response, new_correlation_id
 from .worker import CallbackSender, Worker
 
@@ -156,17 +157,34 @@ def create_app(
     )
     app.openapi = lambda: _openapi(app, node)  # type: ignore[method-assign]
 
-    @app.get("/healthz", tags=["Operations"])
+    operator = OperatorAccess(settings)
+    app.state.operator = operator
+
+    @app.get("/healthz", tags=["Operations"], summary="Liveness: is the node and its store up?")
     async def healthz() -> Response:
-        def check() -> dict[str, Any]:
+        def check() -> None:
             with store.read() as conn:
                 conn.execute(text("SELECT 1"))
-                outbox = store.outbox.counts(conn)
-            return outbox
+
+        try:
+            await anyio.to_thread.run_sync(check)
+        except Exception:  # the store is down: say so, do not crash
+            return json_response(503, {"status": "unavailable"})
+        return json_response(200, {"status": "ok"})
+
+    @app.get("/status", tags=["Operations"], summary="Node status (operator token)")
+    async def status(request: Request) -> Response:
+        refused = operator.refused(request)
+        if refused is not None:
+            return refused
+
+        def check() -> dict[str, Any]:
+            with store.read() as conn:
+                return store.outbox.counts(conn)
 
         try:
             outbox = await anyio.to_thread.run_sync(check)
-        except Exception as exc:  # the store is down: say so, do not crash
+        except Exception as exc:
             return json_response(
                 503, {"status": "unavailable", "store": store.dialect, "error": type(exc).__name__}
             )
@@ -181,8 +199,11 @@ def create_app(
             },
         )
 
-    @app.get("/metrics", tags=["Operations"])
-    async def prometheus() -> Response:
+    @app.get("/metrics", tags=["Operations"], summary="Prometheus metrics (operator token)")
+    async def prometheus(request: Request) -> Response:
+        refused = operator.refused(request)
+        if refused is not None:
+            return refused
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/", tags=["Operations"])
