@@ -105,3 +105,19 @@ def test_other_methods_on_dci_endpoints_get_a_dci_error(server):
     assert response.status_code == 405
     error = response.json()["message"]["error"]
     assert error["code"] == "err.request.bad" and "POST" in error["message"]
+
+
+def test_docs_work_offline(server):
+    """/docs loads nothing from the internet: every script and style sheet it names is served
+    by the node itself."""
+    import re
+
+    page = get(server, "/docs")
+    assert page.status_code == 200
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert assets, page.text
+    for asset in assets:
+        assert asset.startswith("/"), f"/docs loads {asset} from elsewhere"
+        assert get(server, asset).status_code == 200, asset
+    assert "cdn" not in page.text.lower()
+    assert get(server, "/openapi.json").status_code == 200

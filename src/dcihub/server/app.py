@@ -111,11 +111,13 @@ def create_app(
     app = FastAPI(
         title="dcihub",
         version=__version__,
-        summary="DCI-conformant registry APIs (Social Registry, CRVS, DR, FR, IBR)",
+        summary="DCI-conformant registry APIs: "
+        + ", ".join(profile.title for profile in node.profiles.values()),
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served below from the package's own copy of Swagger UI (no CDN)
         redoc_url=None,
     )
+    add_offline_docs(app)
     app.state.node = node
     app.state.worker = worker
     app.state.metrics = metrics
@@ -281,6 +283,37 @@ async def _purge_replay_window(
             )
         except Exception:  # busy store: next time
             log.debug("replay purge skipped", exc_info=True)
+
+
+DOCS_ASSETS = "/docs/assets"
+
+
+def add_offline_docs(app: FastAPI) -> None:
+    """`/docs`: Swagger UI from the copy the fastapi-offline package ships, so that it works on
+    a closed network (nothing is fetched from the internet)."""
+    from importlib.resources import files
+
+    from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+    from starlette.staticfiles import StaticFiles
+
+    assets = files("fastapi_offline") / "static"
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(assets)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} — API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+            oauth2_redirect_url="/docs/oauth2-redirect",
+            swagger_ui_parameters={"persistAuthorization": True},
+        )
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    async def oauth2_redirect() -> Response:
+        return get_swagger_ui_oauth2_redirect_html()
 
 
 def _unknown_endpoint(node: RegistryNode, registry: str, path: str, served: str) -> Response:
