@@ -28,6 +28,7 @@ from ..standard.codes import ErrorCode
 from ..standard.envelope import err_ack
 from ..store import Store
 from .node import RegistryNode, endpoints_for
+from .openapi import build_openapi
 from .operator import OperatorAccess
 from .pipeline import EndpointSpec, Guard, Pipeline, json_response, new_correlation_id
 from .worker import CallbackSender, Worker
@@ -157,7 +158,8 @@ def create_app(
             methods=["POST", "GET", "PUT", "PATCH", "DELETE"],
         ),
     )
-    app.openapi = lambda: _openapi(app, node)  # type: ignore[method-assign]
+    # Built afresh each time it is read: its examples carry fresh ids and timestamps.
+    app.openapi = lambda: build_openapi(app, node)  # type: ignore[method-assign]
 
     operator = OperatorAccess(settings)
     app.state.operator = operator
@@ -326,45 +328,3 @@ def _unknown_endpoint(node: RegistryNode, registry: str, path: str, served: str)
             f"{node.profiles[registry].title} here; it serves: {paths}"
         )
     return json_response(404, err_ack(ErrorCode.REQUEST_NOT_FOUND, message, new_correlation_id()))
-
-
-def _openapi(app: FastAPI, node: RegistryNode) -> dict[str, Any]:
-    """FastAPI's schema of the operational routes plus one entry per DCI endpoint (the
-    contracts of ../shared/dci/spec describe their bodies in full)."""
-    if app.openapi_schema:
-        return app.openapi_schema
-    from fastapi.openapi.utils import get_openapi
-
-    schema = get_openapi(
-        title=app.title, version=app.version, summary=app.summary, routes=app.routes
-    )
-    envelope = {
-        "type": "object",
-        "required": ["header", "message"],
-        "properties": {
-            "signature": {"type": "string"},
-            "header": {"type": "object"},
-            "message": {"type": "object"},
-        },
-    }
-    for name, profile in node.profiles.items():
-        for spec in endpoints_for(profile):
-            schema.setdefault("paths", {})[spec.url_path] = {
-                "post": {
-                    "tags": [profile.title],
-                    "summary": f"/registry/{spec.path} (action '{spec.action}')",
-                    "operationId": f"{name}_{spec.special.name if spec.special else spec.kind}",
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": envelope}},
-                    },
-                    "responses": {
-                        "default": {
-                            "description": "DCI response envelope or ack",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        }
-                    },
-                }
-            }
-    app.openapi_schema = schema
-    return schema
