@@ -71,3 +71,49 @@ def test_every_documented_example_succeeds(docs_node: Any) -> None:
             assert response.status_code == 200, (path, response.text)
             assert response.json()["header"]["status"] == "succ", (path, response.text)
     assert tried >= 20
+
+
+def test_every_request_shown_in_the_api_docs_succeeds(docs_node: Any) -> None:
+    """docs/api.md shows one working body per endpoint of every registry; each is sent as
+    written, with a fresh message_id and the current time."""
+    import json
+    import re
+    import uuid
+
+    from specdir import PROJECT_ROOT
+    from support import now_ts
+
+    text = (PROJECT_ROOT / "docs" / "api.md").read_text("utf-8")
+    section = text.split("<!-- examples:start -->", 1)[1].split("<!-- examples:end -->", 1)[0]
+    shown = re.findall(
+        r"`POST /(\w+)/registry/([\w/-]+)` \(([^)]*)\)\n\n```json\n(.*?)\n```", section, re.S
+    )
+    assert len(shown) >= 20
+    client = DCIClient(docs_node)
+    for registry, path, kind, raw in shown:
+        if registry not in docs_node.settings.registries:
+            continue
+        body = json.loads(raw.replace("2026-01-01T00:00:00.000Z", now_ts()))
+        body["header"]["message_id"] = f"m-{uuid.uuid4().hex}"
+        body["header"]["sender_id"] = client.sender_id
+        response = client.post(registry, path, body)
+        if kind.startswith("202"):
+            assert response.status_code == 202, (registry, path, response.text)
+        else:
+            assert response.status_code == 200, (registry, path, response.text)
+            assert response.json()["header"]["status"] == "succ", (registry, path)
+
+
+def test_the_api_docs_examples_are_current() -> None:
+    import subprocess
+    import sys
+
+    from specdir import PROJECT_ROOT
+
+    result = subprocess.run(
+        [sys.executable, "tools/gen_api_examples.py", "--check"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
