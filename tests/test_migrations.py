@@ -481,11 +481,7 @@ def test_store_status_of_an_empty_store_creates_nothing(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ((), "give the store: --config FILE (the node's configuration) or --store-url URL"),
-        (
-            ("--config", "x.yaml", "--store-url", "sqlite:///x.db"),
-            "give --config FILE or --store-url URL, not both",
-        ),
+        ((), "no configuration: pass --config FILE"),
         (("--store-url", "nonsense"), "store_url 'nonsense' is not a database URL"),
         (
             ("--store-url", "postgresql+psycopg://nobody@127.0.0.1:1/none"),
@@ -493,11 +489,22 @@ def test_store_status_of_an_empty_store_creates_nothing(tmp_path: Path) -> None:
         ),
     ],
 )
-def test_store_commands_explain_a_mistake_in_one_line(args: tuple[str, ...], message: str) -> None:
+def test_store_commands_explain_a_mistake_in_one_line(
+    args: tuple[str, ...], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no demo next to it
+    monkeypatch.delenv("DCIHUB_CONFIG", raising=False)
     for command in ("status", "upgrade"):
         result = cli("store", command, *args)
         assert result.exit_code == 2, result.output
         assert message in one_error_line(result.stderr)
+
+
+def test_store_url_wins_over_the_configuration(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'given.db'}"
+    result = cli("store", "upgrade", "--config", tmp_path / "absent.yaml", "--store-url", url)
+    assert result.exit_code == 0, result.output
+    assert not Store(url).status().behind
 
 
 # =============================================================================================

@@ -96,13 +96,20 @@ def demo(
     gc.collect()  # the generated country is garbage now; the app freezes the rest at start
     console.print(f"  ready in {time.perf_counter() - started:.1f}s; wrote {path}")
     _print_demo_help(info)
-    _serve(fastapi_app, host, port, log_level)
+    _serve(fastapi_app, host, port, log_level, setup.settings.limits.keep_alive_timeout)
 
 
 def _print_demo_help(info: dict) -> None:
     base = info["base_url"]
-    crvs = info["registries"]["crvs"]
-    sample = info["samples"]["crvs"]["identifiers"][0]
+    # the first registry served whose demo population has a known identifier
+    registry = next(
+        (r for r in info["registries"] if (info["samples"].get(r) or {}).get("identifiers")),
+        None,
+    )
+    if registry is None:
+        return
+    url = info["registries"][registry]
+    sample = info["samples"][registry]["identifiers"][0]
     console.print(f"\n  registries: {', '.join(info['registries'])}  (API docs: {base}/docs)")
     if info.get("client_id"):
         console.print(
@@ -115,8 +122,9 @@ def _print_demo_help(info: dict) -> None:
             markup=False,
         )
     console.print(
-        "  search the CRVS by UIN (the demo partner may send unsigned requests):\n"
-        f"    curl -s -X POST {crvs}/registry/sync/search -H 'content-type: application/json' "
+        f"  search the {registry} registry by {sample['type']} (the demo partner may send "
+        "unsigned requests):\n"
+        f"    curl -s -X POST {url}/registry/sync/search -H 'content-type: application/json' "
         + ('-H "authorization: Bearer $TOKEN" ' if info.get("client_id") else "")
         + '-d \'{"header": {"message_id": "\'m-$RANDOM\'", "message_ts": '
         '"\'$(date -u +%Y-%m-%dT%H:%M:%SZ)\'", "action": "search", "sender_id": '
@@ -131,7 +139,9 @@ def _print_demo_help(info: dict) -> None:
     )
 
 
-def _serve(fastapi_app: object, host: str, port: int, log_level: str) -> None:
+def _serve(
+    fastapi_app: object, host: str, port: int, log_level: str, keep_alive: float = 5.0
+) -> None:
     import uvicorn
 
     uvicorn.run(
@@ -140,6 +150,7 @@ def _serve(fastapi_app: object, host: str, port: int, log_level: str) -> None:
         port=port,
         log_level=log_level,  # type: ignore[arg-type]
         access_log=log_level == "debug",
+        timeout_keep_alive=int(keep_alive),
     )
 
 
@@ -169,6 +180,7 @@ def serve(
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     _prepare_store(settings, config)
+    _prepare_security(settings)
     os.environ["DCIHUB_CONFIG"] = str(config.resolve())
     uvicorn.run(
         "dcihub.server.factory:app_from_env",
@@ -178,7 +190,23 @@ def serve(
         workers=workers,
         log_level=log_level,
         access_log=log_level == "debug",
+        timeout_keep_alive=int(settings.limits.keep_alive_timeout),
     )
+
+
+def _prepare_security(settings: Settings) -> None:
+    """Load (or make) the node's keys and read the partner file before serving, so that an
+    unusable key directory or partner file stops here with one line naming the fix."""
+    from .security.errors import SecurityError
+    from .server.factory import load_keys, load_partners
+
+    if not settings.security.enabled:
+        return
+    try:
+        load_keys(settings)
+        load_partners(settings)
+    except SecurityError as exc:
+        raise _fail(exc.message) from None
 
 
 def _prepare_store(settings: Settings, config: Path) -> None:
@@ -250,6 +278,7 @@ def worker(
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     _prepare_store(settings, config)
+    _prepare_security(settings)
     delivery_worker = build_worker(settings)
     console.print(f"dcihub worker on {settings.store_url.split('@')[-1]} (Ctrl-C to stop)")
     try:
@@ -284,14 +313,32 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(store_app, name="store")
 
 AdminConfig = Annotated[
-    Path,
+    Path | None,
     typer.Option(
         "--config",
         "-c",
-        help="Configuration file (YAML), the one `dcihub serve` reads.",
+        help="Configuration file (YAML), the one `dcihub serve` reads. Default: $DCIHUB_CONFIG, "
+        "else the demo's node (./dcihub-demo/dcihub.yaml) when run next to it.",
         dir_okay=False,
+        envvar="DCIHUB_CONFIG",
+        show_envvar=False,
     ),
 ]
+
+DEMO_CONFIG_PATH = Path("dcihub-demo") / "dcihub.yaml"
+
+
+def find_config(config: Path | None) -> Path:
+    """The configuration an operator command works on: --config / $DCIHUB_CONFIG, else the
+    demo's node next to the current directory."""
+    if config is not None:
+        return config
+    if DEMO_CONFIG_PATH.exists():
+        return DEMO_CONFIG_PATH
+    raise _fail(
+        "no configuration: pass --config FILE (the file `dcihub serve` reads), set "
+        "DCIHUB_CONFIG, or run this next to a dcihub-demo/ directory made by `dcihub demo`"
+    )
 
 
 class SignatureProfile(StrEnum):
@@ -457,11 +504,11 @@ def _note(message: str, kind: str = "note") -> None:
     )
 
 
-def _settings(config: Path) -> Settings:
+def _settings(config: Path | None) -> Settings:
     from .admin import AdminError, load_config
 
     try:
-        return load_config(config)
+        return load_config(find_config(config))
     except AdminError as exc:
         raise _fail(str(exc)) from None
 
@@ -517,7 +564,7 @@ def _call(fn: Callable[..., T], *args: object) -> T:
 
 
 @partners_app.command("list")
-def partners_list(config: AdminConfig) -> None:
+def partners_list(config: AdminConfig = None) -> None:
     """List the registered partners: sender_id, name, client_id, scopes, callback prefixes,
     signature profile, signed/encrypted requirements, field restrictions."""
     from rich.table import Table
@@ -541,7 +588,7 @@ def partners_list(config: AdminConfig) -> None:
 @partners_app.command("show")
 def partners_show(
     sender_id: Annotated[str, typer.Argument(help="The partner's sender_id.")],
-    config: AdminConfig,
+    config: AdminConfig = None,
 ) -> None:
     """Show every setting of one partner (secrets only as set / not set)."""
     from rich.table import Table
@@ -564,7 +611,6 @@ def partners_show(
 @partners_app.command("add")
 def partners_add(
     sender_id: Annotated[str, typer.Argument(help="The partner's DCI sender_id.")],
-    config: AdminConfig,
     client_id: Annotated[
         str, typer.Option("--client-id", metavar="ID", help="The partner's OAuth2 client id.")
     ],
@@ -584,6 +630,7 @@ def partners_add(
     token_url: OptTokenUrl = None,
     callback_client_id: OptCbClient = None,
     callback_client_secret: OptCbSecret = None,
+    config: AdminConfig = None,
 ) -> None:
     """Register a partner and generate its client secret, printed once (stored hashed only).
 
@@ -617,7 +664,6 @@ def partners_add(
 @partners_app.command("update")
 def partners_update(
     sender_id: Annotated[str, typer.Argument(help="The partner's sender_id.")],
-    config: AdminConfig,
     client_id: Annotated[
         str | None,
         typer.Option(
@@ -650,6 +696,7 @@ def partners_update(
             "callback client id and secret).",
         ),
     ] = None,
+    config: AdminConfig = None,
 ) -> None:
     """Change the given settings of a partner; settings not given stay as they are.
 
@@ -684,7 +731,7 @@ up within seconds."""
 @partners_app.command("remove")
 def partners_remove(
     sender_id: Annotated[str, typer.Argument(help="The partner's sender_id.")],
-    config: AdminConfig,
+    config: AdminConfig = None,
 ) -> None:
     """Remove a partner from the partner file; within seconds running nodes refuse its
     tokens."""
@@ -698,7 +745,7 @@ def partners_remove(
 @partners_app.command("set-secret")
 def partners_set_secret(
     sender_id: Annotated[str, typer.Argument(help="The partner's sender_id.")],
-    config: AdminConfig,
+    config: AdminConfig = None,
 ) -> None:
     """Give a partner a new client secret, printed once; within seconds running nodes accept
     only the new one (access tokens issued before stay valid until they expire)."""
@@ -709,7 +756,7 @@ def partners_set_secret(
 
 
 @keys_app.command("list")
-def keys_list(config: AdminConfig) -> None:
+def keys_list(config: AdminConfig = None) -> None:
     """List this node's keys: kid, use, alg, created, status (current / retiring / expired).
 
     Reads the key directory only; keys are created when the node first starts."""
@@ -744,7 +791,7 @@ def _when(moment: datetime) -> str:
 
 
 @keys_app.command("rotate")
-def keys_rotate(config: AdminConfig) -> None:
+def keys_rotate(config: AdminConfig = None) -> None:
     """Make new current keys; the old ones stay published, and usable to verify and decrypt,
     for security.key_overlap_days. Running nodes switch to the new keys within seconds."""
     from .admin import KEYS_NOTE, rotate_keys
@@ -782,7 +829,7 @@ def keys_rotate(config: AdminConfig) -> None:
 
 
 @keys_app.command("jwks")
-def keys_jwks(config: AdminConfig) -> None:
+def keys_jwks(config: AdminConfig = None) -> None:
     """Print the public JWKS this node publishes at /.well-known/jwks.json (current and
     retiring keys) as JSON."""
     import json
@@ -794,7 +841,7 @@ def keys_jwks(config: AdminConfig) -> None:
 
 
 @audit_app.command("verify")
-def audit_verify(config: AdminConfig) -> None:
+def audit_verify(config: AdminConfig = None) -> None:
     """Walk the audit trail's hash chain in the configured store; name every row that was
     edited, deleted or inserted (exit status 1 if any)."""
     from .admin import verify_audit
@@ -819,7 +866,6 @@ def audit_verify(config: AdminConfig) -> None:
 
 @audit_app.command("show")
 def audit_show(
-    config: AdminConfig,
     partner: Annotated[
         str | None,
         typer.Option("--partner", metavar="SENDER_ID", help="Only this partner's exchanges."),
@@ -839,6 +885,7 @@ def audit_show(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object per row (JSON Lines).")
     ] = False,
+    config: AdminConfig = None,
 ) -> None:
     """Print the audit trail, oldest first: time, partner, registry, action, message_id,
     transaction_id, status/outcome, signature verdict, number of records returned."""
@@ -890,39 +937,28 @@ def audit_show(
     _out().print(table)
 
 
-StoreConfig = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        help="Configuration file (YAML), the one `dcihub serve` reads: its store_url.",
-        dir_okay=False,
-    ),
-]
 StoreUrl = Annotated[
     str | None,
     typer.Option(
         "--store-url",
         metavar="URL",
-        help="The store's SQLAlchemy URL, instead of --config (sqlite:///path.db, "
-        "postgresql+psycopg://user@host/db).",
+        help="The store's SQLAlchemy URL (sqlite:///path.db, postgresql+psycopg://user@host/db), "
+        "instead of the configuration's store_url.",
     ),
 ]
 
 
 def _store_of(config: Path | None, store_url: str | None) -> tuple[Store, str]:
-    """The store named by --config or --store-url, and how to name it in a hint."""
-    if config is not None and store_url is not None:
-        raise _fail("give --config FILE or --store-url URL, not both")
-    if config is not None:
-        return _open_store(_settings(config).store_url), f"--config {config}"
+    """The store named by --store-url, else by the configuration's store_url; and how to
+    name it in a hint."""
     if store_url is not None:
         return _open_store(store_url), f"--store-url {store_url}"
-    raise _fail("give the store: --config FILE (the node's configuration) or --store-url URL")
+    path = find_config(config)
+    return _open_store(_settings(path).store_url), f"--config {path}"
 
 
 @store_app.command("status")
-def store_status(config: StoreConfig = None, store_url: StoreUrl = None) -> None:
+def store_status(config: AdminConfig = None, store_url: StoreUrl = None) -> None:
     """Print the store's revision, this dcihub's head revision, whether the store is behind,
     and the changes an upgrade would make (exit status 1 if it is behind)."""
     from .store.migrate import StoreError
@@ -960,7 +996,7 @@ def store_status(config: StoreConfig = None, store_url: StoreUrl = None) -> None
 
 
 @store_app.command("upgrade")
-def store_upgrade(config: StoreConfig = None, store_url: StoreUrl = None) -> None:
+def store_upgrade(config: AdminConfig = None, store_url: StoreUrl = None) -> None:
     """Upgrade the store in place: apply the pending revisions of the operational tables, then
     add the registry tables, columns and indexes the profiles make and fill them from the
     stored records. Nothing is dropped. One process upgrades at a time; the others wait."""

@@ -29,6 +29,12 @@ class LimitSettings(BaseModel):
     )
     max_batch_items: int = Field(1000, ge=1, description="items in one message")
     max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+    read_timeout: float = Field(
+        30.0, gt=0, description="seconds a request body may take to arrive (408 past it)"
+    )
+    keep_alive_timeout: float = Field(
+        5.0, gt=0, description="seconds an idle keep-alive connection stays open"
+    )
     max_query_terms: int = Field(
         10_000,
         ge=1,
@@ -106,6 +112,24 @@ class SecuritySettings(BaseModel):
         return candidate
 
 
+class OperationsSettings(BaseModel):
+    """Who may read the operator pages: `/console/`, `/metrics`, `/status` (`/healthz` is a
+    bare liveness answer for anyone)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    access: Literal["token", "open"] = Field(
+        "token",
+        description="token: an operator token is required (Bearer, or HTTP Basic with any user "
+        "name and the token as password); open: anyone who can reach the node",
+    )
+    token_file: str = Field(
+        "operations.token",
+        description="file holding the operator token (made, mode 0600, when missing); relative "
+        "to security.base_dir",
+    )
+
+
 class RegistrySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -131,6 +155,7 @@ class Settings(BaseModel):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    operations: OperationsSettings = Field(default_factory=OperationsSettings)
 
     @field_validator("registries", mode="before")
     @classmethod

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI
 from sqlalchemy import select
+from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from .. import __version__
@@ -93,7 +94,11 @@ def add_operation_routes(app: FastAPI, node: RegistryNode) -> None:
         response_class=HTMLResponse,
         summary="Operator overview (read-only; no personal data)",
     )
-    async def console() -> HTMLResponse:
+    async def console(request: Request) -> Response:
+        refused = app.state.operator.refused(request)
+        if refused is not None:
+            return refused
+
         def gather(reader: Reader) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
             conn = reader.conn
             counts: dict[str, dict[str, int]] = {}
