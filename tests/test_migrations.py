@@ -213,6 +213,7 @@ def test_a_store_made_before_migrations_is_upgraded_by_the_cli_and_keeps_every_r
     again = dcihub("store", "upgrade", "--store-url", url)
     assert again.returncode == 0, again.stderr
     assert "is up to date (revision 0002); nothing to do" in again.stdout
+    assert dump(url) == after  # an up-to-date store is left as it is
 
 
 def test_a_store_of_another_schema_version_or_a_newer_revision_is_refused(url: str) -> None:

@@ -461,6 +461,11 @@ def _quick_current(store: Store) -> bool:
     return revision == head_revision() and digest == layout_digest(store)
 
 
+def _recorded(conn: Connection, store: Store, key: str) -> str | None:
+    meta = store.schema.ops.meta
+    return conn.execute(select(meta.c.value).where(meta.c.key == key)).scalar()
+
+
 def _record(conn: Connection, store: Store, key: str, value: str) -> None:
     meta = store.schema.ops.meta
     conn.execute(meta.delete().where(meta.c.key == key))
@@ -482,26 +487,28 @@ def _record_fingerprint(conn: Connection, store: Store) -> None:
 
 def upgrade(store: Store) -> UpgradeReport:
     """Bring the store to the head revision and the profiles' registry tables, in one
-    transaction, holding the upgrade lock."""
+    transaction, holding the upgrade lock. A store that is up to date is left as it is."""
     with _upgrade_transaction(store) as conn:
         before = _status(conn, store)  # read again under the lock
         done: list[str] = []
-        if before.state == "legacy":
-            command.stamp(alembic_config(conn), FIRST_REVISION)
-            done.append(
-                f"recognised a store made before migrations (schema version {LEGACY_VERSION}): "
-                f"stamped at revision {FIRST_REVISION}"
-            )
-        if before.revisions:
-            command.upgrade(alembic_config(conn), "heads")
-            done += [f"applied revision {r}" for r in before.revisions]
-        plan = RegistryPlan.make(conn, store)
-        done += plan.apply(conn, store)
-        _record_fingerprint(conn, store)
-        store.audit.ensure_head(conn)
-        after = _status(conn, store)
-        if not after.behind:  # what lets the next start skip inspecting the database
-            _record(conn, store, LAYOUT_KEY, layout_digest(store))
+        after = before
+        if before.behind:
+            if before.state == "legacy":
+                command.stamp(alembic_config(conn), FIRST_REVISION)
+                done.append(
+                    "recognised a store made before migrations (schema version "
+                    f"{LEGACY_VERSION}): stamped at revision {FIRST_REVISION}"
+                )
+            if before.revisions:
+                command.upgrade(alembic_config(conn), "heads")
+                done += [f"applied revision {r}" for r in before.revisions]
+            done += RegistryPlan.make(conn, store).apply(conn, store)
+            _record_fingerprint(conn, store)
+            store.audit.ensure_head(conn)
+            after = _status(conn, store)
+        digest = layout_digest(store)
+        if not after.behind and _recorded(conn, store, LAYOUT_KEY) != digest:
+            _record(conn, store, LAYOUT_KEY, digest)  # lets the next start skip inspecting
     return UpgradeReport(before, done, after)
 
 
