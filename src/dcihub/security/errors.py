@@ -49,12 +49,20 @@ class SenderUriError(SecurityError):
 class TokenError(SecurityError):
     """A bearer token is refused; `kind` says why (answered with HTTP 401).
 
-    kind is one of `missing`, `malformed`, `expired`, `invalid_signature`, `wrong_issuer`.
+    kind is one of `missing`, `malformed`, `expired`, `not_yet_valid`, `invalid_signature`,
+    `wrong_issuer`.
     """
 
     default_code = ErrorCode.REQUEST_UNAUTHORIZED
     default_status = 401
-    KINDS = ("missing", "malformed", "expired", "invalid_signature", "wrong_issuer")
+    KINDS = (
+        "missing",
+        "malformed",
+        "expired",
+        "not_yet_valid",
+        "invalid_signature",
+        "wrong_issuer",
+    )
 
     def __init__(self, kind: str, message: str) -> None:
         if kind not in self.KINDS:  # pragma: no cover - programming error
