@@ -319,15 +319,6 @@ CASES = [
     Case(
         "locale-upper-case", with_item(item_field(locale="ENG")), 400, ERR, BAD, ("locale", "'ENG'")
     ),
-    Case(
-        "txn-status-unknown-transaction",
-        txn_status_unknown,
-        404,
-        ERR,
-        "err.request.not_found",
-        ("no-such-transaction-anywhere",),
-        path="sync/txn/status",
-    ),
     # --- one search item
     Case(
         "item-timestamp-without-timezone",

@@ -592,6 +592,18 @@ def test_keys_refuses_an_unsafe_key_directory(config: Path) -> None:
     assert "writable by group or others" in error_line(result) or "chmod" in error_line(result)
 
 
+@pytest.mark.parametrize("command", [["serve", "--port", "1"], ["worker"]])
+def test_serve_and_worker_refuse_an_unsafe_key_directory_in_one_line(
+    config: Path, command: list[str]
+) -> None:
+    (config.parent / "keys").mkdir(mode=0o700)
+    os.chmod(config.parent / "keys", 0o770)
+    result = run(*command, "--config", config)
+    assert result.exit_code == 2
+    line = error_line(result)
+    assert str(config.parent / "keys") in line and "chmod 700" in line
+
+
 # ---------------------------------------------------------------------------------------------
 # audit
 

@@ -13,6 +13,7 @@ message a person can read -- never a 5xx -- and the test records which samples a
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -218,6 +219,57 @@ def test_txn_status_sync_and_callback(client, country, receiver, contracts, regi
     ] == ["succ", "rjct"]
 
 
+@pytest.mark.parametrize("registry", TXN_REGISTRIES)
+def test_txn_status_of_an_unknown_transaction_is_a_valid_no_match(
+    client, server, receiver, contracts, registry
+):
+    """Unknown here, or another partner's: a valid txn-on-status saying nothing matches (sync
+    200; async ACK and the callback), never a 404 (which means "no such endpoint")."""
+    from support import TEST_CLIENT, TEST_SENDER, DCIClient, provision
+
+    contract = contracts[registry]
+    mine = search_envelope(idtype("UIN", "1"))
+    post_json(client, registry, "sync/search", mine)
+    other = DCIClient(server, provision(server.settings, "spmis.other", "spmis-other"))
+    deadline = time.monotonic() + 15  # the node picks up the new partner file by itself
+    while (
+        other.http.post(
+            f"{server.base_url}/oauth2/client/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": "spmis-other",
+                "client_secret": other.partner.client_secret,
+            },
+        ).status_code
+        != 200
+    ):
+        assert time.monotonic() < deadline, "the node did not pick up the new partner"
+        time.sleep(0.2)
+    answers = []
+    for asker, value in ((client, new_id("nope")), (other, mine["message"]["transaction_id"])):
+        envelope = txn_status_envelope("transaction_id", value, sender_id=asker.sender_id)
+        response = asker.post(registry, "sync/txn/status", envelope)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        contract.validate_response("/registry/sync/txn/status", body)
+        [item] = body["message"]["txnstatus_response"]["txn_status"]["search_response"]
+        assert item["status"] == "rjct"
+        assert item["status_reason_code"] == "rjct.reference_id.invalid"
+        answers.append(item["status_reason_message"].replace(asker.sender_id, "<sender>"))
+    # indistinguishable: the same words whether the transaction exists for another partner
+    assert answers[0].split("transaction_id")[0] == answers[1].split("transaction_id")[0]
+    assert TEST_SENDER not in answers[1] and TEST_CLIENT not in answers[1]
+
+    url = receiver.url("/registry/txn/on-status")
+    envelope = txn_status_envelope("transaction_id", new_id("nope"), sender_uri=url)
+    ack = post_json(client, registry, "txn/status", envelope, status=202)
+    contract.validate_response("/registry/txn/status", ack)
+    callback = receiver.wait_for(1)[0].json()
+    contract.validate_request("/registry/txn/on-status", callback)
+    [item] = callback["message"]["txnstatus_response"]["txn_status"]["search_response"]
+    assert item["status"] == "rjct"
+
+
 # ---------------------------------------------------------------------------------------------
 # Registry-specific calls
 
@@ -301,7 +353,6 @@ def err_cases(client, country) -> list[tuple[str, str, bytes, dict[str, str] | N
     no_txn = {**good, "message": {"search_request": good["message"]["search_request"]}}
     bad_version = {**good, "header": {**good["header"], "version": "9.9.9"}}
     no_uri = good  # async search without a sender_uri (and no partner callback configured)
-    unknown_txn = txn_status_envelope("transaction_id", new_id("nope"), sender_id=client.sender_id)
     bad_locale = search_envelope(
         {**idtype("UIN", "1"), "locale": "EN/GB"}, sender_id=client.sender_id
     )
@@ -328,7 +379,6 @@ def err_cases(client, country) -> list[tuple[str, str, bytes, dict[str, str] | N
         ("fr", "sync/search", dumps(bad_version), None, 400, "err.version.not_supported"),
         ("fr", "sync/search", dumps(bad_locale), None, 400, "err.request.bad"),
         ("ibr", "search", dumps(no_uri), None, 400, "err.sender_uri.invalid"),
-        ("ibr", "sync/txn/status", dumps(unknown_txn), None, 404, "err.request.not_found"),
         ("ibr", "sync/no-such-call", dumps(good), None, 404, "err.request.not_found"),
         ("nowhere", "sync/search", dumps(good), None, 404, "err.request.not_found"),
     ]

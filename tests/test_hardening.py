@@ -166,3 +166,129 @@ def test_items_of_one_message_share_the_work_budget(client) -> None:
     assert statuses[9:] == ["rjct"] * 3
     assert all(r["status_reason_code"] == "rjct.search_criteria.invalid" for r in results[9:])
     assert "budget of 10000 terms" in results[9]["status_reason_message"]
+
+
+# -- what other implementations send --------------------------------------------------------
+
+
+def test_item_level_pagination_is_read_like_the_criteria_one(client) -> None:
+    from support import expr, pred, predicate
+
+    item = predicate(pred(1, expr("age", "ge", "18")))
+    item["pagination"] = {"page_size": 3, "page_number": 2}
+    result = client.sync_search("crvs", item)["message"]["search_response"][0]
+    assert result["status"] == "succ", result
+    assert result["pagination"]["page_size"] == 3 and result["pagination"]["page_number"] == 2
+    assert len(result["data"]["reg_records"]) == 3
+
+    bad = predicate(pred(1, expr("age", "ge", "18")))
+    bad["pagination"] = {"page_size": 0}
+    result = client.sync_search("crvs", bad)["message"]["search_response"][0]
+    assert result["status"] == "rjct"
+    assert result["status_reason_code"] == "rjct.pagination.invalid"
+
+    both = predicate(pred(1, expr("age", "ge", "18")), pagination={"page_size": 5})
+    both["pagination"] = {"page_size": 6}
+    result = client.sync_search("crvs", both)["message"]["search_response"][0]
+    assert result["status_reason_code"] == "rjct.pagination.invalid"
+    assert "differ" in result["status_reason_message"]
+
+
+# -- ambiguous and deeply nested bodies -----------------------------------------------------
+
+
+def test_duplicate_json_keys_are_refused(client) -> None:
+    envelope = search_envelope(idtype("UIN", "1"), sender_id=client.sender_id)
+    # signed as it is (a re-parse would drop the repeated member before it is sent)
+    body = orjson.dumps(client.signed(envelope)).decode()
+    # the same member twice: parsers disagree on which one wins
+    doubled = body.replace('"transaction_id":', '"transaction_id":"t-first","transaction_id":', 1)
+    response = client.post_raw("crvs", "sync/search", doubled.encode())
+    assert response.status_code == 400, response.text
+    error = response.json()["message"]["error"]
+    assert error["code"] == "err.request.bad"
+    assert "'transaction_id' twice" in error["message"]
+
+
+def test_deep_nesting_is_refused_early(client) -> None:
+    envelope = search_envelope(idtype("UIN", "1"), sender_id=client.sender_id)
+    deep = "[" * 300 + '"t-1"' + "]" * 300  # deeper than orjson itself can write back
+    signed = orjson.dumps(client.signed(envelope)).decode()
+    raw = signed.replace(f'"{envelope["message"]["transaction_id"]}"', deep, 1)
+    response = client.post_raw("crvs", "sync/search", raw.encode())
+    assert response.status_code == 400, response.text
+    error = response.json()["message"]["error"]
+    assert error["code"] == "err.request.bad" and "levels deep" in error["message"]
+
+
+# -- personal data at rest and in logs ------------------------------------------------------
+
+
+def test_sqlite_store_files_are_private(tmp_path) -> None:
+    import stat
+
+    from dcihub.store import Store
+
+    path = tmp_path / "new" / "store.db"
+    store = Store(f"sqlite:///{path}")
+    store.create_all()
+    try:
+        for made in [path, *tmp_path.glob("new/store.db-*")]:
+            mode = stat.S_IMODE(made.stat().st_mode)
+            assert mode == 0o600, f"{made.name} is {oct(mode)}"
+    finally:
+        store.dispose()
+
+
+def test_failed_statements_never_carry_their_parameters(tmp_path) -> None:
+    import pytest
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from dcihub.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 's.db'}")
+    try:
+        with pytest.raises(DBAPIError) as failed, store.begin() as conn:
+            conn.execute(text("SELECT * FROM no_such_table WHERE uin = :u"), {"u": "847951632"})
+        assert "847951632" not in str(failed.value)
+    finally:
+        store.dispose()
+
+
+# -- slow and idle connections --------------------------------------------------------------
+
+
+def test_a_body_that_does_not_arrive_is_answered_408(backend, tmp_path) -> None:
+    import socket
+    import time
+
+    from dcihub.store import Store
+    from support import live_server, store_url_for
+    from support import test_settings as node_settings
+
+    with store_url_for(backend, tmp_path) as url:
+        store = Store(url)
+        store.create_all()
+        (tmp_path / "node").mkdir()
+        settings = node_settings(url, data_dir=tmp_path / "node", limits={"read_timeout": 1.0})
+        running = live_server(settings, store)
+        try:
+            from support import DCIClient
+
+            token = DCIClient(running).token()
+            host, port = running.base_url.rsplit("/", 1)[1].split(":")
+            with socket.create_connection((host, int(port)), timeout=10) as sock:
+                sock.sendall(
+                    b"POST /crvs/registry/sync/search HTTP/1.1\r\nHost: x\r\n"
+                    + f"Authorization: Bearer {token}\r\n".encode()
+                    + b'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"he'
+                )
+                started = time.monotonic()
+                answer = sock.recv(65536).decode()
+            assert answer.startswith("HTTP/1.1 408"), answer
+            assert "err.request.timeout" in answer
+            assert time.monotonic() - started < 8  # answered, not left hanging
+        finally:
+            running.stop()
+            store.dispose()

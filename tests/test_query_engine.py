@@ -394,7 +394,7 @@ def test_mongo_nesting_depth_is_bounded():
     document: dict[str, Any] = {"sex": "male"}
     for _ in range(14):
         document = {"$and": [document]}
-    assert "nested too deeply" in rejected(parse_query, "expression", template(document))
+    assert "levels deep" in rejected(parse_query, "expression", template(document))
 
 
 def test_attributes_of_lists_every_name():
@@ -833,3 +833,15 @@ def test_a_query_over_the_term_budget_is_refused_before_binding():
     # within a larger budget the same query binds, as one list per condition
     plan = plan_search(CRVS, criteria(query=query), parsed, TODAY, Limits(max_query_terms=20_000))
     assert isinstance(plan.node, BAll) and all(isinstance(p, IdIn) for p in plan.node.parts)
+
+
+def test_not_nested_a_thousand_deep_is_refused_not_a_recursion_error():
+    spec: Any = {"$eq": "x"}
+    for _ in range(1000):
+        spec = {"$not": spec}
+    message = rejected(parse_query, "expression", {"sex": spec})
+    assert "$not more than 12 levels deep" in message
+    shallow: Any = {"$eq": "x"}
+    for _ in range(3):
+        shallow = {"$not": shallow}
+    assert isinstance(parse_query("expression", {"sex": shallow}).node, Not)

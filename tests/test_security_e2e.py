@@ -1057,11 +1057,14 @@ REFUSALS = [
 
 def check_shape(response: httpx.Response, refusal: Refusal, n: Node) -> None:
     body = response.json()
-    if refusal.shape == "http":  # HttpErrorResponse
-        assert list(body) == ["errors"], body
+    if refusal.shape == "http":  # HttpErrorResponse, plus the ERR ack of every DCI error
+        assert list(body) == ["errors", "message"], body
         [error] = body["errors"]
         assert error["code"] == refusal.code, body
         assert isinstance(error["message"], str) and error["message"], body
+        ack = body["message"]
+        assert ack["ack_status"] == "ERR" and ack["correlation_id"] and ack["timestamp"], body
+        assert ack["error"] == error, body
     elif refusal.shape == "ack":  # ERR ack
         assert list(body) == ["message"], body
         ack = body["message"]

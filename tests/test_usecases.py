@@ -713,7 +713,7 @@ def records_by_reference(search_response: list[dict[str, Any]]) -> dict[str, set
 def test_txn_status_of_an_earlier_search(client, country, receiver, registry):
     """`sync/txn/status` by transaction_id, reference_id_list and correlation_id, and async
     `txn/status` with its `txn/on-status` callback, give back the records of the search; an
-    unknown transaction is a 404 ERR."""
+    unknown transaction is answered as a valid no-match (rjct.reference_id.invalid)."""
     samples = country.samples()[registry]["identifiers"][:2]
     items = [idtype(s["type"], s["value"]) for s in samples]
     if len(items) < 2:
@@ -791,14 +791,13 @@ def test_txn_status_of_an_earlier_search(client, country, receiver, registry):
         ("reference_id_list", [new_id("nope")]),
         ("correlation_id", str(uuid.uuid4())),
     ):
-        response = send(
+        body = post_ok(
             client, registry, "sync/txn/status", txn_status_envelope(attribute_type, value)
         )
-        assert response.status_code == 404, response.text
-        error = response.json()["message"]
-        assert error["ack_status"] == "ERR"
-        assert error["error"]["code"] == "err.request.not_found"
-        assert error["error"]["message"]
+        [item] = body["message"]["txnstatus_response"]["txn_status"]["search_response"]
+        assert item["status"] == "rjct"
+        assert item["status_reason_code"] == "rjct.reference_id.invalid"
+        assert "is known" in item["status_reason_message"]
 
 
 def test_dr_has_no_txn_status(client, country):

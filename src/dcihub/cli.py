@@ -88,13 +88,20 @@ def demo(
     gc.collect()  # the generated country is garbage now; the app freezes the rest at start
     console.print(f"  ready in {time.perf_counter() - started:.1f}s; wrote {path}")
     _print_demo_help(info)
-    _serve(fastapi_app, host, port, log_level)
+    _serve(fastapi_app, host, port, log_level, setup.settings.limits.keep_alive_timeout)
 
 
 def _print_demo_help(info: dict) -> None:
     base = info["base_url"]
-    crvs = info["registries"]["crvs"]
-    sample = info["samples"]["crvs"]["identifiers"][0]
+    # the first registry served whose demo population has a known identifier
+    registry = next(
+        (r for r in info["registries"] if (info["samples"].get(r) or {}).get("identifiers")),
+        None,
+    )
+    if registry is None:
+        return
+    url = info["registries"][registry]
+    sample = info["samples"][registry]["identifiers"][0]
     console.print(f"\n  registries: {', '.join(info['registries'])}  (API docs: {base}/docs)")
     if info.get("client_id"):
         console.print(
@@ -107,8 +114,9 @@ def _print_demo_help(info: dict) -> None:
             markup=False,
         )
     console.print(
-        "  search the CRVS by UIN (the demo partner may send unsigned requests):\n"
-        f"    curl -s -X POST {crvs}/registry/sync/search -H 'content-type: application/json' "
+        f"  search the {registry} registry by {sample['type']} (the demo partner may send "
+        "unsigned requests):\n"
+        f"    curl -s -X POST {url}/registry/sync/search -H 'content-type: application/json' "
         + ('-H "authorization: Bearer $TOKEN" ' if info.get("client_id") else "")
         + '-d \'{"header": {"message_id": "\'m-$RANDOM\'", "message_ts": '
         '"\'$(date -u +%Y-%m-%dT%H:%M:%SZ)\'", "action": "search", "sender_id": '
@@ -123,7 +131,9 @@ def _print_demo_help(info: dict) -> None:
     )
 
 
-def _serve(fastapi_app: object, host: str, port: int, log_level: str) -> None:
+def _serve(
+    fastapi_app: object, host: str, port: int, log_level: str, keep_alive: float = 5.0
+) -> None:
     import uvicorn
 
     uvicorn.run(
@@ -132,6 +142,7 @@ def _serve(fastapi_app: object, host: str, port: int, log_level: str) -> None:
         port=port,
         log_level=log_level,  # type: ignore[arg-type]
         access_log=log_level == "debug",
+        timeout_keep_alive=int(keep_alive),
     )
 
 
@@ -161,6 +172,7 @@ def serve(
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     _prepare_store(settings)
+    _prepare_security(settings)
     os.environ["DCIHUB_CONFIG"] = str(config.resolve())
     uvicorn.run(
         "dcihub.server.factory:app_from_env",
@@ -170,7 +182,23 @@ def serve(
         workers=workers,
         log_level=log_level,
         access_log=log_level == "debug",
+        timeout_keep_alive=int(settings.limits.keep_alive_timeout),
     )
+
+
+def _prepare_security(settings: Settings) -> None:
+    """Load (or make) the node's keys and read the partner file before serving, so that an
+    unusable key directory or partner file stops here with one line naming the fix."""
+    from .security.errors import SecurityError
+    from .server.factory import load_keys, load_partners
+
+    if not settings.security.enabled:
+        return
+    try:
+        load_keys(settings)
+        load_partners(settings)
+    except SecurityError as exc:
+        raise _fail(exc.message) from None
 
 
 def _prepare_store(settings: object) -> None:
@@ -208,6 +236,7 @@ def worker(
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     _prepare_store(settings)
+    _prepare_security(settings)
     delivery_worker = build_worker(settings)
     console.print(f"dcihub worker on {settings.store_url.split('@')[-1]} (Ctrl-C to stop)")
     try:

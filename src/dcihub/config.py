@@ -29,6 +29,12 @@ class LimitSettings(BaseModel):
     )
     max_batch_items: int = Field(1000, ge=1, description="items in one message")
     max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+    read_timeout: float = Field(
+        30.0, gt=0, description="seconds a request body may take to arrive (408 past it)"
+    )
+    keep_alive_timeout: float = Field(
+        5.0, gt=0, description="seconds an idle keep-alive connection stays open"
+    )
     max_query_terms: int = Field(
         10_000,
         ge=1,

@@ -461,3 +461,27 @@ def test_http_sig_string_is_parsed_once_when_inspected_first(
     info = sig.inspect_signature(value)
     assert sig.verify(value, header, message, resolver_for(key), info=info).kid == key.kid
     assert len(parses) == 1
+
+
+@pytest.mark.parametrize(
+    "created,expires",
+    [
+        ("nan", "nan"),
+        ("1.5e9", "inf"),
+        ("-5", "10"),
+        ("1750000000", "99999999999"),
+        ("0x10", "0x20"),
+    ],
+)
+def test_http_sig_times_must_be_whole_seconds_in_a_bounded_window(
+    keys, header, message, created, expires
+) -> None:
+    key = keys["EdDSA"]
+    value = sig.sign(header, message, key, "http-sig-ed25519", now=lambda: NOW)
+    import re
+
+    value = re.sub(r'created="\d+"', f'created="{created}"', value)
+    value = re.sub(r'expires="\d+"', f'expires="{expires}"', value)
+    with pytest.raises(SignatureError, match="unix time|at most 3600 s") as err:
+        sig.verify(value, header, message, resolver_for(key), now=lambda: NOW)
+    assert err.value.code == "err.signature.invalid"

@@ -62,6 +62,7 @@ DEFAULT_PROFILE = JWS_DETACHED
 HTTP_SIG_HEADERS = "(created) (expires) digest"
 DEFAULT_HTTP_SIG_TTL = 300
 DEFAULT_CLOCK_SKEW = 60
+MAX_HTTP_SIG_VALIDITY = 3600  # the most seconds between an HTTP signature's created and expires
 # The longest detached-JWS or HTTP-signature `signature` accepted. A real one is under 1 KB (an
 # RS256 detached JWS with a 4096-bit key is about 800 characters); anything longer is refused
 # before it is parsed. A compact JWS embeds the envelope, so only the body size limit bounds it.
@@ -398,10 +399,13 @@ def _verify_http_sig(
             f"{profile} signature keyId names sender {key_sender!r} but header.sender_id "
             f"is {sender!r}"
         )
-    try:
-        created_at, expires_at = float(params["created"]), float(params["expires"])
-    except ValueError as exc:
-        raise SignatureError(f"{profile} signature: created/expires are not unix times") from exc
+    created_at, expires_at = _unix_time(params, "created"), _unix_time(params, "expires")
+    if expires_at - created_at > MAX_HTTP_SIG_VALIDITY:
+        raise SignatureError(
+            f"{profile} signature (kid={kid!r}) is valid for {int(expires_at - created_at)} s; "
+            f"this registry accepts at most {MAX_HTTP_SIG_VALIDITY} s between created and "
+            "expires: sign each message when sending it"
+        )
     if created_at > now + skew:
         raise SignatureError(
             f"{profile} signature (kid={kid!r}) is not yet valid: created={params['created']} is "
@@ -436,6 +440,17 @@ def _verify_http_sig(
         "changed after signing, or the digest was not SHA-256 (or BLAKE2b-512) of the compact, "
         "key-sorted JSON of {header, message}"
     )
+
+
+def _unix_time(params: Mapping[str, str], name: str) -> int:
+    """A `created` / `expires` value: whole seconds since 1970 (no NaN, infinity or sign)."""
+    text = params[name].strip()
+    if not text.isdigit() or not text.isascii() or len(text) > 12:
+        raise SignatureError(
+            f"{HTTP_SIG} signature: {name}={params[name][:40]!r} is not a unix time in whole "
+            "seconds"
+        )
+    return int(text)
 
 
 def _http_sig_candidates(

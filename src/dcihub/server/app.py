@@ -73,7 +73,11 @@ def create_app(
     node = RegistryNode(settings, store)
     metrics = Metrics()
     pipeline = Pipeline(
-        guard or Guard(), node.committer, settings.limits.max_body_bytes, metrics.observe
+        guard or Guard(),
+        node.committer,
+        settings.limits.max_body_bytes,
+        metrics.observe,
+        read_timeout=settings.limits.read_timeout,
     )
     worker = Worker(node, sender, client)
     if partner_for is not None:
@@ -295,7 +299,7 @@ def _openapi(app: FastAPI, node: RegistryNode) -> dict[str, Any]:
                 "post": {
                     "tags": [profile.title],
                     "summary": f"/registry/{spec.path} (action '{spec.action}')",
-                    "operationId": f"{name}_{spec.kind}",
+                    "operationId": f"{name}_{spec.special.name if spec.special else spec.kind}",
                     "requestBody": {
                         "required": True,
                         "content": {"application/json": {"schema": envelope}},

@@ -143,7 +143,7 @@ class SecurityGuard(Guard):
             )
             refused.audit_who = (claims.sender_id, claims.client_id)  # type: ignore[attr-defined]
             raise refused
-        action = endpoint.action
+        action = endpoint.scope_action
         if not (
             claims.allows(endpoint.registry, action) and partner.allows(endpoint.registry, action)
         ):

@@ -44,32 +44,37 @@ TXN_TYPE_ALIASES = {
 }
 
 
+# The generic endpoints a profile may declare: path -> (handler, action, async, response).
+_GENERIC_HANDLERS: dict[str, tuple[str, str, bool, str]] = {
+    "search": ("async_search", "search", True, ""),
+    "sync/search": ("sync_search", "search", False, "on-search"),
+    "txn/status": ("async_txn_status", "txn-status", True, ""),
+    "sync/txn/status": ("sync_txn_status", "txn-status", False, "txn-on-status"),
+}
+
+
 def endpoints_for(profile: RegistryProfile) -> list[EndpointSpec]:
+    """Every DCI endpoint a registry serves: the generic ones it declares, then its own."""
     name = profile.name
-    specs = [
-        EndpointSpec(name, "search", "async_search", "search", asynchronous=True),
-        EndpointSpec(name, "sync/search", "sync_search", "search", response_action="on-search"),
-    ]
-    if profile.has_txn_status:
-        specs += [
-            EndpointSpec(name, "txn/status", "async_txn_status", "txn-status", asynchronous=True),
+    specs = []
+    for path in profile.generic_endpoints:
+        kind, action, asynchronous, response_action = _GENERIC_HANDLERS[path]
+        specs.append(
             EndpointSpec(
-                name,
-                "sync/txn/status",
-                "sync_txn_status",
-                "txn-status",
-                response_action="txn-on-status",
-            ),
-        ]
+                name, path, kind, action, asynchronous=asynchronous, response_action=response_action
+            )
+        )
     for special in profile.special_endpoints:
         specs.append(
             EndpointSpec(
                 name,
                 special.path,
-                special.name,
+                "special",
                 special.request_action,
                 header=special.header,
                 response_action=special.response_action,
+                scope=special.scope_action,
+                special=special,
             )
         )
     return specs
@@ -99,7 +104,7 @@ class RegistryNode:
             "async_search": self.async_search,
             "sync_txn_status": self.sync_txn_status,
             "async_txn_status": self.async_txn_status,
-            **self.special.handlers(),
+            "special": self.special.handle,
         }
 
     # ----------------------------------------------------------------------------- helpers
@@ -442,29 +447,29 @@ class RegistryNode:
             )
         attribute_type = item.attribute_type
         value = _txn_attribute_value(attribute_type, item.attribute_value)
-        if attribute_type == TxnAttributeType.SUBSCRIPTION_CODE_LIST:
-            raise DCIError(
-                ErrorCode.REQUEST_NOT_FOUND,
-                f"no subscription of sender '{inbound.sender_id}' matches the given "
-                "subscription codes",
-                404,
-            )
-        with self.store.read() as conn:
-            found = self.store.txns.find(
-                conn, inbound.registry, inbound.sender_id, attribute_type, value
-            )
-            found = [(t, items) for t, items in found if t.txn_type == txn_type]
-            if not found or (
-                attribute_type == TxnAttributeType.REFERENCE_ID_LIST and not found[0][1]
-            ):
-                raise DCIError(
-                    ErrorCode.REQUEST_NOT_FOUND,
-                    f"no {txn_type} transaction of sender '{inbound.sender_id}' with "
-                    f"{attribute_type} {_show(value)} is known to the {inbound.profile.title}",
-                    404,
+        found: list[Any] = []
+        if attribute_type != TxnAttributeType.SUBSCRIPTION_CODE_LIST:
+            with self.store.read() as conn:
+                found = self.store.txns.find(
+                    conn, inbound.registry, inbound.sender_id, attribute_type, value
                 )
-            txn, items = found[0]
-            status = self._txn_status_body(conn, inbound, txn, items)
+                found = [(t, items) for t, items in found if t.txn_type == txn_type]
+                if attribute_type == TxnAttributeType.REFERENCE_ID_LIST and found:
+                    found = [f for f in found if f[1]]
+                if found:
+                    txn, items = found[0]
+                    status = self._txn_status_body(conn, inbound, txn, items)
+        if not found:
+            # Unknown here, or another partner's: the same answer either way, in the shape of
+            # the transaction asked about, saying that nothing matches.
+            status = _unknown_txn_status(
+                txn_type,
+                request.transaction_id,
+                inbound.correlation_id,
+                item.reference_id,
+                f"no {txn_type} transaction of sender '{inbound.sender_id}' with "
+                f"{attribute_type} {_show(value)} is known to the {inbound.profile.title}",
+            )
         return {
             "transaction_id": request.transaction_id,
             "correlation_id": inbound.correlation_id,
@@ -519,6 +524,32 @@ class RegistryNode:
                 profile, outcomes, shape=self.shaper(inbound.partner, txn.registry)
             ),
         }
+
+
+def _unknown_txn_status(
+    txn_type: str, transaction_id: str, correlation_id: str, reference_id: str, reason: str
+) -> dict[str, Any]:
+    """`txn_status` of a transaction this registry does not know (for this sender)."""
+    now = format_ts()
+    if txn_type == "unsubscribe":
+        return {
+            "transaction_id": transaction_id,
+            "correlation_id": correlation_id,
+            "timestamp": now,
+            "status": RequestStatus.REJECTED.value,
+            "status_reason_code": "rjct.subscription_code.invalid",
+            "status_reason_message": reason,
+            "subscription_status": [],
+        }
+    item = {
+        "reference_id": reference_id,
+        "timestamp": now,
+        "status": RequestStatus.REJECTED.value,
+        "status_reason_code": "rjct.reference_id.invalid",
+        "status_reason_message": reason,
+    }
+    key = "subscribe_response" if txn_type == "subscribe" else "search_response"
+    return {"transaction_id": transaction_id, "correlation_id": correlation_id, key: [item]}
 
 
 def _txn_attribute_value(attribute_type: str, value: Any) -> Any:

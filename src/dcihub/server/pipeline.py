@@ -11,17 +11,21 @@ No endpoint re-implements a step.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..standard.calls import SpecialEndpoint
 from ..standard.codes import ErrorCode
 from ..standard.envelope import (
     MsgCallbackHeader,
@@ -53,10 +57,16 @@ class EndpointSpec:
     header: str = "request"  # request | callback
     asynchronous: bool = False
     response_action: str = ""  # action of a sync response envelope
+    scope: str = ""  # the token scope action it needs (default: action)
+    special: SpecialEndpoint | None = None  # a profile's special call
 
     @property
     def url_path(self) -> str:
         return f"/{self.registry}/registry/{self.path}"
+
+    @property
+    def scope_action(self) -> str:
+        return self.scope or self.action
 
 
 @dataclass
@@ -171,7 +181,11 @@ def rejection_envelope(
 
 def error_reply(error: DCIError, correlation_id: str) -> Reply:
     if error.http_status in (401, 403):
-        return Reply(error.http_status, http_error_body(error.code, error.message))
+        # The contracts' HttpErrorResponse, plus the ERR ack every other DCI error carries
+        # (clients that look for `message.ack_status` read these too).
+        body = http_error_body(error.code, error.message)
+        body.update(err_ack(error.code, error.message, correlation_id))
+        return Reply(error.http_status, body)
     return Reply(error.http_status, err_ack(error.code, error.message, correlation_id))
 
 
@@ -221,9 +235,69 @@ def parse_json(body: bytes) -> Any:
     if not body.strip():
         raise DCIError(ErrorCode.REQUEST_BAD, "the body is empty; send a DCI envelope as JSON")
     try:
-        return orjson.loads(body)
+        doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise DCIError(ErrorCode.REQUEST_BAD, f"the body is not valid JSON: {exc}") from None
+    if nesting_exceeds(body, MAX_NESTING):
+        raise DCIError(
+            ErrorCode.REQUEST_BAD,
+            f"the body nests objects and arrays more than {MAX_NESTING} levels deep; a DCI "
+            "envelope needs far fewer",
+        )
+    _refuse_duplicate_keys(body)
+    return doc
+
+
+LARGE_BODY = 256 * 1024
+MAX_NESTING = 64  # levels of objects/arrays in a body (an envelope with records needs ~15)
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_INNERMOST = re.compile(rb"\{\}|\[\]")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"{}[]")
+
+
+def nesting_exceeds(body: bytes, limit: int) -> bool:
+    """Whether valid JSON `body` nests deeper than `limit`, at C speed: with the strings taken
+    out and only brackets kept, each pass removes the innermost pairs; the passes needed to
+    empty it are the depth."""
+    if body.count(b"{") + body.count(b"[") <= limit:
+        return False
+    brackets = _STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
+    for _ in range(limit):
+        brackets = _INNERMOST.sub(b"", brackets)
+        if not brackets:
+            return False
+    return True
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return found
+
+
+def _refuse_duplicate_keys(body: bytes) -> None:
+    """A JSON object naming a member twice is ambiguous (parsers differ on which one wins, so
+    a signer and a verifier could read different messages): refuse it. orjson has parsed the
+    body already (strictly); the standard library's parser reports the repeated names."""
+    try:
+        json.loads(body, object_pairs_hook=_unique_pairs)
+    except _DuplicateKey as exc:
+        name = str(exc)[:60]
+        raise DCIError(
+            ErrorCode.REQUEST_BAD,
+            f"the body names the member '{name}' twice in one JSON object; send each once",
+        ) from None
+    except (ValueError, RecursionError):  # orjson accepted it: nothing else to report
+        return
 
 
 class Pipeline:
@@ -233,11 +307,13 @@ class Pipeline:
         committer: GroupCommitter,
         max_body_bytes: int,
         on_done: Callable[[EndpointSpec, int, float], None] | None = None,
+        read_timeout: float = 30.0,
     ) -> None:
         self.guard = guard
         self.committer = committer
         self.max_body_bytes = max_body_bytes
         self.on_done = on_done
+        self.read_timeout = read_timeout
 
     async def handle(
         self, request: Request, endpoint: EndpointSpec, profile: RegistryProfile, handler: Handler
@@ -253,7 +329,19 @@ class Pipeline:
         try:
             partner = await guard.authenticate(request, endpoint)
             check_content_type(request)
-            body = parse_json(await read_body(request, self.max_body_bytes))
+            try:
+                with anyio.fail_after(self.read_timeout):
+                    raw_body = await read_body(request, self.max_body_bytes)
+            except TimeoutError:
+                raise DCIError(
+                    ErrorCode.REQUEST_TIMEOUT,
+                    f"the body did not arrive within {self.read_timeout:g} s; send it at once",
+                    408,
+                ) from None
+            if len(raw_body) > LARGE_BODY:  # checking a large body is not for the event loop
+                body = await anyio.to_thread.run_sync(parse_json, raw_body)
+            else:
+                body = parse_json(raw_body)
             raw_header, message, signature = split_envelope(body)
             inbound = Inbound(
                 endpoint=endpoint,

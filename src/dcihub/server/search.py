@@ -185,9 +185,9 @@ class SearchService:
         reference = ref if ref else f"#{seq + 1}"
         if isinstance(parsed, ItemRejected):
             return PreparedItem(seq, reference, None, rejection=parsed)
-        criteria = parsed.search_criteria
         where = f"message.search_request[{seq}].search_criteria"
         try:
+            criteria = parsed.effective_criteria(f"message.search_request[{seq}]")
             if consent is not None:
                 consent(criteria, where)
             query = parse_query(criteria.query_type, criteria.query, where)

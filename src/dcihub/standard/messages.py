@@ -111,6 +111,23 @@ class SearchRequestItem(LenientModel):
     timestamp: Timestamp
     search_criteria: SearchCriteria
     locale: Locale | None = None
+    # Where some implementations put it; read like search_criteria.pagination (never emitted).
+    pagination: Pagination | None = None
+
+    def effective_criteria(self, where: str) -> SearchCriteria:
+        """The criteria, with the item-level pagination moved in (refused if both differ)."""
+        criteria = self.search_criteria
+        if self.pagination is None:
+            return criteria
+        if criteria.pagination is None:
+            return criteria.model_copy(update={"pagination": self.pagination})
+        if criteria.pagination != self.pagination:
+            raise ItemRejected(
+                SearchReason.PAGINATION_INVALID,
+                f"{where}.pagination and {where}.search_criteria.pagination differ; send one "
+                "(search_criteria.pagination is the standard's place)",
+            )
+        return criteria
 
 
 class TransactionMessage(LenientModel):
@@ -290,6 +307,7 @@ _ITEM_FIELD_CODES: dict[str, str] = {
     "timestamp": SearchReason.TIMESTAMP_INVALID,
     "search_criteria": SearchReason.SEARCH_CRITERIA_INVALID,
     "subscribe_criteria": SearchReason.SEARCH_CRITERIA_INVALID,
+    "pagination": SearchReason.PAGINATION_INVALID,
 }
 _CRITERIA_FIELD_CODES: dict[str, str] = {
     "sort": SearchReason.SORT_INVALID,

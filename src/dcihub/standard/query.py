@@ -40,6 +40,7 @@ _FLAT_OPS = {
 }
 MAX_NODES = 200  # conditions (and, or, not, comparisons) in one query
 MAX_IN_VALUES = 1000  # values of one `in` list
+MAX_DEPTH = 12  # nesting of $and / $or / $not in an expression
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,8 +262,8 @@ def parse_mongo(document: dict[str, Any], where: str) -> Node:
 
 
 def _mongo_doc(document: Any, where: str, depth: int) -> Node:
-    if depth > 12:
-        raise invalid(f"{where} is nested too deeply")
+    if depth > MAX_DEPTH:
+        raise invalid(f"{where} is nested more than {MAX_DEPTH} levels deep")
     if not isinstance(document, dict) or not document:
         raise invalid(f"{where} must be a non-empty object")
     parts: list[Node] = []
@@ -283,11 +284,11 @@ def _mongo_doc(document: Any, where: str, depth: int) -> Node:
                 "$eq $lt $lte $gt $gte $in on fields"
             )
         else:
-            parts.append(_mongo_field(key, value, here))
+            parts.append(_mongo_field(key, value, here, depth + 1))
     return parts[0] if len(parts) == 1 else All(tuple(parts))
 
 
-def _mongo_field(name: str, spec: Any, where: str) -> Node:
+def _mongo_field(name: str, spec: Any, where: str, depth: int) -> Node:
     if not name.strip():
         raise invalid(f"{where}: empty attribute name")
     if not isinstance(spec, dict):
@@ -297,7 +298,9 @@ def _mongo_field(name: str, spec: Any, where: str) -> Node:
     parts: list[Node] = []
     for op, value in spec.items():
         if op == "$not":
-            parts.append(Not(_mongo_field(name, value, f"{where}.$not")))
+            if depth > MAX_DEPTH:
+                raise invalid(f"{where} nests $not more than {MAX_DEPTH} levels deep")
+            parts.append(Not(_mongo_field(name, value, f"{where}.$not", depth + 1)))
             continue
         mapped = _FLAT_OPS.get(op)
         if mapped is None:

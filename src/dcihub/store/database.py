@@ -3,6 +3,7 @@ tables. SQLite (embedded, default) and PostgreSQL (psycopg 3) pass the same test
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,8 +31,13 @@ class SchemaMismatch(RuntimeError):
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    # Statements that fail are logged and raised without their parameters: they hold personal
+    # data (identifiers, names) that must never reach a log.
+    kwargs.setdefault("hide_parameters", True)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        if parsed.database not in (None, "", ":memory:"):
+            create_private_file(Path(parsed.database))
         pool_args: dict[str, Any] = (
             {} if kwargs.get("poolclass") is StaticPool else {"pool_size": 8, "max_overflow": 8}
         )
@@ -66,6 +72,18 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         url = str(parsed.set(drivername="postgresql+psycopg"))
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, **kwargs)
+
+
+def create_private_file(path: Path) -> None:
+    """Create an (empty) SQLite store file readable by its owner only: it will hold a
+    population's personal data. SQLite gives its -wal and -shm files the same mode."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:  # created meanwhile by another process
+        pass
 
 
 class Store:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal
 
+from ..calls import SpecialEndpoint
+
 AttrType = Literal["text", "code", "int", "float", "date", "bool"]
 
 
@@ -108,20 +110,22 @@ def _upper_set(names: tuple[str, ...]) -> frozenset[str]:
     return found
 
 
-@dataclass(frozen=True, slots=True)
-class SpecialEndpoint:
-    """A registry-specific synchronous call (DR `sync/disabled`, IBR `sync/enrolled`, ...)."""
-
-    path: str  # after /registry/, e.g. "sync/disabled"
-    name: str  # handler name
-    request_action: str
-    response_action: str
-    header: Literal["request", "callback"] = "request"
-    summary: str = ""
+# The generic DCI endpoints a registry may serve (paths after /registry/). Every registry serves
+# search; most also serve txn/status (the DR contract has none).
+SEARCH_ENDPOINTS = ("search", "sync/search")
+TXN_STATUS_ENDPOINTS = ("txn/status", "sync/txn/status")
+GENERIC_ENDPOINTS = SEARCH_ENDPOINTS + TXN_STATUS_ENDPOINTS
 
 
 @dataclass(frozen=True)
 class RegistryProfile:
+    """Everything particular to one registry; the rest of dcihub is generic over profiles.
+
+    `generic_endpoints` names the generic DCI endpoints it serves (from `GENERIC_ENDPOINTS`),
+    `special_endpoints` its registry-specific calls with their handlers, `builder` its demo
+    population, `contract` the file name of its OpenAPI contract in the DCI reference material.
+    """
+
     name: str
     title: str
     reg_type: str
@@ -130,12 +134,32 @@ class RegistryProfile:
     txn_types: tuple[str, ...] = ("search", "subscribe", "unsubscribe")
     reg_event_types: tuple[str, ...] = ("REGISTER",)
     special_endpoints: tuple[SpecialEndpoint, ...] = ()
-    has_txn_status: bool = True
+    generic_endpoints: tuple[str, ...] = GENERIC_ENDPOINTS
+    contract: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     # The function that builds this registry's demo records from the synthetic population, as
     # "package.module:function" (population/ sits above standard/, so the reference is resolved
     # when the demo is built); None: the registry has no demo population.
     builder: str | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [e for e in self.generic_endpoints if e not in GENERIC_ENDPOINTS]
+        if unknown:
+            raise ValueError(f"profile {self.name!r}: unknown generic endpoints {unknown}")
+        paths = [*self.generic_endpoints, *(s.path for s in self.special_endpoints)]
+        if len(set(paths)) != len(paths):
+            raise ValueError(f"profile {self.name!r}: an endpoint path is declared twice")
+        self.entity(self.default_entity)  # KeyError names a default entity that is missing
+
+    @property
+    def has_txn_status(self) -> bool:
+        return "sync/txn/status" in self.generic_endpoints
+
+    def special(self, path: str) -> SpecialEndpoint | None:
+        for endpoint in self.special_endpoints:
+            if endpoint.path == path:
+                return endpoint
+        return None
 
     def entity(self, name: str) -> Entity:
         for ent in self.entities:

@@ -82,6 +82,7 @@ PERSON = Entity(
 
 PROFILE = RegistryProfile(
     name="crvs",
+    contract="crvs_api_v1.0.0.yaml",
     title="Civil Registration and Vital Statistics registry",
     reg_type="ns:org:RegistryType:Civil",
     entities=(PERSON,),

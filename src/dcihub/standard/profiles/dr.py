@@ -6,7 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Attribute, Entity, RegistryProfile, SpecialEndpoint
+from ..calls import CallContext, CallReply, ItemResult, SpecialEndpoint
+from ..codes import ErrorCode, RequestStatus
+from ..errors import DCIError
+from ..messages import DisabledRequest
+from .base import SEARCH_ENDPOINTS, Attribute, Entity, RegistryProfile
 from .common import UIN_NAMES, member_attributes, registration_attributes
 
 APPROVED = "0"
@@ -86,6 +90,117 @@ PERSON = Entity(
     description="a person with a disability (PWD_Person)",
 )
 
+
+def is_disabled(record: dict[str, Any]) -> bool:
+    """Registered as disabled: an Approved disability status, not withdrawn in the member."""
+    details = record.get("personal_details") or {}
+    return record.get("disability_status") == APPROVED and details.get("is_disabled") is not False
+
+
+# ---------------------------------------------------------------------------------------------
+# The DR's special calls (DIGEST §1.3, §6 #20): `reference_id` is the request's transaction_id,
+# since these requests carry none.
+
+
+def disabled(ctx: CallContext, request: DisabledRequest) -> CallReply:
+    """`sync/disabled`: is this one person registered as disabled? yes / no."""
+    criteria = request.disabled_criteria
+    found = ctx.match(criteria.query_type, criteria.query, "message.disabled_criteria")
+    if len(found.records) > 1:
+        raise DCIError(
+            ErrorCode.REQUEST_BAD,
+            f"the criteria match {len(found.records)} persons; sync/disabled answers for one "
+            "person: identify them, e.g. by UIN",
+        )
+    if not found.records:
+        status, reason = "no", f"no record in the {ctx.title} matches the criteria"
+    else:
+        record = found.records[0]
+        status = "yes" if is_disabled(record) else "no"
+        reason = f"disability_status {record.get('disability_status')}"
+    item = {
+        "reference_id": request.transaction_id,
+        "timestamp": ctx.now(),
+        "status": RequestStatus.SUCCESS.value,
+        "status_reason_message": reason,
+        "disabled_status": status,
+    }
+    ctx.touched(found.refs)
+    result = ItemResult(
+        request.transaction_id, reason_message=reason, result={"disabled_status": status}
+    )
+    ctx.record(request.transaction_id, "search", [result])
+    message = {
+        "transaction_id": request.transaction_id,
+        "correlation_id": ctx.correlation_id,
+        "disabled_response": [item],
+    }
+    return CallReply("on-search", message)
+
+
+def _view(ctx: CallContext, request: DisabledRequest, view: str) -> CallReply:
+    criteria = request.disabled_criteria
+    found = ctx.match(criteria.query_type, criteria.query, "message.disabled_criteria")
+    records = [ctx.shape(found.entity, r) for r in found.records]
+    if view == "support":
+        reg_records: list[Any] = [list(r.get("disability_support") or []) for r in records]
+    else:
+        reg_records = [
+            {
+                "disability_details": list(r.get("disability_details") or []),
+                "disability_status": r.get("disability_status"),
+            }
+            for r in records
+        ]
+    pagination = {
+        "page_size": found.page_size,
+        "page_number": 1,
+        "total_count": found.total_count,
+    }
+    item = {
+        "reference_id": request.transaction_id,
+        "timestamp": ctx.now(),
+        "status": RequestStatus.SUCCESS.value,
+        "data": {
+            "version": "1.0.0",
+            "reg_type": ctx.reg_type,
+            "reg_record_type": found.entity,
+            "reg_records": reg_records,
+        },
+        "pagination": pagination,
+        "locale": "eng",
+    }
+    ctx.touched(found.refs)
+    result = {"entity": found.entity, "pks": found.pks, "pagination": pagination}
+    ctx.record(
+        request.transaction_id, "search", [ItemResult(request.transaction_id, result=result)]
+    )
+    message = {
+        "transaction_id": request.transaction_id,
+        "correlation_id": ctx.correlation_id,
+        "search_response": [item],
+    }
+    return CallReply("on-search", message)
+
+
+def disability_support(ctx: CallContext, request: DisabledRequest) -> CallReply:
+    """`sync/get-disability-support`: the support a person with disability receives."""
+    return _view(ctx, request, "support")
+
+
+def disability_details(ctx: CallContext, request: DisabledRequest) -> CallReply:
+    """`sync/get-disability-details`: the impairment details of a person."""
+    return _view(ctx, request, "details")
+
+
+_BY_UIN = {
+    "transaction_id": "t-1",
+    "disabled_criteria": {
+        "query_type": "expression",
+        "query": {"personal_details.member_identifier": {"eq": "<UIN>"}},
+    },
+}
+
 PROFILE = RegistryProfile(
     name="dr",
     title="Disability Registry",
@@ -94,34 +209,35 @@ PROFILE = RegistryProfile(
     default_entity="DisabledPerson",
     txn_types=("search", "subscribe", "unsubscribe"),
     reg_event_types=("REGISTER",),
-    has_txn_status=False,  # neither DR contract has txn/status (upstream issue #49)
+    generic_endpoints=SEARCH_ENDPOINTS,  # neither DR contract has txn/status (upstream #49)
+    contract="dr_api_v1.0.0.yaml",
     special_endpoints=(
         SpecialEndpoint(
             "sync/disabled",
-            "disabled",
+            disabled,
+            DisabledRequest,
             "search",
             "on-search",
             summary="is this person registered as disabled? (yes/no)",
+            example=_BY_UIN,
         ),
         SpecialEndpoint(
             "sync/get-disability-support",
-            "disability_support",
+            disability_support,
+            DisabledRequest,
             "search",
             "on-search",
             summary="the support a person with disability receives",
+            example=_BY_UIN,
         ),
         SpecialEndpoint(
             "sync/get-disability-details",
-            "disability_details",
+            disability_details,
+            DisabledRequest,
             "search",
             "on-search",
             summary="the impairment details of a person",
+            example=_BY_UIN,
         ),
     ),
 )
-
-
-def is_disabled(record: dict[str, Any]) -> bool:
-    """Registered as disabled: an Approved disability status, not withdrawn in the member."""
-    details = record.get("personal_details") or {}
-    return record.get("disability_status") == APPROVED and details.get("is_disabled") is not False

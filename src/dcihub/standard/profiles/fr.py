@@ -76,6 +76,7 @@ FARMER = Entity(
 
 PROFILE = RegistryProfile(
     name="fr",
+    contract="fr_api_v1.0.0.yaml",
     title="Farmer Registry",
     reg_type="ns:org:RegistryType:FR",
     entities=(FARMER,),

@@ -12,11 +12,15 @@ from __future__ import annotations
 from typing import Any
 
 from .. import codedirs
+from ..calls import CallContext, CallReply, ItemResult, SpecialEndpoint
+from ..codes import ErrorCode, RequestStatus, SearchReason
+from ..envelope import has_control_chars
+from ..errors import DCIError
+from ..messages import EnrolledRequest, EnrollmentUpdatesRequest
 from .base import (
     Attribute,
     Entity,
     RegistryProfile,
-    SpecialEndpoint,
     canonical_id_type,
     first_value,
     to_date,
@@ -123,33 +127,6 @@ BENEFICIARY = Entity(
         ),
     ),
     description="an enrolment of a member or household in a programme (Beneficiary)",
-)
-
-PROFILE = RegistryProfile(
-    name="ibr",
-    title="Integrated Beneficiary Registry",
-    reg_type="ns:org:RegistryType:IBR",
-    entities=(BENEFICIARY,),
-    default_entity="Beneficiary",
-    txn_types=("search", "subscribe", "receipt"),
-    reg_event_types=("enrollement", "enrollement_status_change"),
-    special_endpoints=(
-        SpecialEndpoint(
-            "sync/enrollment/updates",
-            "enrollment_updates",
-            "notify",
-            "on-notify",
-            header="callback",
-            summary="SP-MIS reports enrolments and status changes to the IBR",
-        ),
-        SpecialEndpoint(
-            "sync/enrolled",
-            "enrolled",
-            "search",
-            "on-search",
-            summary="is this person enrolled (in this programme)? (yes/no)",
-        ),
-    ),
 )
 
 
@@ -327,3 +304,194 @@ def _programmes(record: dict[str, Any]) -> list[dict[str, Any]]:
             if programme.get("programme_identifier") not in (None, ""):
                 out.append(programme)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The IBR's special calls (DIGEST §1.3, §6 #19)
+
+
+def enrolled(ctx: CallContext, request: EnrolledRequest) -> CallReply:
+    """`sync/enrolled`: is this person (or household) enrolled (in this programme)? yes / no."""
+    criteria = request.enrolled_criteria
+    found = ctx.match(
+        criteria.query_type,
+        criteria.query,
+        "message.enrolled_criteria",
+        response_entity=criteria.response_entity,
+    )
+    records = found.records
+    active = [r for r in records if is_enrolled(r)]
+    if active:
+        listed = ", ".join(
+            f"{programme_id(r)} (status {r.get('enrollment_status')}"
+            f"{', since ' + r['enrollment_date'] if r.get('enrollment_date') else ''})"
+            for r in active
+        )
+        status, reason = "yes", f"enrolled in {listed}"
+    elif records:
+        status = "no"
+        reason = "no active enrolment; ended: " + ", ".join(
+            f"{programme_id(r)} (status {r.get('enrollment_status')})" for r in records
+        )
+    else:
+        status, reason = "no", f"no enrolment in the {ctx.title} matches"
+    item = {
+        "reference_id": request.transaction_id,
+        "timestamp": ctx.now(),
+        "status": RequestStatus.SUCCESS.value,
+        "status_reason_message": reason[:999],
+        "enrolled_status": status,
+    }
+    ctx.touched(found.refs)
+    result = ItemResult(
+        request.transaction_id, reason_message=reason[:999], result={"enrolled_status": status}
+    )
+    ctx.record(request.transaction_id, "search", [result])
+    message = {
+        "transaction_id": request.transaction_id,
+        "correlation_id": ctx.correlation_id,
+        "enrolled_response": [item],
+    }
+    return CallReply("on-search", message)
+
+
+def enrollment_updates(ctx: CallContext, request: EnrollmentUpdatesRequest) -> CallReply:
+    """`sync/enrollment/updates`: an SP-MIS reports enrolments and status changes.
+
+    Every beneficiary is normalised (or rejected alone, with the reason); the accepted records
+    are written in the same commit as the transaction record, the audit entry and the replay
+    memory (all or nothing), before the reply is sent."""
+    count = len(request.beneficiaries)
+    limit = ctx.max_batch_items
+    if count == 0:
+        raise DCIError(ErrorCode.REQUEST_BAD, "message.enrolled_updates.beneficiaries is empty")
+    if count > limit:
+        raise DCIError(
+            ErrorCode.REQUEST_BAD,
+            f"message.enrolled_updates.beneficiaries has {count} items; at most {limit} per "
+            "message (rjct.total_count.limit_exceeded)",
+        )
+    total = ctx.header_total_count
+    if total not in (None, count):
+        raise DCIError(
+            ErrorCode.REQUEST_BAD,
+            f"header.total_count is {total} but the message holds {count} beneficiaries "
+            "(rjct.total_count.invalid)",
+        )
+    now = ctx.now()
+    entity = ctx.default_entity
+    replies: list[dict[str, Any]] = []
+    results: list[ItemResult] = []
+    records: dict[str, dict[str, Any]] = {}
+    for index, raw in enumerate(request.beneficiaries):
+        where = f"message.enrolled_updates.beneficiaries[{index}]"
+        reference = (
+            str(raw.get("reference_id") or index + 1) if isinstance(raw, dict) else str(index + 1)
+        )
+        try:
+            if len(reference) > 99 or has_control_chars(reference):
+                reference = str(index + 1)
+                raise ValueError(
+                    "reference_id must be 1 to 99 characters without control characters"
+                )
+            record = normalise_beneficiary(raw)
+        except ValueError as exc:
+            reason = f"{where}: {exc}"[:999]
+            replies.append(
+                {
+                    "reference_id": reference,
+                    "timestamp": now,
+                    "status": RequestStatus.REJECTED.value,
+                    "status_reason_message": reason,
+                }
+            )
+            results.append(
+                ItemResult(
+                    reference,
+                    RequestStatus.REJECTED.value,
+                    SearchReason.SEARCH_CRITERIA_INVALID.value,
+                    reason,
+                )
+            )
+            continue
+        key = record["@id"]
+        records[key] = record
+        if reference == str(index + 1):
+            reference = key
+        replies.append(
+            {"reference_id": reference, "timestamp": now, "status": RequestStatus.SUCCESS.value}
+        )
+        results.append(ItemResult(reference, result={"entity": entity, "keys": [key]}))
+    known = ctx.existing_keys(entity, list(records))
+    for n, (reply, result) in enumerate(zip(replies, results, strict=True)):
+        if result.status == RequestStatus.SUCCESS.value and result.result:
+            key = result.result["keys"][0]
+            reason = f"{'updated' if key in known else 'enrolled'} {key}"
+            reply["status_reason_message"] = reason
+            results[n] = ItemResult(
+                result.reference_id, result.status, reason_message=reason, result=result.result
+            )
+    ctx.store_records(list(records.values()))
+    ctx.record(request.transaction_id, "receipt", results, action="notify")
+    ctx.touched(list(records))
+    message = {
+        "transaction_id": request.transaction_id,
+        "correlation_id": ctx.correlation_id,
+        "enrolled_response": replies,
+    }
+    return CallReply("on-notify", message, len(replies))
+
+
+PROFILE = RegistryProfile(
+    name="ibr",
+    title="Integrated Beneficiary Registry",
+    reg_type="ns:org:RegistryType:IBR",
+    entities=(BENEFICIARY,),
+    default_entity="Beneficiary",
+    txn_types=("search", "subscribe", "receipt"),
+    reg_event_types=("enrollement", "enrollement_status_change"),
+    contract="ibr_api_v1.0.0.yaml",
+    special_endpoints=(
+        SpecialEndpoint(
+            "sync/enrollment/updates",
+            enrollment_updates,
+            EnrollmentUpdatesRequest,
+            "notify",
+            "on-notify",
+            header="callback",
+            summary="SP-MIS reports enrolments and status changes to the IBR",
+            example={
+                "transaction_id": "t-1",
+                "enrolled_updates": {
+                    "beneficiaries": [
+                        {
+                            "member": {
+                                "member_identifier": [
+                                    {"identifier_type": "UIN", "identifier_value": "<UIN>"}
+                                ]
+                            },
+                            "programme_identifier": [{"programme_identifier": "OAP"}],
+                            "enrollment_status": "1",
+                            "enrollment_date": "2026-01-01",
+                        }
+                    ]
+                },
+            },
+        ),
+        SpecialEndpoint(
+            "sync/enrolled",
+            enrolled,
+            EnrolledRequest,
+            "search",
+            "on-search",
+            summary="is this person enrolled (in this programme)? (yes/no)",
+            example={
+                "transaction_id": "t-1",
+                "enrolled_criteria": {
+                    "query_type": "expression",
+                    "query": {"member.member_identifier": {"eq": "<UIN>"}},
+                },
+            },
+        ),
+    ),
+)

@@ -59,6 +59,7 @@ MEMBER = Entity(
 
 PROFILE = RegistryProfile(
     name="social",
+    contract="social_api_v1.0.0.yaml",
     title="Social Registry",
     reg_type="ns:org:RegistryType:Social",
     entities=(GROUP, MEMBER),
