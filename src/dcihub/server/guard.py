@@ -34,7 +34,7 @@ from ..standard.codes import ErrorCode, HeaderReason
 from ..standard.envelope import parse_timestamp
 from ..standard.errors import DCIError, MessageRejected
 from ..store import Store
-from .pipeline import EndpointSpec, Guard, Inbound, Reply
+from .pipeline import Caller, EndpointSpec, Guard, Inbound, Reply
 
 
 class TokenCache:
@@ -58,27 +58,6 @@ class TokenCache:
         self._items[token] = claims
         if len(self._items) > self.size:
             self._items.popitem(last=False)
-
-
-class PartnerContext:
-    """What the pipeline knows about the caller once its token is verified."""
-
-    __slots__ = ("partner", "claims", "resolver", "signature", "encrypted")
-
-    def __init__(self, partner: Partner, claims: TokenClaims, resolver: JwksResolver) -> None:
-        self.partner = partner
-        self.claims = claims
-        self.resolver = resolver
-        self.signature = "unsigned"
-        self.encrypted = False
-
-    @property
-    def sender_id(self) -> str:
-        return self.partner.sender_id
-
-    @property
-    def callback_base(self) -> str | None:
-        return None
 
 
 class Security:
@@ -125,7 +104,7 @@ class SecurityGuard(Guard):
 
     # ----------------------------------------------------------------------------- inbound
 
-    async def authenticate(self, request: Request, endpoint: EndpointSpec) -> PartnerContext:
+    async def authenticate(self, request: Request, endpoint: EndpointSpec) -> Caller:
         try:
             token = bearer_token(request.headers.get("authorization"))
             claims = self.tokens.get(token)
@@ -157,16 +136,16 @@ class SecurityGuard(Guard):
             # the token was valid: the audit trail names who tried
             refused.audit_who = (partner.sender_id, claims.client_id)  # type: ignore[attr-defined]
             raise refused
-        return PartnerContext(partner, claims, self.security.resolver(partner))
+        return Caller(partner, claims, self.security.resolver(partner))
 
     async def check_header(self, inbound: Inbound) -> None:
-        ctx: PartnerContext = inbound.partner
+        partner = _caller(inbound).partner
         header = inbound.header
-        if header.sender_id != ctx.sender_id:
+        if header.sender_id != partner.sender_id:
             raise DCIError(
                 ErrorCode.SENDER_ID_INVALID,
                 f"header.sender_id '{header.sender_id}' is not the partner of the "
-                f"access token ('{ctx.sender_id}')",
+                f"access token ('{partner.sender_id}')",
             )
         receiver = header.receiver_id
         ours = self.security.our_ids(inbound.registry)
@@ -180,7 +159,7 @@ class SecurityGuard(Guard):
         uri = getattr(header, "sender_uri", None)
         if uri and inbound.endpoint.asynchronous:
             try:
-                check_sender_uri(uri, ctx.partner)
+                check_sender_uri(uri, partner)
             except SecurityError as exc:
                 raise DCIError(ErrorCode.SENDER_URI_INVALID, exc.message) from None
 
@@ -198,7 +177,7 @@ class SecurityGuard(Guard):
             )
 
     async def verify(self, inbound: Inbound) -> None:
-        ctx: PartnerContext = inbound.partner
+        ctx = _caller(inbound)
         partner = ctx.partner
         if not inbound.signature:
             if partner.signature_required:
@@ -225,7 +204,7 @@ class SecurityGuard(Guard):
         ctx.signature = f"{verified.profile}:{verified.kid}"
 
     async def decrypt(self, inbound: Inbound) -> None:
-        ctx: PartnerContext = inbound.partner
+        ctx = _caller(inbound)
         if inbound.header.is_msg_encrypted:
             if not is_encrypted_message(inbound.message):
                 raise DCIError(
@@ -302,7 +281,7 @@ class SecurityGuard(Guard):
     def outbound(self, inbound: Inbound, reply: Reply) -> dict[str, Any]:
         if not reply.is_envelope:
             return reply.body
-        ctx: PartnerContext = inbound.partner
+        ctx = _caller(inbound)
         # A partner allowed unsigned messages may also ask for unsigned sync replies to its
         # unsigned requests (`sign_replies: false`); everything else is signed.
         unsigned_ok = not ctx.partner.sign_replies and ctx.signature == "unsigned"
@@ -322,7 +301,7 @@ class SecurityGuard(Guard):
         endpoint: EndpointSpec,
         request: Request,
         inbound: Inbound | None,
-        partner: Any,
+        caller: Caller | None,
         status: int,
         body: dict[str, Any],
         error: DCIError | None,
@@ -330,12 +309,12 @@ class SecurityGuard(Guard):
     ) -> dict[str, Any] | None:
         if not self.security.options.audit:
             return None
-        ctx: PartnerContext | None = partner if isinstance(partner, PartnerContext) else None
+        ctx = caller
         header = inbound.header if inbound is not None else None
         message = inbound.message if inbound is not None else None
         # a token that verified but was refused (403, or its partner is gone) still names who
         who = (
-            (ctx.sender_id, ctx.claims.client_id)
+            (ctx.partner.sender_id, ctx.claims.client_id)
             if ctx
             else getattr(error, "audit_who", (None, None))
         )
@@ -364,6 +343,12 @@ class SecurityGuard(Guard):
             "remote": request.client.host if request.client else None,
         }
         return entry
+
+
+def _caller(inbound: Inbound) -> Caller:
+    """The caller `authenticate` established (every later step of this guard runs after it)."""
+    assert inbound.caller is not None
+    return inbound.caller
 
 
 def reply_key(keys: KeyManager, profile: str) -> Any:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +25,7 @@ import httpx
 import orjson
 
 from ..config import DeliverySettings
+from ..security.partners import Partner
 from ..store.outbox import OutboxRow
 from .node import RegistryNode
 
@@ -81,7 +83,7 @@ class Worker:
             timeout=self.settings.timeout, follow_redirects=False, trust_env=False
         )
         self._wake = anyio.Event()
-        self.partner_for: Any = lambda sender_id: None
+        self.partner_for: Callable[[str | None], Partner | None] = lambda sender_id: None
         self.background: list[Any] = []
 
     def wake(self) -> None:
