@@ -200,7 +200,7 @@ class RegistryNode:
                 profile, outcomes, shape=self.shaper(inbound.partner, inbound.registry)
             ),
         }
-        inbound.facts["records"] = _record_refs(outcomes)
+        inbound.records = _record_refs(outcomes)
         now = format_ts()
         txn = self._new_txn(
             inbound,
@@ -519,7 +519,7 @@ class RegistryNode:
                 outcome.pks = [pk for pk in pks if pk in fetched]
                 outcome.records = [fetched[pk] for pk in outcome.pks]
             outcomes.append(outcome)
-        inbound.facts["records"] = _record_refs(outcomes)
+        inbound.records = _record_refs(outcomes)
         return {
             "transaction_id": txn.transaction_id,
             "correlation_id": txn.correlation_id,

@@ -41,6 +41,7 @@ from ..standard.envelope import (
 )
 from ..standard.errors import DCIError, MessageRejected
 from ..standard.profiles.base import RegistryProfile
+from ..store.audit import AuditEntry
 from .committer import GroupCommitter, RequestWrites
 
 log = logging.getLogger("dcihub.pipeline")
@@ -98,7 +99,7 @@ class Inbound:
     correlation_id: str
     received_at: float
     caller: Caller | None = None  # None when security is off
-    facts: dict[str, Any] = field(default_factory=dict)  # for the audit trail
+    records: list[str] = field(default_factory=list)  # audit trail: the records returned
     writes: RequestWrites = field(default_factory=RequestWrites)  # committed before replying
 
     @property
@@ -169,7 +170,7 @@ class Guard:
         body: dict[str, Any],
         error: DCIError | None,
         replay: bool,
-    ) -> dict[str, Any] | None:
+    ) -> AuditEntry | None:
         return None
 
 
