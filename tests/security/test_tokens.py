@@ -310,6 +310,8 @@ def test_token_not_yet_valid_is_refused(issuer: TokenIssuer, keys, clock: Clock)
         ({"iat": None}, "malformed", "lacks numeric exp/iat"),
         ({"exp": "soon"}, "malformed", "'exp' is not a NumericDate"),
         ({"exp": True}, "malformed", "'exp' is not a NumericDate"),
+        ({"exp": float("nan")}, "malformed", "'exp' is not a NumericDate"),
+        ({"iat": float("inf")}, "malformed", "'iat' is not a NumericDate"),
         ({"nbf": "later"}, "malformed", "'nbf' is not a NumericDate"),
         ({"iat": NOW + 31}, "malformed", "issued in the future"),
         ({"client_id": None}, "malformed", "lacks claim 'client_id'"),

@@ -383,7 +383,8 @@ def _link_parents(w: _World) -> None:
 
 def _can_parent(w: _World, mother: int, child: int, single: bool) -> bool:
     b = w.birth[child]
-    if w.death[mother] <= b or (w.kids[mother] and len(w.kids[mother]) >= 6):
+    kids = w.kids[mother]
+    if w.death[mother] <= b or (kids and len(kids) >= 6):
         return False
     married_then = (
         w.marriage[mother]
@@ -756,7 +757,9 @@ class _Builder:
         w = self.w
         if not w.marriage[i]:
             return
-        ids.append(_ident("MRN", w.mrn[i]))
+        mrn = w.mrn[i]
+        assert mrn is not None, "every marriage has its register number"
+        ids.append(_ident("MRN", mrn))
         rec["marriage_date"] = [_iso(w.marriage[i])]
         events.append(min(w.marriage[i] + 7, w.today - 1))
         if w.divorce[i]:
@@ -961,7 +964,7 @@ class _Builder:
             "@id": f"fr:farmer:{self.uin[i]}",
             "farmer_personal_details": member,
         }
-        if hh.registered:
+        if hh.registered and hh.hhid:
             rec["family_details"] = {
                 "group_identifier": [_ident("HHID", hh.hhid)],
                 "group_size": len(hh.members),
@@ -1025,6 +1028,7 @@ class _Builder:
     def _group(self, hh: _Household, rng: random.Random) -> Record:
         w = self.w
         hhid = hh.hhid
+        assert hhid is not None, "only registered households are groups"
         reg = hh.registered
         registered = _stamp(reg, rng)
         # Members born after the household registered were added later (NewHouseHoldMember).
@@ -1441,6 +1445,7 @@ class _IbrBuilder:
         rec = self.beneficiary(
             f"ibr:CG:{hh.hhid}", "2", self.member(carer), "CG", status, changed, per=len(kids)
         )
+        assert hh.hhid is not None, "carers are enrolled from registered households"
         rec["group"] = {"group_identifier": [_ident("HHID", hh.hhid)]}
         self.records.append(rec)
         self.enrolled.setdefault("CG", []).append(

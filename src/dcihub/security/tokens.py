@@ -29,6 +29,7 @@ import asyncio
 import email.utils
 import hashlib
 import hmac
+import math
 import secrets
 import time
 import uuid
@@ -55,7 +56,7 @@ from joserfc.errors import (
     UnsupportedHeaderError,
 )
 from joserfc.jwk import GuestProtocol
-from joserfc.jwt import JWTClaimsRegistry
+from joserfc.jwt import ClaimsOption, JWTClaimsRegistry
 
 from . import _jws
 from ._b64 import b64url_decode, b64url_encode
@@ -346,7 +347,7 @@ class TokenIssuer:
             leeway=self.leeway,
             iss={"essential": True, "value": self.issuer},
             aud={"essential": True, "value": self.audience},
-            **{name: {"essential": True} for name in _REQUIRED_CLAIMS},
+            **{name: _ESSENTIAL for name in _REQUIRED_CLAIMS},
         )
         try:
             rules.validate(claims)
@@ -367,6 +368,7 @@ class TokenIssuer:
 
 _REGISTRY = _jws.REGISTRY
 _REQUIRED_CLAIMS = ("exp", "iat", "client_id", "sender_id", "jti")
+_ESSENTIAL: ClaimsOption = {"essential": True}
 # joserfc errors that mean the token cannot be read (as opposed to: the key does not fit)
 _MALFORMED = (
     DecodeError,
@@ -406,17 +408,18 @@ def _claim_refusal(exc: ClaimError, claims: dict[str, Any], issuer: str, now: in
             return TokenError("malformed", "access token lacks numeric exp/iat claims")
         return TokenError("malformed", f"access token lacks claim {names[0]!r}")
     value = claims.get(exc.claim)
-    numeric = isinstance(value, int | float) and not isinstance(value, bool)
-    if exc.claim == "nbf" and numeric:
+    if exc.claim in ("exp", "iat", "nbf") and not (
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    ):
+        return TokenError("malformed", f"access token claim {exc.claim!r} is not a NumericDate")
+    if exc.claim == "nbf" and isinstance(value, int | float):
         return TokenError(
             "not_yet_valid",
             f"access token is not valid before {int(value)}, {int(value - now)} s from now: "
             "check the clocks, or request a new one",
         )
-    if exc.claim == "iat" and numeric:
+    if exc.claim == "iat":
         return TokenError("malformed", "access token is issued in the future")
-    if exc.claim in ("exp", "iat", "nbf"):
-        return TokenError("malformed", f"access token claim {exc.claim!r} is not a NumericDate")
     return TokenError("malformed", f"access token claim {exc.claim!r} is invalid")
 
 

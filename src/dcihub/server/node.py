@@ -515,9 +515,9 @@ class RegistryNode:
                 outcome.entity = result["entity"]
                 outcome.pagination = result.get("pagination")
                 pks = result.get("pks") or []
-                fetched = self.store.records.fetch(conn, txn.registry, outcome.entity, pks)
-                outcome.pks = [pk for pk in pks if pk in fetched]
-                outcome.records = [fetched[pk] for pk in outcome.pks]
+                by_pk = self.store.records.fetch(conn, txn.registry, outcome.entity, pks)
+                outcome.pks = [pk for pk in pks if pk in by_pk]
+                outcome.records = [by_pk[pk] for pk in outcome.pks]
             outcomes.append(outcome)
         inbound.records = _record_refs(outcomes)
         return {

@@ -15,7 +15,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import ColumnElement, Connection, delete, func, insert, select
 
 from ..standard import codedirs
 from ..standard.plan import ANY_ID, SearchPlan
@@ -318,10 +318,10 @@ class RecordStore:
         elif dialect == "postgresql":
             packed = unique
         else:  # pragma: no cover - other dialects take the portable path
-            sa = conn.conn if hasattr(conn, "dbapi") else conn
+            sa = conn if isinstance(conn, Connection) else conn.conn
             return self._lookup_portable(sa, registry, entity, id_type, unique, out)
         params = (packed,) if id_type == ANY_ID else (id_type, packed)
-        dbapi = conn.dbapi() if hasattr(conn, "dbapi") else conn.connection.dbapi_connection
+        dbapi = conn.connection.dbapi_connection if isinstance(conn, Connection) else conn.dbapi()
         cursor = dbapi.cursor()  # type: ignore[union-attr]
         try:
             cursor.execute(sql, params)
@@ -362,7 +362,7 @@ class RecordStore:
         tables = self.tables(registry, entity)
         ids, main = tables.ids, tables.main
         for chunk in _chunks(values, 900):
-            cond = ids.c.id_value.in_(chunk)
+            cond: ColumnElement[bool] = ids.c.id_value.in_(chunk)
             if id_type != ANY_ID:
                 cond = (ids.c.id_type == id_type) & cond
             query = (
