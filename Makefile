@@ -16,12 +16,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/dcihub demo $(ARGS)
 
+# The type check comes first: `make test` (which `.ci/run` runs) fails on a type error too.
 test: $(STAMP)
+	$(BIN)/mypy
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests tools benchmarks
 	$(BIN)/ruff format --check src tests tools benchmarks
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py $(ARGS)
@@ -36,4 +39,4 @@ docs: $(STAMP)
 	$(BIN)/python tools/gen_registry_docs.py
 
 clean:
-	rm -rf $(VENV) dcihub-demo .pytest_cache
+	rm -rf $(VENV) dcihub-demo .pytest_cache .mypy_cache
