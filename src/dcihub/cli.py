@@ -268,14 +268,32 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 
 AdminConfig = Annotated[
-    Path,
+    Path | None,
     typer.Option(
         "--config",
         "-c",
-        help="Configuration file (YAML), the one `dcihub serve` reads.",
+        help="Configuration file (YAML), the one `dcihub serve` reads. Default: $DCIHUB_CONFIG, "
+        "else the demo's node (./dcihub-demo/dcihub.yaml) when run next to it.",
         dir_okay=False,
+        envvar="DCIHUB_CONFIG",
+        show_envvar=False,
     ),
 ]
+
+DEMO_CONFIG_PATH = Path("dcihub-demo") / "dcihub.yaml"
+
+
+def find_config(config: Path | None) -> Path:
+    """The configuration an operator command works on: --config / $DCIHUB_CONFIG, else the
+    demo's node next to the current directory."""
+    if config is not None:
+        return config
+    if DEMO_CONFIG_PATH.exists():
+        return DEMO_CONFIG_PATH
+    raise _fail(
+        "no configuration: pass --config FILE (the file `dcihub serve` reads), set "
+        "DCIHUB_CONFIG, or run this next to a dcihub-demo/ directory made by `dcihub demo`"
+    )
 
 
 class SignatureProfile(StrEnum):
@@ -441,11 +459,11 @@ def _note(message: str, kind: str = "note") -> None:
     )
 
 
-def _settings(config: Path) -> Settings:
+def _settings(config: Path | None) -> Settings:
     from .admin import AdminError, load_config
 
     try:
-        return load_config(config)
+        return load_config(find_config(config))
     except AdminError as exc:
         raise _fail(str(exc)) from None
 
@@ -501,7 +519,7 @@ def _call(fn: Callable[..., T], *args: object) -> T:
 
 
 @partners_app.command("list")
-def partners_list(config: AdminConfig) -> None:
+def partners_list(config: AdminConfig = None) -> None:
     """List the registered partners: sender_id, name, client_id, scopes, callback prefixes,
     signature profile, signed/encrypted requirements, field restrictions."""
     from rich.table import Table
@@ -525,7 +543,7 @@ def partners_list(config: AdminConfig) -> None:
 @partners_app.command("show")
 def partners_show(
     sender_id: Annotated[str, typer.Argument(help="The partner's sender_id.")],
-    config: AdminConfig,
+    config: AdminConfig = None,
 ) -> None:
     """Show every setting of one partner (secrets only as set / not set)."""
     from rich.table import Table
@@ -548,7 +566,6 @@ def partners_show(
 @partners_app.command("add")
 def partners_add(
     sender_id: Annotated[str, typer.Argument(help="The partner's DCI sender_id.")],
-    config: AdminConfig,
     client_id: Annotated[
         str, typer.Option("--client-id", metavar="ID", help="The partner's OAuth2 client id.")
     ],
@@ -568,6 +585,7 @@ def partners_add(
     token_url: OptTokenUrl = None,
     callback_client_id: OptCbClient = None,
     callback_client_secret: OptCbSecret = None,
+    config: AdminConfig = None,
 ) -> None:
     """Register a partner and generate its client secret, printed once (stored hashed only).
 
@@ -601,7 +619,6 @@ def partners_add(
 @partners_app.command("update")
 def partners_update(
     sender_id: Annotated[str, typer.Argument(help="The partner's sender_id.")],
-    config: AdminConfig,
     client_id: Annotated[
         str | None,
         typer.Option(
@@ -634,6 +651,7 @@ def partners_update(
             "callback client id and secret).",
         ),
     ] = None,
+    config: AdminConfig = None,
 ) -> None:
     """Change the given settings of a partner; settings not given stay as they are.
 
@@ -668,7 +686,7 @@ up within seconds."""
 @partners_app.command("remove")
 def partners_remove(
     sender_id: Annotated[str, typer.Argument(help="The partner's sender_id.")],
-    config: AdminConfig,
+    config: AdminConfig = None,
 ) -> None:
     """Remove a partner from the partner file; within seconds running nodes refuse its
     tokens."""
@@ -682,7 +700,7 @@ def partners_remove(
 @partners_app.command("set-secret")
 def partners_set_secret(
     sender_id: Annotated[str, typer.Argument(help="The partner's sender_id.")],
-    config: AdminConfig,
+    config: AdminConfig = None,
 ) -> None:
     """Give a partner a new client secret, printed once; within seconds running nodes accept
     only the new one (access tokens issued before stay valid until they expire)."""
@@ -693,7 +711,7 @@ def partners_set_secret(
 
 
 @keys_app.command("list")
-def keys_list(config: AdminConfig) -> None:
+def keys_list(config: AdminConfig = None) -> None:
     """List this node's keys: kid, use, alg, created, status (current / retiring / expired).
 
     Reads the key directory only; keys are created when the node first starts."""
@@ -728,7 +746,7 @@ def _when(moment: datetime) -> str:
 
 
 @keys_app.command("rotate")
-def keys_rotate(config: AdminConfig) -> None:
+def keys_rotate(config: AdminConfig = None) -> None:
     """Make new current keys; the old ones stay published, and usable to verify and decrypt,
     for security.key_overlap_days. Running nodes switch to the new keys within seconds."""
     from .admin import KEYS_NOTE, rotate_keys
@@ -766,7 +784,7 @@ def keys_rotate(config: AdminConfig) -> None:
 
 
 @keys_app.command("jwks")
-def keys_jwks(config: AdminConfig) -> None:
+def keys_jwks(config: AdminConfig = None) -> None:
     """Print the public JWKS this node publishes at /.well-known/jwks.json (current and
     retiring keys) as JSON."""
     import json
@@ -778,7 +796,7 @@ def keys_jwks(config: AdminConfig) -> None:
 
 
 @audit_app.command("verify")
-def audit_verify(config: AdminConfig) -> None:
+def audit_verify(config: AdminConfig = None) -> None:
     """Walk the audit trail's hash chain in the configured store; name every row that was
     edited, deleted or inserted (exit status 1 if any)."""
     from .admin import verify_audit
@@ -803,7 +821,6 @@ def audit_verify(config: AdminConfig) -> None:
 
 @audit_app.command("show")
 def audit_show(
-    config: AdminConfig,
     partner: Annotated[
         str | None,
         typer.Option("--partner", metavar="SENDER_ID", help="Only this partner's exchanges."),
@@ -823,6 +840,7 @@ def audit_show(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object per row (JSON Lines).")
     ] = False,
+    config: AdminConfig = None,
 ) -> None:
     """Print the audit trail, oldest first: time, partner, registry, action, message_id,
     transaction_id, status/outcome, signature verdict, number of records returned."""

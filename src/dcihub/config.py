@@ -112,6 +112,24 @@ class SecuritySettings(BaseModel):
         return candidate
 
 
+class OperationsSettings(BaseModel):
+    """Who may read the operator pages: `/console/`, `/metrics`, `/status` (`/healthz` is a
+    bare liveness answer for anyone)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    access: Literal["token", "open"] = Field(
+        "token",
+        description="token: an operator token is required (Bearer, or HTTP Basic with any user "
+        "name and the token as password); open: anyone who can reach the node",
+    )
+    token_file: str = Field(
+        "operations.token",
+        description="file holding the operator token (made, mode 0600, when missing); relative "
+        "to security.base_dir",
+    )
+
+
 class RegistrySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -132,6 +150,7 @@ class Settings(BaseModel):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    operations: OperationsSettings = Field(default_factory=OperationsSettings)
 
     @field_validator("registries", mode="before")
     @classmethod

@@ -28,12 +28,27 @@ class DemoSetup:
 
 
 def demo_settings(data_dir: Path, host: str, port: int) -> Settings:
+    # On loopback the operator pages are open (only this machine reaches them); a demo
+    # listening on other addresses asks for the operator token like any node.
+    access = "open" if _is_loopback(host) else "token"
     return Settings(
         store_url=f"sqlite:///{(data_dir / 'demo.db').resolve()}",
         node_id=DEMO_NODE_ID,
         base_url=f"http://{host}:{port}",
         security={"base_dir": str(data_dir.resolve())},  # type: ignore[arg-type]
+        operations={"access": access},  # type: ignore[arg-type]
     )
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def prepare_demo(
@@ -50,7 +65,33 @@ def prepare_demo(
     country, built_now = ensure_population(store, people, seed, progress=progress)
     info = demo_info(settings, country)
     info.update(ensure_demo_partner(settings, data_dir))
+    info["config"] = str(write_node_config(settings, data_dir).resolve())
     return DemoSetup(settings, store, country, built_now, data_dir, info)
+
+
+DEMO_CONFIG = "dcihub.yaml"
+
+
+def write_node_config(settings: Settings, data_dir: Path) -> Path:
+    """The configuration file of the demo's node (`DIR/dcihub.yaml`): every operator command
+    (`dcihub partners …`, `keys`, `audit`, `store`, …) reads it when run next to the data
+    directory, and `dcihub serve --config` serves the same node."""
+    import yaml
+
+    from .security.keys import _atomic_write
+
+    document = {
+        "store_url": settings.store_url,
+        "node_id": settings.node_id,
+        "base_url": settings.base_url,
+        "registries": list(settings.registries),
+        "security": {"base_dir": settings.security.base_dir},
+        "operations": {"access": settings.operations.access},
+    }
+    path = data_dir / DEMO_CONFIG
+    header = "# The demo's node (written by `dcihub demo`; see docs/configuration.md)\n"
+    _atomic_write(path, (header + yaml.safe_dump(document, sort_keys=False)).encode("utf-8"))
+    return path
 
 
 DEMO_SENDER_ID = "spmis.demo"

@@ -29,6 +29,8 @@ from ..standard.codes import ErrorCode
 from ..standard.envelope import err_ack
 from ..store import Store
 from .node import RegistryNode, endpoints_for
+from .openapi import build_openapi
+from .operator import OperatorAccess
 from .pipeline import EndpointSpec, Guard, Pipeline, json_response, new_correlation_id
 from .worker import CallbackSender, Worker
 
@@ -111,11 +113,13 @@ def create_app(
     app = FastAPI(
         title="dcihub",
         version=__version__,
-        summary="DCI-conformant registry APIs (Social Registry, CRVS, DR, FR, IBR)",
+        summary="DCI-conformant registry APIs: "
+        + ", ".join(profile.title for profile in node.profiles.values()),
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served below from the package's own copy of Swagger UI (no CDN)
         redoc_url=None,
     )
+    add_offline_docs(app)
     app.state.node = node
     app.state.worker = worker
     app.state.metrics = metrics
@@ -155,19 +159,37 @@ def create_app(
             methods=["POST", "GET", "PUT", "PATCH", "DELETE"],
         ),
     )
-    app.openapi = lambda: _openapi(app, node)  # type: ignore[method-assign]
+    # Built afresh each time it is read: its examples carry fresh ids and timestamps.
+    app.openapi = lambda: build_openapi(app, node)  # type: ignore[method-assign]
 
-    @app.get("/healthz", tags=["Operations"])
+    operator = OperatorAccess(settings)
+    app.state.operator = operator
+
+    @app.get("/healthz", tags=["Operations"], summary="Liveness: is the node and its store up?")
     async def healthz() -> Response:
-        def check() -> dict[str, Any]:
+        def check() -> None:
             with store.read() as conn:
                 conn.execute(text("SELECT 1"))
-                outbox = store.outbox.counts(conn)
-            return outbox
+
+        try:
+            await anyio.to_thread.run_sync(check)
+        except Exception:  # the store is down: say so, do not crash
+            return json_response(503, {"status": "unavailable"})
+        return json_response(200, {"status": "ok"})
+
+    @app.get("/status", tags=["Operations"], summary="Node status (operator token)")
+    async def status(request: Request) -> Response:
+        refused = operator.refused(request)
+        if refused is not None:
+            return refused
+
+        def check() -> dict[str, Any]:
+            with store.read() as conn:
+                return store.outbox.counts(conn)
 
         try:
             outbox = await anyio.to_thread.run_sync(check)
-        except Exception as exc:  # the store is down: say so, do not crash
+        except Exception as exc:
             return json_response(
                 503, {"status": "unavailable", "store": store.dialect, "error": type(exc).__name__}
             )
@@ -182,8 +204,11 @@ def create_app(
             },
         )
 
-    @app.get("/metrics", tags=["Operations"])
-    async def prometheus() -> Response:
+    @app.get("/metrics", tags=["Operations"], summary="Prometheus metrics (operator token)")
+    async def prometheus(request: Request) -> Response:
+        refused = operator.refused(request)
+        if refused is not None:
+            return refused
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/", tags=["Operations"])
@@ -263,6 +288,37 @@ async def _purge_replay_window(
             log.debug("replay purge skipped", exc_info=True)
 
 
+DOCS_ASSETS = "/docs/assets"
+
+
+def add_offline_docs(app: FastAPI) -> None:
+    """`/docs`: Swagger UI from the copy the fastapi-offline package ships, so that it works on
+    a closed network (nothing is fetched from the internet)."""
+    from importlib.resources import files
+
+    from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+    from starlette.staticfiles import StaticFiles
+
+    assets = files("fastapi_offline") / "static"
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(assets)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} — API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+            oauth2_redirect_url="/docs/oauth2-redirect",
+            swagger_ui_parameters={"persistAuthorization": True},
+        )
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    async def oauth2_redirect() -> Response:
+        return get_swagger_ui_oauth2_redirect_html()
+
+
 def _unknown_endpoint(node: RegistryNode, registry: str, path: str, served: str) -> Response:
     if registry not in node.profiles:
         message = f"unknown registry '{registry}'; this node serves: {served}"
@@ -273,45 +329,3 @@ def _unknown_endpoint(node: RegistryNode, registry: str, path: str, served: str)
             f"{node.profiles[registry].title} here; it serves: {paths}"
         )
     return json_response(404, err_ack(ErrorCode.REQUEST_NOT_FOUND, message, new_correlation_id()))
-
-
-def _openapi(app: FastAPI, node: RegistryNode) -> dict[str, Any]:
-    """FastAPI's schema of the operational routes plus one entry per DCI endpoint (the
-    contracts of ../shared/dci/spec describe their bodies in full)."""
-    if app.openapi_schema:
-        return app.openapi_schema
-    from fastapi.openapi.utils import get_openapi
-
-    schema = get_openapi(
-        title=app.title, version=app.version, summary=app.summary, routes=app.routes
-    )
-    envelope = {
-        "type": "object",
-        "required": ["header", "message"],
-        "properties": {
-            "signature": {"type": "string"},
-            "header": {"type": "object"},
-            "message": {"type": "object"},
-        },
-    }
-    for name, profile in node.profiles.items():
-        for spec in endpoints_for(profile):
-            schema.setdefault("paths", {})[spec.url_path] = {
-                "post": {
-                    "tags": [profile.title],
-                    "summary": f"/registry/{spec.path} (action '{spec.action}')",
-                    "operationId": f"{name}_{spec.special.name if spec.special else spec.kind}",
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": envelope}},
-                    },
-                    "responses": {
-                        "default": {
-                            "description": "DCI response envelope or ack",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        }
-                    },
-                }
-            }
-    app.openapi_schema = schema
-    return schema

@@ -101,6 +101,8 @@ def build_app(
         partner_for=lambda sender_id: security.partners.get(sender_id),
         background=[reloader.run],
     )
+    app.state.samples = info.get("samples")  # examples of the OpenAPI document
+    app.state.example_sender_id = info.get("sender_id")
     return app, info
 
 

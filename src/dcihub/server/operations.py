@@ -12,6 +12,7 @@ from typing import Any
 import anyio
 import orjson
 from fastapi import FastAPI
+from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from .. import __version__
@@ -89,7 +90,11 @@ def add_operation_routes(app: FastAPI, node: RegistryNode) -> None:
         response_class=HTMLResponse,
         summary="Operator overview (read-only; no personal data)",
     )
-    async def console() -> HTMLResponse:
+    async def console(request: Request) -> Response:
+        refused = app.state.operator.refused(request)
+        if refused is not None:
+            return refused
+
         def gather() -> tuple[dict[str, dict[str, int]], dict[str, int]]:
             counts: dict[str, dict[str, int]] = {}
             with store.read() as conn:
