@@ -255,6 +255,17 @@ def test_hostile_ephemeral_keys_are_refused(keys, message, epk, match) -> None:
         jwe.decrypt_message(encrypted, lambda kid: key)
 
 
+def test_party_info_must_be_base64url(keys, message) -> None:
+    key = keys["ECDH-ES+A256KW"]
+    encrypted = jwe.encrypt_message(message, key)
+    encrypted["header"]["apu"] = "not base64!"
+    with pytest.raises(EncryptionError, match="apu/apv are not base64url"):
+        jwe.decrypt_message(encrypted, lambda kid: key)
+    encrypted["header"]["apu"] = "QWxpY2U"  # valid, but not what the key was agreed with
+    with pytest.raises(EncryptionError, match="integrity check"):
+        jwe.decrypt_message(encrypted, lambda kid: key)
+
+
 def test_a_content_key_of_another_size_is_refused(keys) -> None:
     """Anyone can encrypt to our public key: a 128-bit CEK under an `A256GCM` label (made with
     A128GCM by jwcrypto) must not decrypt."""

@@ -180,6 +180,7 @@ def decrypt_message(encrypted: Mapping[str, Any], key_for_kid: KeyForKid) -> Any
     if alg == ECDH_ES_A256KW:
         assert isinstance(key, ECKey)
         _check_epk(header.get("epk"), key)
+        _check_party_info(header)
 
     enc = _REGISTRY.get_enc(enc_name)
     management = _REGISTRY.get_alg(alg)
@@ -271,3 +272,13 @@ def _check_epk(epk: Any, key: ECKey) -> None:
         raise EncryptionError("ECDH-ES needs an 'epk' EC public key in the JWE header")
     if epk.get("crv") != key.curve_name:
         raise EncryptionError(f"JWE epk curve {epk.get('crv')!r} does not match our key's curve")
+
+
+def _check_party_info(header: Mapping[str, Any]) -> None:
+    """ECDH-ES `apu` / `apv`, when present, are base64url (they enter the Concat KDF)."""
+    try:
+        for name in ("apu", "apv"):
+            if name in header:
+                b64url_decode(header[name])
+    except (ValueError, TypeError) as exc:
+        raise EncryptionError("JWE apu/apv are not base64url") from exc
