@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -11,6 +12,7 @@ from datetime import date
 import pytest
 
 from dcihub.population.generator import Country, generate_country
+from dcihub.security.canonical import canonicalize
 
 AS_OF = date(2026, 1, 1)
 
@@ -551,3 +553,51 @@ def test_small_population_still_builds() -> None:
     tiny = generate_country(60, seed=3)
     assert len(tiny.crvs) == 60
     assert set(tiny.samples()) == {"crvs", "social", "dr", "fr", "ibr"}
+
+
+# ---- the country is pinned ----------------------------------------------------------------
+
+# SHA-256 of the RFC 8785 canonical JSON of each registry's records (and of each registry's
+# demo samples), taken before the generator was split into one builder per registry. A change
+# that alters the generated country fails here: if it is meant, update the digests in the same
+# commit and say why.
+PINNED = {
+    (3000, 4242): {
+        "crvs": "0d67ad6c04e9ba2abcd532fb2e69ca9610fbb9c52d8c46fa3e346274b45b37a7",
+        "social": "7981432e7e86ea4fb799ce8af1b4bb4531929cd0d58e63e8b157cc78b8052762",
+        "dr": "4a809a960cc87d32f0750b086fe2234c200c3710c3a84c93c9aff0a0b371389d",
+        "fr": "9c1ee141a2baf33e2dd5933ec2c241ab1020c63cb5e1c25570940d686ccee38c",
+        "ibr": "5c1b916cd21ba16e9dcbb9ddd563f4299f2ec41d4e9fbdaffb884fa87257ad62",
+    },
+    (10_000, 20260101): {
+        "crvs": "a3465e5dd8b80602f903ef82e34758702bb99fc3e21fbef7c8067ddef1250f13",
+        "social": "5e78286990b0e1c50e779144659791ce6faddd25c1bf45bbec480c2f35bc14d1",
+        "dr": "17f90d56fbcd821526467597a8cfd119030fb65cf5aea55aed6a1fd4a1a6575a",
+        "fr": "ec64fb4e1b3c5a7f4cfb90654890c412d760151b8c8e7a821ee82a1d374c73a6",
+        "ibr": "ab38fd6b9baa1bb87b809284a98b48fe5e6fc9f7dd9276a6a0baf8a5949b371e",
+    },
+}
+PINNED_DEMO_SAMPLES = {  # the demo default (10,000 people, seed 20260101): demo.json samples
+    "crvs": "8761091598f92276c4efe26803078cb29fae6ce0c7adbaf4d8f24f2b7a1f51cd",
+    "social": "4156feba1dce99c5623d76ca9b823a3f3bd6eebae3b38c551763ddde134737f5",
+    "dr": "b439f02493e4f4433f519b0bb2bf85a94492f50be410111ee686c3e6c1a1f371",
+    "fr": "176a95cf796730e79d3aa4678f4cba3f799c3d86b6ab85be14a091856e78157e",
+    "ibr": "56b636bf145f6fd7c7cbf4ee3df97337abdb39c2344a87423d83d9780383d3d0",
+}
+
+
+def digest(value: object) -> str:
+    return hashlib.sha256(canonicalize(value)).hexdigest()
+
+
+@pytest.mark.parametrize(("people", "seed"), sorted(PINNED))
+def test_the_same_seed_gives_the_pinned_country(people: int, seed: int, country: Country) -> None:
+    built = country if (people, seed) == (10_000, 20260101) else generate_country(people, seed)
+    for registry, expected in PINNED[people, seed].items():
+        assert digest(built.records(registry)) == expected, registry
+
+
+def test_the_demo_samples_are_pinned(country: Country) -> None:
+    samples = country.samples()
+    for registry, expected in PINNED_DEMO_SAMPLES.items():
+        assert digest(samples[registry]) == expected, registry
