@@ -94,6 +94,7 @@ PROFILE = RegistryProfile(
     default_entity="DisabledPerson",
     txn_types=("search", "subscribe", "unsubscribe"),
     reg_event_types=("REGISTER",),
+    builder="dcihub.population.dr:build",
     has_txn_status=False,  # neither DR contract has txn/status (upstream issue #49)
     special_endpoints=(
         SpecialEndpoint(

@@ -133,6 +133,7 @@ PROFILE = RegistryProfile(
     default_entity="Beneficiary",
     txn_types=("search", "subscribe", "receipt"),
     reg_event_types=("enrollement", "enrollement_status_change"),
+    builder="dcihub.population.ibr:build",
     special_endpoints=(
         SpecialEndpoint(
             "sync/enrollment/updates",
