@@ -4,6 +4,7 @@ console, health and metrics — each checked against its contract where one exis
 import httpx
 
 from contract import load_core_contract
+from dcihub.standard.profiles import PROFILES
 
 
 def get(server, path):
@@ -53,13 +54,7 @@ def test_console_health_and_metrics(server, client, country):
     assert "crvs" in console.text and f"{len(country.crvs):,} Person" in console.text
     assert "identifier_value" not in console.text  # no records on the console
     health = get(server, "/healthz").json()
-    assert health["status"] == "ok" and set(health["registries"]) == {
-        "social",
-        "crvs",
-        "dr",
-        "fr",
-        "ibr",
-    }
+    assert health["status"] == "ok" and set(health["registries"]) == set(PROFILES)
     sample = country.samples()["crvs"]["identifiers"][0]
     from support import idtype
 
@@ -70,7 +65,7 @@ def test_console_health_and_metrics(server, client, country):
 
 def test_openapi_lists_every_dci_endpoint(server):
     paths = get(server, "/openapi.json").json()["paths"]
-    for registry in ("social", "crvs", "dr", "fr", "ibr"):
+    for registry in PROFILES:
         assert f"/{registry}/registry/sync/search" in paths
         assert f"/{registry}/registry/search" in paths
     assert "/dr/registry/sync/disabled" in paths
