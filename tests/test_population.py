@@ -11,7 +11,7 @@ from datetime import date
 
 import pytest
 
-from dcihub.population import ibr
+from dcihub.population import ess, ibr
 from dcihub.population.generator import Country, generate_country
 from dcihub.security.canonical import canonicalize
 from dcihub.standard.profiles import PROFILES
@@ -139,12 +139,14 @@ def sr_members(country: Country) -> dict[str, dict]:
 
 
 def members_everywhere(country: Country) -> list[dict]:
-    """Every Member-like person view in SR, DR, FR and IBR."""
+    """Every Member-like person view in SR, DR, FR, IBR and ESS."""
     out = [m for g in country.social for m in g["member_list"]]
     out += [g["group_head_info"] for g in country.social]
     out += [r["personal_details"] for r in country.dr]
     out += [r["farmer_personal_details"] for r in country.fr]
     out += [b["member"] for b in country.ibr]
+    out += country.ess
+    out += [e["member"] for m in country.ess for e in m.get("programme_enrolments", [])]
     return out
 
 
@@ -196,7 +198,9 @@ def test_every_record_has_type_and_unique_id(country: Country) -> None:
         "dr": "DisabledPerson",
         "fr": "Farmer",
         "ibr": "Beneficiary",
+        "ess": "Member",
     }
+    assert set(expected) == set(BUILT)
     for registry, kind in expected.items():
         records = country.records(registry)
         assert records, registry
@@ -416,6 +420,144 @@ def test_programmes_and_enrolment_rules(country: Country, crvs_by_uin: dict[str,
                 )
     assert all(by_programme[p] > 0 for p in ("OAP", "CG", "WA", "DG", "FIS"))
     assert oap_dead > 0 and oap_dead_active > 0
+
+
+# ---- Employment Support System -------------------------------------------------------------
+
+EMPLOYMENT_TYPE = {"1", "2", "3", "4", "5"}
+UNEMPLOYMENT_REASON = {str(c) for c in range(1, 9)}
+ESS_ENROLMENT_STATUS = {str(c) for c in range(1, 8)}
+ENDED = {"2", "3"}  # Deceased, Exited: enrolments that are over
+
+
+def ess_enrolments(country: Country) -> list[tuple[dict, dict]]:
+    return [(m, e) for m in country.ess for e in m.get("programme_enrolments", [])]
+
+
+def test_ess_members_are_living_people_of_working_age(
+    country: Country, crvs_by_uin: dict[str, dict]
+) -> None:
+    assert country.ess
+    fr = {uin(r["farmer_personal_details"]["member_identifier"]) for r in country.fr}
+    ids_seen: set[str] = set()
+    dead = 0
+    for m in country.ess:
+        u = uin(m["member_identifier"])
+        (essrn,) = ids(m["member_identifier"], "ESSRN")
+        assert essrn not in ids_seen
+        ids_seen.add(essrn)
+        person = crvs_by_uin[u]
+        assert m["@id"] == f"ess:member:{u}" and m["@type"] == "Member"
+        assert m["demographic_info"]["address"] == person["address"]
+        if "death_date" in m["demographic_info"]:  # listed before the death, which the ESS knows
+            dead += 1
+            assert m["demographic_info"]["death_date"] == person["death_date"]
+            assert days_before_as_of(person["death_date"]) <= 730
+            assert 18 <= age(person["birth_date"], date.fromisoformat(person["death_date"])) <= 69
+        else:
+            assert "death_date" not in person
+            assert 18 <= age(person["birth_date"]) <= 69
+        assert u not in fr  # farmers are self-employed
+        assert STAMP.match(m["registration_date"])
+        assert m["registration_date"] <= m["last_updated"] < AS_OF.isoformat() + "T"
+    assert dead
+    living_working_age = sum(
+        "death_date" not in p and 18 <= age(p["birth_date"]) <= 69 for p in country.crvs
+    )
+    assert 0.1 <= (len(country.ess) - dead) / living_working_age <= 0.3
+
+
+def test_ess_employment_agrees_with_the_social_registry(
+    country: Country, sr_members: dict[str, dict]
+) -> None:
+    employed = unemployed = 0
+    for m in country.ess:
+        jobs = m.get("employment_info", [])
+        for job in jobs:
+            assert (
+                job["employer"] and job["job_title"] and job["employment_type"] in EMPLOYMENT_TYPE
+            )
+            assert DAY.match(job["start_date"])
+            assert job["start_date"] < job.get("end_date", AS_OF.isoformat()) <= AS_OF.isoformat()
+        assert [j["start_date"] for j in jobs] == sorted(
+            (j["start_date"] for j in jobs), reverse=True
+        )
+        assert all("end_date" in j for j in jobs[1:])
+        status = m["employment_status"]
+        sr = sr_members.get(uin(m["member_identifier"]), {}).get("employment_status")
+        if status in ("1", "4"):
+            employed += 1
+            assert jobs and "end_date" not in jobs[0] and "unemployment_reason" not in m
+            assert sr in (None, "3", status)
+            assert status == "4" or sr == "1"
+            age_at_start = age(
+                m["demographic_info"]["birth_date"], date.fromisoformat(jobs[0]["start_date"])
+            )
+            assert jobs[0]["employment_type"] != "5" or age_at_start < 30
+        else:
+            unemployed += 1
+            assert status == "2" and m["unemployment_reason"] in UNEMPLOYMENT_REASON
+            assert not jobs or "end_date" in jobs[0]
+            assert sr in (None, "2", "3")
+    assert employed > 100 and unemployed > 100
+
+
+def test_ess_enrolments(country: Country) -> None:
+    statuses = Counter()
+    for m, e in ess_enrolments(country):
+        u = uin(m["member_identifier"])
+        pid = e["programme_identifier"][0]["programme_identifier"]
+        assert e["@id"] == f"ess:{pid}:{u}" and e["@type"] == "Beneficiary"
+        assert uin(e["member"]["member_identifier"]) == u
+        assert e["member"]["demographic_info"]["birth_date"] == m["demographic_info"]["birth_date"]
+        status = e["enrollment_status"]
+        assert status in ESS_ENROLMENT_STATUS
+        statuses[status] += 1
+        assert e["enrollment_date"] == e["status_change_date"][0]
+        assert e["status_change_date"] == sorted(e["status_change_date"])
+        assert e["status_change_date"][-1] < AS_OF.isoformat()
+        assert (len(e["status_change_date"]) == 1) == (status == "1")
+        dead = "death_date" in m["demographic_info"]
+        if dead:
+            assert e["enrollment_date"] < m["demographic_info"]["death_date"]
+            assert status in ENDED
+        assert (status == "2") == (
+            dead and e["status_change_date"][-1] > m["demographic_info"]["death_date"]
+        )
+        if m["employment_status"] == "2":
+            assert pid in ("ESA", "VTP", "PWP")
+            assert pid != "ESA" or m["unemployment_reason"] in ("1", "2", "4")
+        else:
+            assert pid in ("ESA", "AWS") and (pid == "AWS" or status in ENDED)
+            assert pid != "AWS" or m["employment_info"][0]["employment_type"] == "5"
+    for code in ("1", "2", "3", "4", "7"):
+        assert statuses[code], code
+    assert {p["programme_identifier"] for p in ess.programmes()} == {"ESA", "VTP", "PWP", "AWS"}
+
+
+def test_ess_samples(country: Country, crvs_by_uin: dict[str, dict]) -> None:
+    s = country.samples()["ess"]
+    members = {uin(m["member_identifier"]): m for m in country.ess}
+    enrolled = {
+        (uin(m["member_identifier"]), e["programme_identifier"][0]["programme_identifier"]): e
+        for m, e in ess_enrolments(country)
+    }
+    (first_uin, first_essrn) = s["identifiers"]
+    assert first_uin["type"] == "UIN" and first_essrn["type"] == "ESSRN"
+    assert ids(members[first_uin["value"]]["member_identifier"], "ESSRN") == [first_essrn["value"]]
+    for key, codes in (("employed", ("1", "4")), ("unemployed", ("2",))):
+        assert len(s[key]) == 5
+        for x in s[key]:
+            assert members[x["value"]]["employment_status"] in codes
+            assert "death_date" not in crvs_by_uin[x["value"]]
+    assert {x["programme"] for x in s["enrolled"]} == {"ESA", "VTP", "PWP", "AWS"}
+    for x in s["enrolled"]:
+        assert enrolled[x["value"], x["programme"]]["enrollment_status"] == "1"
+        assert "death_date" not in crvs_by_uin[x["value"]]
+    assert s["deceased"]
+    for x in s["deceased"]:
+        assert enrolled[x["value"], x["programme"]]["enrollment_status"] == "2"
+        assert "death_date" in crvs_by_uin[x["value"]]
 
 
 # ---- code values ---------------------------------------------------------------------------
