@@ -58,6 +58,11 @@ def needs_a_fact_nobody_published(w: World) -> list[Record]:
     return []
 
 
+@requires()
+def returns_no_records(w: World) -> None:
+    pass
+
+
 def tally_profile(builder: str = f"{HERE}:build_tally"):
     return dataclasses.replace(PROFILES["crvs"], name="tally", builder=builder)
 
@@ -133,6 +138,11 @@ def test_a_missing_fact_says_which_requirement_is_missing() -> None:
     profile = tally_profile(f"{HERE}:needs_a_fact_nobody_published")
     with pytest.raises(LookupError, match=r"no Tally has been published.*@requires"):
         generate_country(50, seed=1, profiles=[profile])
+
+
+def test_a_builder_must_return_records() -> None:
+    with pytest.raises(TypeError, match="'tally' returned no list of records"):
+        generate_country(50, seed=1, profiles=[tally_profile(f"{HERE}:returns_no_records")])
 
 
 # ---- no registry named outside its profile and its builder ----------------------------------

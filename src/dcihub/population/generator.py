@@ -84,7 +84,7 @@ def generate_country(
     """
     if people < 1:
         raise ValueError("people must be positive")
-    chosen = [p for p in (PROFILES.values() if profiles is None else profiles) if p.builder]
+    chosen = PROFILES.values() if profiles is None else profiles
     builders = {p.name: resolve_step(p.builder) for p in chosen if p.builder}
     collecting = gc.isenabled()
     gc.disable()
