@@ -248,7 +248,6 @@ class World:
     def __init__(self, people: int, seed: int, as_of: date) -> None:
         self.n = people
         self.seed = seed
-        self.as_of = as_of
         self.today = as_of.toordinal()
         self.digital_since = add_years(self.today, -DIGITAL_YEARS)
         n = people
