@@ -65,11 +65,11 @@ def demo(
     ] = 20260101,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
-    """Build a synthetic country (once) and serve all five registries over it.
+    """Build a synthetic country (once) and serve all six registries over it.
 
-    Serves the Social Registry, CRVS, Disability, Farmer and Integrated Beneficiary registries,
-    the token endpoint, JWKS and console, and writes DIR/demo.json (base URLs, demo partner
-    credentials, sample identifiers)."""
+    Serves the Social Registry, CRVS, Disability, Farmer and Integrated Beneficiary registries
+    and the Employment Support System, the token endpoint, JWKS and console, and writes
+    DIR/demo.json (base URLs, demo partner credentials, sample identifiers)."""
     from .demo import prepare_demo, write_demo_json
     from .server.factory import build_app
 
