@@ -91,7 +91,9 @@ def build(w: World) -> list[Record]:
 def _marriage(w: World, i: int, rec: Record, ids: list, events: list[int]) -> None:
     if not w.marriage[i]:
         return
-    ids.append(ident("MRN", w.mrn[i]))
+    mrn = w.mrn[i]
+    assert mrn is not None, "every marriage has its register number"
+    ids.append(ident("MRN", mrn))
     rec["marriage_date"] = [iso(w.marriage[i])]
     events.append(min(w.marriage[i] + 7, w.today - 1))
     if w.divorce[i]:

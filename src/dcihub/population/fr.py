@@ -82,6 +82,7 @@ def _farmer(w: World, known: Farmers, i: int, seen: Surveyed, rng: random.Random
         "farmer_personal_details": member,
     }
     if seen.registered:
+        assert seen.hhid is not None, "a registered household has its HHID"
         rec["family_details"] = {
             "group_identifier": [ident("HHID", seen.hhid)],
             "group_size": len(hh.members),

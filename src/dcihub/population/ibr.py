@@ -284,6 +284,7 @@ class _Builder:
         rec = self.beneficiary(
             f"ibr:CG:{seen.hhid}", "2", self.member(carer), "CG", status, changed, per=len(kids)
         )
+        assert seen.hhid is not None, "carers are enrolled from registered households"
         rec["group"] = {"group_identifier": [ident("HHID", seen.hhid)]}
         self.records.append(rec)
         self.enrolled.setdefault("CG", []).append(

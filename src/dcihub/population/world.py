@@ -471,7 +471,8 @@ def _link_parents(w: World) -> None:
 
 def _can_parent(w: World, mother: int, child: int, single: bool) -> bool:
     b = w.birth[child]
-    if w.death[mother] <= b or (w.kids[mother] and len(w.kids[mother]) >= 6):
+    kids = w.kids[mother]
+    if w.death[mother] <= b or (kids and len(kids) >= 6):
         return False
     married_then = (
         w.marriage[mother]
@@ -685,9 +686,10 @@ def birthplaces(w: World) -> list[dict[str, str | None]]:
         name, region = DISTRICTS[district]
         regions.setdefault(N.REGIONS[region][0], set()).add(name)
     places: list[dict[str, str | None]] = []
-    for region in sorted(regions):
-        places.append({"name": region, "parent": None, "type": "region"})
+    for region_name in sorted(regions):
+        places.append({"name": region_name, "parent": None, "type": "region"})
         places.extend(
-            {"name": d, "parent": region, "type": "district"} for d in sorted(regions[region])
+            {"name": d, "parent": region_name, "type": "district"}
+            for d in sorted(regions[region_name])
         )
     return places
