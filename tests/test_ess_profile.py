@@ -80,7 +80,8 @@ def test_the_profile() -> None:
     assert profile.txn_types == ("search", "subscribe", "receipt")
     assert profile.reg_event_types == ("enrolment", "enrolment_status_change")
     assert profile.builder == "dcihub.population.ess:build"
-    assert profile.special_endpoints == ()
+    assert [e.path for e in profile.special_endpoints] == ["sync/check-enrollment"]
+    assert profile.contract == "ess_api_v1.0.0.yaml" and profile.has_txn_status
     member, beneficiary = profile.entity("Member"), profile.entity("Beneficiary")
     assert beneficiary.parent == "Member" and beneficiary.embedded_at == "programme_enrolments"
     assert profile.find_entity("spdci-extensions-dci:ESSPerson") is member
