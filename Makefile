@@ -16,8 +16,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/dcihub demo $(ARGS)
 
-# The type check comes first: `make test` (which `.ci/run` runs) fails on a type error too.
+# The static checks come first: `make test` (which `.ci/run` runs) fails on a type error, a lint
+# finding or an unformatted file too.
 test: $(STAMP)
+	$(BIN)/ruff check src tests tools benchmarks
+	$(BIN)/ruff format --check src tests tools benchmarks
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(ARGS)
 
