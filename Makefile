@@ -16,12 +16,18 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/dcihub demo $(ARGS)
 
+# The static checks come first: `make test` (which `.ci/run` runs) fails on a type error, a lint
+# finding or an unformatted file too.
 test: $(STAMP)
+	$(BIN)/ruff check src tests tools benchmarks
+	$(BIN)/ruff format --check src tests tools benchmarks
+	$(BIN)/mypy
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests tools benchmarks
 	$(BIN)/ruff format --check src tests tools benchmarks
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py $(ARGS)
@@ -37,4 +43,4 @@ docs: $(STAMP)
 	$(BIN)/python tools/gen_api_examples.py
 
 clean:
-	rm -rf $(VENV) dcihub-demo .pytest_cache
+	rm -rf $(VENV) dcihub-demo .pytest_cache .mypy_cache

@@ -40,7 +40,7 @@ import yaml
 from jsonschema import Draft7Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
-REGISTRIES = ("social", "crvs", "dr", "fr", "ibr")
+REGISTRIES = ("social", "crvs", "dr", "fr", "ibr", "ess")
 CORE_APIS = ("authz", "jwks", "locations")
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 JSON = "application/json"
@@ -458,7 +458,7 @@ def patch_ambiguous_oneof(document: dict) -> bool:
     * every AttributeValue `oneOf[string, integer, number, boolean, object]` -- an integer
       matches both `integer` and `number`, so `25` would fail.
 
-    The `message` unions `oneOf[<payload>, EncryptedMessage]` stay as they are: in all five
+    The `message` unions `oneOf[<payload>, EncryptedMessage]` stay as they are: in all six
     specs EncryptedMessage requires header/ciphertext/encrypted_key/tag/iv, so a plain payload
     cannot match both branches. `$ref`s pointing through a renamed `oneOf` are retargeted."""
     renamed: list[str] = []
@@ -554,20 +554,35 @@ def patch_ibr_sync_response_envelopes(document: dict) -> bool:
     (`#/components/schemas/...Response`) where a Response Object belongs, so the response has
     no content. Project choice: reply with the standard sync envelope (callback header) whose
     `message` is that bare schema, with header action `on-notify` / `on-search`."""
+    return _wrap_bare_sync_responses(document, _IBR_BARE_SYNC_RESPONSES)
+
+
+_ESS_BARE_SYNC_RESPONSES = {"/registry/sync/check-enrollment": "on-search"}
+
+
+def patch_ess_check_enrollment_envelope(document: dict) -> bool:
+    """DIGEST §9: ESS `sync/check-enrollment` gives the `EnrolledResponse` *schema* as its
+    `200` response, with no envelope. Project choice (as for the IBR's `sync/enrolled`): the
+    standard sync envelope (callback header, action `on-search`) whose `message` is an
+    `EnrolledResponse`."""
+    return _wrap_bare_sync_responses(document, _ESS_BARE_SYNC_RESPONSES)
+
+
+def _wrap_bare_sync_responses(document: dict, actions: dict[str, str]) -> bool:
     changed = False
-    for path, action in _IBR_BARE_SYNC_RESPONSES.items():
+    for path, action in actions.items():
         responses = _get(document, f"paths/{_escape(path)}/post/responses") or {}
-        default = responses.get("default")
-        if not isinstance(default, dict) or "#/components/schemas/" not in default.get("$ref", ""):
-            continue
-        responses["default"] = _sync_envelope_response(default["$ref"], action)
-        changed = True
+        for code in ("default", "200"):
+            bare = responses.get(code)
+            if isinstance(bare, dict) and "#/components/schemas/" in bare.get("$ref", ""):
+                responses[code] = _sync_envelope_response(bare["$ref"], action)
+                changed = True
     return changed
 
 
 def _sync_envelope_response(message_ref: str, action: str) -> dict:
     return {
-        "description": "Sync response envelope (patched, DIGEST §6 #19)",
+        "description": "Sync response envelope (patched, DIGEST §6 #19, §9)",
         "content": {
             JSON: {
                 "schema": {
@@ -650,6 +665,11 @@ PATCHES: dict[str, tuple[Callable[[dict], bool], ...]] = {
         patch_search_reg_records_array,
         patch_ibr_security_schemes_typo,
         patch_ibr_sync_response_envelopes,
+    ),
+    "ess": (
+        patch_ambiguous_oneof,
+        patch_search_reg_records_array,
+        patch_ess_check_enrollment_envelope,
     ),
     "authz": (patch_authz_expires_in_integer,),
     "jwks": (),

@@ -265,6 +265,24 @@ def ibr_enrolments_of(country: Any, uin: str) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Employment Support System
+
+
+def ess_uin(record: Record) -> str | None:
+    """UIN of an ESS Member, or of the member of an ESS enrolment (Beneficiary)."""
+    return member_uin(record["member"] if isinstance(record.get("member"), dict) else record)
+
+
+def ess_members(country: Any, test: Callable[[Record], bool]) -> set[str]:
+    return {ess_uin(m) for m in country.ess if test(m)}  # type: ignore[misc]
+
+
+def ess_enrolments(country: Any) -> list[tuple[Record, Record]]:
+    """(member, enrolment) for every enrolment embedded in the ESS members."""
+    return [(m, e) for m in country.ess for e in m.get("programme_enrolments") or []]
+
+
+# ---------------------------------------------------------------------------------------------
 # Envelopes for the calls support.py has no builder for (newest spec shapes)
 
 

@@ -3,7 +3,9 @@ layout frozen here, filled with the test population through the store's own writ
 the migration tests start from what an operator's existing store holds.
 
 The layout functions below are copied from that commit's `store/schema.py` and must not follow
-later changes of it: an upgraded legacy store is compared with today's tables.
+later changes of it: an upgraded legacy store is compared with today's tables. The registry
+tables are those of today's profiles laid out that way (a profile or attribute that comes
+after a store was made is what tests/test_migrations.py's reconciliation tests cover).
 """
 
 from __future__ import annotations
@@ -26,10 +28,10 @@ from sqlalchemy import (
 from sqlalchemy.types import TypeEngine
 
 from dcihub.population.generator import Country
-from dcihub.population.load import BUILD_KEY, REGISTRIES, build_signature
+from dcihub.population.load import BUILD_KEY, build_signature
 from dcihub.standard.profiles import PROFILES
 from dcihub.standard.profiles.base import Entity, RegistryProfile
-from dcihub.store.audit import AuditLog
+from dcihub.store.audit import AuditEntry, AuditLog
 from dcihub.store.database import make_engine
 from dcihub.store.outbox import Outbox
 from dcihub.store.records import RecordStore
@@ -212,8 +214,9 @@ def make_legacy_store(url: str, country: Country | None = None) -> None:
     if country is not None:
         records = RecordStore(schema, PROFILES)
         with engine.begin() as conn:
-            for registry in REGISTRIES:
-                records.bulk_load(conn, registry, country.records(registry))
+            for registry in country.registries:
+                if registry in PROFILES:
+                    records.bulk_load(conn, registry, country.records(registry))
             signature = build_signature(country.people, country.seed, country.as_of)
             conn.execute(meta.insert(), {"key": BUILD_KEY, "value": signature})
     with engine.begin() as conn:
@@ -251,6 +254,10 @@ def make_legacy_store(url: str, country: Country | None = None) -> None:
             conn, [("spmis.test", f"m-{n}", 200, b'{"ok": true}') for n in range(3)]
         )
         AuditLog(schema.ops).append_many(
-            conn, [{"ts": 1.0 + n, "partner": "spmis.test", "n": n} for n in range(5)]
+            conn,
+            [
+                AuditEntry("in", "search", ts=1.0 + n, partner="spmis.test", message_id=f"m-{n}")
+                for n in range(5)
+            ],
         )
     engine.dispose()

@@ -25,6 +25,7 @@ from dcihub.security.keys import load_jwk
 from dcihub.security.partners import JwksResolver, PartnerRegistry
 from dcihub.security.signatures import sign, verify
 from dcihub.store import Store
+from dcihub.store.audit import AuditEntry
 
 ENV = {"COLUMNS": "250"}  # wide tables: no cell is folded over two lines
 
@@ -659,7 +660,7 @@ def entry(partner: str, ts: float, n: int, registry: str = "crvs", **extra: obje
 
 def append(store: Store, *entries: dict) -> None:
     with store.begin() as conn:
-        store.audit.append_many(conn, list(entries))
+        store.audit.append_many(conn, [AuditEntry(**e) for e in entries])
 
 
 def test_audit_verify_intact_and_empty(audit_config) -> None:

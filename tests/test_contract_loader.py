@@ -314,7 +314,7 @@ def test_dr_notify_keeps_one_record_object_per_event():
     contract("dr").validate_request("/registry/notify", body)
 
 
-@pytest.mark.parametrize("registry", ["crvs", "fr", "social", "ibr"])
+@pytest.mark.parametrize("registry", ["crvs", "fr", "social", "ibr", "ess"])
 def test_txn_status_search_branch_carries_an_array(registry):
     body = {
         "header": callback_header("txn-on-status"),
@@ -434,6 +434,54 @@ def test_ibr_enrolled_response_is_a_sync_envelope():
         },
     }
     contract("ibr").validate_response("/registry/sync/enrolled", body)
+
+
+def ess_enrolled_response(enrolled_status: str) -> dict:
+    return {
+        "header": callback_header("on-search"),
+        "message": {
+            "transaction_id": "t1",
+            "correlation_id": "c1",
+            "enrolled_response": [
+                {
+                    "reference_id": "r1",
+                    "timestamp": TS,
+                    "status": "succ",
+                    "enrolled_status": enrolled_status,
+                }
+            ],
+        },
+    }
+
+
+def test_ess_check_enrollment_response_is_a_sync_envelope():
+    ess = contract("ess")
+    assert "patch_ess_check_enrollment_envelope" in ess.applied_patches
+    for status in ("Active", "Deceased", "Suspended", "Inactive", "Reinstated", "Awaiting Renewal"):
+        ess.validate_response("/registry/sync/check-enrollment", ess_enrolled_response(status))
+    errors = ess.errors_response("/registry/sync/check-enrollment", ess_enrolled_response("Exited"))
+    assert len(errors) == 1 and "'Exited' is not one of" in errors[0]  # DIGEST §9
+
+
+def test_ess_check_enrollment_request_takes_the_flat_query():
+    body = {
+        "header": request_header("search"),
+        "message": {
+            "transaction_id": "t1",
+            "enrolled_criteria": {
+                "query_type": "expression",
+                "response_entity": "Member",
+                "query": {"person_identifier": {"eq": "ABC451123"}},
+            },
+        },
+    }
+    contract("ess").validate_request("/registry/sync/check-enrollment", body)
+
+
+def test_every_registry_profile_has_a_contract():
+    from dcihub.standard.profiles import PROFILES
+
+    assert set(REGISTRIES) == set(PROFILES)
 
 
 def test_core_token_and_jwks_responses_validate():

@@ -2,7 +2,7 @@
 matching schema of the DCI OpenAPI contracts (`../shared/dci/spec`, through `contract.py`).
 
 Covered: sync/search (success and rejected items, every registry, every record type including
-the Social Registry's Group and Member), the async ack of `/registry/search` and the on-search
+the Social Registry's Group and Member and the ESS's Member and Beneficiary), the async ack of `/registry/search` and the on-search
 callback, sync/txn/status and the txn/on-status callback, the DR's three calls, the IBR's two,
 and ERR acks for bad input (validated against the `/registry/search` ack schema, the `Response`
 every contract uses). Last, every sample request of the standard is POSTed to the endpoint its
@@ -22,6 +22,7 @@ import orjson
 import pytest
 
 from contract import REGISTRIES, load_contract
+from dcihub.standard.profiles import PROFILES
 from expect import (
     beneficiary,
     disabled_envelope,
@@ -35,7 +36,8 @@ from expect import (
 )
 from support import expr, idtype, mongo, now_ts, pred, predicate, search_envelope, search_item
 
-TXN_REGISTRIES = ("social", "crvs", "fr", "ibr")  # DR has no txn/status (upstream issue #49)
+# DR has no txn/status (upstream issue #49)
+TXN_REGISTRIES = tuple(name for name, profile in PROFILES.items() if profile.has_txn_status)
 
 # A query per registry that returns several records of its (top) record type.
 BROAD_QUERIES: dict[str, dict[str, Any]] = {
@@ -44,6 +46,7 @@ BROAD_QUERIES: dict[str, dict[str, Any]] = {
     "dr": predicate(pred(1, expr("disability_status", "eq", "0"), "and", expr("age", "ge", "80"))),
     "fr": predicate(pred(1, expr("land_size", "gt", "5"))),
     "ibr": predicate(pred(1, expr("programme_identifier", "eq", "WA"))),
+    "ess": predicate(pred(1, expr("employment_status", "eq", "2"))),
 }
 
 
@@ -105,6 +108,38 @@ def test_social_group_and_member_records(client, country, contracts):
     types = [r["data"]["reg_record_type"] for r in body["message"]["search_response"]]
     assert types == ["Member", "Group", "Group", "Member"]
     for result in body["message"]["search_response"]:
+        assert result["data"]["reg_records"]
+        for record in result["data"]["reg_records"]:
+            assert record["@type"] == result["data"]["reg_record_type"]
+
+
+def test_ess_member_and_beneficiary_records(client, country, contracts):
+    """Both ESS record types validate: members (by identifier, and unemployed members of a
+    region) and their enrolments (by programme and status, and by UIN)."""
+    ess = country.samples()["ess"]
+    by_id = [idtype(s["type"], s["value"]) for s in ess["identifiers"]]
+    enrolled = ess["enrolled"][0]
+    unemployed = {"$and": [{"employment_status": {"$eq": "2"}}, {"region": {"$eq": "XX-AL"}}]}
+    items = [
+        *by_id,
+        page(mongo(unemployed, response_entity="Member"), 3),
+        page(
+            predicate(
+                pred(1, expr("programme_identifier", "eq", enrolled["programme"])),
+                pred(2, expr("enrollment_status", "eq", "Active")),
+                reg_record_type="Beneficiary",
+            ),
+            3,
+        ),
+        idtype("UIN", enrolled["value"], reg_record_type="Beneficiary"),
+    ]
+    body = post_json(client, "ess", "sync/search", search_envelope(*items))
+    contracts["ess"].validate_response("/registry/sync/search", body)
+    results = body["message"]["search_response"]
+    types = [r["data"]["reg_record_type"] for r in results]
+    assert types == ["Member"] * (len(by_id) + 1) + ["Beneficiary", "Beneficiary"]
+    for result in results:
+        assert result["status"] == "succ", result
         assert result["data"]["reg_records"]
         for record in result["data"]["reg_records"]:
             assert record["@type"] == result["data"]["reg_record_type"]

@@ -5,6 +5,7 @@ import httpx
 import pytest
 
 from contract import load_core_contract
+from dcihub.standard.profiles import PROFILES
 
 
 def get(server, path, headers=None):
@@ -92,7 +93,7 @@ def test_operator_pages_need_the_operator_token(server, path):
 
 def test_openapi_lists_every_dci_endpoint(server):
     paths = get(server, "/openapi.json").json()["paths"]
-    for registry in ("social", "crvs", "dr", "fr", "ibr"):
+    for registry in PROFILES:
         assert f"/{registry}/registry/sync/search" in paths
         assert f"/{registry}/registry/search" in paths
     assert "/dr/registry/sync/disabled" in paths

@@ -38,6 +38,7 @@ from urllib.parse import parse_qsl
 import httpx
 import orjson
 import pytest
+from joserfc import jwt
 from sqlalchemy import func, select
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -563,6 +564,27 @@ def alg_none_token(n: Node) -> str:
     return f"{part({'alg': 'none', 'typ': 'at+jwt'})}.{part(claims)}.AAAA"
 
 
+def premature_token(n: Node) -> str:
+    """A token signed with the node's own key, valid only from ten minutes from now (`nbf`)."""
+    key = n.node_keys().signing_key()
+    now = int(time.time())
+    partner = n.partners["main"]
+    claims = {
+        "iss": n.base_url,
+        "aud": n.base_url,
+        "sub": partner.client_id,
+        "client_id": partner.client_id,
+        "sender_id": partner.sender_id,
+        "scope": "crvs:registry.search",
+        "iat": now,
+        "nbf": now + 600,
+        "exp": now + 900,
+        "jti": uuid.uuid4().hex,
+    }
+    header = {"alg": key.alg, "kid": key.kid, "typ": "at+jwt"}
+    return jwt.encode(header, claims, key, algorithms=[key.alg], default_type=None)
+
+
 def node_enc_jwk(n: Node, alg: str = "ECDH-ES+A256KW") -> dict[str, Any]:
     return next(k for k in n.jwks()["keys"] if k["use"] == "enc" and k["alg"] == alg)
 
@@ -683,6 +705,14 @@ REFUSALS = [
     Refusal(
         "token-expired",
         lambda n, s: sync(n, n.search(), auth=f"Bearer {mint(n, clock=-3600)}"),
+        401,
+        "http",
+        UNAUTHORIZED,
+        None,
+    ),
+    Refusal(
+        "token-not-yet-valid",
+        lambda n, s: sync(n, n.search(), auth=f"Bearer {premature_token(n)}"),
         401,
         "http",
         UNAUTHORIZED,

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from dcihub.standard.profiles import PROFILES
 from expect import (
     beneficiary,
     callback_header,
@@ -702,7 +703,7 @@ def test_ibr2_programmes_of_a_beneficiary(client, country):
 # ---------------------------------------------------------------------------------------------
 # Transaction status of an earlier search, per registry
 
-TXN_REGISTRIES = ("social", "crvs", "fr", "ibr")
+TXN_REGISTRIES = tuple(name for name, profile in PROFILES.items() if profile.has_txn_status)
 
 
 def records_by_reference(search_response: list[dict[str, Any]]) -> dict[str, set[str]]:

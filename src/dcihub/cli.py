@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import Enum, StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar, cast
 
 import typer
 from rich.console import Console
@@ -16,6 +16,8 @@ from rich.console import Console
 from . import __version__
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from .admin import PartnerChanges, PartnerResult
     from .config import Settings
     from .security.keys import KeyInfo
@@ -64,11 +66,11 @@ def demo(
     ] = 20260101,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
-    """Build a synthetic country (once) and serve all five registries over it.
+    """Build a synthetic country (once) and serve all six registries over it.
 
-    Serves the Social Registry, CRVS, Disability, Farmer and Integrated Beneficiary registries,
-    the token endpoint, JWKS and console, and writes DIR/demo.json (base URLs, demo partner
-    credentials, sample identifiers)."""
+    Serves the Social Registry, CRVS, Disability, Farmer and Integrated Beneficiary registries
+    and the Employment Support System, the token endpoint, JWKS and console, and writes
+    DIR/demo.json (base URLs, demo partner credentials, sample identifiers)."""
     from .demo import prepare_demo, write_demo_json
     from .server.factory import build_app
 
@@ -140,7 +142,7 @@ def _print_demo_help(info: dict) -> None:
 
 
 def _serve(
-    fastapi_app: object, host: str, port: int, log_level: str, keep_alive: float = 5.0
+    fastapi_app: FastAPI, host: str, port: int, log_level: str, keep_alive: float = 5.0
 ) -> None:
     import uvicorn
 
@@ -517,10 +519,10 @@ def _changes(**options: object) -> PartnerChanges:
     from .admin import PartnerChanges
 
     profile = options.pop("signature_profile")
-    clear = options.pop("clear", None) or []
+    clear = cast("list[Enum]", options.pop("clear", None) or [])
     return PartnerChanges(
         signature_profile=profile.value if isinstance(profile, Enum) else None,
-        clear=[c.value for c in clear],  # type: ignore[union-attr]
+        clear=[c.value for c in clear],
         **options,  # type: ignore[arg-type]
     )
 

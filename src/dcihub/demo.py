@@ -1,4 +1,4 @@
-"""`dcihub demo`: build a synthetic country once into an embedded SQLite store and serve all five
+"""`dcihub demo`: build a synthetic country once into an embedded SQLite store and serve all six
 registries over it, writing `DIR/demo.json` for clients (DESIGN.md, public surface)."""
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from .standard.profiles.base import Attribute, Entity, RegistryProfile
 
 
 def attribute_row(attr: Attribute) -> str:
-    kind = attr.type
+    kind: str = attr.type
     if attr.multi:
         kind += ", several values"
     if attr.derived == "age":

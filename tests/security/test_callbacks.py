@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from dataclasses import dataclass, field
 
 import pytest
 
@@ -15,19 +14,18 @@ from dcihub.security.callbacks import (
     resolve_and_check,
 )
 from dcihub.security.errors import SenderUriError
+from dcihub.security.partners import Partner
+
+PREFIXES = [
+    "https://spmis.example.org/dci/",
+    "https://cb.example.net:8443/hooks",
+    "http://legacy.example.org/",
+]
 
 
-@dataclass
-class P:
-    sender_id: str = "spmis.example.org"
-    callback_prefixes: list[str] = field(
-        default_factory=lambda: [
-            "https://spmis.example.org/dci/",
-            "https://cb.example.net:8443/hooks",
-            "http://legacy.example.org/",
-        ]
-    )
-    allow_private_callbacks: bool = False
+def P(callback_prefixes: list[str] | None = None) -> Partner:
+    prefixes = PREFIXES if callback_prefixes is None else callback_prefixes
+    return Partner("spmis.example.org", callback_prefixes=list(prefixes))
 
 
 @pytest.mark.parametrize(

@@ -189,3 +189,112 @@ def test_dcihub_decrypts_jwcrypto_with_protected_header(keys, message) -> None:
     encrypted["protected"] = jwcrypto_jwk.base64url_encode(json.dumps({"enc": "A256GCM", "x": 1}))
     with pytest.raises(EncryptionError, match="integrity"):
         jwe.decrypt_message(encrypted, lambda kid: key)
+
+
+# -- what the library is trusted with, checked from outside ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"alg": "RSA1_5"}, {"alg": "dir"}, {"alg": "A256KW"}, {"enc": "A128GCM"}, {"alg": "A256GCM"}],
+)
+def test_alg_and_enc_are_refused_before_any_key_is_looked_up(keys, message, change) -> None:
+    key = keys["RSA-OAEP-256"]
+    encrypted = jwe.encrypt_message(message, key)
+    encrypted["header"].update(change)
+    asked: list[str | None] = []
+
+    def key_for_kid(kid: str | None) -> Any:
+        asked.append(kid)
+        return key
+
+    with pytest.raises(EncryptionError, match="not accepted"):
+        jwe.decrypt_message(encrypted, key_for_kid)
+    assert asked == []
+
+
+def test_the_spec_form_has_an_empty_aad(keys, message) -> None:
+    """No `protected` member: the tag covers no header (DIGEST §4.2). A JWE whose tag was made
+    over joserfc's `{}` protected header ("e30") is another form, and does not decrypt as ours."""
+    key = keys["ECDH-ES+A256KW"]
+    encrypted = jwe.encrypt_message(message, key)
+    assert "protected" not in encrypted and "aad" not in encrypted
+    with pytest.raises(EncryptionError, match="integrity check"):
+        jwe.decrypt_message({**encrypted, "protected": "e30"}, lambda kid: key)
+    # nor is the per-recipient header authenticated: a changed kid still decrypts (the
+    # envelope's signature is what protects it, encrypt-then-sign)
+    moved = {**encrypted, "header": {**encrypted["header"], "kid": "renamed"}}
+    assert jwe.decrypt_message(moved, lambda kid: key) == message
+
+
+def test_epk_in_the_per_recipient_header_is_fresh_for_every_message(keys, message) -> None:
+    key = keys["ECDH-ES+A256KW"]
+    first, second = (jwe.encrypt_message(message, key) for _ in range(2))
+    assert set(first["header"]["epk"]) == {"kty", "crv", "x", "y"}  # public part only
+    assert first["header"]["epk"] != second["header"]["epk"]
+
+
+@pytest.mark.parametrize(
+    "epk,match",
+    [
+        (None, "needs an 'epk'"),
+        ({"kty": "OKP", "crv": "X25519", "x": "AAAA"}, "needs an 'epk'"),
+        ({"kty": "EC", "crv": "P-384", "x": "AAAA", "y": "AAAA"}, "does not match our key's curve"),
+        ({"kty": "EC", "crv": "P-256", "x": "AAAA"}, "not a valid point"),
+        ({"kty": "EC", "crv": "P-256", "x": "AAAA", "y": "AAAA"}, "not a valid point"),
+    ],
+)
+def test_hostile_ephemeral_keys_are_refused(keys, message, epk, match) -> None:
+    key = keys["ECDH-ES+A256KW"]
+    encrypted = jwe.encrypt_message(message, key)
+    if epk is None:
+        del encrypted["header"]["epk"]
+    else:
+        encrypted["header"]["epk"] = epk
+    with pytest.raises(EncryptionError, match=match):
+        jwe.decrypt_message(encrypted, lambda kid: key)
+
+
+def test_party_info_must_be_base64url(keys, message) -> None:
+    key = keys["ECDH-ES+A256KW"]
+    encrypted = jwe.encrypt_message(message, key)
+    encrypted["header"]["apu"] = "not base64!"
+    with pytest.raises(EncryptionError, match="apu/apv are not base64url"):
+        jwe.decrypt_message(encrypted, lambda kid: key)
+    encrypted["header"]["apu"] = "QWxpY2U"  # valid, but not what the key was agreed with
+    with pytest.raises(EncryptionError, match="integrity check"):
+        jwe.decrypt_message(encrypted, lambda kid: key)
+
+
+def test_a_content_key_of_another_size_is_refused(keys) -> None:
+    """Anyone can encrypt to our public key: a 128-bit CEK under an `A256GCM` label (made with
+    A128GCM by jwcrypto) must not decrypt."""
+    key = keys["RSA-OAEP-256"]
+    token = jwcrypto_jwe.JWE(b'{"a": 1}')
+    token.add_recipient(
+        jwcrypto_jwk.JWK(**key.as_dict()),
+        header={"alg": "RSA-OAEP-256", "enc": "A128GCM", "kid": key.kid},
+    )
+    encrypted = json.loads(token.serialize())
+    with pytest.raises(EncryptionError, match="not accepted"):  # refused by its label ...
+        jwe.decrypt_message(encrypted, lambda kid: key)
+    encrypted["header"]["enc"] = "A256GCM"  # ... and relabelled, by its key size
+    with pytest.raises(EncryptionError, match="integrity check"):
+        jwe.decrypt_message(encrypted, lambda kid: key)
+
+
+@pytest.mark.parametrize("alg", ALGS)
+def test_unwrap_failure_and_tag_failure_are_one_refusal(keys, other_keys, message, alg) -> None:
+    """RFC 7516 §11.5: a receiver must not tell a bad encrypted key from a bad tag."""
+    key = keys[alg]
+    encrypted = jwe.encrypt_message(message, key)
+    refusals = set()
+    for variant, ours in [
+        ({**encrypted, "tag": flip(encrypted["tag"])}, key),
+        ({**encrypted, "encrypted_key": flip(encrypted["encrypted_key"], 7)}, key),
+        (encrypted, other_keys[alg]),
+    ]:
+        with pytest.raises(EncryptionError) as err:
+            jwe.decrypt_message(variant, lambda kid, ours=ours: ours)
+        refusals.add(err.value.message)
+    assert len(refusals) == 1, refusals

@@ -222,6 +222,29 @@ def test_resolver_keeps_old_keys_when_fetch_fails(jwks_server: JwksServer, keys)
         assert resolver.resolve(keys["ES256"].kid) is not None
 
 
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_a_jwks_url_answering_no_object_is_an_error_not_a_crash(
+    jwks_server: JwksServer, keys, asynchronous: bool
+) -> None:
+    jwks_server.jwks = [keys["ES256"].as_dict()]  # type: ignore[assignment]  # a list, no set
+    partner = make_partner(jwks_url=jwks_server.url)
+
+    async def run() -> JwksResolver:
+        async with httpx.AsyncClient() as http:
+            resolver = JwksResolver(partner, httpx_fetch(http))
+            await resolver.refresh_for(keys["ES256"].kid)
+            return resolver
+
+    if asynchronous:
+        resolver = asyncio.run(run())
+    else:
+        with httpx.Client() as http:
+            resolver = JwksResolver(partner, httpx_fetch(http))
+            assert resolver.resolve(keys["ES256"].kid) is None
+    assert resolver.resolve(keys["ES256"].kid) is None
+    assert resolver.last_error and "not answer a JSON object" in resolver.last_error
+
+
 def test_resolver_async_fetch(jwks_server: JwksServer, keys) -> None:
     jwks_server.jwks = {"keys": [keys["EdDSA"].as_dict(), keys["RSA-OAEP-256"].as_dict()]}
 

@@ -6,10 +6,13 @@ import asyncio
 import base64
 import hashlib
 import json
+import warnings
 from typing import Any
 
 import httpx
 import pytest
+from joserfc import jws as joserfc_jws
+from joserfc import jwt as joserfc_jwt
 from jwcrypto import jwk as jwcrypto_jwk
 from jwcrypto import jwt as jwcrypto_jwt
 
@@ -256,6 +259,122 @@ def test_eddsa_and_rs256_tokens(keys, clock) -> None:
     for alg in ("EdDSA", "RS256"):
         issuer = TokenIssuer(keys[alg], ISSUER, now=clock)
         assert issuer.verify(issuer.issue("c", "s", [])["access_token"]).sender_id == "s"
+
+
+def test_eddsa_tokens_give_no_deprecation_warning(keys, clock) -> None:
+    """joserfc warns on every use of the polymorphic `EdDSA` name (RFC 9864); our registry
+    does not, since DCI peers and our Ed25519 keys still use it."""
+    issuer = TokenIssuer(keys["EdDSA"], ISSUER, now=clock)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        token = issuer.issue("c", "s", [])["access_token"]
+        assert issuer.verify(token).client_id == "c"
+
+
+def _signed(key: Any, claims: dict[str, Any], **header: Any) -> str:
+    """A token signed with our own key, with any header and claims (joserfc, no checks)."""
+    header = {"alg": "ES256", "kid": key.kid, "typ": "at+jwt", **header}
+    return joserfc_jwt.encode(header, claims, key, algorithms=["ES256"], default_type=None)
+
+
+def _claims(**changes: Any) -> dict[str, Any]:
+    claims = {
+        "iss": ISSUER,
+        "aud": ISSUER,
+        "sub": "c",
+        "client_id": "c",
+        "sender_id": "s",
+        "scope": "crvs:registry.search",
+        "iat": NOW,
+        "exp": NOW + 300,
+        "jti": "j-1",
+        **changes,
+    }
+    return {name: value for name, value in claims.items() if value is not None}
+
+
+def test_token_not_yet_valid_is_refused(issuer: TokenIssuer, keys, clock: Clock) -> None:
+    token = _signed(keys["ES256"], _claims(nbf=NOW + 60))
+    with pytest.raises(TokenError, match="not valid before") as err:
+        issuer.verify(token)
+    assert err.value.kind == "not_yet_valid" and err.value.http_status == 401
+    clock.t += 31  # nbf now 29 s ahead: within the 30 s leeway
+    assert issuer.verify(token).client_id == "c"
+    assert issuer.verify(_signed(keys["ES256"], _claims(nbf=NOW))).client_id == "c"
+
+
+@pytest.mark.parametrize(
+    "changes,kind,match",
+    [
+        ({"exp": None}, "malformed", "lacks numeric exp/iat"),
+        ({"iat": None}, "malformed", "lacks numeric exp/iat"),
+        ({"exp": "soon"}, "malformed", "'exp' is not a NumericDate"),
+        ({"exp": True}, "malformed", "'exp' is not a NumericDate"),
+        ({"exp": float("nan")}, "malformed", "'exp' is not a NumericDate"),
+        ({"iat": float("inf")}, "malformed", "'iat' is not a NumericDate"),
+        ({"nbf": "later"}, "malformed", "'nbf' is not a NumericDate"),
+        ({"iat": NOW + 31}, "malformed", "issued in the future"),
+        ({"client_id": None}, "malformed", "lacks claim 'client_id'"),
+        ({"sender_id": None}, "malformed", "lacks claim 'sender_id'"),
+        ({"jti": None}, "malformed", "lacks claim 'jti'"),
+        ({"iss": None}, "wrong_issuer", "issued by None"),
+        ({"aud": None}, "wrong_issuer", "audience None"),
+        ({"aud": ["other", ISSUER]}, None, None),
+        ({"aud": ["other"]}, "wrong_issuer", "audience"),
+        ({"exp": NOW + 300.5}, None, None),
+    ],
+)
+def test_claims_are_checked(issuer: TokenIssuer, keys, changes, kind, match) -> None:
+    token = _signed(keys["ES256"], _claims(**changes))
+    if kind is None:
+        assert issuer.verify(token).sender_id == "s"
+        return
+    with pytest.raises(TokenError, match=match) as err:
+        issuer.verify(token)
+    assert err.value.kind == kind
+
+
+@pytest.mark.parametrize(
+    "header,kind",
+    [
+        ({"typ": "JWT"}, "malformed"),
+        ({"typ": None}, "malformed"),
+        ({"crit": ["kid"]}, "malformed"),
+        ({"b64": False, "crit": ["b64"]}, "malformed"),
+        ({"x-extra": 1}, "malformed"),
+        ({"kid": 7}, "malformed"),
+        ({"alg": "RS256"}, "invalid_signature"),  # the key behind our kid is an EC key
+        ({"alg": "HS256"}, "invalid_signature"),
+    ],
+)
+def test_hostile_token_headers_are_refused(issuer: TokenIssuer, keys, header, kind) -> None:
+    good = _signed(keys["ES256"], _claims())
+    head = json.loads(base64.urlsafe_b64decode(good.split(".")[0] + "=="))
+    head.update(header)
+    head = {name: value for name, value in head.items() if value is not None}
+    token = ".".join([b64u(json.dumps(head).encode()), *good.split(".")[1:]])
+    with pytest.raises(TokenError) as err:
+        issuer.verify(token)
+    assert err.value.kind == kind
+
+
+@pytest.mark.parametrize(
+    "segment", ['"alg"', "[1]", "null", "1", "{", '{"alg": "ES256"' + " " * 600]
+)
+def test_unreadable_token_headers_are_malformed(issuer: TokenIssuer, segment: str) -> None:
+    token = f"{b64u(segment.encode())}.{b64u(b'{}')}.AAAA"
+    with pytest.raises(TokenError) as err:
+        issuer.verify(token)
+    assert err.value.kind == "malformed"
+
+
+def test_claims_that_are_not_an_object_are_malformed(issuer: TokenIssuer, keys) -> None:
+    header = {"alg": "ES256", "kid": keys["ES256"].kid, "typ": "at+jwt"}
+    for payload in (b"[1, 2]", b"not json"):
+        token = joserfc_jws.serialize_compact(header, payload, keys["ES256"], algorithms=["ES256"])
+        with pytest.raises(TokenError, match="not a JSON object") as err:
+            issuer.verify(token)
+        assert err.value.kind == "malformed"
 
 
 # -- client token cache ----------------------------------------------------------------------

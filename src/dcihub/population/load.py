@@ -10,7 +10,6 @@ from datetime import date
 from ..store import Store
 from .generator import Country, generate_country
 
-REGISTRIES = ("crvs", "social", "dr", "fr", "ibr")
 BUILD_KEY = "population.build"
 LOCATIONS_KEY = "population.locations"
 
@@ -22,10 +21,10 @@ def build_signature(people: int, seed: int, as_of: date) -> str:
 def load_country(
     store: Store, country: Country, progress: Callable[[str, int], None] | None = None
 ) -> dict[str, int]:
-    """Bulk-load every registry of `country` into `store` (tables must be empty)."""
+    """Bulk-load every registry of `country` that the store serves (tables must be empty)."""
     counts: dict[str, int] = {}
     with store.begin() as conn:
-        for registry in REGISTRIES:
+        for registry in country.registries:
             if registry not in store.profiles:
                 continue
             counts[registry] = store.records.bulk_load(conn, registry, country.records(registry))
@@ -40,20 +39,8 @@ def load_country(
 
 
 def places_of(country: Country) -> list[dict[str, str | None]]:
-    """Regions and their districts, as named in the civil register's places of birth."""
-    regions: dict[str, set[str]] = {}
-    for person in country.crvs:
-        place = person.get("birth_place") or {}
-        region = (place.get("contained_in_place") or {}).get("name")
-        if place.get("name") and region:
-            regions.setdefault(region, set()).add(place["name"])
-    places: list[dict[str, str | None]] = []
-    for region in sorted(regions):
-        places.append({"name": region, "parent": None, "type": "region"})
-        places.extend(
-            {"name": d, "parent": region, "type": "district"} for d in sorted(regions[region])
-        )
-    return places
+    """Regions and their districts where the people of the country were born."""
+    return country.places
 
 
 def ensure_population(
@@ -69,7 +56,7 @@ def ensure_population(
     Returns (country, built_now). The country is regenerated in memory either way (it is
     deterministic and fast) so that samples can be written."""
     store.upgrade()
-    country = generate_country(people=people, seed=seed, as_of=as_of)
+    country = generate_country(people, seed, as_of, store.profiles.values())
     wanted = build_signature(people, seed, as_of)
     found = store.get_meta(BUILD_KEY)
     if found == wanted:

@@ -1,20 +1,25 @@
 """JWS primitives shared by message signatures and access tokens.
 
-The algorithm implementations and keys are joserfc's. We call the algorithm models directly
-(rather than `joserfc.jws.serialize_compact`) because (a) the detached profile signs bytes we
-build ourselves (RFC 7515 App. F), (b) joserfc's registry caps payloads at 128 kB, too small for
-a large on-search reply, and (c) it emits a warning on every EdDSA use (RFC 9864 deprecates the
-polymorphic name), while DCI peers still use `EdDSA`.
+The algorithm implementations and keys are joserfc's. Message signatures call the algorithm
+models directly (rather than `joserfc.jws.serialize_compact`) because (a) the detached profile
+signs bytes we build ourselves (RFC 7515 App. F), (b) joserfc's registry caps payloads at
+128 kB, too small for a large on-search reply, and (c) it emits a warning on every EdDSA use
+(RFC 9864 deprecates the polymorphic name), while DCI peers still use `EdDSA`.
+
+Access tokens are small, compact and ours, so they use joserfc's JWT functions with `REGISTRY`:
+a `JWSRegistry` of the same algorithms whose `EdDSA` does not warn.
 
 Only asymmetric algorithms exist here: `none` and HMAC are refused by construction.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import orjson
 from joserfc.errors import JoseError
+from joserfc.jwa import JWSAlgModel
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 from joserfc.jws import JWSRegistry
 
@@ -30,6 +35,22 @@ ALGORITHMS: dict[str, tuple[str, str | None]] = {
 }
 _MODELS = {name: JWSRegistry.algorithms[name] for name in ALGORITHMS}
 MAX_HEADER_BYTES = 2048
+
+
+def _without_warning(model: JWSAlgModel) -> JWSAlgModel:
+    quiet = copy.copy(model)
+    quiet.security_warning = None
+    return quiet
+
+
+class _Registry(JWSRegistry):
+    """Our algorithms only (the allowed list is set too); `EdDSA` without the RFC 9864 warning
+    that joserfc gives on every use."""
+
+    algorithms = {name: _without_warning(model) for name, model in _MODELS.items()}
+
+
+REGISTRY = _Registry(algorithms=list(ALGORITHMS))
 
 
 class JWSFailure(Exception):

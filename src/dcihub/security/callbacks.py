@@ -16,21 +16,19 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from .errors import SenderUriError
+
+if TYPE_CHECKING:
+    from .partners import Partner
 
 __all__ = ["check_sender_uri", "check_callback_target", "resolve_and_check", "ip_refusal_reason"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _BAD_PATH = re.compile(r"%2f|%5c|%2e|\\", re.IGNORECASE)
-
-
-class _HasPrefixes(Protocol):
-    sender_id: str
-    callback_prefixes: Sequence[str]
 
 
 def _parse(uri: str, what: str) -> tuple[SplitResult, str, int, str]:
@@ -62,7 +60,7 @@ def _path_segments_ok(path: str) -> bool:
     return all(seg not in (".", "..") for seg in unquote(path).split("/"))
 
 
-def check_sender_uri(uri: str, partner: _HasPrefixes) -> None:
+def check_sender_uri(uri: str, partner: Partner) -> None:
     """Raise SenderUriError (`err.sender_uri.invalid`) unless `uri` is under a registered prefix."""
     parts, host, port, scheme = _parse(uri, "sender_uri")
     if parts.fragment:
@@ -170,12 +168,8 @@ def resolve_and_check(
     return [str(a) for a in addresses]
 
 
-class _CallbackPartner(_HasPrefixes, Protocol):
-    allow_private_callbacks: bool
-
-
 def check_callback_target(
-    uri: str, partner: _CallbackPartner, *, resolver: Resolver = socket.getaddrinfo
+    uri: str, partner: Partner, *, resolver: Resolver = socket.getaddrinfo
 ) -> list[str]:
     """Both checks for an outbound callback: prefix allow-list, then the resolved addresses.
 

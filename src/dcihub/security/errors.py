@@ -7,14 +7,20 @@ the HTTP status the server should answer with. The server maps them onto an ERR 
 
 from __future__ import annotations
 
+from typing import ClassVar, Literal, get_args
+
 from dcihub.standard.codes import ErrorCode
 
 
 class SecurityError(Exception):
     """Base class: something a caller (or an operator's configuration) got wrong."""
 
-    default_code: str = ErrorCode.REQUEST_BAD
-    default_status: int = 400
+    default_code: ClassVar[str] = ErrorCode.REQUEST_BAD
+    default_status: ClassVar[int] = 400
+
+    code: str  # the spec's err.* code
+    message: str  # what the caller can act on (at most 999 characters, as the spec allows)
+    http_status: int
 
     def __init__(
         self, message: str, *, code: str | ErrorCode | None = None, http_status: int | None = None
@@ -46,17 +52,21 @@ class SenderUriError(SecurityError):
     default_code = ErrorCode.SENDER_URI_INVALID
 
 
-class TokenError(SecurityError):
-    """A bearer token is refused; `kind` says why (answered with HTTP 401).
+TokenErrorKind = Literal[
+    "missing", "malformed", "expired", "not_yet_valid", "invalid_signature", "wrong_issuer"
+]
 
-    kind is one of `missing`, `malformed`, `expired`, `invalid_signature`, `wrong_issuer`.
-    """
+
+class TokenError(SecurityError):
+    """A bearer token is refused; `kind` says why (answered with HTTP 401)."""
 
     default_code = ErrorCode.REQUEST_UNAUTHORIZED
     default_status = 401
-    KINDS = ("missing", "malformed", "expired", "invalid_signature", "wrong_issuer")
+    KINDS: ClassVar[tuple[str, ...]] = get_args(TokenErrorKind)
 
-    def __init__(self, kind: str, message: str) -> None:
+    kind: TokenErrorKind
+
+    def __init__(self, kind: TokenErrorKind, message: str) -> None:
         if kind not in self.KINDS:  # pragma: no cover - programming error
             raise ValueError(f"unknown token error kind {kind!r}")
         super().__init__(message)

@@ -6,8 +6,28 @@ base64url, a per-recipient unprotected header only, so no `protected`/`aad` memb
 AAD. Plaintext = UTF-8 JSON of the inner message object. Key management RSA-OAEP-256 (RSA key)
 or ECDH-ES+A256KW (EC P-256 key, Concat KDF per RFC 7518 §4.6); content encryption A256GCM.
 
-Built directly on `cryptography` because joserfc's JSON serialisation always emits and requires
-a `protected` member and authenticates it (AAD "e30" for `{}`), which is not the spec's form.
+The cryptography is joserfc's JWE algorithms (`joserfc.jwa`, through a `JWERegistry` that
+knows only RSA-OAEP-256, ECDH-ES+A256KW and A256GCM): CEK and iv generation, RSA-OAEP, the
+ephemeral key, ECDH and Concat KDF, AES key wrap, AES-GCM. What is ours is the JWE's form
+around them, because neither library's JWE serialisation fits:
+
+- joserfc's JSON serialisation always emits and requires a `protected` member and
+  authenticates it (AAD "e30" for `{}`), which is not the spec's form; its default size limits
+  (64 kB of ciphertext) are also below a large message;
+- jwcrypto's does produce exactly the spec's form, but costs 2 to 3 times as much per
+  message (it deep-copies its header registry for every JWE object and builds jwcrypto JWK
+  objects for the ephemeral and wrapping keys): that is on the path of every encrypted request
+  and reply. jwcrypto stays the independent implementation the tests check us against.
+
+So: the per-recipient header is the whole JOSE header; the AAD is empty (RFC 7516 §5.1 step 14
+with no protected header); `epk` goes into, and is read from, that header. Before any key is
+used we check the envelope's members, `alg`/`enc` (only the two key-management algorithms and
+A256GCM; the registry refuses any other too), no `zip`/`crit`, the recipient key's type, size,
+`use` and `alg`, strict base64url, the GCM iv and tag sizes, and the ephemeral key (an EC key
+on our key's curve; joserfc's import of it refuses a point off the curve, against invalid-curve
+attacks). A message whose content key cannot be recovered goes on with a random one and fails
+at the tag like any altered message: one refusal for both (RFC 7516 §11.5).
+
 On decryption we are lenient about the envelope: a `protected` member (then authenticated as
 RFC 7516 says), a shared `unprotected` header, and OpenCRVS's habit of repeating `alg`/`enc`/
 `kid` in both `unprotected` and `header` are accepted; conflicting values are not.
@@ -18,17 +38,13 @@ envelope, then sign the envelope; on receipt verify first, then decrypt.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
-from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
+from joserfc.errors import JoseError
+from joserfc.jwa import JWEKeyAgreement, JWEKeyEncryption
+from joserfc.jwe import FlattenedJSONEncryption, JWERegistry, Recipient
 from joserfc.jwk import ECKey, RSAKey
 
 from ._b64 import b64url_decode, b64url_encode
@@ -48,15 +64,9 @@ RSA_OAEP_256 = "RSA-OAEP-256"
 ECDH_ES_A256KW = "ECDH-ES+A256KW"
 KEY_ALGS = (RSA_OAEP_256, ECDH_ES_A256KW)
 CONTENT_ENC = "A256GCM"
-_CEK_BYTES = 32
+_REGISTRY = JWERegistry(algorithms=[*KEY_ALGS, CONTENT_ENC])
 _IV_BYTES = 12
 _TAG_BYTES = 16
-_CURVES: dict[str, ec.EllipticCurve] = {
-    "P-256": ec.SECP256R1(),
-    "P-384": ec.SECP384R1(),
-    "P-521": ec.SECP521R1(),
-}
-_OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 _REQUIRED = ("header", "encrypted_key", "iv", "ciphertext", "tag")
 
 KeyForKid = Callable[[str | None], "AsymmetricKey | Mapping[str, Any] | None"]
@@ -70,9 +80,10 @@ def is_encrypted_message(value: Any) -> bool:
 def recipient_kid(encrypted: Mapping[str, Any]) -> str | None:
     """The recipient `kid` an EncryptedMessage names (to choose our decryption key)."""
     try:
-        return _merged_header(encrypted).get("kid")
+        kid = _merged_header(encrypted).get("kid")
     except EncryptionError:
         return None
+    return kid if isinstance(kid, str) else None
 
 
 # -- encryption -----------------------------------------------------------------------------
@@ -96,24 +107,26 @@ def encrypt_message(
     except TypeError as exc:
         raise EncryptionError(f"message is not JSON-serialisable: {exc}") from exc
 
-    cek = AESGCM.generate_key(bit_length=256)
-    header: dict[str, Any] = {"alg": alg, "enc": CONTENT_ENC, "kid": key.kid}
-    if alg == RSA_OAEP_256:
-        encrypted_key = key.public_key.encrypt(cek, _OAEP)  # type: ignore[union-attr]
+    enc = _REGISTRY.get_enc(CONTENT_ENC)
+    management = _REGISTRY.get_alg(alg)
+    recipient = _recipient({"alg": alg, "enc": CONTENT_ENC, "kid": key.kid}, key)
+    cek = enc.generate_cek()
+    if isinstance(management, JWEKeyAgreement):
+        management.prepare_ephemeral_key(recipient)  # a new key; its public part -> "epk"
+        agreed = management.encrypt_agreed_upon_key(enc, recipient)
+        recipient.ephemeral_key = None
+        encrypted_key = management.wrap_cek_with_auk(cek, agreed)
     else:
-        assert isinstance(key, ECKey)
-        ephemeral = ec.generate_private_key(key.public_key.curve)
-        header["epk"] = _epk_jwk(ephemeral.public_key())
-        kek = _concat_kdf(ephemeral.exchange(ec.ECDH(), key.public_key), alg, b"", b"")
-        encrypted_key = aes_key_wrap(kek, cek)
-    iv = os.urandom(_IV_BYTES)
-    sealed = AESGCM(cek).encrypt(iv, plaintext, b"")
+        assert isinstance(management, JWEKeyEncryption)
+        encrypted_key = management.encrypt_cek(cek, recipient)
+    iv = enc.generate_iv()
+    ciphertext, tag = enc.encrypt(plaintext, cek, iv, b"")  # no protected header: empty AAD
     return {
-        "header": header,
+        "header": recipient.header,
         "encrypted_key": b64url_encode(encrypted_key),
         "iv": b64url_encode(iv),
-        "ciphertext": b64url_encode(sealed[:-_TAG_BYTES]),
-        "tag": b64url_encode(sealed[-_TAG_BYTES:]),
+        "ciphertext": b64url_encode(ciphertext),
+        "tag": b64url_encode(tag),
     }
 
 
@@ -133,15 +146,15 @@ def decrypt_message(encrypted: Mapping[str, Any], key_for_kid: KeyForKid) -> Any
     if missing:
         raise EncryptionError(f"EncryptedMessage lacks {', '.join(missing)}")
     header = _merged_header(encrypted)
-    alg, enc, kid = header.get("alg"), header.get("enc"), header.get("kid")
+    alg, enc_name, kid = header.get("alg"), header.get("enc"), header.get("kid")
     if alg not in KEY_ALGS:
         raise EncryptionError(f"JWE alg {alg!r} is not accepted; use one of {', '.join(KEY_ALGS)}")
-    if enc != CONTENT_ENC:
-        raise EncryptionError(f"JWE enc {enc!r} is not accepted; use {CONTENT_ENC}")
+    if enc_name != CONTENT_ENC:
+        raise EncryptionError(f"JWE enc {enc_name!r} is not accepted; use {CONTENT_ENC}")
     if "zip" in header or "crit" in header:
         raise EncryptionError("JWE 'zip' and 'crit' header parameters are not supported")
 
-    found = key_for_kid(kid)
+    found = key_for_kid(kid if isinstance(kid, str) else None)
     if found is None:
         raise EncryptionError(
             f"message is encrypted to kid={kid!r}, which is not one of our current encryption "
@@ -164,15 +177,37 @@ def decrypt_message(encrypted: Mapping[str, Any], key_for_kid: KeyForKid) -> Any
         raise EncryptionError("EncryptedMessage members are not base64url strings") from exc
     if len(iv) != _IV_BYTES or len(tag) != _TAG_BYTES:
         raise EncryptionError("A256GCM needs a 96-bit iv and a 128-bit tag")
+    if alg == ECDH_ES_A256KW:
+        assert isinstance(key, ECKey)
+        _check_epk(header.get("epk"), key)
+        _check_party_info(header)
 
-    cek = _unwrap_cek(key, alg, header, encrypted_key)
-    aad = _aad(encrypted)
+    enc = _REGISTRY.get_enc(enc_name)
+    management = _REGISTRY.get_alg(alg)
+    recipient = _recipient(header, key)
+    recipient.encrypted_key = encrypted_key
+    if isinstance(management, JWEKeyAgreement):
+        try:  # imports epk (refused unless a point on the curve), then ECDH and Concat KDF
+            agreed = management.decrypt_agreed_upon_key(enc, recipient)
+        except (JoseError, ValueError, TypeError, KeyError) as exc:
+            raise EncryptionError("JWE epk is not a valid point on its curve") from exc
     try:
-        plaintext = AESGCM(cek).decrypt(iv, ciphertext + tag, aad)
-    except InvalidTag as exc:
+        if isinstance(management, JWEKeyAgreement):
+            cek = management.unwrap_cek_with_auk(encrypted_key, agreed)
+        else:
+            assert isinstance(management, JWEKeyEncryption)
+            cek = management.decrypt_cek(recipient)
+    except (JoseError, ValueError):
+        cek = b""
+    if len(cek) * 8 != enc.cek_size:
+        cek = enc.generate_cek()  # RFC 7516 §11.5: fail at the tag, as any alteration does
+    try:
+        plaintext = enc.decrypt(ciphertext, tag, cek, iv, _aad(encrypted))
+    except JoseError as exc:
         raise EncryptionError(
-            f"message encrypted to kid={kid!r} fails its integrity check (tag): the ciphertext, "
-            "iv, tag or header was altered, or it was encrypted to another key"
+            f"message encrypted to kid={kid!r} cannot be decrypted with that key: it was "
+            "encrypted to another key, or its encrypted_key, iv, ciphertext, tag or header was "
+            "altered (integrity check failed)"
         ) from exc
     try:
         return orjson.loads(plaintext)
@@ -180,8 +215,13 @@ def decrypt_message(encrypted: Mapping[str, Any], key_for_kid: KeyForKid) -> Any
         raise EncryptionError("decrypted message is not UTF-8 JSON") from exc
 
 
+def _recipient(header: dict[str, Any], key: AsymmetricKey) -> Recipient[Any]:
+    """joserfc's recipient of a JWE without a protected header: `header` is all of it."""
+    return Recipient(FlattenedJSONEncryption({}), header, key)
+
+
 def _merged_header(encrypted: Mapping[str, Any]) -> dict[str, Any]:
-    parts: list[Mapping[str, Any]] = []
+    parts: list[Any] = []
     if "protected" in encrypted:
         try:
             protected = orjson.loads(b64url_decode(encrypted["protected"]))
@@ -203,6 +243,7 @@ def _merged_header(encrypted: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _aad(encrypted: Mapping[str, Any]) -> bytes:
+    """RFC 7516 §5.1 step 14: ASCII(protected [ "." aad ]); empty for the spec's form."""
     aad = str(encrypted.get("protected", "")).encode("ascii")
     if "aad" in encrypted:
         aad += b"." + str(encrypted["aad"]).encode("ascii")
@@ -224,68 +265,20 @@ def _check_recipient_key(key: AsymmetricKey, alg: str) -> None:
         raise EncryptionError(f"key {key.kid!r} is published for alg {key.alg!r}, not {alg!r}")
 
 
-def _unwrap_cek(key: AsymmetricKey, alg: str, header: Mapping[str, Any], wrapped: bytes) -> bytes:
-    failure = EncryptionError(
-        f"cannot recover the content key with kid={key.kid!r}: the message was encrypted to "
-        "another key, or encrypted_key was altered"
-    )
-    if alg == RSA_OAEP_256:
-        private = key.private_key
-        assert isinstance(private, rsa.RSAPrivateKey)
-        try:
-            cek = private.decrypt(wrapped, _OAEP)
-        except ValueError as exc:
-            raise failure from exc
-    else:
-        private_ec = key.private_key
-        assert isinstance(private_ec, ec.EllipticCurvePrivateKey)
-        epk = _ephemeral_public(header.get("epk"), private_ec.curve)
-        try:
-            apu = b64url_decode(header.get("apu", ""))
-            apv = b64url_decode(header.get("apv", ""))
-        except ValueError as exc:
-            raise EncryptionError("JWE apu/apv are not base64url") from exc
-        kek = _concat_kdf(private_ec.exchange(ec.ECDH(), epk), alg, apu, apv)
-        try:
-            cek = aes_key_unwrap(kek, wrapped)
-        except InvalidUnwrap as exc:
-            raise failure from exc
-    if len(cek) != _CEK_BYTES:
-        raise failure
-    return cek
-
-
-def _ephemeral_public(epk: Any, curve: ec.EllipticCurve) -> ec.EllipticCurvePublicKey:
+def _check_epk(epk: Any, key: ECKey) -> None:
+    """The ephemeral key must be an EC key on our key's curve; that it is a point on that curve
+    (invalid-curve attacks) is checked when joserfc imports it (`cryptography` refuses it)."""
     if not isinstance(epk, Mapping) or epk.get("kty") != "EC":
         raise EncryptionError("ECDH-ES needs an 'epk' EC public key in the JWE header")
-    if epk.get("crv") not in _CURVES or _CURVES[epk["crv"]].name != curve.name:
+    if epk.get("crv") != key.curve_name:
         raise EncryptionError(f"JWE epk curve {epk.get('crv')!r} does not match our key's curve")
+
+
+def _check_party_info(header: Mapping[str, Any]) -> None:
+    """ECDH-ES `apu` / `apv`, when present, are base64url (they enter the Concat KDF)."""
     try:
-        x = int.from_bytes(b64url_decode(epk["x"]), "big")
-        y = int.from_bytes(b64url_decode(epk["y"]), "big")
-        # public_key() checks the point is on the curve (invalid-curve attacks).
-        return ec.EllipticCurvePublicNumbers(x, y, curve).public_key()
-    except (KeyError, ValueError, TypeError) as exc:
-        raise EncryptionError("JWE epk is not a valid point on its curve") from exc
-
-
-def _epk_jwk(public: ec.EllipticCurvePublicKey) -> dict[str, str]:
-    numbers = public.public_numbers()
-    size = (public.curve.key_size + 7) // 8
-    crv = next(name for name, c in _CURVES.items() if c.name == public.curve.name)
-    return {
-        "kty": "EC",
-        "crv": crv,
-        "x": b64url_encode(numbers.x.to_bytes(size, "big")),
-        "y": b64url_encode(numbers.y.to_bytes(size, "big")),
-    }
-
-
-def _concat_kdf(shared: bytes, alg: str, apu: bytes, apv: bytes) -> bytes:
-    """RFC 7518 §4.6.2 Concat KDF for ECDH-ES key wrapping (256-bit KEK for A256KW)."""
-
-    def field(data: bytes) -> bytes:
-        return len(data).to_bytes(4, "big") + data
-
-    other_info = field(alg.encode("ascii")) + field(apu) + field(apv) + (256).to_bytes(4, "big")
-    return ConcatKDFHash(algorithm=hashes.SHA256(), length=32, otherinfo=other_info).derive(shared)
+        for name in ("apu", "apv"):
+            if name in header:
+                b64url_decode(header[name])
+    except (ValueError, TypeError) as exc:
+        raise EncryptionError("JWE apu/apv are not base64url") from exc

@@ -58,7 +58,7 @@ def load_jwk(data: Mapping[str, Any]) -> AsymmetricKey:
     kty = data.get("kty")
     if kty not in ("EC", "OKP", "RSA"):
         raise ValueError(f"JWK kty {kty!r} is not an asymmetric key type (EC, OKP or RSA)")
-    key = import_key(dict(data))  # type: ignore[arg-type]
+    key = import_key(dict(data))
     assert isinstance(key, ECKey | OKPKey | RSAKey)
     key.ensure_kid()
     return key

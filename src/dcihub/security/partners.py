@@ -34,7 +34,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import yaml
@@ -253,6 +253,10 @@ class PartnerRegistry:
 Fetch = Callable[[str], Mapping[str, Any]] | Callable[[str], Awaitable[Mapping[str, Any]]]
 
 
+SyncFetch = Callable[[str], Mapping[str, Any]]
+AsyncFetch = Callable[[str], Awaitable[Mapping[str, Any]]]
+
+
 def httpx_fetch(client: httpx.Client | httpx.AsyncClient) -> Fetch:
     """A `fetch` for JwksResolver that GETs the JWKS with an httpx client (sync or async)."""
     if isinstance(client, httpx.AsyncClient):
@@ -260,16 +264,23 @@ def httpx_fetch(client: httpx.Client | httpx.AsyncClient) -> Fetch:
         async def fetch_async(url: str) -> Mapping[str, Any]:
             response = await client.get(url, headers={"Accept": "application/json"})
             response.raise_for_status()
-            return response.json()
+            return _json_object(response, url)
 
         return fetch_async
 
     def fetch(url: str) -> Mapping[str, Any]:
         response = client.get(url, headers={"Accept": "application/json"})
         response.raise_for_status()
-        return response.json()
+        return _json_object(response, url)
 
     return fetch
+
+
+def _json_object(response: httpx.Response, url: str) -> Mapping[str, Any]:
+    doc = response.json()
+    if not isinstance(doc, dict):
+        raise ValueError(f"{url} did not answer a JSON object (a JWK set)")
+    return doc
 
 
 class JwksResolver:
@@ -316,13 +327,13 @@ class JwksResolver:
         self._last_fetch = self.now()
         try:
             if self._is_async:
-                result = await self.fetch(self.partner.jwks_url)  # type: ignore[misc]
+                result = await cast(AsyncFetch, self.fetch)(self.partner.jwks_url)
             else:
-                result = await asyncio.to_thread(self.fetch, self.partner.jwks_url)
+                result = await asyncio.to_thread(cast(SyncFetch, self.fetch), self.partner.jwks_url)
         except Exception as exc:  # noqa: BLE001 - network/JSON errors: keep old keys
             self._record_error(exc)
             return
-        self._store(result)  # type: ignore[arg-type]
+        self._store(result)
 
     def encryption_key(self, alg: str | None = None) -> AsymmetricKey | None:
         """The partner's key to encrypt replies to (use `enc`; prefers ECDH-ES+A256KW)."""
@@ -360,7 +371,7 @@ class JwksResolver:
         assert self.fetch is not None and self.partner.jwks_url is not None
         self._last_fetch = self.now()
         try:
-            return self.fetch(self.partner.jwks_url)  # type: ignore[return-value]
+            return cast(SyncFetch, self.fetch)(self.partner.jwks_url)  # not async: see callers
         except Exception as exc:  # noqa: BLE001 - network/JSON errors: keep old keys
             self._record_error(exc)
             return None

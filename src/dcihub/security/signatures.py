@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from dcihub.standard.codes import ErrorCode
 
@@ -159,7 +160,9 @@ def _sign_http_sig(
     body = _compact_sorted_json({"header": header, "message": message}, ascii_only=True)
     digest = base64.b64encode(hashlib.sha256(body).digest()).decode("ascii")
     signing_string = f"(created): {created}\n(expires): {expires}\ndigest: {digest}"
-    raw = key.private_key.sign(signing_string.encode("utf-8"))  # type: ignore[union-attr]
+    private = key.private_key
+    assert isinstance(private, Ed25519PrivateKey)  # check_key: an Ed25519 key, and private
+    raw = private.sign(signing_string.encode("utf-8"))
     return (
         f'namespace="dci", kidId="{sender_id}|{key.kid}|ed25519", algorithm="ed25519", '
         f'created="{created}", expires="{expires}", headers="{HTTP_SIG_HEADERS}", '
@@ -429,9 +432,10 @@ def _verify_http_sig(
     except _jws.JWSFailure as exc:
         raise SignatureError(f"{profile} signature: {exc}") from exc
     public = key.public_key
+    assert isinstance(public, Ed25519PublicKey)  # check_key: an Ed25519 key
     for signing_string in _http_sig_candidates(params, header, message):
         try:
-            public.verify(raw_sig, signing_string)  # type: ignore[union-attr,call-arg]
+            public.verify(raw_sig, signing_string)
             return Verified(profile, kid, "EdDSA")
         except Exception:  # noqa: BLE001 - cryptography raises InvalidSignature
             continue

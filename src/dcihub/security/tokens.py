@@ -7,7 +7,11 @@ also verified. Comparison is constant-time.
 **Access tokens** are JWTs (RFC 9068 shape) signed with the registry's signing key:
 header `{"alg", "kid", "typ": "at+jwt"}` (the `typ` keeps a message signature from ever being
 accepted as a token), claims `iss`, `aud` (default = issuer), `sub` = `client_id` = the OAuth
-client, `sender_id` (the partner's DCI sender_id), `scope`, `iat`, `exp`, `jti`.
+client, `sender_id` (the partner's DCI sender_id), `scope`, `iat`, `exp`, `jti`. They are made
+and read by joserfc's `jwt` functions and checked by its `JWTClaimsRegistry` (`iss`, `aud`,
+`exp`, `nbf`, `iat`, with leeway); joserfc has no setting for an expected `typ`, so the key
+lookup it calls checks `typ` (and refuses `crit`/`b64`) before choosing our key by `kid`.
+What is ours is that, and turning joserfc's errors into our refusals.
 
 **Scopes** follow the spec's `registry.<action>` (§6 #6) qualified by the registry they apply to:
 `<registry>:registry.<action>`, e.g. `crvs:registry.search`, `social:registry.subscribe`;
@@ -25,6 +29,7 @@ import asyncio
 import email.utils
 import hashlib
 import hmac
+import math
 import secrets
 import time
 import uuid
@@ -33,7 +38,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import orjson
+from joserfc import jwt
+from joserfc.errors import (
+    BadSignatureError,
+    ClaimError,
+    DecodeError,
+    ExceededSizeError,
+    ExpiredTokenError,
+    InvalidHeaderValueError,
+    InvalidPayloadError,
+    JoseError,
+    MissingAlgorithmError,
+    MissingClaimError,
+    MissingCritHeaderError,
+    MissingHeaderError,
+    UnsupportedAlgorithmError,
+    UnsupportedHeaderError,
+)
+from joserfc.jwk import GuestProtocol
+from joserfc.jwt import ClaimsOption, JWTClaimsRegistry
 
 from . import _jws
 from ._b64 import b64url_decode, b64url_encode
@@ -238,6 +261,7 @@ class TokenIssuer:
         """Token endpoint response body: access_token, token_type, expires_in (int), scope."""
         key = self._current_key()
         alg = _jws.alg_for_key(key)
+        _jws.check_key(alg, key, "sig")
         iat = int(self.now())
         scope = " ".join(sorted(set(scopes)))
         claims = {
@@ -251,30 +275,51 @@ class TokenIssuer:
             "exp": iat + self.ttl_seconds,
             "jti": uuid.uuid4().hex,
         }
-        header = _jws.encode_header({"alg": alg, "kid": key.kid, "typ": TOKEN_TYPE})
-        payload = b64url_encode(orjson.dumps(claims))
-        signature = _jws.sign(f"{header}.{payload}".encode("ascii"), alg, key)
+        header = {"alg": alg, "kid": key.kid, "typ": TOKEN_TYPE}
         return {
-            "access_token": f"{header}.{payload}.{signature}",
+            "access_token": jwt.encode(header, claims, key, registry=_REGISTRY, default_type=None),
             "token_type": "bearer",
             "expires_in": self.ttl_seconds,
             "scope": scope,
         }
 
     def verify(self, token: str | None) -> TokenClaims:
-        """Check signature, issuer, audience and lifetime; raise TokenError(kind) otherwise."""
+        """Check signature, `typ`, issuer, audience and lifetime (`exp`, `nbf`, `iat`, with the
+        leeway); raise TokenError(kind) otherwise."""
         if not token or not token.strip():
             raise TokenError("missing", "no access token: send 'Authorization: Bearer <token>'")
-        parts = token.strip().split(".")
+        token = token.strip()
+        parts = token.split(".")
         if len(parts) != 3 or not all(parts):
             raise TokenError("malformed", "the access token is not a signed JWT (3 parts)")
         try:
-            header = _jws.decode_header(parts[0])
-        except _jws.JWSFailure as exc:
-            kind = "invalid_signature" if "not accepted" in str(exc) else "malformed"
-            raise TokenError(kind, f"access token refused: {exc}") from exc
+            decoded = jwt.decode(token, self._key_for_token, registry=_REGISTRY)
+        except TokenError:
+            raise
+        except UnsupportedAlgorithmError as exc:
+            raise TokenError(
+                "invalid_signature",
+                f"access token refused: {exc.description} (only "
+                f"{', '.join(sorted(_jws.ALGORITHMS))}; never 'none' or HMAC)",
+            ) from exc
+        except BadSignatureError as exc:
+            raise TokenError("invalid_signature", "access token signature does not match") from exc
+        except InvalidPayloadError as exc:
+            raise TokenError("malformed", "access token claims are not a JSON object") from exc
+        except _MALFORMED as exc:
+            raise TokenError("malformed", f"access token refused: {_why(exc)}") from exc
+        except JoseError as exc:  # the key does not fit the header's alg
+            raise TokenError("invalid_signature", f"access token refused: {_why(exc)}") from exc
+        return self._check_claims(decoded.claims)
+
+    def _key_for_token(self, token: GuestProtocol) -> AsymmetricKey:
+        """joserfc's key lookup, called once the header is read and its `alg` allowed, before
+        the signature is checked: `typ`, extensions, then our key for its `kid`."""
+        header = token.headers()
         if header.get("typ") != TOKEN_TYPE:
             raise TokenError("malformed", f"access token typ must be {TOKEN_TYPE!r}")
+        if "crit" in header or header.get("b64") is False:
+            raise TokenError("malformed", "access token header has 'crit' or 'b64' extensions")
         kid = header.get("kid")
         key = self._key_for(kid)
         if key is None:
@@ -284,14 +329,10 @@ class TokenIssuer:
                 "from this registry's token endpoint",
             )
         try:
-            _jws.verify(f"{parts[0]}.{parts[1]}".encode("ascii"), parts[2], header["alg"], key)
+            _jws.check_key(header["alg"], key, "sig")
         except _jws.JWSFailure as exc:
             raise TokenError("invalid_signature", f"access token signature: {exc}") from exc
-        try:
-            claims = orjson.loads(b64url_decode(parts[1]))
-        except (ValueError, orjson.JSONDecodeError) as exc:
-            raise TokenError("malformed", "access token claims are not JSON") from exc
-        return self._check_claims(claims)
+        return key
 
     def _key_for(self, kid: str | None) -> AsymmetricKey | None:
         if self._verification_key is not None:
@@ -299,41 +340,87 @@ class TokenIssuer:
         current = self._current_key()
         return current if kid == current.kid else None
 
-    def _check_claims(self, claims: Any) -> TokenClaims:
-        if not isinstance(claims, dict):
-            raise TokenError("malformed", "access token claims are not a JSON object")
-        if claims.get("iss") != self.issuer:
-            raise TokenError(
-                "wrong_issuer",
-                f"access token was issued by {claims.get('iss')!r}, not by {self.issuer!r}",
-            )
-        aud = claims.get("aud")
-        if aud != self.audience and not (isinstance(aud, list) and self.audience in aud):
-            raise TokenError("wrong_issuer", f"access token is for audience {aud!r}, not us")
-        now = self.now()
-        exp, iat = claims.get("exp"), claims.get("iat")
-        if type(exp) is not int or type(iat) is not int:
-            raise TokenError("malformed", "access token lacks integer exp/iat claims")
-        if now >= exp + self.leeway:
-            raise TokenError(
-                "expired", f"access token expired {int(now - exp)} s ago: request a new one"
-            )
-        if iat > now + self.leeway:
-            raise TokenError("malformed", "access token is issued in the future")
+    def _check_claims(self, claims: dict[str, Any]) -> TokenClaims:
+        now = int(self.now())
+        rules = JWTClaimsRegistry(
+            now=now,
+            leeway=self.leeway,
+            iss={"essential": True, "value": self.issuer},
+            aud={"essential": True, "value": self.audience},
+            **{name: _ESSENTIAL for name in _REQUIRED_CLAIMS},
+        )
         try:
-            return TokenClaims(
-                issuer=claims["iss"],
-                audience=self.audience,
-                client_id=str(claims["client_id"]),
-                sender_id=str(claims["sender_id"]),
-                scopes=frozenset(str(claims.get("scope", "")).split()),
-                issued_at=iat,
-                expires_at=exp,
-                jti=str(claims["jti"]),
-                raw=claims,
-            )
-        except KeyError as exc:
-            raise TokenError("malformed", f"access token lacks claim {exc.args[0]!r}") from exc
+            rules.validate(claims)
+        except ClaimError as exc:
+            raise _claim_refusal(exc, claims, self.issuer, now) from exc
+        return TokenClaims(
+            issuer=claims["iss"],
+            audience=self.audience,
+            client_id=str(claims["client_id"]),
+            sender_id=str(claims["sender_id"]),
+            scopes=frozenset(str(claims.get("scope", "")).split()),
+            issued_at=int(claims["iat"]),
+            expires_at=int(claims["exp"]),
+            jti=str(claims["jti"]),
+            raw=claims,
+        )
+
+
+_REGISTRY = _jws.REGISTRY
+_REQUIRED_CLAIMS = ("exp", "iat", "client_id", "sender_id", "jti")
+_ESSENTIAL: ClaimsOption = {"essential": True}
+# joserfc errors that mean the token cannot be read (as opposed to: the key does not fit)
+_MALFORMED = (
+    DecodeError,
+    ExceededSizeError,
+    InvalidHeaderValueError,
+    MissingAlgorithmError,
+    MissingCritHeaderError,
+    MissingHeaderError,
+    UnsupportedHeaderError,
+    ValueError,
+    TypeError,
+    AttributeError,
+)
+
+
+def _why(exc: Exception) -> str:
+    return exc.description if isinstance(exc, JoseError) else "it cannot be read"
+
+
+def _claim_refusal(exc: ClaimError, claims: dict[str, Any], issuer: str, now: int) -> TokenError:
+    """joserfc's verdict on a claim, as our refusal (the kind and a message to act on)."""
+    names = exc.claim.split(",")  # a MissingClaimError names every missing claim
+    if "iss" in names:
+        return TokenError(
+            "wrong_issuer", f"access token was issued by {claims.get('iss')!r}, not by {issuer!r}"
+        )
+    if "aud" in names:
+        return TokenError(
+            "wrong_issuer", f"access token is for audience {claims.get('aud')!r}, not us"
+        )
+    if isinstance(exc, ExpiredTokenError):
+        return TokenError(
+            "expired", f"access token expired {int(now - claims['exp'])} s ago: request a new one"
+        )
+    if isinstance(exc, MissingClaimError):
+        if "exp" in names or "iat" in names:
+            return TokenError("malformed", "access token lacks numeric exp/iat claims")
+        return TokenError("malformed", f"access token lacks claim {names[0]!r}")
+    value = claims.get(exc.claim)
+    if exc.claim in ("exp", "iat", "nbf") and not (
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    ):
+        return TokenError("malformed", f"access token claim {exc.claim!r} is not a NumericDate")
+    if exc.claim == "nbf" and isinstance(value, int | float):
+        return TokenError(
+            "not_yet_valid",
+            f"access token is not valid before {int(value)}, {int(value - now)} s from now: "
+            "check the clocks, or request a new one",
+        )
+    if exc.claim == "iat":
+        return TokenError("malformed", "access token is issued in the future")
+    return TokenError("malformed", f"access token claim {exc.claim!r} is invalid")
 
 
 # -- dcihub as a client ----------------------------------------------------------------------

@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from .. import __version__
 from ..config import Settings
+from ..security.partners import Partner
 from ..standard.codes import ErrorCode
 from ..standard.envelope import err_ack
 from ..store import Store
@@ -67,7 +68,7 @@ def create_app(
     extra: Callable[[FastAPI, RegistryNode], None] | None = None,
     run_worker: bool | None = None,
     client: Any = None,
-    partner_for: Callable[[str | None], Any] | None = None,
+    partner_for: Callable[[str | None], Partner | None] | None = None,
     background: list[Callable[[], Any]] | None = None,
 ) -> FastAPI:
     """Build the app. `guard` and `sender` are the security layer's pipeline steps; `extra`

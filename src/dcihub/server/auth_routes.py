@@ -25,6 +25,7 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..store.audit import AuditEntry
 from .guard import Security
 
 log = logging.getLogger("dcihub.auth")
@@ -66,7 +67,15 @@ def add_auth_routes(app: FastAPI, security: Security) -> None:
         summary="OAuth2 client-credentials token (authz_core)",
     )
     async def token(request: Request) -> Response:
-        attempt: dict[str, Any] = {"partner": None, "client_id": None, "outcome": "ok"}
+        attempt = AuditEntry(
+            direction="in",
+            action="token",
+            endpoint="/oauth2/client/token",
+            signature="none",
+            encrypted=False,
+            records=[],
+            remote=request.client.host if request.client else None,
+        )
         response = await _token(request, security, attempt)
         return await _audited(request, security, response, attempt)
 
@@ -83,11 +92,11 @@ def add_auth_routes(app: FastAPI, security: Security) -> None:
         )
 
 
-async def _token(request: Request, security: Security, attempt: dict[str, Any]) -> Response:
+async def _token(request: Request, security: Security, attempt: AuditEntry) -> Response:
     """Answer one token request; `attempt` collects what the audit trail records of it."""
 
     def refuse(status: int, error: str, description: str, code: str) -> Response:
-        attempt["outcome"] = code
+        attempt.outcome = code
         return _oauth_error(status, error, description, code)
 
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
@@ -115,7 +124,7 @@ async def _token(request: Request, security: Security, attempt: dict[str, Any]) 
         )
     basic = _basic_credentials(request.headers.get("authorization"))
     client_id, secret = basic if basic else (form.get("client_id"), form.get("client_secret"))
-    attempt["client_id"] = client_id[:100] if client_id else None  # as claimed; never the secret
+    attempt.client_id = client_id[:100] if client_id else None  # as claimed; never the secret
     if not client_id or not secret:
         return refuse(
             401,
@@ -129,7 +138,7 @@ async def _token(request: Request, security: Security, attempt: dict[str, Any]) 
         return refuse(
             401, "invalid_client", "client authentication failed", "err.request.unauthorized"
         )
-    attempt["partner"] = partner.sender_id
+    attempt.partner = partner.sender_id
     scopes = partner.grant_scopes(form.get("scope") or None)
     if not scopes:
         return refuse(
@@ -139,7 +148,7 @@ async def _token(request: Request, security: Security, attempt: dict[str, Any]) 
             "err.request.forbidden",
         )
     issued: dict[str, Any] = security.issuer.issue(client_id, partner.sender_id, scopes)
-    attempt["scope"] = issued["scope"]
+    attempt.scope = issued["scope"]
     return Response(
         orjson.dumps(issued),
         media_type="application/json",
@@ -148,7 +157,7 @@ async def _token(request: Request, security: Security, attempt: dict[str, Any]) 
 
 
 async def _audited(
-    request: Request, security: Security, response: Response, attempt: dict[str, Any]
+    request: Request, security: Security, response: Response, attempt: AuditEntry
 ) -> Response:
     """Record the token request in the audit trail (partner, claimed client id, outcome; never
     the secret or the token) before answering, as the DCI pipeline does for its messages."""
@@ -157,24 +166,10 @@ async def _audited(
         return response
     from .committer import RequestWrites
 
-    entry = {
-        "ts": time.time(),
-        "direction": "in",
-        "partner": attempt["partner"],
-        "client_id": attempt["client_id"],
-        "registry": None,
-        "endpoint": "/oauth2/client/token",
-        "action": "token",
-        "scope": attempt.get("scope"),
-        "status": response.status_code,
-        "outcome": attempt["outcome"],
-        "signature": "none",
-        "encrypted": False,
-        "records": [],
-        "remote": request.client.host if request.client else None,
-    }
+    attempt.status = response.status_code
+    attempt.ts = time.time()
     try:
-        await node.committer.commit(RequestWrites(audit=[entry]))
+        await node.committer.commit(RequestWrites(audit=[attempt]))
     except Exception:  # nothing may be issued that the trail does not show
         log.exception("could not record a token request in the audit trail")
         return _oauth_error(

@@ -24,6 +24,7 @@ from sqlalchemy import Connection
 
 from ..store import Store
 from ..store.access import Begin
+from ..store.audit import AuditEntry
 from ..store.transactions import NewTxn
 
 log = logging.getLogger("dcihub.committer")
@@ -36,7 +37,7 @@ After = Callable[[Connection, int], Any]
 class RequestWrites:
     txns: list[tuple[NewTxn, After | None]] = field(default_factory=list)
     writes: list[Write] = field(default_factory=list)
-    audit: list[dict[str, Any]] = field(default_factory=list)
+    audit: list[AuditEntry] = field(default_factory=list)
     seen: list[tuple[str, str, int, bytes]] = field(default_factory=list)
     results: list[Any] = field(default_factory=list)  # what each of `writes` returned
 

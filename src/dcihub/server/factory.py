@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from ..config import Settings, load_settings
 from ..security.keys import KeyManager
-from ..security.partners import PartnerRegistry, httpx_fetch
+from ..security.partners import Partner, PartnerRegistry, httpx_fetch
 from ..security.tokens import TokenIssuer
 from ..store import Store
 from .app import create_app
@@ -107,11 +107,10 @@ def build_app(
 
 
 def _shape(
-    partner_ctx: Any, registry: str, entity: str | None, record: dict[str, Any]
+    partner: Partner, registry: str, entity: str | None, record: dict[str, Any]
 ) -> dict[str, Any]:
     from ..security.minimise import minimise
 
-    partner = getattr(partner_ctx, "partner", partner_ctx)
     return minimise(record, partner.allowed_fields(registry))
 
 

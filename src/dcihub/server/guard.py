@@ -34,7 +34,8 @@ from ..standard.envelope import parse_timestamp
 from ..standard.errors import DCIError, MessageRejected
 from ..store import Store
 from ..store.access import Reader
-from .pipeline import EndpointSpec, Guard, Inbound, Reply
+from ..store.audit import AuditEntry
+from .pipeline import Caller, EndpointSpec, Guard, Inbound, Reply
 
 
 class TokenCache:
@@ -58,27 +59,6 @@ class TokenCache:
         self._items[token] = claims
         if len(self._items) > self.size:
             self._items.popitem(last=False)
-
-
-class PartnerContext:
-    """What the pipeline knows about the caller once its token is verified."""
-
-    __slots__ = ("partner", "claims", "resolver", "signature", "encrypted")
-
-    def __init__(self, partner: Partner, claims: TokenClaims, resolver: JwksResolver) -> None:
-        self.partner = partner
-        self.claims = claims
-        self.resolver = resolver
-        self.signature = "unsigned"
-        self.encrypted = False
-
-    @property
-    def sender_id(self) -> str:
-        return self.partner.sender_id
-
-    @property
-    def callback_base(self) -> str | None:
-        return None
 
 
 class Security:
@@ -125,7 +105,7 @@ class SecurityGuard(Guard):
 
     # ----------------------------------------------------------------------------- inbound
 
-    async def authenticate(self, request: Request, endpoint: EndpointSpec) -> PartnerContext:
+    async def authenticate(self, request: Request, endpoint: EndpointSpec) -> Caller:
         try:
             token = bearer_token(request.headers.get("authorization"))
             claims = self.tokens.get(token)
@@ -136,37 +116,37 @@ class SecurityGuard(Guard):
             raise DCIError(ErrorCode.REQUEST_UNAUTHORIZED, exc.message, 401) from None
         partner = self.security.partners.get(claims.sender_id)
         if partner is None:
-            refused = DCIError(
+            raise CallerRefused(
                 ErrorCode.REQUEST_UNAUTHORIZED,
                 f"the access token's partner '{claims.sender_id}' is no longer registered here",
                 401,
+                partner=claims.sender_id,
+                client_id=claims.client_id,
             )
-            refused.audit_who = (claims.sender_id, claims.client_id)  # type: ignore[attr-defined]
-            raise refused
         action = endpoint.scope_action
         if not (
             claims.allows(endpoint.registry, action) and partner.allows(endpoint.registry, action)
         ):
-            refused = DCIError(
+            # the token was valid: the audit trail names who tried
+            raise CallerRefused(
                 ErrorCode.REQUEST_FORBIDDEN,
                 f"partner '{partner.sender_id}' may not use '{action}' on the "
                 f"{endpoint.registry} registry (token scope "
                 f"'{' '.join(sorted(claims.scopes)) or 'none'}')",
                 403,
+                partner=partner.sender_id,
+                client_id=claims.client_id,
             )
-            # the token was valid: the audit trail names who tried
-            refused.audit_who = (partner.sender_id, claims.client_id)  # type: ignore[attr-defined]
-            raise refused
-        return PartnerContext(partner, claims, self.security.resolver(partner))
+        return Caller(partner, claims, self.security.resolver(partner))
 
     async def check_header(self, inbound: Inbound) -> None:
-        ctx: PartnerContext = inbound.partner
+        partner = _caller(inbound).partner
         header = inbound.header
-        if header.sender_id != ctx.sender_id:
+        if header.sender_id != partner.sender_id:
             raise DCIError(
                 ErrorCode.SENDER_ID_INVALID,
                 f"header.sender_id '{header.sender_id}' is not the partner of the "
-                f"access token ('{ctx.sender_id}')",
+                f"access token ('{partner.sender_id}')",
             )
         receiver = header.receiver_id
         ours = self.security.our_ids(inbound.registry)
@@ -180,7 +160,7 @@ class SecurityGuard(Guard):
         uri = getattr(header, "sender_uri", None)
         if uri and inbound.endpoint.asynchronous:
             try:
-                check_sender_uri(uri, ctx.partner)
+                check_sender_uri(uri, partner)
             except SecurityError as exc:
                 raise DCIError(ErrorCode.SENDER_URI_INVALID, exc.message) from None
 
@@ -198,7 +178,7 @@ class SecurityGuard(Guard):
             )
 
     async def verify(self, inbound: Inbound) -> None:
-        ctx: PartnerContext = inbound.partner
+        ctx = _caller(inbound)
         partner = ctx.partner
         if not inbound.signature:
             if partner.signature_required:
@@ -225,7 +205,7 @@ class SecurityGuard(Guard):
         ctx.signature = f"{verified.profile}:{verified.kid}"
 
     async def decrypt(self, inbound: Inbound) -> None:
-        ctx: PartnerContext = inbound.partner
+        ctx = _caller(inbound)
         if inbound.header.is_msg_encrypted:
             if not is_encrypted_message(inbound.message):
                 raise DCIError(
@@ -296,7 +276,7 @@ class SecurityGuard(Guard):
     def outbound(self, inbound: Inbound, reply: Reply) -> dict[str, Any]:
         if not reply.is_envelope:
             return reply.body
-        ctx: PartnerContext = inbound.partner
+        ctx = _caller(inbound)
         # A partner allowed unsigned messages may also ask for unsigned sync replies to its
         # unsigned requests (`sign_replies: false`); everything else is signed.
         unsigned_ok = not ctx.partner.sign_replies and ctx.signature == "unsigned"
@@ -316,48 +296,71 @@ class SecurityGuard(Guard):
         endpoint: EndpointSpec,
         request: Request,
         inbound: Inbound | None,
-        partner: Any,
+        caller: Caller | None,
         status: int,
         body: dict[str, Any],
         error: DCIError | None,
         replay: bool,
-    ) -> dict[str, Any] | None:
+    ) -> AuditEntry | None:
         if not self.security.options.audit:
             return None
-        ctx: PartnerContext | None = partner if isinstance(partner, PartnerContext) else None
         header = inbound.header if inbound is not None else None
         message = inbound.message if inbound is not None else None
         # a token that verified but was refused (403, or its partner is gone) still names who
-        who = (
-            (ctx.sender_id, ctx.claims.client_id)
-            if ctx
-            else getattr(error, "audit_who", (None, None))
-        )
+        partner: str | None = None
+        client_id: str | None = None
+        if caller is not None:
+            partner, client_id = caller.partner.sender_id, caller.claims.client_id
+        elif isinstance(error, CallerRefused):
+            partner, client_id = error.partner, error.client_id
         # a whole-message rejection records its rjct.* reason (e.g. rjct.message_ts.invalid)
-        outcome = (getattr(error, "reason", None) or error.code) if error else "ok"
-        entry: dict[str, Any] = {
-            "ts": time.time(),
-            "direction": "in",
-            "partner": who[0],
-            "client_id": who[1],
-            "registry": endpoint.registry,
-            "endpoint": f"/registry/{endpoint.path}",
-            "action": endpoint.action,
-            "message_id": getattr(header, "message_id", None),
-            "claimed_sender": getattr(header, "sender_id", None),
-            "transaction_id": message.get("transaction_id") if isinstance(message, dict) else None,
-            "correlation_id": inbound.correlation_id if inbound is not None else None,
-            "status": status,
-            "outcome": "replay" if replay else outcome,
-            "signature": ctx.signature if ctx else "none",
-            "encrypted": bool(ctx and ctx.encrypted),
+        if replay:
+            outcome = "replay"
+        elif isinstance(error, MessageRejected):
+            outcome = error.reason
+        else:
+            outcome = error.code if error is not None else "ok"
+        transaction_id = message.get("transaction_id") if isinstance(message, dict) else None
+        return AuditEntry(
+            direction="in",
+            action=endpoint.action,
+            outcome=outcome,
+            partner=partner,
+            client_id=client_id,
+            registry=endpoint.registry,
+            endpoint=f"/registry/{endpoint.path}",
+            status=status,
+            message_id=header.message_id if header is not None else None,
+            claimed_sender=header.sender_id if header is not None else None,
+            transaction_id=transaction_id,
+            correlation_id=inbound.correlation_id if inbound is not None else None,
+            signature=caller.signature if caller is not None else "none",
+            encrypted=caller is not None and caller.encrypted,
             # records returned: none when the reply was a refusal (e.g. it could not be sealed)
-            "records": (inbound.facts.get("records") or [])
-            if inbound is not None and error is None
-            else [],
-            "remote": request.client.host if request.client else None,
-        }
-        return entry
+            records=list(inbound.records) if inbound is not None and error is None else [],
+            remote=request.client.host if request.client else None,
+        )
+
+
+class CallerRefused(DCIError):
+    """A refusal of a caller whose token did verify (its partner is gone, or the call is out
+    of its scope): the audit trail still names that partner and client."""
+
+    partner: str
+    client_id: str
+
+    def __init__(
+        self, code: str, message: str, http_status: int, *, partner: str, client_id: str
+    ) -> None:
+        super().__init__(code, message, http_status)
+        self.partner = partner
+        self.client_id = client_id
+
+
+def _caller(inbound: Inbound) -> Caller:
+    """The caller `authenticate` established (every later step of this guard runs after it)."""
+    assert inbound.caller is not None
+    return inbound.caller
 
 
 def reply_key(keys: KeyManager, profile: str) -> Any:

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from ..config import Settings
+from ..security.partners import Partner
 from ..standard.codes import ErrorCode, RequestStatus, TxnAttributeType
 from ..standard.envelope import ack, callback_header, format_ts, has_control_chars
 from ..standard.errors import DCIError
@@ -28,6 +29,9 @@ from ..store.transactions import ItemRow, NewTxn
 from .committer import GroupCommitter
 from .pipeline import EndpointSpec, Handler, Inbound, Reply, new_correlation_id
 from .search import ConsentCheck, Outcome, SearchService, completed, consent_check
+
+# cuts a record to what a partner may receive: (partner, registry, entity, record) -> record
+Shape = Callable[[Partner, str, str | None, dict[str, Any]], dict[str, Any]]
 
 # Marker kept beside a queued callback (never sent): encrypt it, as its request was encrypted.
 ENCRYPT_KEY = "dcihub:encrypt"
@@ -92,7 +96,7 @@ class RegistryNode:
         self.access = store.access
         self.committer = GroupCommitter(store)
         self.wakeup: Callable[[], None] = lambda: None
-        self.shape: Callable[[Any, str, str | None, dict[str, Any]], dict[str, Any]] | None = None
+        self.shape: Shape | None = None
         from .special import SpecialCalls
 
         self.special = SpecialCalls(self)
@@ -112,19 +116,20 @@ class RegistryNode:
     def registry_id(self, registry: str) -> str:
         return self.settings.registry_id(registry)
 
-    def shaper(self, partner: Any, registry: str) -> Callable[[str | None, dict], dict] | None:
+    def shaper(
+        self, partner: Partner | None, registry: str
+    ) -> Callable[[str | None, dict[str, Any]], dict[str, Any]] | None:
         if self.shape is None or partner is None:
             return None
         shape = self.shape
         return lambda entity, record: shape(partner, registry, entity, record)
 
-    def consent(self, registry: str, partner: Any) -> ConsentCheck | None:
+    def consent(self, registry: str, partner: Partner | None) -> ConsentCheck | None:
         """The consent rule for `partner` on `registry` (None: no consent required)."""
         required = self.settings.security.require_consent.get(registry)
         if required is None:
             return None
-        partner = getattr(partner, "partner", partner)
-        purposes = list(getattr(partner, "consent_purposes", None) or [])
+        purposes = list(partner.consent_purposes) if partner is not None else []
         return consent_check(required, purposes, self.profiles[registry].title)
 
     def envelope(
@@ -149,14 +154,11 @@ class RegistryNode:
         return {"header": header, "message": message}
 
     def callback_url(self, inbound: Inbound, path: str) -> str:
-        """Where the async reply goes: header.sender_uri, else the partner's registered
-        callback base + the standard path (DIGEST §6 #14)."""
+        """Where the async reply goes: header.sender_uri. (DIGEST §6 #14 also allows an address
+        registered at onboarding; a partner entry has none, so without sender_uri: refused.)"""
         uri = getattr(inbound.header, "sender_uri", None)
         if uri:
-            return uri
-        base = getattr(inbound.partner, "callback_base", None) if inbound.partner else None
-        if base:
-            return f"{base.rstrip('/')}/registry/{path}"
+            return str(uri)
         raise DCIError(
             ErrorCode.SENDER_URI_INVALID,
             "header.sender_uri is required for an asynchronous request: give the full URL of "
@@ -184,7 +186,7 @@ class RegistryNode:
                 profile, outcomes, shape=self.shaper(inbound.partner, inbound.registry)
             ),
         }
-        inbound.facts["records"] = _record_refs(outcomes)
+        inbound.records = _record_refs(outcomes)
         now = format_ts()
         txn = self._new_txn(
             inbound,
@@ -259,7 +261,7 @@ class RegistryNode:
             request={
                 "header": inbound.raw_header,
                 "message": inbound.message,
-                ENCRYPT_KEY: bool(getattr(inbound.partner, "encrypted", False)),
+                ENCRYPT_KEY: inbound.encrypted,
             },
             items=[
                 ItemRow(
@@ -289,7 +291,7 @@ class RegistryNode:
         return Reply(202, ack(inbound.correlation_id))
 
     def plan_async_search(
-        self, reader: Reader, txn_pk: int, partner: Any = None
+        self, reader: Reader, txn_pk: int, partner: Partner | None = None
     ) -> Callable[[Any], None] | None:
         """Worker job: run an accepted async search (reads only) and return the write that
         stores its results and queues the callback in one database transaction. The write
@@ -389,7 +391,7 @@ class RegistryNode:
         envelope = self.envelope(
             inbound.registry, inbound.sender_id, "txn-on-status", message, 1, 1
         )
-        if getattr(inbound.partner, "encrypted", False):
+        if inbound.encrypted:
             envelope[ENCRYPT_KEY] = True
         payload = orjson.dumps(envelope).decode()
         inbound.writes.writes.append(
@@ -490,11 +492,11 @@ class RegistryNode:
                 outcome.entity = result["entity"]
                 outcome.pagination = result.get("pagination")
                 pks = result.get("pks") or []
-                fetched = self.store.records.fetch(conn, txn.registry, outcome.entity, pks)
-                outcome.pks = [pk for pk in pks if pk in fetched]
-                outcome.records = [fetched[pk] for pk in outcome.pks]
+                by_pk = self.store.records.fetch(conn, txn.registry, outcome.entity, pks)
+                outcome.pks = [pk for pk in pks if pk in by_pk]
+                outcome.records = [by_pk[pk] for pk in outcome.pks]
             outcomes.append(outcome)
-        inbound.facts["records"] = _record_refs(outcomes)
+        inbound.records = _record_refs(outcomes)
         return {
             "transaction_id": txn.transaction_id,
             "correlation_id": txn.correlation_id,

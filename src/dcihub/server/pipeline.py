@@ -25,6 +25,8 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..security.partners import JwksResolver, Partner
+from ..security.tokens import TokenClaims
 from ..standard.calls import SpecialEndpoint
 from ..standard.codes import ErrorCode
 from ..standard.envelope import (
@@ -39,6 +41,7 @@ from ..standard.envelope import (
 )
 from ..standard.errors import DCIError, MessageRejected
 from ..standard.profiles.base import RegistryProfile
+from ..store.audit import AuditEntry
 from .committer import GroupCommitter, RequestWrites
 
 log = logging.getLogger("dcihub.pipeline")
@@ -69,6 +72,19 @@ class EndpointSpec:
         return self.scope or self.action
 
 
+@dataclass(slots=True)
+class Caller:
+    """Who sent an inbound message, as the security guard established it from the access
+    token: the partner it names, the token's claims and the partner's keys; then, as the
+    message goes through the pipeline, the signature verdict and whether it was encrypted."""
+
+    partner: Partner
+    claims: TokenClaims
+    resolver: JwksResolver
+    signature: str = "unsigned"  # `<profile>:<kid>`, "unsigned" or "invalid" (audit trail)
+    encrypted: bool = False
+
+
 @dataclass
 class Inbound:
     """A message that passed the pipeline up to dispatch."""
@@ -82,13 +98,23 @@ class Inbound:
     sender_id: str
     correlation_id: str
     received_at: float
-    partner: Any = None
-    facts: dict[str, Any] = field(default_factory=dict)  # for the audit trail
+    caller: Caller | None = None  # None when security is off
+    records: list[str] = field(default_factory=list)  # audit trail: the records returned
     writes: RequestWrites = field(default_factory=RequestWrites)  # committed before replying
 
     @property
     def registry(self) -> str:
         return self.endpoint.registry
+
+    @property
+    def partner(self) -> Partner | None:
+        """The sending partner (None when security is off)."""
+        return self.caller.partner if self.caller is not None else None
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether the message arrived encrypted (then so must the replies to it)."""
+        return self.caller is not None and self.caller.encrypted
 
 
 @dataclass
@@ -105,7 +131,7 @@ class Guard:
     """Security hooks of the pipeline. This base accepts every message and changes nothing
     (used by tests of the pipeline alone); `server.guard.SecurityGuard` is the real one."""
 
-    async def authenticate(self, request: Request, endpoint: EndpointSpec) -> Any:
+    async def authenticate(self, request: Request, endpoint: EndpointSpec) -> Caller | None:
         return None
 
     async def check_header(self, inbound: Inbound) -> None:
@@ -139,12 +165,12 @@ class Guard:
         endpoint: EndpointSpec,
         request: Request,
         inbound: Inbound | None,
-        partner: Any,
+        caller: Caller | None,
         status: int,
         body: dict[str, Any],
         error: DCIError | None,
         replay: bool,
-    ) -> dict[str, Any] | None:
+    ) -> AuditEntry | None:
         return None
 
 
@@ -322,12 +348,12 @@ class Pipeline:
         correlation_id = new_correlation_id()
         guard = self.guard
         inbound: Inbound | None = None
-        partner: Any = None
+        caller: Caller | None = None
         error: DCIError | None = None
         replay: tuple[int, bytes] | None = None
         remember = False
         try:
-            partner = await guard.authenticate(request, endpoint)
+            caller = await guard.authenticate(request, endpoint)
             check_content_type(request)
             try:
                 with anyio.fail_after(self.read_timeout):
@@ -353,7 +379,7 @@ class Pipeline:
                 sender_id="",
                 correlation_id=correlation_id,
                 received_at=time.time(),
-                partner=partner,
+                caller=caller,
             )
             inbound.header = self._parse_header(raw_header, endpoint)
             inbound.sender_id = inbound.header.sender_id or ""
@@ -376,7 +402,7 @@ class Pipeline:
                     400, rejection_envelope(exc, endpoint, guard, inbound), is_envelope=True
                 )
                 body_out = reply.body
-                if inbound is not None and inbound.partner is not None:
+                if inbound is not None and inbound.caller is not None:
                     try:  # signed like every response envelope
                         body_out = guard.outbound(inbound, reply)
                     except Exception:  # the rejection still goes out, unsigned
@@ -400,7 +426,7 @@ class Pipeline:
         if remember and inbound is not None and status < 500:
             writes.seen.append((inbound.sender_id, inbound.header.message_id, status, raw))
         entry = guard.audit_entry(
-            endpoint, request, inbound, partner, status, body_out, error, replay is not None
+            endpoint, request, inbound, caller, status, body_out, error, replay is not None
         )
         if entry is not None:
             writes.audit.append(entry)

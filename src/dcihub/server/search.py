@@ -114,7 +114,7 @@ def consent_check(
     return check
 
 
-def check_batch(header_total: int, count: int, limit: int, list_name: str) -> None:
+def check_batch(header_total: int | None, count: int, limit: int, list_name: str) -> None:
     if count == 0:
         raise DCIError(ErrorCode.REQUEST_BAD, f"message.{list_name} is empty")
     if count > limit:
@@ -143,7 +143,7 @@ class SearchService:
         self,
         profile: RegistryProfile,
         message: Any,
-        header_total: int,
+        header_total: int | None,
         today: date,
         consent: ConsentCheck | None = None,
     ) -> tuple[SearchRequest, list[PreparedItem]]:

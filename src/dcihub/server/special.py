@@ -171,7 +171,7 @@ class InboundCallContext(CallContext):
         )
 
     def touched(self, refs: list[str]) -> None:
-        self.inbound.facts.setdefault("records", []).extend(refs)
+        self.inbound.records.extend(refs)
 
 
 class SpecialCalls:

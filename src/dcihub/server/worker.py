@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,6 +25,8 @@ import httpx
 import orjson
 
 from ..config import DeliverySettings
+from ..security.partners import Partner
+from ..store.audit import AuditEntry
 from ..store.outbox import OutboxRow
 from .node import RegistryNode
 
@@ -81,7 +84,7 @@ class Worker:
             timeout=self.settings.timeout, follow_redirects=False, trust_env=False
         )
         self._wake = anyio.Event()
-        self.partner_for: Any = lambda sender_id: None
+        self.partner_for: Callable[[str | None], Partner | None] = lambda sender_id: None
         self.background: list[Any] = []
 
     def wake(self) -> None:
@@ -158,7 +161,7 @@ class Worker:
         except httpx.HTTPError as exc:
             await self._failed(row, f"{type(exc).__name__}: {exc}", permanent=False, facts=facts)
             return
-        facts["status"] = response.status_code
+        facts.status = response.status_code
         if 200 <= response.status_code < 300:
             verdict = _ack_status(response)
             if verdict == "ERR":
@@ -184,14 +187,14 @@ class Worker:
             facts=facts,
         )
 
-    def _audit(self, conn: Any, facts: dict[str, Any] | None, outcome: str) -> None:
+    def _audit(self, conn: Any, facts: AuditEntry | None, outcome: str) -> None:
         """Callbacks are exchanges too: each delivery attempt goes into the audit trail."""
         security = self.node.settings.security
         if facts is None or not (security.enabled and security.audit):
             return
-        self.store.audit.append_many(conn, [{**facts, "ts": time.time(), "outcome": outcome}])
+        self.store.audit.append_many(conn, [replace(facts, ts=time.time(), outcome=outcome)])
 
-    async def _complete(self, row: OutboxRow, facts: dict[str, Any] | None = None) -> None:
+    async def _complete(self, row: OutboxRow, facts: AuditEntry | None = None) -> None:
         def done(conn: Any) -> None:
             self.store.outbox.complete(conn, row.pk)
             self._audit(conn, facts, "delivered")
@@ -199,7 +202,7 @@ class Worker:
         await self._write(done)
 
     async def _failed(
-        self, row: OutboxRow, error: str, permanent: bool, facts: dict[str, Any] | None = None
+        self, row: OutboxRow, error: str, permanent: bool, facts: AuditEntry | None = None
     ) -> None:
         give_up = permanent or row.attempts >= self.settings.max_attempts
         delay = backoff(row.attempts, self.settings)
@@ -229,8 +232,9 @@ class Worker:
         await self.client.aclose()
 
 
-def _callback_facts(row: OutboxRow, envelope: dict[str, Any]) -> dict[str, Any]:
-    """What the audit trail keeps of a callback: ids and record references, no content."""
+def _callback_facts(row: OutboxRow, envelope: dict[str, Any]) -> AuditEntry:
+    """What the audit trail keeps of a callback: ids and record counts, no content (the
+    outcome and the time are set when the attempt ends)."""
     header = envelope.get("header") or {}
     message = envelope.get("message") or {}
     records = 0
@@ -239,19 +243,19 @@ def _callback_facts(row: OutboxRow, envelope: dict[str, Any]) -> dict[str, Any]:
         if isinstance(data, dict) and isinstance(data.get("reg_records"), list):
             records += len(data["reg_records"])
     target = urlsplit(row.target_url or "")
-    return {
-        "direction": "out",
-        "partner": row.sender_id,
-        "registry": row.registry,
-        "endpoint": target.path,
-        "target_host": target.hostname,
-        "action": row.action,
-        "message_id": header.get("message_id"),
-        "transaction_id": message.get("transaction_id"),
-        "correlation_id": message.get("correlation_id"),
-        "attempt": row.attempts,
-        "records_sent": records,
-    }
+    return AuditEntry(
+        direction="out",
+        action=row.action or "",
+        partner=row.sender_id,
+        registry=row.registry,
+        endpoint=target.path,
+        target_host=target.hostname,
+        message_id=header.get("message_id"),
+        transaction_id=message.get("transaction_id"),
+        correlation_id=message.get("correlation_id"),
+        attempt=row.attempts,
+        records_sent=records,
+    )
 
 
 def _ack_status(response: httpx.Response) -> str | None:

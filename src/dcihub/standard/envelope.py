@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, model_validator
 
@@ -129,6 +129,7 @@ class LenientModel(BaseModel):
     samples). Unknown members are ignored (headers keep them: `extra="allow"`)."""
 
     model_config = ConfigDict(extra="ignore")
+    __optional_fields__: ClassVar[tuple[str, ...]] = ()  # set for each model class
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -297,7 +298,9 @@ def ack(correlation_id: str, timestamp: str | None = None) -> dict[str, Any]:
     }
 
 
-def err_ack(code: str, message: str, correlation_id: str, timestamp: str | None = None) -> dict:
+def err_ack(
+    code: str, message: str, correlation_id: str, timestamp: str | None = None
+) -> dict[str, Any]:
     return {
         "message": {
             "ack_status": Ack.ERR.value,

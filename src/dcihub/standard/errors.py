@@ -13,6 +13,10 @@ from .codes import ErrorCode
 class DCIError(Exception):
     """A whole message is refused: answered with an ERR ack and an `err.*` code."""
 
+    code: str  # the spec's err.* code
+    message: str  # what the caller can act on (at most 999 characters, as the spec allows)
+    http_status: int
+
     def __init__(self, code: str | ErrorCode, message: str, http_status: int = 400) -> None:
         super().__init__(message)
         self.code = str(code)
@@ -25,6 +29,9 @@ class DCIError(Exception):
 
 class ItemRejected(Exception):
     """One item of a batch is refused with an item-level `rjct.*` reason code."""
+
+    code: str  # the item's rjct.* reason code
+    message: str
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -44,6 +51,9 @@ class MessageRejected(DCIError):
 
     A sync endpoint answers with its response envelope whose header has status 'rjct' and the
     reason code; an async endpoint answers with an ERR ack (err.request.bad) naming the code."""
+
+    reason: str  # the MsgHeaderStatusReasonCode
+    detail: str  # its status_reason_message
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(ErrorCode.REQUEST_BAD, f"{reason}: {message}", 400)

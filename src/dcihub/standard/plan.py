@@ -74,7 +74,7 @@ BAll = All
 BAny = AnyOf
 BNot = Not
 
-Bound = Cond | IdCond | IdIn | All | AnyOf | Not
+Bound = Leaf | All[Leaf] | AnyOf[Leaf] | Not[Leaf]
 
 
 @dataclass(frozen=True, slots=True)

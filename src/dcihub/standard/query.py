@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .codes import SearchReason
 from .errors import ItemRejected
@@ -56,22 +56,26 @@ class IdentifierIs:
     value: str
 
 
-@dataclass(frozen=True, slots=True)
-class All:
-    parts: tuple[Node, ...]
+L = TypeVar("L", covariant=True)  # the leaves of a tree: query leaves here, bound ones in plan
 
 
 @dataclass(frozen=True, slots=True)
-class AnyOf:
-    parts: tuple[Node, ...]
+class All(Generic[L]):
+    parts: tuple[L | All[L] | AnyOf[L] | Not[L], ...]
 
 
 @dataclass(frozen=True, slots=True)
-class Not:
-    part: Node
+class AnyOf(Generic[L]):
+    parts: tuple[L | All[L] | AnyOf[L] | Not[L], ...]
 
 
-Node = Compare | IdentifierIs | All | AnyOf | Not
+@dataclass(frozen=True, slots=True)
+class Not(Generic[L]):
+    part: L | All[L] | AnyOf[L] | Not[L]
+
+
+QueryLeaf = Compare | IdentifierIs
+Node = QueryLeaf | All[QueryLeaf] | AnyOf[QueryLeaf] | Not[QueryLeaf]
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +150,7 @@ def parse_predicate_list(query: Any, where: str) -> Node:
         items.append((_seq_num(item.get("seq_num"), here, index), index, item, here))
     items.sort(key=lambda t: (t[0], t[1]))
     parts: list[Node] = [_parse_predicate_item(item, here) for _, _, item, here in items]
-    node = parts[0] if len(parts) == 1 else All(tuple(parts))
+    node: Node = parts[0] if len(parts) == 1 else All(tuple(parts))
     _check_size(node, where)
     return node
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 from anyio import CapacityLimiter
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from .database import Store
 
 T = TypeVar("T")
-P = ParamSpec("P")
 Begin = Callable[[], AbstractContextManager[Connection]]
 
 HEAVY_THREADS = 16
@@ -88,9 +87,7 @@ class StoreAccess:
         """Whether a serving process sends every write through its group commit (SQLite)."""
         return self.on_loop
 
-    async def read(
-        self, fn: Callable[Concatenate[Reader, P], T], *args: P.args, light: bool = False
-    ) -> T:
+    async def read(self, fn: Callable[..., T], *args: Any, light: bool = False) -> T:
         """`fn(reader, *args)`: on the event loop if the read is light and the store embedded,
         else in a worker thread."""
         if light and self.on_loop:
@@ -122,7 +119,7 @@ class StoreAccess:
         with self.store.begin() as conn:
             return fn(conn)
 
-    async def run(self, fn: Callable[P, T], *args: P.args) -> T:
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Blocking store work that opens its own connections (a compiled query of a special
         call, a worker job, a checkpoint, an upgrade): always in a worker thread."""
         return await anyio.to_thread.run_sync(fn, *args, limiter=self.heavy)

@@ -13,8 +13,8 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
 
 import orjson
 from sqlalchemy import Connection, select
@@ -26,7 +26,48 @@ GENESIS = "0" * 64
 HEAD_KEY = "audit.head"
 
 
+@dataclass(slots=True)
+class AuditEntry:
+    """One exchange, as every writer records it: the request pipeline (direction `in`), the
+    token endpoint (`in`, action `token`) and the delivery worker (`out`, one per attempt).
+
+    Ids, verdicts and counts only: never record content, query values, tokens or secrets.
+    Every entry has every field (None where it does not apply), so the trail has one shape.
+    """
+
+    direction: Literal["in", "out"]
+    action: str  # the header action; `token`; the callback's action
+    # ok | replay | err.* | rjct.* (inbound); delivered | will retry: … | gave up: … (outbound)
+    outcome: str = "ok"
+    ts: float = field(default_factory=time.time)
+    partner: str | None = None  # the partner's sender_id (inbound: once its token verified)
+    client_id: str | None = None  # the OAuth client id (as claimed, at the token endpoint)
+    registry: str | None = None
+    endpoint: str | None = None  # the path called (inbound) or the callback's path (outbound)
+    status: int | None = None  # the HTTP status answered (inbound) or received (outbound)
+    message_id: str | None = None
+    claimed_sender: str | None = None  # header.sender_id as sent
+    transaction_id: str | None = None
+    correlation_id: str | None = None
+    signature: str | None = None  # `<profile>:<kid>`, unsigned, invalid, none (inbound)
+    encrypted: bool | None = None  # whether the inbound message was encrypted
+    records: list[str] | None = None  # `<record type>:<pk>` (or key) returned (inbound)
+    records_sent: int | None = None  # how many records a callback carried (outbound)
+    scope: str | None = None  # the scopes a token was issued with
+    target_host: str | None = None  # the callback's host (outbound)
+    attempt: int | None = None  # the delivery attempt (outbound)
+    remote: str | None = None  # the caller's address (inbound)
+
+    def content(self) -> dict[str, Any]:
+        """The entry as the JSON object that is hashed and stored."""
+        return {name: getattr(self, name) for name in _ENTRY_FIELDS}
+
+
+_ENTRY_FIELDS = tuple(f.name for f in fields(AuditEntry))
+
+
 def entry_bytes(entry: dict[str, Any]) -> bytes:
+    """The canonical bytes of an entry (sorted keys), which the chain hashes."""
     return orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
 
 
@@ -36,6 +77,8 @@ def chain_hash(prev_hash: str, entry: bytes) -> str:
 
 @dataclass
 class AuditRow:
+    """A stored row; `entry` is what was stored (a dict: the row may have been edited)."""
+
     seq: int
     ts: float
     partner: str | None
@@ -59,7 +102,7 @@ class AuditLog:
 
     # ----------------------------------------------------------------------------- append
 
-    def append_many(self, conn: Connection, entries: Sequence[dict[str, Any]]) -> None:
+    def append_many(self, conn: Connection, entries: Sequence[AuditEntry]) -> None:
         """Append entries to the chain inside the caller's transaction."""
         if not entries:
             return
@@ -67,14 +110,14 @@ class AuditLog:
         rows = []
         for entry in entries:
             seq += 1
-            body = entry_bytes(entry)
+            body = entry_bytes(entry.content())
             digest = chain_hash(prev, body)
             rows.append(
                 {
                     "seq": seq,
-                    "ts": entry.get("ts", time.time()),
-                    "partner": entry.get("partner"),
-                    "registry": entry.get("registry"),
+                    "ts": entry.ts,
+                    "partner": entry.partner,
+                    "registry": entry.registry,
                     "entry": body.decode(),
                     "prev_hash": prev,
                     "hash": digest,

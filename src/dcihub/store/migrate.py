@@ -388,9 +388,9 @@ class RegistryPlan:
             table.create(conn)  # with its indexes
             done.append(f"created table {table.name}")
         operations = Operations(MigrationContext.configure(conn))
-        for table, column in self.columns:
-            operations.add_column(table, column._copy())
-            done.append(f"added column {table}.{column.name}")
+        for table_name, column in self.columns:
+            operations.add_column(table_name, column._copy())
+            done.append(f"added column {table_name}.{column.name}")
         for job in self.reindex.values():
             registry, entity = job.tables.registry, job.tables.entity.name
             count = store.records.reindex(

@@ -26,7 +26,7 @@ class RawInsert:
         found = self._compiled.get(name)
         if found is None:
             compiled = insert(self.table).compile(dialect=conn.dialect, column_keys=self.columns)
-            order = tuple(compiled.positiontup) if compiled.positional else None
+            order = tuple(compiled.positiontup or ()) if compiled.positional else None
             found = self._compiled[name] = (str(compiled), order)
         return found
 

@@ -15,7 +15,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, bindparam, delete, func, insert, select, update
 
 from ..standard import codedirs
 from ..standard.plan import ANY_ID, SearchPlan
@@ -309,7 +309,9 @@ class RecordStore:
             if not rows:
                 return count
             first, last = rows[0].pk, rows[-1].pk
-            changes, mv, ids = [], [], []
+            changes: list[dict[str, Any]] = []
+            mv: list[dict[str, Any]] = []
+            ids: list[dict[str, Any]] = []
             for pk, raw in rows:
                 row = explode(profile, entity, orjson.loads(raw), children=bool(children))
                 changes.append({"b_pk": pk, **{c: row.columns.get(c) for c in single}})
@@ -385,10 +387,10 @@ class RecordStore:
         elif dialect == "postgresql":
             packed = unique
         else:  # pragma: no cover - other dialects take the portable path
-            sa = conn.conn if hasattr(conn, "dbapi") else conn
+            sa = conn if isinstance(conn, Connection) else conn.conn
             return self._lookup_portable(sa, registry, entity, id_type, unique, out)
         params = (packed,) if id_type == ANY_ID else (id_type, packed)
-        dbapi = conn.dbapi() if hasattr(conn, "dbapi") else conn.connection.dbapi_connection
+        dbapi = conn.connection.dbapi_connection if isinstance(conn, Connection) else conn.dbapi()
         cursor = dbapi.cursor()  # type: ignore[union-attr]
         try:
             cursor.execute(sql, params)
@@ -429,7 +431,7 @@ class RecordStore:
         tables = self.tables(registry, entity)
         ids, main = tables.ids, tables.main
         for chunk in _chunks(values, 900):
-            cond = ids.c.id_value.in_(chunk)
+            cond: ColumnElement[bool] = ids.c.id_value.in_(chunk)
             if id_type != ANY_ID:
                 cond = (ids.c.id_type == id_type) & cond
             query = (

@@ -7,11 +7,13 @@ store tables, OpenAPI document, registry documentation.
 
 from __future__ import annotations
 
-from . import crvs, dr, fr, ibr, social
-from .base import Attribute, Entity, RegistryProfile, SpecialEndpoint
+from ..calls import SpecialEndpoint
+from . import crvs, dr, ess, fr, ibr, social
+from .base import Attribute, Entity, RegistryProfile
 
 PROFILES: dict[str, RegistryProfile] = {
-    p.name: p for p in (social.PROFILE, crvs.PROFILE, dr.PROFILE, fr.PROFILE, ibr.PROFILE)
+    p.name: p
+    for p in (social.PROFILE, crvs.PROFILE, dr.PROFILE, fr.PROFILE, ibr.PROFILE, ess.PROFILE)
 }
 
 

@@ -89,4 +89,5 @@ PROFILE = RegistryProfile(
     default_entity="Person",
     txn_types=("search", "subscribe", "unsubscribe"),
     reg_event_types=("LiveBirth", "Death", "Marriage", "Divorce"),
+    builder="dcihub.population.crvs:build",
 )

@@ -211,6 +211,7 @@ PROFILE = RegistryProfile(
     reg_event_types=("REGISTER",),
     generic_endpoints=SEARCH_ENDPOINTS,  # neither DR contract has txn/status (upstream #49)
     contract="dr_api_v1.0.0.yaml",
+    builder="dcihub.population.dr:build",
     special_endpoints=(
         SpecialEndpoint(
             "sync/disabled",

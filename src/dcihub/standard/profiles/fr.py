@@ -83,4 +83,5 @@ PROFILE = RegistryProfile(
     default_entity="Farmer",
     txn_types=("search", "subscribe", "unsubscribe"),
     reg_event_types=("REGISTER",),
+    builder="dcihub.population.fr:build",
 )

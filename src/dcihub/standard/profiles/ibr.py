@@ -451,6 +451,7 @@ PROFILE = RegistryProfile(
     txn_types=("search", "subscribe", "receipt"),
     reg_event_types=("enrollement", "enrollement_status_change"),
     contract="ibr_api_v1.0.0.yaml",
+    builder="dcihub.population.ibr:build",
     special_endpoints=(
         SpecialEndpoint(
             "sync/enrollment/updates",

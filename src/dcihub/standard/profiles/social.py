@@ -66,4 +66,5 @@ PROFILE = RegistryProfile(
     default_entity="Group",
     txn_types=("search", "subscribe", "receipt"),
     reg_event_types=("REGISTER", "NewHouseHoldMember"),
+    builder="dcihub.population.social:build",
 )

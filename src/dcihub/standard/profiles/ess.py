@@ -1,0 +1,293 @@
+"""Employment Support System: job seekers and workers (extensions/ess Member: the core Member
+with `employment_info[]` and `unemployment_reason`), with their enrolments in
+employment-support programmes (extensions/ess Beneficiary) embedded at `programme_enrolments`.
+
+An ESS `Member` is employed (`employment_status` 1 or 4, the most recent `employment_info`
+entry with an employer, a job title and an `employment_type`, and no `end_date`) or not
+employed (`employment_status` 2, an `unemployment_reason`, and the job that ended, if any).
+`employment_type`, `employer` and `job_title` read the most recent entry (listed first). A
+`Beneficiary` is one enrolment of the member in one programme, keyed `ess:<programme>:<UIN>`,
+with an enrolment status of the ESS code list (1 Active, 2 Deceased, 3 Exited, 4 Suspended,
+5 Inactive, 6 Reinstated, 7 Awaiting Renewal).
+
+`sync/check-enrollment` answers an `enrolled_status` from the contract's enum, which lacks
+"Exited": `enrolment_status(record)` maps a record to it (Exited -> Inactive, DIGEST §9).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import codedirs
+from ..calls import CallContext, CallReply, ItemResult, SpecialEndpoint
+from ..codes import RequestStatus
+from ..messages import EnrolledRequest
+from .base import Attribute, Entity, RegistryProfile, first_value
+from .common import (
+    UIN_NAMES,
+    address_attributes,
+    member_attributes,
+    person_attributes,
+    registration_attributes,
+)
+
+MEMBER = Entity(
+    name="Member",
+    aliases=("ESSPerson", "ESS_Person", "ESSMember", "Person", "Individual", "spdci:Member"),
+    identifier_paths=("member_identifier", "demographic_info.identifier"),
+    identifier_types=("UIN", "ESSRN"),
+    any_identifier_names=UIN_NAMES,
+    attributes=(
+        *member_attributes(""),
+        *registration_attributes(),
+        *address_attributes("demographic_info."),
+        Attribute(
+            "employment_type",
+            "code",
+            "employment_info.employment_type",
+            (),
+            code_dir="employment_type",
+            description="employment type of the most recent job (the current one if employed)",
+        ),
+        Attribute(
+            "employer",
+            "text",
+            "employment_info.employer",
+            ("employer_name",),
+            description="employer of the most recent job",
+        ),
+        Attribute(
+            "job_title",
+            "text",
+            "employment_info.job_title",
+            (),
+            description="job title of the most recent job",
+        ),
+        Attribute(
+            "employment_start_date",
+            "date",
+            "employment_info.start_date",
+            ("start_date",),
+            description="start of the most recent job",
+        ),
+        Attribute(
+            "employment_end_date",
+            "date",
+            "employment_info.end_date",
+            ("end_date",),
+            description="end of the most recent job (absent while it lasts)",
+        ),
+        Attribute(
+            "unemployment_reason",
+            "code",
+            "unemployment_reason",
+            (),
+            code_dir="unemployment_reason",
+            description="why a member who is not employed is not",
+        ),
+    ),
+    description="a job seeker or worker known to the employment services (ESS Member)",
+)
+
+BENEFICIARY = Entity(
+    name="Beneficiary",
+    aliases=("ESSBeneficiary", "Enrollment", "Enrolment", "Beneficiary"),
+    identifier_paths=("member.member_identifier", "member.demographic_info.identifier"),
+    identifier_types=("UIN", "ESSRN"),
+    any_identifier_names=(*UIN_NAMES, "beneficiary_identifier", "member.member_identifier"),
+    parent="Member",
+    embedded_at="programme_enrolments",
+    attributes=(
+        # The person's own attributes; the Member's (employment, address ...) are the parent's.
+        *person_attributes("member.demographic_info."),
+        Attribute(
+            "programme_identifier",
+            "text",
+            "programme_identifier.programme_identifier",
+            ("programme", "program", "programme_id", "program_identifier"),
+            multi=True,
+            description="identifier of the programme",
+        ),
+        Attribute(
+            "programme_type",
+            "code",
+            "programme_identifier.programme_type",
+            (),
+            code_dir="programme_type",
+            multi=True,
+        ),
+        Attribute(
+            "enrollment_status",
+            "code",
+            "enrollment_status",
+            ("enrolment_status", "status"),
+            code_dir="ess_enrolment_status",
+            description="1 Active, 2 Deceased, 3 Exited, 4 Suspended, 5 Inactive, 6 Reinstated, "
+            "7 Awaiting Renewal",
+        ),
+        Attribute("enrollment_date", "date", "enrollment_date", ("enrolment_date",)),
+        Attribute("assistance_unit", "code", "assistance_unit", (), code_dir="assistance_unit"),
+        Attribute(
+            "benefit_type", "code", "benefits.benefit_type", (), code_dir="benefit_type", multi=True
+        ),
+    ),
+    description="an enrolment of a member in an employment-support programme (ESS Beneficiary)",
+)
+
+# ---------------------------------------------------------------------------------------------
+# `enrolled_status` of sync/check-enrollment
+
+# The contract's `EnrolledResponse.enrolled_status` enum, by ESS EnrolmentStatus code.
+ENROLLED_STATUS = {
+    "1": "Active",
+    "2": "Deceased",
+    "3": "Inactive",  # Exited: not in the contract's enum (DIGEST §9 Choice)
+    "4": "Suspended",
+    "5": "Inactive",
+    "6": "Reinstated",
+    "7": "Awaiting Renewal",
+}
+# For a member with several enrolments, the one that says the most about being enrolled now.
+_PRECEDENCE = ("1", "6", "7", "4", "5", "3", "2")
+
+
+def enrolment_status(record: dict[str, Any]) -> str:
+    """The contract's `enrolled_status` (Active, Deceased, Suspended, Inactive, Reinstated,
+    Awaiting Renewal) of an ESS record.
+
+    A `Beneficiary` (one enrolment) gives its own `enrollment_status` (a code or a label of the
+    ESS enrolment status list; "Exited" becomes Inactive). A `Member` gives that of its
+    enrolments which says the most about being enrolled now (Active, then Reinstated,
+    Awaiting Renewal, Suspended, Inactive, Exited, Deceased). Raises ValueError when the record
+    has no enrolment status (not enrolled) or an unknown one."""
+    if not isinstance(record, dict):
+        raise ValueError("an ESS record (a Member or an enrolment) is a JSON object")
+    if "enrollment_status" in record or "enrolment_status" in record:
+        return ENROLLED_STATUS[_status_code(record)]
+    enrolments = record.get("programme_enrolments")
+    codes = [_status_code(e) for e in enrolments or [] if isinstance(e, dict)]
+    if not codes:
+        raise ValueError("the record has no enrolment: the person is not enrolled")
+    return ENROLLED_STATUS[min(codes, key=_PRECEDENCE.index)]
+
+
+def _status_code(enrolment: dict[str, Any]) -> str:
+    raw = first_value(enrolment, "enrollment_status")
+    if raw is None:
+        raw = first_value(enrolment, "enrolment_status")
+    code = codedirs.get("ess_enrolment_status").normalise(raw) if raw is not None else None
+    if code is None:
+        raise ValueError(
+            f"enrolment status {raw!r} is not a code of the ESS enrolment status list "
+            "(1 Active, 2 Deceased, 3 Exited, 4 Suspended, 5 Inactive, 6 Reinstated, "
+            "7 Awaiting Renewal)"
+        )
+    return code
+
+
+# ---------------------------------------------------------------------------------------------
+# sync/check-enrollment
+
+
+def _programme_of(record: dict[str, Any]) -> str | None:
+    value = first_value(record, "programme_identifier.programme_identifier")
+    return str(value) if value not in (None, "") else None
+
+
+def check_enrollment(ctx: CallContext, request: EnrolledRequest) -> CallReply:
+    """`sync/check-enrollment`: the person's enrolments in employment-support programmes,
+    one `enrolled_response` item per enrolment with the contract's `enrolled_status` (Exited
+    answered as Inactive); a person with no enrolment gets one item `Inactive` saying so (the
+    enum has no "not enrolled")."""
+    criteria = request.enrolled_criteria
+    # Members are matched (the contract's response_entity is Group or Member; the ESS has no
+    # groups), and every enrolment of each is answered.
+    found = ctx.match(
+        criteria.query_type, criteria.query, "message.enrolled_criteria", response_entity="Member"
+    )
+    now = ctx.now()
+    items: list[dict[str, Any]] = []
+    results: list[ItemResult] = []
+    for member in found.records:
+        for enrolment in member.get("programme_enrolments") or []:
+            if not isinstance(enrolment, dict):
+                continue
+            try:
+                status = enrolment_status(enrolment)
+            except ValueError:
+                continue
+            programme = _programme_of(enrolment)
+            reason = f"enrolment in {programme}" if programme else "enrolment"
+            items.append(
+                {
+                    "reference_id": request.transaction_id,
+                    "timestamp": now,
+                    "status": RequestStatus.SUCCESS.value,
+                    "status_reason_message": reason,
+                    "enrolled_status": status,
+                }
+            )
+            results.append(
+                ItemResult(
+                    request.transaction_id,
+                    reason_message=reason,
+                    result={"enrolled_status": status, "programme": programme},
+                )
+            )
+    if not items:
+        reason = f"no enrolment in the {ctx.title} matches the criteria"
+        items.append(
+            {
+                "reference_id": request.transaction_id,
+                "timestamp": now,
+                "status": RequestStatus.SUCCESS.value,
+                "status_reason_message": reason,
+                "enrolled_status": "Inactive",
+            }
+        )
+        results.append(
+            ItemResult(
+                request.transaction_id,
+                reason_message=reason,
+                result={"enrolled_status": "Inactive"},
+            )
+        )
+    ctx.touched(found.refs)
+    ctx.record(request.transaction_id, "search", results)
+    message = {
+        "transaction_id": request.transaction_id,
+        "correlation_id": ctx.correlation_id,
+        "enrolled_response": items,
+    }
+    return CallReply("on-search", message, len(items))
+
+
+PROFILE = RegistryProfile(
+    name="ess",
+    title="Employment Support System",
+    reg_type="ns:org:RegistryType:ESS",
+    entities=(MEMBER, BENEFICIARY),
+    default_entity="Member",
+    txn_types=("search", "subscribe", "receipt"),
+    reg_event_types=("enrolment", "enrolment_status_change"),
+    contract="ess_api_v1.0.0.yaml",
+    builder="dcihub.population.ess:build",
+    special_endpoints=(
+        SpecialEndpoint(
+            "sync/check-enrollment",
+            check_enrollment,
+            EnrolledRequest,
+            "search",
+            "on-search",
+            summary="the person's enrolments in employment-support programmes, with status",
+            example={
+                "transaction_id": "t-1",
+                "enrolled_criteria": {
+                    "query_type": "expression",
+                    "response_entity": "Member",
+                    "query": {"person_identifier": {"eq": "<UIN>"}},
+                },
+            },
+        ),
+    ),
+)
