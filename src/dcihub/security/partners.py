@@ -13,6 +13,7 @@ partners:
     jwks_url: https://spmis.example.org/.well-known/jwks.json
     scopes: {crvs: [search, subscribe], social: "*"}     # registry -> actions or "*"
     callback_prefixes: [https://spmis.example.org/dci/]
+    callback_base: https://spmis.example.org/dci   # callbacks of requests without sender_uri
     fields: {crvs: [identifier, name.given_name, birth_date]}   # absent registry = all
     encrypt_replies: true
     token_url: https://spmis.example.org/oauth2/client/token
@@ -61,6 +62,9 @@ class Partner:
     jwks_url: str | None = None
     scopes: dict[str, list[str] | str] = field(default_factory=dict)
     callback_prefixes: list[str] = field(default_factory=list)
+    # Where callbacks go when a request has no sender_uri (agreed at onboarding): this base
+    # + the standard path (`/registry/on-search`, `/registry/notify`, ...). DIGEST §6 #14.
+    callback_base: str | None = None
     allow_private_callbacks: bool = False
     fields: dict[str, list[str] | None] = field(default_factory=dict)
     require_signature: bool = True
@@ -107,6 +111,19 @@ class Partner:
                     )
         if not isinstance(self.callback_prefixes, list):
             raise PartnerConfigError(f"{where}: callback_prefixes must be a list of URLs")
+        if self.callback_base is not None:
+            from .callbacks import check_sender_uri
+            from .errors import SenderUriError
+
+            if not isinstance(self.callback_base, str) or not self.callback_base:
+                raise PartnerConfigError(f"{where}: callback_base must be a URL")
+            try:
+                check_sender_uri(self.callback_url("on-search"), self)
+            except SenderUriError as exc:
+                raise PartnerConfigError(
+                    f"{where}: callback_base {self.callback_base!r} is not under the partner's "
+                    f"callback prefixes ({exc.message})"
+                ) from None
         if not self.sign_replies and not self.allow_unsigned:
             raise PartnerConfigError(
                 f"{where}: sign_replies false is only for partners that may send unsigned "
@@ -137,6 +154,11 @@ class Partner:
 
     def check_secret(self, client_secret: str) -> bool:
         return verify_secret(client_secret, self.client_secret_hash)
+
+    def callback_url(self, path: str) -> str:
+        """The partner's callback for `path` (e.g. "on-search") under its callback base."""
+        assert self.callback_base is not None
+        return f"{self.callback_base.rstrip('/')}/registry/{path}"
 
     def callback_secret(self) -> str | None:
         """Our client secret at the partner's token endpoint (`env:NAME` reads the env)."""

@@ -51,6 +51,8 @@ _GENERIC_HANDLERS: dict[str, tuple[str, str, bool, str]] = {
     "sync/search": ("sync_search", "search", False, "on-search"),
     "txn/status": ("async_txn_status", "txn-status", True, ""),
     "sync/txn/status": ("sync_txn_status", "txn-status", False, "txn-on-status"),
+    "subscribe": ("subscribe", "subscribe", True, ""),
+    "unsubscribe": ("unsubscribe", "unsubscribe", True, ""),
 }
 
 
@@ -98,13 +100,17 @@ class RegistryNode:
         self.wakeup: Callable[[], None] = lambda: None
         self.shape: Shape | None = None
         from .special import SpecialCalls
+        from .subscribe import SubscriptionService
 
         self.special = SpecialCalls(self)
+        self.subscriptions = SubscriptionService(self)
         self.handlers: dict[str, Handler] = {
             "sync_search": self.sync_search,
             "async_search": self.async_search,
             "sync_txn_status": self.sync_txn_status,
             "async_txn_status": self.async_txn_status,
+            "subscribe": self.subscriptions.subscribe,
+            "unsubscribe": self.subscriptions.unsubscribe,
             "special": self.special.handle,
         }
 
@@ -154,15 +160,20 @@ class RegistryNode:
         return {"header": header, "message": message}
 
     def callback_url(self, inbound: Inbound, path: str) -> str:
-        """Where the async reply goes: header.sender_uri. (DIGEST §6 #14 also allows an address
-        registered at onboarding; a partner entry has none, so without sender_uri: refused.)"""
+        """Where the async reply goes (DIGEST §6 #14): header.sender_uri, the full URL of the
+        callback; without one, the partner's callback base agreed at onboarding
+        (`callback_base`) + `/registry/<path>`; with neither, refused."""
         uri = getattr(inbound.header, "sender_uri", None)
         if uri:
             return str(uri)
+        partner = inbound.partner
+        if partner is not None and partner.callback_base:
+            return partner.callback_url(path)
         raise DCIError(
             ErrorCode.SENDER_URI_INVALID,
             "header.sender_uri is required for an asynchronous request: give the full URL of "
-            f"your /registry/{path} endpoint",
+            f"your /registry/{path} endpoint (or ask the registry operator to register your "
+            "callback base URL)",
         )
 
     # ----------------------------------------------------------------------------- search
@@ -428,7 +439,16 @@ class RegistryNode:
         attribute_type = item.attribute_type
         value = _txn_attribute_value(attribute_type, item.attribute_value)
         found: list[Any] = []
-        if attribute_type != TxnAttributeType.SUBSCRIPTION_CODE_LIST:
+        status: dict[str, Any] | None = None
+        if attribute_type == TxnAttributeType.SUBSCRIPTION_CODE_LIST and txn_type in (
+            "subscribe",
+            "unsubscribe",
+        ):
+            status = self.subscriptions.codes_status(
+                reader, inbound, txn_type, request.transaction_id, value
+            )
+            found = [status] if status is not None else []
+        elif attribute_type != TxnAttributeType.SUBSCRIPTION_CODE_LIST:
             conn = reader.conn
             found = self.store.txns.find(
                 conn, inbound.registry, inbound.sender_id, attribute_type, value
@@ -438,8 +458,8 @@ class RegistryNode:
                 found = [f for f in found if f[1]]
             if found:
                 txn, items = found[0]
-                status = self._txn_status_body(conn, inbound, txn, items)
-        if not found:
+                status = self._txn_status_body(reader, inbound, txn, items)
+        if not found or status is None:
             # Unknown here, or another partner's: the same answer either way, in the shape of
             # the transaction asked about, saying that nothing matches.
             status = _unknown_txn_status(
@@ -457,9 +477,14 @@ class RegistryNode:
         }
 
     def _txn_status_body(
-        self, conn: Any, inbound: Inbound, txn: Any, items: list[ItemRow]
+        self, reader: Reader, inbound: Inbound, txn: Any, items: list[ItemRow]
     ) -> dict[str, Any]:
+        conn = reader.conn
         profile = self.profiles[txn.registry]
+        if txn.txn_type == "subscribe":
+            return self.subscriptions.subscribe_status(reader, txn, items)
+        if txn.txn_type == "unsubscribe":
+            return self.subscriptions.unsubscribe_status(reader, txn, items)
         if txn.txn_type == "receipt":
             beneficiaries = []
             shape = self.shaper(inbound.partner, txn.registry)

@@ -45,6 +45,13 @@ class SecureCallbackSender(CallbackSender):
         except SecurityError as exc:
             raise PermanentFailure(f"callback target refused: {exc.message}") from None
 
+    async def renew(self, row: OutboxRow) -> bool:
+        partner = self._partner(row)
+        if not (partner.token_url and partner.callback_client_id):
+            return False
+        self.tokens.invalidate(partner.token_url, partner.callback_client_id)
+        return True
+
     async def prepare(self, row: OutboxRow, envelope: dict[str, Any]) -> Outgoing:
         partner = self._partner(row)
         resolver = self.security.resolver(partner)

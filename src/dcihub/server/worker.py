@@ -28,6 +28,7 @@ from ..config import DeliverySettings
 from ..security.partners import Partner
 from ..store.audit import AuditEntry
 from ..store.outbox import OutboxRow
+from ..store.subscriptions import NOTIFY_KEY
 from .node import RegistryNode
 
 log = logging.getLogger("dcihub.worker")
@@ -62,6 +63,11 @@ class CallbackSender:
 
     async def check_target(self, row: OutboxRow) -> None:
         return None
+
+    async def renew(self, row: OutboxRow) -> bool:
+        """The receiver refused our credentials (401/403): drop the cached access token, so
+        that the next attempt fetches a fresh one. False: no token is used for it."""
+        return False
 
 
 def backoff(attempt: int, settings: DeliverySettings) -> float:
@@ -126,9 +132,28 @@ class Worker:
         for row in rows:
             if row.kind == "process":
                 await self._process(row)
+            elif row.kind == "batch":
+                await self._batch(row)
             else:
                 await self._deliver(row)
         return len(rows)
+
+    async def _batch(self, row: OutboxRow) -> None:
+        """A periodic subscription's run: its queued events become one notification."""
+        sub_pk = row.txn_pk
+
+        def run(conn: Any) -> None:
+            if sub_pk is not None:
+                self.store.subscriptions.run_batch(conn, sub_pk)
+            self.store.outbox.complete(conn, row.pk)
+
+        try:
+            await self._write(run)
+        except Exception as exc:
+            log.exception("subscription batch %s failed", row.pk)
+            await self._failed(row, f"batch failed: {exc}", permanent=False)
+            return
+        self.wake()
 
     async def _process(self, row: OutboxRow) -> None:
         try:
@@ -150,11 +175,19 @@ class Worker:
         envelope = orjson.loads(row.payload)
         facts = _callback_facts(row, envelope)
         try:
+            if NOTIFY_KEY in envelope:
+                envelope = self._notification(row, envelope)
             await self.sender.check_target(row)
-            outgoing = await self.sender.prepare(row, envelope)
+            outgoing = await self.sender.prepare(row, dict(envelope))
             response = await self.client.post(
                 outgoing.url, content=outgoing.body, headers=outgoing.headers
             )
+            if response.status_code in (401, 403) and await self.sender.renew(row):
+                # a token the receiver no longer accepts: once more with a fresh one
+                outgoing = await self.sender.prepare(row, dict(envelope))
+                response = await self.client.post(
+                    outgoing.url, content=outgoing.body, headers=outgoing.headers
+                )
         except PermanentFailure as exc:
             await self._failed(row, str(exc), permanent=True, facts=facts)
             return
@@ -186,6 +219,26 @@ class Worker:
             permanent=permanent,
             facts=facts,
         )
+
+    def _notification(self, row: OutboxRow, envelope: dict[str, Any]) -> dict[str, Any]:
+        """Finish a queued notification for its partner: the registry's id as sender, and each
+        record cut to the fields the partner may receive (the record shaping of search)."""
+        partner = self.partner_for(row.sender_id)
+        registry = row.registry or envelope[NOTIFY_KEY].get("registry")
+        if registry not in self.node.profiles:
+            raise PermanentFailure(f"registry '{registry}' is no longer served here")
+        if partner is not None and not partner.allows(registry, "subscribe"):
+            raise PermanentFailure(
+                f"partner '{row.sender_id}' may no longer subscribe to the {registry} registry"
+            )
+        envelope.pop(NOTIFY_KEY, None)
+        envelope["header"]["sender_id"] = self.node.registry_id(registry)
+        shape = self.node.shaper(partner, registry)
+        if shape is not None:
+            for item in envelope["message"]["notify_event"]:
+                data = item["data"]
+                data["reg_records"] = shape(data.get("reg_record_type"), data["reg_records"])
+        return envelope
 
     def _audit(self, conn: Any, facts: AuditEntry | None, outcome: str) -> None:
         """Callbacks are exchanges too: each delivery attempt goes into the audit trail."""
@@ -242,6 +295,10 @@ def _callback_facts(row: OutboxRow, envelope: dict[str, Any]) -> AuditEntry:
         data = item.get("data") if isinstance(item, dict) else None
         if isinstance(data, dict) and isinstance(data.get("reg_records"), list):
             records += len(data["reg_records"])
+    for item in message.get("notify_event") or []:
+        data = item.get("data") if isinstance(item, dict) else None
+        if isinstance(data, dict) and isinstance(data.get("reg_records"), dict):
+            records += 1
     target = urlsplit(row.target_url or "")
     return AuditEntry(
         direction="out",

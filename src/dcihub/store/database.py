@@ -21,6 +21,7 @@ from .outbox import Outbox
 from .records import RecordStore
 from .replay import ReplayStore
 from .schema import build_schema
+from .subscriptions import Subscriptions
 from .transactions import TxnStore
 
 if TYPE_CHECKING:
@@ -101,6 +102,8 @@ class Store:
         self.outbox = Outbox(self.schema.ops)
         self.audit = AuditLog(self.schema.ops)
         self.replay = ReplayStore(self.schema.ops)
+        self.subscriptions = Subscriptions(self.schema.ops, self.records, self.outbox)
+        self.records.subscriptions = self.subscriptions
         self._loop_dbapi: Any = None
         self._loop_engine: Engine | None = None
         self.access = StoreAccess(self)

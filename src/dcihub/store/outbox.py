@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, upda
 from .schema import OperationalTables
 
 PENDING, INFLIGHT, DONE, DEAD = "pending", "inflight", "done", "dead"
+FAILED = "failed"  # not a stored status: a pending row that has been tried (last_error set)
 
 
 @dataclass
@@ -74,7 +75,7 @@ class Outbox:
         engine: Engine,
         limit: int = 20,
         lease: float = 60.0,
-        kinds: tuple[str, ...] = ("process", "deliver"),
+        kinds: tuple[str, ...] = ("process", "deliver", "batch"),
     ) -> list[OutboxRow]:
         """Claim due rows in a transaction of their own."""
         with engine.begin() as conn:
@@ -85,7 +86,7 @@ class Outbox:
         conn: Connection,
         limit: int = 20,
         lease: float = 60.0,
-        kinds: tuple[str, ...] = ("process", "deliver"),
+        kinds: tuple[str, ...] = ("process", "deliver", "batch"),
     ) -> list[OutboxRow]:
         """Claim due rows inside the caller's transaction (e.g. a group commit)."""
         now = time.time()
@@ -181,3 +182,59 @@ class Outbox:
         if status:
             query = query.where(self.t.c.status == status)
         return [dict(r) for r in conn.execute(query).mappings().all()]
+
+    def deliveries(
+        self,
+        conn: Connection,
+        states: tuple[str, ...] = (PENDING, FAILED, DEAD),
+        partner: str | None = None,
+        registry: str | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """Callbacks and notifications not delivered (yet): `pending` (never tried, or being
+        tried), `failed` (tried, will be retried), `dead` (given up). Without the payload."""
+        t = self.t
+        wanted = []
+        if PENDING in states:
+            wanted.append(and_(t.c.status.in_((PENDING, INFLIGHT)), or_(t.c.last_error.is_(None))))
+        if FAILED in states:
+            wanted.append(and_(t.c.status.in_((PENDING, INFLIGHT)), t.c.last_error.is_not(None)))
+        if DEAD in states:
+            wanted.append(t.c.status == DEAD)
+        if not wanted:
+            return []
+        columns = [c for c in t.c if c.name != "payload"]
+        query = select(*columns).where(t.c.kind == "deliver", or_(*wanted))
+        if partner:
+            query = query.where(t.c.sender_id == partner)
+        if registry:
+            query = query.where(t.c.registry == registry)
+        rows = conn.execute(query.order_by(t.c.pk).limit(limit)).mappings().all()
+        out = []
+        for row in rows:
+            item = dict(row)
+            item["state"] = (
+                DEAD
+                if row["status"] == DEAD
+                else FAILED
+                if row["last_error"] is not None
+                else PENDING
+            )
+            out.append(item)
+        return out
+
+    def retry_now(self, conn: Connection, pks: list[int]) -> int:
+        """Try these undelivered rows again at once, with a fresh count of attempts (a dead
+        row keeps its payload, so it can be sent again); returns how many were reset."""
+        if not pks:
+            return 0
+        now = time.time()
+        t = self.t
+        result = conn.execute(
+            update(t)
+            .where(t.c.pk.in_(pks), t.c.status.in_((PENDING, DEAD)), t.c.payload.is_not(None))
+            .values(
+                status=PENDING, attempts=0, next_attempt_at=now, locked_until=None, updated_at=now
+            )
+        )
+        return result.rowcount or 0

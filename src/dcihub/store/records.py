@@ -34,6 +34,7 @@ from .schema import EntityTables, Schema
 
 if TYPE_CHECKING:
     from .access import Reader
+    from .subscriptions import Subscriptions
 
 
 def index_value(attr: Attribute, value: Any) -> Any:
@@ -138,6 +139,9 @@ class RecordStore:
         self.profiles = profiles
         self.compilers = {name: Compiler(schema, name, p) for name, p in profiles.items()}
         self._lookup_cache: dict[tuple[str, str, str, bool], str] = {}
+        # Every change raises its events here (set by the Store): whatever path writes records
+        # (the API, an import, the CLI) notifies the subscriptions it matches.
+        self.subscriptions: Subscriptions | None = None
 
     def tables(self, registry: str, entity: str) -> EntityTables:
         return self.schema.tables(registry, entity)
@@ -147,7 +151,9 @@ class RecordStore:
     def bulk_load(
         self, conn: Connection, registry: str, records: Iterable[dict[str, Any]], batch: int = 5000
     ) -> int:
-        """Insert records into empty-or-growing tables quickly (explicit keys, executemany).
+        """Insert new records into empty-or-growing tables quickly (explicit keys,
+        executemany). Each raises its events (a registration) when some subscription of the
+        registry could match, after its batch is written.
 
         For a single writer (demo build, imports); live updates use `upsert`."""
         profile = self.profiles[registry]
@@ -155,17 +161,46 @@ class RecordStore:
         assert len(top) == 1, "bulk_load supports registries with one top-level entity"
         next_pk = {e.name: self._max_pk(conn, registry, e) + 1 for e in profile.entities}
         pending: dict[str, _Batch] = {e.name: _Batch() for e in profile.entities}
+        subscriptions = self.subscriptions
+        notify = subscriptions is not None and subscriptions.any_active(conn, registry)
+        written: list[dict[str, Any]] = []
         count = 0
         now = time.time()
         for record in records:
             row = explode(profile, top[0], record)
             self._stage(row, None, next_pk, pending, now)
+            if notify:
+                written.append(record)
             count += 1
             if count % batch == 0:
                 self._flush(conn, registry, pending)
+                self._raise_new(conn, registry, written)
         self._flush(conn, registry, pending)
+        self._raise_new(conn, registry, written)
         self._advance_pk_sequences(conn, registry)
         return count
+
+    def _raise_new(self, conn: Connection, registry: str, records: list[dict[str, Any]]) -> None:
+        from .subscriptions import Change
+
+        if self.subscriptions is not None:
+            profile = self.profiles[registry]
+            for record in records:
+                self.subscriptions.changed(conn, Change(registry, profile, None, record))
+        records.clear()
+
+    def upsert_many(
+        self, conn: Connection, registry: str, records: Iterable[dict[str, Any]]
+    ) -> tuple[int, int]:
+        """Insert or replace top-level records (an import of changes); returns (created,
+        replaced). Each change raises its events."""
+        created = replaced = 0
+        for record in records:
+            if self.upsert(conn, registry, record)[1]:
+                created += 1
+            else:
+                replaced += 1
+        return created, replaced
 
     def _advance_pk_sequences(self, conn: Connection, registry: str) -> None:
         """Explicit keys leave PostgreSQL's serial sequences behind: move them past the loaded
@@ -221,19 +256,32 @@ class RecordStore:
             batch.clear()
 
     def upsert(self, conn: Connection, registry: str, record: dict[str, Any]) -> tuple[str, bool]:
-        """Insert or replace one top-level record; returns (record key, created)."""
+        """Insert or replace one top-level record; returns (record key, created). The change
+        raises its events (`profile.events`) in the same transaction."""
         profile = self.profiles[registry]
         top = next(e for e in profile.entities if e.parent is None)
         row = explode(profile, top, record)
+        main = self.tables(registry, top.name).main
         existing = conn.execute(
-            select(self.tables(registry, top.name).main.c.pk).where(
-                self.tables(registry, top.name).main.c.record_key == row.key
-            )
-        ).scalar_one_or_none()
+            select(main.c.pk, main.c.record).where(main.c.record_key == row.key)
+        ).first()
         if existing is not None:
-            self._delete(conn, registry, top, existing)
-        self._insert_row(conn, registry, row, None)
+            self._delete(conn, registry, top, existing.pk)
+        pk = self._insert_row(conn, registry, row, None)
+        if self.subscriptions is not None:
+            from .subscriptions import Change
+
+            before = orjson.loads(existing.record) if existing is not None else None
+            change = Change(registry, profile, before, record, {(top.name, row.key): pk})
+            self.subscriptions.changed(conn, change)
         return row.key, existing is None
+
+    def get(self, conn: Connection, registry: str, key: str) -> dict[str, Any] | None:
+        """One top-level record by its key (None if there is none)."""
+        top = next(e for e in self.profiles[registry].entities if e.parent is None)
+        main = self.tables(registry, top.name).main
+        text = conn.execute(select(main.c.record).where(main.c.record_key == key)).scalar()
+        return orjson.loads(text) if text is not None else None
 
     def _insert_row(self, conn: Connection, registry: str, row: Row, parent_pk: int | None) -> int:
         tables = self.tables(registry, row.entity.name)

@@ -13,7 +13,9 @@ For each entity of each registry profile:
 
 Operational tables: `transactions` and `txn_items` (for txn/status, surviving restarts),
 `outbox` (durable queue of work and callbacks, claimed with SKIP LOCKED on PostgreSQL),
-`seen_messages` (replay protection) and `audit_log` (hash-chained trail).
+`seen_messages` (replay protection), `audit_log` (hash-chained trail), and the subscriptions:
+`subscriptions`, `subscription_keys` (the index events are matched by) and `notify_queue`
+(events waiting for a periodic subscription's next run).
 """
 
 from __future__ import annotations
@@ -125,6 +127,9 @@ class OperationalTables:
     seen_messages: Table
     audit_log: Table
     meta: Table
+    subscriptions: Table
+    subscription_keys: Table
+    notify_queue: Table
 
 
 def operational_tables(metadata: MetaData) -> OperationalTables:
@@ -215,7 +220,70 @@ def operational_tables(metadata: MetaData) -> OperationalTables:
         Column("key", String(100), primary_key=True),
         Column("value", Text, nullable=False),
     )
-    return OperationalTables(transactions, txn_items, outbox, seen_messages, audit_log, meta)
+    subscriptions = Table(
+        "subscriptions",
+        metadata,
+        Column("pk", Integer, primary_key=True, autoincrement=True),
+        Column("code", String(100), nullable=False),
+        Column("registry", String(32), nullable=False),
+        Column("sender_id", String(100), nullable=False),
+        Column("transaction_id", String(100), nullable=False),  # of the subscribe message
+        Column("reference_id", String(100), nullable=False),
+        Column("event_type", String(64), nullable=False),  # the profile's name of the event
+        Column("entity", String(64), nullable=False),  # notify_record_type, as the profile names it
+        Column("filter_type", String(20), nullable=True),
+        Column("filter", Text, nullable=True),  # JSON, as sent (bound again at each match)
+        Column("frequency", Text, nullable=True),  # JSON, as sent
+        Column("cron", String(120), nullable=True),  # None: notified at once
+        Column("start_at", Float, nullable=False),
+        Column("end_at", Float, nullable=True),
+        Column("target_url", Text, nullable=False),  # where notify goes
+        Column("status", String(12), nullable=False),  # subscribe | unsubscribe
+        Column("locale", String(8), nullable=True),
+        Column("info", Text, nullable=False),  # JSON: the SubscriptionInfo answered
+        # digest of what makes two subscriptions the same (NULL once unsubscribed)
+        Column("dedupe", String(64), nullable=True),
+        Column("batch_pending", Boolean, nullable=False, default=False),
+        Column("created_at", Float, nullable=False),
+        Column("updated_at", Float, nullable=False),
+        UniqueConstraint("code", name="uq_subscriptions_code"),
+        UniqueConstraint("dedupe", name="uq_subscriptions_dedupe"),
+        Index("ix_subscriptions_sender", "registry", "sender_id", "transaction_id"),
+    )
+    subscription_keys = Table(
+        "subscription_keys",
+        metadata,
+        # the index events are matched by: (registry, event type, identifier or "*")
+        Column("registry", String(32), nullable=False),
+        Column("event_type", String(64), nullable=False),
+        Column("key", String(300), nullable=False),  # "<id type>=<value>", or "*" for any
+        Column("sub_pk", Integer, nullable=False),
+        PrimaryKeyConstraint(
+            "registry", "event_type", "key", "sub_pk", name="pk_subscription_keys"
+        ),
+        Index("ix_subscription_keys_sub", "sub_pk"),
+    )
+    notify_queue = Table(
+        "notify_queue",
+        metadata,
+        # events waiting for a periodic subscription's next run
+        Column("pk", Integer, primary_key=True, autoincrement=True),
+        Column("sub_pk", Integer, nullable=False),
+        Column("item", Text, nullable=False),  # JSON: one notify_event item
+        Column("created_at", Float, nullable=False),
+        Index("ix_notify_queue_sub", "sub_pk", "pk"),
+    )
+    return OperationalTables(
+        transactions,
+        txn_items,
+        outbox,
+        seen_messages,
+        audit_log,
+        meta,
+        subscriptions,
+        subscription_keys,
+        notify_queue,
+    )
 
 
 @dataclass(frozen=True)

@@ -111,10 +111,54 @@ def _upper_set(names: tuple[str, ...]) -> frozenset[str]:
 
 
 # The generic DCI endpoints a registry may serve (paths after /registry/). Every registry serves
-# search; most also serve txn/status (the DR contract has none).
+# search; most also serve txn/status (the DR contract has none); every contract has subscribe
+# and unsubscribe (the registry then POSTs `notify` to its subscribers).
 SEARCH_ENDPOINTS = ("search", "sync/search")
 TXN_STATUS_ENDPOINTS = ("txn/status", "sync/txn/status")
-GENERIC_ENDPOINTS = SEARCH_ENDPOINTS + TXN_STATUS_ENDPOINTS
+SUBSCRIBE_ENDPOINTS = ("subscribe", "unsubscribe")
+GENERIC_ENDPOINTS = SEARCH_ENDPOINTS + TXN_STATUS_ENDPOINTS + SUBSCRIBE_ENDPOINTS
+
+
+@dataclass(frozen=True, slots=True)
+class EventType:
+    """A registry event a partner may subscribe to (`reg_event_type`).
+
+    `entity` is the record type the event is about (the record a notification carries, or the
+    record that holds it); `contract` says whether the registry's contract lists the name in
+    its notify `reg_event_type` enum: a name it does not list is sent in `header.meta` only,
+    so that every notification validates against the contract."""
+
+    name: str
+    entity: str
+    description: str = ""
+    aliases: tuple[str, ...] = ()
+    contract: bool = True
+
+    def matches(self, name: str) -> bool:
+        wanted = event_key(name)
+        return wanted == event_key(self.name) or wanted in (event_key(a) for a in self.aliases)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """What one change of registry data raised: its type and the record it is about (as it is
+    after the change; `entity` names its record type)."""
+
+    type: str
+    entity: str
+    record: dict[str, Any]
+
+
+def event_key(name: str) -> str:
+    """`spdci-common:RegistryEventType:LiveBirth`, `live_birth`, `LIVEBIRTH` -> `livebirth`
+    (DIGEST §6 #9: the text after the last `:`, case and `_`/`-`/space ignored)."""
+    text = name.rsplit(":", 1)[-1].strip().lower()
+    return "".join(c for c in text if c not in "_- ")
+
+
+# What a profile says a change raised: (record before, record after) -> events. Either may be
+# None (a new record; a record removed).
+EventsOf = Callable[[dict[str, Any] | None, dict[str, Any] | None], list[Event]]
 
 
 @dataclass(frozen=True)
@@ -132,7 +176,10 @@ class RegistryProfile:
     entities: tuple[Entity, ...]
     default_entity: str
     txn_types: tuple[str, ...] = ("search", "subscribe", "unsubscribe")
-    reg_event_types: tuple[str, ...] = ("REGISTER",)
+    # The events partners may subscribe to, and the pure function that tells which of them a
+    # change of one top-level record raised (None: no change raises any).
+    event_types: tuple[EventType, ...] = ()
+    events: EventsOf | None = None
     special_endpoints: tuple[SpecialEndpoint, ...] = ()
     generic_endpoints: tuple[str, ...] = GENERIC_ENDPOINTS
     contract: str | None = None
@@ -150,10 +197,34 @@ class RegistryProfile:
         if len(set(paths)) != len(paths):
             raise ValueError(f"profile {self.name!r}: an endpoint path is declared twice")
         self.entity(self.default_entity)  # KeyError names a default entity that is missing
+        for event in self.event_types:
+            self.entity(event.entity)  # KeyError names an event's entity that is missing
 
     @property
     def has_txn_status(self) -> bool:
         return "sync/txn/status" in self.generic_endpoints
+
+    @property
+    def has_subscriptions(self) -> bool:
+        return "subscribe" in self.generic_endpoints
+
+    @property
+    def reg_event_types(self) -> tuple[str, ...]:
+        """The names of the events partners may subscribe to."""
+        return tuple(e.name for e in self.event_types)
+
+    def event_type(self, name: str) -> EventType | None:
+        """The event type `name` stands for (namespaced, snake or camel case alike)."""
+        for event in self.event_types:
+            if event.matches(name):
+                return event
+        return None
+
+    def changes(self, before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[Event]:
+        """The events a change of one top-level record raises (declared events only)."""
+        if self.events is None or before == after:
+            return []
+        return [e for e in self.events(before, after) if self.event_type(e.type) is not None]
 
     def special(self, path: str) -> SpecialEndpoint | None:
         for endpoint in self.special_endpoints:

@@ -4,7 +4,10 @@ divorce dates, parents' identifiers)."""
 
 from __future__ import annotations
 
-from .base import Attribute, Entity, RegistryProfile
+from typing import Any
+
+from .base import Attribute, Entity, Event, EventType, RegistryProfile, first_value, values_at
+from .changes import added_values, became_set
 from .common import UIN_NAMES, address_attributes, person_attributes, registration_attributes
 
 PERSON = Entity(
@@ -80,6 +83,49 @@ PERSON = Entity(
     description="a person in the civil register (CRVSPerson)",
 )
 
+EVENT_TYPES = (
+    EventType("LiveBirth", "Person", "a birth is registered (a new person)", ("birth",)),
+    EventType("Death", "Person", "a death is registered (death_date set)"),
+    EventType("FetalDeath", "Person", "a fetal death is registered (born and died the same day)"),
+    EventType("Marriage", "Person", "a marriage is registered (a new marriage_date)"),
+    EventType("Divorce", "Person", "a divorce is registered (a new divorce_date)"),
+    EventType("Adoption", "Person", "an adoption is registered (a parent identifier changes)"),
+)
+
+PARENTS = ("parent1_identifier.identifier_value", "parent2_identifier.identifier_value")
+
+
+def events(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[Event]:
+    """The vital events a change of one civil record raises (vital_event code list)."""
+    if after is None:
+        return []
+    out: list[str] = []
+    if before is None:
+        died = first_value(after, "death_date")
+        if died is not None and died == first_value(after, "birth_date"):
+            out.append("FetalDeath")
+        else:
+            out.append("LiveBirth")
+            if died is not None:
+                out.append("Death")
+    else:
+        if became_set(before, after, "death_date"):
+            out.append("Death")
+        if added_values(before, after, "marriage_date"):
+            out.append("Marriage")
+        if added_values(before, after, "divorce_date"):
+            out.append("Divorce")
+        if any(
+            first_value(before, p) is not None and first_value(before, p) != first_value(after, p)
+            for p in PARENTS
+        ) or (
+            any(first_value(after, p) is not None for p in PARENTS)
+            and not any(list(values_at(before, p)) for p in PARENTS)
+        ):
+            out.append("Adoption")
+    return [Event(name, "Person", after) for name in out]
+
+
 PROFILE = RegistryProfile(
     name="crvs",
     contract="crvs_api_v1.0.0.yaml",
@@ -88,6 +134,7 @@ PROFILE = RegistryProfile(
     entities=(PERSON,),
     default_entity="Person",
     txn_types=("search", "subscribe", "unsubscribe"),
-    reg_event_types=("LiveBirth", "Death", "Marriage", "Divorce"),
+    event_types=EVENT_TYPES,
+    events=events,
     builder="dcihub.population.crvs:build",
 )

@@ -10,7 +10,16 @@ from ..calls import CallContext, CallReply, ItemResult, SpecialEndpoint
 from ..codes import ErrorCode, RequestStatus
 from ..errors import DCIError
 from ..messages import DisabledRequest
-from .base import SEARCH_ENDPOINTS, Attribute, Entity, RegistryProfile
+from .base import (
+    SEARCH_ENDPOINTS,
+    SUBSCRIBE_ENDPOINTS,
+    Attribute,
+    Entity,
+    Event,
+    EventType,
+    RegistryProfile,
+)
+from .changes import changed
 from .common import UIN_NAMES, member_attributes, registration_attributes
 
 APPROVED = "0"
@@ -201,6 +210,18 @@ _BY_UIN = {
     },
 }
 
+
+def events(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[Event]:
+    """Registration; a change of disability status."""
+    if after is None:
+        return []
+    if before is None:
+        return [Event("REGISTER", "DisabledPerson", after)]
+    if changed(before, after, "disability_status"):
+        return [Event("DisabilityStatusChange", "DisabledPerson", after)]
+    return []
+
+
 PROFILE = RegistryProfile(
     name="dr",
     title="Disability Registry",
@@ -208,8 +229,19 @@ PROFILE = RegistryProfile(
     entities=(PERSON,),
     default_entity="DisabledPerson",
     txn_types=("search", "subscribe", "unsubscribe"),
-    reg_event_types=("REGISTER",),
-    generic_endpoints=SEARCH_ENDPOINTS,  # neither DR contract has txn/status (upstream #49)
+    event_types=(
+        EventType("REGISTER", "DisabledPerson", "a person with disability is registered"),
+        EventType(
+            "DisabilityStatusChange",
+            "DisabledPerson",
+            "the disability status changes (approved, pending, expired)",
+            ("status_change", "disability_status_change"),
+            contract=False,
+        ),
+    ),
+    events=events,
+    # neither DR contract has txn/status (upstream #49)
+    generic_endpoints=SEARCH_ENDPOINTS + SUBSCRIBE_ENDPOINTS,
     contract="dr_api_v1.0.0.yaml",
     builder="dcihub.population.dr:build",
     special_endpoints=(

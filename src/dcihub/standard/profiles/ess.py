@@ -22,7 +22,8 @@ from .. import codedirs
 from ..calls import CallContext, CallReply, ItemResult, SpecialEndpoint
 from ..codes import RequestStatus
 from ..messages import EnrolledRequest
-from .base import Attribute, Entity, RegistryProfile, first_value
+from .base import Attribute, Entity, Event, EventType, RegistryProfile, first_value
+from .changes import changed, embedded
 from .common import (
     UIN_NAMES,
     address_attributes,
@@ -262,6 +263,25 @@ def check_enrollment(ctx: CallContext, request: EnrolledRequest) -> CallReply:
     return CallReply("on-search", message, len(items))
 
 
+def events(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[Event]:
+    """Registration and employment status changes of a member; enrolments and their status
+    changes."""
+    if after is None:
+        return []
+    out = []
+    if before is None:
+        out.append(Event("REGISTER", "Member", after))
+    elif changed(before, after, "employment_status"):
+        out.append(Event("employment_status_change", "Member", after))
+    old, new = embedded(before, "programme_enrolments"), embedded(after, "programme_enrolments")
+    for key, enrolment in new.items():
+        if key not in old:
+            out.append(Event("enrolment", "Beneficiary", enrolment))
+        elif changed(old[key], enrolment, "enrollment_status"):
+            out.append(Event("enrolment_status_change", "Beneficiary", enrolment))
+    return out
+
+
 PROFILE = RegistryProfile(
     name="ess",
     title="Employment Support System",
@@ -269,7 +289,19 @@ PROFILE = RegistryProfile(
     entities=(MEMBER, BENEFICIARY),
     default_entity="Member",
     txn_types=("search", "subscribe", "receipt"),
-    reg_event_types=("enrolment", "enrolment_status_change"),
+    event_types=(
+        EventType("enrolment", "Beneficiary", "a member is enrolled in a programme"),
+        EventType("enrolment_status_change", "Beneficiary", "the status of an enrolment changes"),
+        EventType("REGISTER", "Member", "a job seeker or worker is registered", contract=False),
+        EventType(
+            "employment_status_change",
+            "Member",
+            "a member's employment status changes (employed, unemployed ...)",
+            ("employment_change",),
+            contract=False,
+        ),
+    ),
+    events=events,
     contract="ess_api_v1.0.0.yaml",
     builder="dcihub.population.ess:build",
     special_endpoints=(

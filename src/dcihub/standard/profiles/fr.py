@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from .base import Attribute, Entity, RegistryProfile
+from .base import Attribute, Entity, Event, EventType, RegistryProfile
 from .common import UIN_NAMES, address_attributes, member_attributes, registration_attributes
 
 FARMER = Entity(
@@ -82,6 +82,9 @@ PROFILE = RegistryProfile(
     entities=(FARMER,),
     default_entity="Farmer",
     txn_types=("search", "subscribe", "unsubscribe"),
-    reg_event_types=("REGISTER",),
+    event_types=(EventType("REGISTER", "Farmer", "a farmer is registered"),),
+    events=lambda before, after: (
+        [Event("REGISTER", "Farmer", after)] if before is None and after is not None else []
+    ),
     builder="dcihub.population.fr:build",
 )

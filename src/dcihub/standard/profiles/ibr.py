@@ -20,11 +20,14 @@ from ..messages import EnrolledRequest, EnrollmentUpdatesRequest
 from .base import (
     Attribute,
     Entity,
+    Event,
+    EventType,
     RegistryProfile,
     canonical_id_type,
     first_value,
     to_date,
 )
+from .changes import changed
 from .common import member_attributes
 
 ENROLLED_STATUSES = ("1", "4")  # Active, Suspended: still enrolled; Deceased/Graduated are not
@@ -442,6 +445,17 @@ def enrollment_updates(ctx: CallContext, request: EnrollmentUpdatesRequest) -> C
     return CallReply("on-notify", message, len(replies))
 
 
+def events(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[Event]:
+    """A new enrolment; a change of an enrolment's status."""
+    if after is None:
+        return []
+    if before is None:
+        return [Event("enrollement", "Beneficiary", after)]
+    if changed(before, after, "enrollment_status"):
+        return [Event("enrollement_status_change", "Beneficiary", after)]
+    return []
+
+
 PROFILE = RegistryProfile(
     name="ibr",
     title="Integrated Beneficiary Registry",
@@ -449,7 +463,21 @@ PROFILE = RegistryProfile(
     entities=(BENEFICIARY,),
     default_entity="Beneficiary",
     txn_types=("search", "subscribe", "receipt"),
-    reg_event_types=("enrollement", "enrollement_status_change"),
+    event_types=(
+        EventType(
+            "enrollement",
+            "Beneficiary",
+            "a member or household is enrolled in a programme (the contract's spelling)",
+            ("enrollment", "enrolment"),
+        ),
+        EventType(
+            "enrollement_status_change",
+            "Beneficiary",
+            "the status of an enrolment changes",
+            ("enrollment_status_change", "enrolment_status_change"),
+        ),
+    ),
+    events=events,
     contract="ibr_api_v1.0.0.yaml",
     builder="dcihub.population.ibr:build",
     special_endpoints=(

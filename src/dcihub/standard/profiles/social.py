@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
-from .base import Attribute, Entity, RegistryProfile
+from typing import Any
+
+from .base import Attribute, Entity, Event, EventType, RegistryProfile
+from .changes import embedded
 from .common import UIN_NAMES, address_attributes, member_attributes, registration_attributes
 
 GROUP = Entity(
@@ -57,6 +60,34 @@ MEMBER = Entity(
     description="a member of a household (Member)",
 )
 
+EVENT_TYPES = (
+    EventType("REGISTER", "Group", "a household is registered"),
+    EventType(
+        "NewHouseHoldMember", "Member", "a member joins a household", ("new_household_member",)
+    ),
+    EventType(
+        "HouseHoldMemberLeft",
+        "Group",
+        "a member leaves a household (the household as it is after)",
+        ("member_left", "household_member_left"),
+        contract=False,
+    ),
+)
+
+
+def events(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[Event]:
+    """Registration of a household; members joining it or leaving it."""
+    if after is None:
+        return []
+    if before is None:
+        return [Event("REGISTER", "Group", after)]
+    old, new = embedded(before, "member_list"), embedded(after, "member_list")
+    out = [Event("NewHouseHoldMember", "Member", m) for key, m in new.items() if key not in old]
+    if any(key not in new for key in old):
+        out.append(Event("HouseHoldMemberLeft", "Group", after))
+    return out
+
+
 PROFILE = RegistryProfile(
     name="social",
     contract="social_api_v1.0.0.yaml",
@@ -65,6 +96,7 @@ PROFILE = RegistryProfile(
     entities=(GROUP, MEMBER),
     default_entity="Group",
     txn_types=("search", "subscribe", "receipt"),
-    reg_event_types=("REGISTER", "NewHouseHoldMember"),
+    event_types=EVENT_TYPES,
+    events=events,
     builder="dcihub.population.social:build",
 )
