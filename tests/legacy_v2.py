@@ -189,7 +189,10 @@ def operational_tables(metadata: MetaData) -> OperationalTables:
         Column("key", String(100), primary_key=True),
         Column("value", Text, nullable=False),
     )
-    return OperationalTables(transactions, txn_items, outbox, seen_messages, audit_log, meta)
+    # no subscription tables before migrations
+    return OperationalTables(
+        transactions, txn_items, outbox, seen_messages, audit_log, meta, None, None, None
+    )
 
 
 def legacy_schema(profiles: dict[str, RegistryProfile]) -> Schema:

@@ -78,7 +78,17 @@ def test_the_profile() -> None:
     assert profile.title == "Employment Support System"
     assert profile.reg_type == "ns:org:RegistryType:ESS"
     assert profile.txn_types == ("search", "subscribe", "receipt")
-    assert profile.reg_event_types == ("enrolment", "enrolment_status_change")
+    # the contract's notify events, then the ESS's own (named in header.meta when notified)
+    assert profile.reg_event_types == (
+        "enrolment",
+        "enrolment_status_change",
+        "REGISTER",
+        "employment_status_change",
+    )
+    assert [e.name for e in profile.event_types if e.contract] == [
+        "enrolment",
+        "enrolment_status_change",
+    ]
     assert profile.builder == "dcihub.population.ess:build"
     assert [e.path for e in profile.special_endpoints] == ["sync/check-enrollment"]
     assert profile.contract == "ess_api_v1.0.0.yaml" and profile.has_txn_status

@@ -35,8 +35,9 @@ def _fixed(envelope: dict, n: int) -> dict:
     doc = json.loads(text)
     doc["header"]["message_id"] = f"m-example-{n}"
     doc["message"]["transaction_id"] = f"t-example-{n}"
-    for item in doc["message"].get("search_request", []):
-        item["reference_id"] = f"r-example-{n}"
+    for key in ("search_request", "subscribe_request"):
+        for item in doc["message"].get(key, []):
+            item["reference_id"] = f"r-example-{n}"
     if "txnstatus_request" in doc["message"]:
         doc["message"]["txnstatus_request"]["reference_id"] = f"r-example-{n}"
     return doc

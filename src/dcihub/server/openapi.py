@@ -188,6 +188,34 @@ def example_envelope(
                 "locale": "eng",
             },
         }
+    elif spec.kind == "subscribe":
+        event = profile.event_types[0]
+        message = {
+            "transaction_id": transaction_id,
+            "subscribe_request": [
+                {
+                    "reference_id": f"r-{uuid.uuid4().hex[:8]}",
+                    "timestamp": now,
+                    "subscribe_criteria": {
+                        "version": "1.0.0",
+                        "reg_event_type": event.name,
+                        "notify_record_type": event.entity,
+                        "frequency": {
+                            "start_time": now,
+                            "end_time": "2099-12-31T23:59:59Z",
+                            "frequency": "immediate",
+                        },
+                    },
+                    "locale": "eng",
+                }
+            ],
+        }
+    elif spec.kind == "unsubscribe":
+        message = {
+            "transaction_id": transaction_id,
+            "timestamp": now,
+            "subscription_codes": ["<a subscription code from on-subscribe>"],
+        }
     else:
         message = {
             "transaction_id": transaction_id,
@@ -206,6 +234,10 @@ def example_envelope(
             ],
         }
     if spec.asynchronous:
-        callback = "txn/on-status" if spec.kind.endswith("txn_status") else "on-search"
+        callback = {
+            "async_txn_status": "txn/on-status",
+            "subscribe": "on-subscribe",
+            "unsubscribe": "on-unsubscribe",
+        }.get(spec.kind, "on-search")
         header["sender_uri"] = f"{CALLBACK_HOST}/registry/{callback}"
     return {"header": header, "message": message}
