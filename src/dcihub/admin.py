@@ -87,6 +87,7 @@ CLEARABLE = {
     "name": ("name",),
     "scopes": ("scopes",),
     "callback-prefixes": ("callback_prefixes",),
+    "callback-base": ("callback_base",),
     "jwks": ("jwks",),
     "jwks-url": ("jwks_url",),
     "fields": ("fields",),
@@ -108,6 +109,7 @@ class PartnerChanges:
     client_id: str | None = None
     scopes: list[str] | None = None  # "registry:action[,action]" or "registry:*"
     callback_prefixes: list[str] | None = None
+    callback_base: str | None = None
     jwks_url: str | None = None
     jwks_file: Path | None = None
     generate_keys: Path | None = None
@@ -280,6 +282,8 @@ def _apply(
         values["callback_prefixes"] = [
             _check_url(u, "--callback-prefix", any_port=True) for u in changes.callback_prefixes
         ]
+    if changes.callback_base is not None:
+        values["callback_base"] = _check_url(changes.callback_base, "--callback-base")
     key_sources = [
         o
         for o, v in (
@@ -611,6 +615,7 @@ def partner_details(partner: Partner) -> list[tuple[str, str]]:
         ("client secret", "set" if partner.client_secret_hash else "not set"),
         ("scopes", _scopes_text(partner.scopes)),
         ("callback prefixes", ", ".join(partner.callback_prefixes) or "-"),
+        ("callback base", partner.callback_base or "- (requests must give sender_uri)"),
         ("private callback addresses", "allowed" if partner.allow_private_callbacks else "refused"),
         ("public keys (inline)", key_text),
         ("jwks_url", partner.jwks_url or "-"),

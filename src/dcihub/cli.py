@@ -353,6 +353,7 @@ class Clearable(StrEnum):
     name = "name"
     scopes = "scopes"
     callback_prefixes = "callback-prefixes"
+    callback_base = "callback-base"
     jwks = "jwks"
     jwks_url = "jwks-url"
     fields = "fields"
@@ -377,6 +378,15 @@ OptCallback = Annotated[
         metavar="URL",
         help="A URL prefix the partner may give as sender_uri for callbacks (repeatable; host:* "
         "allows any port; replaces all prefixes on update).",
+    ),
+]
+OptCallbackBase = Annotated[
+    str | None,
+    typer.Option(
+        "--callback-base",
+        metavar="URL",
+        help="Where callbacks go when a request has no sender_uri: URL + the standard path "
+        "(/registry/on-search, /registry/notify, ...); must be under a callback prefix.",
     ),
 ]
 OptJwksUrl = Annotated[
@@ -619,6 +629,7 @@ def partners_add(
     name: OptName = None,
     scope: OptScope = None,
     callback_prefix: OptCallback = None,
+    callback_base: OptCallbackBase = None,
     jwks_url: OptJwksUrl = None,
     jwks_file: OptJwksFile = None,
     generate_keys: OptGenerate = None,
@@ -645,6 +656,7 @@ def partners_add(
         client_id=client_id,
         scopes=scope,
         callback_prefixes=callback_prefix,
+        callback_base=callback_base,
         jwks_url=jwks_url,
         jwks_file=jwks_file,
         generate_keys=generate_keys,
@@ -675,6 +687,7 @@ def partners_update(
     name: OptName = None,
     scope: OptScope = None,
     callback_prefix: OptCallback = None,
+    callback_base: OptCallbackBase = None,
     jwks_url: OptJwksUrl = None,
     jwks_file: OptJwksFile = None,
     generate_keys: OptGenerate = None,
@@ -711,6 +724,7 @@ up within seconds."""
         client_id=client_id,
         scopes=scope,
         callback_prefixes=callback_prefix,
+        callback_base=callback_base,
         jwks_url=jwks_url,
         jwks_file=jwks_file,
         generate_keys=generate_keys,
@@ -1028,6 +1042,136 @@ def store_upgrade(config: AdminConfig = None, store_url: StoreUrl = None) -> Non
         out.print(f"now: {after.summary()}", soft_wrap=True, markup=False)
     for note in after.notes:
         _note(note)
+
+
+# ---------------------------------------------------------------------------------------------
+# Recording changes of registry data; undelivered callbacks and notifications
+
+
+@app.command("record")
+def record(
+    change: Annotated[str, typer.Argument(help="What happened, e.g. death, birth, member-join.")],
+    registry: Annotated[str, typer.Argument(help="The registry, e.g. crvs.")],
+    id_: Annotated[
+        str | None, typer.Option("--id", metavar="TYPE=VALUE", help="The person (UIN=...).")
+    ] = None,
+    mother: Annotated[
+        str | None, typer.Option(metavar="TYPE=VALUE", help="A mother (birth, adoption).")
+    ] = None,
+    father: Annotated[
+        str | None, typer.Option(metavar="TYPE=VALUE", help="A father (birth, adoption).")
+    ] = None,
+    spouse: Annotated[
+        str | None, typer.Option(metavar="TYPE=VALUE", help="A spouse (marriage, divorce).")
+    ] = None,
+    household: Annotated[str | None, typer.Option(metavar="HHID", help="A household.")] = None,
+    programme: Annotated[str | None, typer.Option(metavar="ID", help="A programme.")] = None,
+    status: Annotated[str | None, typer.Option(metavar="CODE", help="A new status code.")] = None,
+    date_: Annotated[
+        str | None, typer.Option("--date", metavar="YYYY-MM-DD", help="When (default today).")
+    ] = None,
+    place: Annotated[str | None, typer.Option(help="Where.")] = None,
+    name: Annotated[
+        str | None, typer.Option(help="A given name (a newborn, a new member).")
+    ] = None,
+    sex: Annotated[str | None, typer.Option(help="female, male, ... (a newborn).")] = None,
+    config: AdminConfig = None,
+) -> None:
+    """Record a change of registry data: a birth, a death, a member joining a household, an
+    enrolment status ... The change raises its events, so subscribers are notified (the
+    node's worker delivers). `dcihub record list` names the changes of every registry."""
+    from .store.changes import ChangeError, record_change
+
+    settings = _settings(config)
+    store = _open_store(settings.store_url)
+    options = {
+        k: v
+        for k, v in {
+            "id": id_,
+            "mother": mother,
+            "father": father,
+            "spouse": spouse,
+            "household": household,
+            "programme": programme,
+            "status": status,
+            "date": date_,
+            "place": place,
+            "name": name,
+            "sex": sex,
+        }.items()
+        if v
+    }
+    try:
+        if registry not in settings.registries:
+            raise ChangeError(
+                f"this node does not serve a registry {registry!r}; it serves: "
+                + ", ".join(settings.registries)
+            )
+        done = record_change(store, registry, change, options)
+    except ChangeError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        store.dispose()
+    out = _out()
+    for key, created in done.keys:
+        out.print(f"{'created' if created else 'updated'} {key}", soft_wrap=True, markup=False)
+    out.print(f"notifications queued: {done.notifications}", soft_wrap=True, markup=False)
+
+
+class DeliveryState(StrEnum):
+    pending = "pending"
+    failed = "failed"
+    dead = "dead"
+
+
+@app.command("deliveries")
+def deliveries(
+    partner: Annotated[str | None, typer.Option(metavar="SENDER_ID", help="One partner.")] = None,
+    registry: Annotated[str | None, typer.Option(help="One registry.")] = None,
+    state: Annotated[
+        list[DeliveryState] | None,
+        typer.Option(help="pending, failed (will be retried) or dead (repeatable; default all)."),
+    ] = None,
+    retry: Annotated[
+        bool,
+        typer.Option(
+            "--retry", help="Try the listed deliveries again now, with a fresh count of attempts."
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    config: AdminConfig = None,
+) -> None:
+    """List callbacks and notifications not delivered yet: pending, failed (retried with
+    back-off) and dead (given up); --retry sends them again."""
+    import json
+
+    settings = _settings(config)
+    store = _open_store(settings.store_url)
+    states = tuple(s.value for s in state) if state else ("pending", "failed", "dead")
+    try:
+        with store.begin() as conn:
+            rows = store.outbox.deliveries(conn, states, partner, registry)
+            reset = store.outbox.retry_now(conn, [r["pk"] for r in rows]) if retry else 0
+    finally:
+        store.dispose()
+    out = _out()
+    for row in rows:
+        if as_json:
+            out.print(json.dumps(row, default=str), soft_wrap=True, markup=False)
+            continue
+        when = datetime.fromtimestamp(row["created_at"], UTC).strftime("%Y-%m-%d %H:%M:%S")
+        error = f"  {row['last_error'][:120]}" if row["last_error"] else ""
+        out.print(
+            f"{row['pk']:>7}  {row['state']:<7}  {row['action'] or '-':<14} "
+            f"{row['registry'] or '-':<6} {row['sender_id'] or '-'}  attempts {row['attempts']}"
+            f"  {when}  {row['target_url']}{error}",
+            soft_wrap=True,
+            markup=False,
+        )
+    if not rows and not as_json:
+        out.print("no undelivered callbacks or notifications", soft_wrap=True, markup=False)
+    if retry:
+        _note(f"{reset} deliver{'y' if reset == 1 else 'ies'} will be tried again now")
 
 
 def main() -> None:

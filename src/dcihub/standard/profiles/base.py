@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from ..calls import SpecialEndpoint
 
@@ -161,6 +161,66 @@ def event_key(name: str) -> str:
 EventsOf = Callable[[dict[str, Any] | None, dict[str, Any] | None], list[Event]]
 
 
+class ChangeContext(Protocol):
+    """What an operator's record change may ask of the store (`dcihub record`)."""
+
+    def find(self, id_type: str, value: str) -> dict[str, Any] | None:
+        """The top-level record that holds this identifier (None: there is none)."""
+        ...
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The top-level record with this key (None: there is none)."""
+        ...
+
+    def today(self) -> date: ...
+
+    def now(self) -> str:
+        """The current time as a timestamp of the standard."""
+        ...
+
+    def new_id(self, id_type: str) -> str:
+        """A new identifier value of `id_type` that no record holds."""
+        ...
+
+
+@dataclass(frozen=True)
+class RecordChange:
+    """A change of registry data an operator may record (`dcihub record NAME REGISTRY`): a
+    pure function of the options given (`id`, `mother`, `household`, `status`, `date` ...) that
+    returns the top-level records to write, or raises ValueError saying what is missing."""
+
+    name: str
+    summary: str
+    apply: Callable[[ChangeContext, dict[str, str]], list[dict[str, Any]]]
+    options: tuple[str, ...] = ()
+
+
+def option(options: dict[str, str], name: str) -> str:
+    """A required option of a record change (ValueError naming it when absent)."""
+    value = options.get(name)
+    if not value:
+        raise ValueError(f"give --{name.replace('_', '-')}")
+    return value
+
+
+def identifier_option(options: dict[str, str], name: str) -> tuple[str, str]:
+    """An option `TYPE=VALUE` (`--id UIN=123`) as (type, value)."""
+    text = option(options, name)
+    id_type, sep, value = text.partition("=")
+    if not sep or not id_type or not value:
+        raise ValueError(f"--{name} {text!r}: give TYPE=VALUE, e.g. UIN=1234567890")
+    return canonical_id_type(id_type), value.strip()
+
+
+def found(ctx: ChangeContext, options: dict[str, str], name: str, title: str) -> dict[str, Any]:
+    """The record an identifier option names (ValueError when the registry has none)."""
+    id_type, value = identifier_option(options, name)
+    record = ctx.find(id_type, value)
+    if record is None:
+        raise ValueError(f"the {title} holds no record with {id_type} {value}")
+    return record
+
+
 @dataclass(frozen=True)
 class RegistryProfile:
     """Everything particular to one registry; the rest of dcihub is generic over profiles.
@@ -180,6 +240,8 @@ class RegistryProfile:
     # change of one top-level record raised (None: no change raises any).
     event_types: tuple[EventType, ...] = ()
     events: EventsOf | None = None
+    # the changes an operator may record with `dcihub record`
+    record_changes: tuple[RecordChange, ...] = ()
     special_endpoints: tuple[SpecialEndpoint, ...] = ()
     generic_endpoints: tuple[str, ...] = GENERIC_ENDPOINTS
     contract: str | None = None
@@ -218,6 +280,13 @@ class RegistryProfile:
         for event in self.event_types:
             if event.matches(name):
                 return event
+        return None
+
+    def record_change(self, name: str) -> RecordChange | None:
+        """The operator's record change called `name` (`dcihub record NAME ...`)."""
+        for change in self.record_changes:
+            if change.name == name:
+                return change
         return None
 
     def changes(self, before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[Event]:

@@ -6,7 +6,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Attribute, Entity, Event, EventType, RegistryProfile, first_value, values_at
+from .base import (
+    Attribute,
+    ChangeContext,
+    Entity,
+    Event,
+    EventType,
+    RecordChange,
+    RegistryProfile,
+    first_value,
+    found,
+    identifier_option,
+    values_at,
+)
 from .changes import added_values, became_set
 from .common import UIN_NAMES, address_attributes, person_attributes, registration_attributes
 
@@ -126,6 +138,109 @@ def events(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[
     return [Event(name, "Person", after) for name in out]
 
 
+# ---------------------------------------------------------------------------------------------
+# What an operator may record (`dcihub record <change> crvs ...`)
+
+TITLE = "Civil Registration and Vital Statistics registry"
+
+
+def _updated(ctx: ChangeContext, record: dict[str, Any]) -> dict[str, Any]:
+    return {**record, "last_updated": ctx.now()}
+
+
+def _uin(record: dict[str, Any]) -> dict[str, str]:
+    for ident in record.get("identifier") or []:
+        if isinstance(ident, dict) and ident.get("identifier_type") == "UIN":
+            return {"identifier_type": "UIN", "identifier_value": str(ident["identifier_value"])}
+    raise ValueError(f"record {record.get('@id')} has no UIN")
+
+
+def record_birth(ctx: ChangeContext, options: dict[str, str]) -> list[dict[str, Any]]:
+    """A child born to --mother (and --father): a new person with a new UIN and BRN."""
+    mother = found(ctx, options, "mother", TITLE)
+    father = found(ctx, options, "father", TITLE) if options.get("father") else None
+    day = options.get("date") or ctx.today().isoformat()
+    uin = ctx.new_id("UIN")
+    surname = (father or mother).get("name", {}).get("surname", "")
+    place = options.get("place") or first_value(mother, "address.locality") or "unknown"
+    child: dict[str, Any] = {
+        "@type": "CRVSPerson",
+        "@id": f"crvs:person:{uin}",
+        "identifier": [
+            {"identifier_type": "UIN", "identifier_value": uin},
+            {"identifier_type": "BRN", "identifier_value": ctx.new_id("BRN")},
+        ],
+        "name": {"surname": surname, "given_name": options.get("name") or "Newborn"},
+        "sex": options.get("sex") or "female",
+        "birth_date": day,
+        "birth_place": {"name": place},
+        "address": mother.get("address") or [],
+        "marital_status": "S",
+        "parent1_identifier": _uin(mother),
+        "registration_date": ctx.now(),
+        "last_updated": ctx.now(),
+    }
+    if father is not None:
+        child["parent2_identifier"] = _uin(father)
+    return [child]
+
+
+def record_death(ctx: ChangeContext, options: dict[str, str]) -> list[dict[str, Any]]:
+    """The death of --id (on --date, at --place)."""
+    person = found(ctx, options, "id", TITLE)
+    if person.get("death_date"):
+        raise ValueError(f"{person['@id']} is registered as deceased already")
+    changed = _updated(ctx, person)
+    changed["death_date"] = options.get("date") or ctx.today().isoformat()
+    if options.get("place"):
+        changed["death_place"] = {"name": options["place"]}
+    return [changed]
+
+
+def _union(ctx: ChangeContext, options: dict[str, str], field: str, status: str) -> list[Any]:
+    person = found(ctx, options, "id", TITLE)
+    spouse = found(ctx, options, "spouse", TITLE)
+    day = options.get("date") or ctx.today().isoformat()
+    out = []
+    for record in (person, spouse):
+        changed = _updated(ctx, record)
+        changed[field] = [*(changed.get(field) or []), day]
+        changed["marital_status"] = status
+        out.append(changed)
+    return out
+
+
+def record_marriage(ctx: ChangeContext, options: dict[str, str]) -> list[dict[str, Any]]:
+    """The marriage of --id and --spouse (on --date)."""
+    return _union(ctx, options, "marriage_date", "M")
+
+
+def record_divorce(ctx: ChangeContext, options: dict[str, str]) -> list[dict[str, Any]]:
+    """The divorce of --id and --spouse (on --date)."""
+    return _union(ctx, options, "divorce_date", "D")
+
+
+def record_adoption(ctx: ChangeContext, options: dict[str, str]) -> list[dict[str, Any]]:
+    """The adoption of --id by --mother (and/or --father)."""
+    child = _updated(ctx, found(ctx, options, "id", TITLE))
+    if not options.get("mother") and not options.get("father"):
+        raise ValueError("give --mother and/or --father (the adoptive parents)")
+    for slot, name in (("parent1_identifier", "mother"), ("parent2_identifier", "father")):
+        if options.get(name):
+            id_type, value = identifier_option(options, name)
+            child[slot] = _uin(found(ctx, options, name, TITLE))
+    return [child]
+
+
+RECORD_CHANGES = (
+    RecordChange("birth", "a child born to --mother [--father]", record_birth),
+    RecordChange("death", "the death of --id [--date] [--place]", record_death),
+    RecordChange("marriage", "the marriage of --id and --spouse [--date]", record_marriage),
+    RecordChange("divorce", "the divorce of --id and --spouse [--date]", record_divorce),
+    RecordChange("adoption", "the adoption of --id by --mother/--father", record_adoption),
+)
+
+
 PROFILE = RegistryProfile(
     name="crvs",
     contract="crvs_api_v1.0.0.yaml",
@@ -136,5 +251,6 @@ PROFILE = RegistryProfile(
     txn_types=("search", "subscribe", "unsubscribe"),
     event_types=EVENT_TYPES,
     events=events,
+    record_changes=RECORD_CHANGES,
     builder="dcihub.population.crvs:build",
 )

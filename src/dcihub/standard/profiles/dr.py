@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import codedirs
 from ..calls import CallContext, CallReply, ItemResult, SpecialEndpoint
 from ..codes import ErrorCode, RequestStatus
 from ..errors import DCIError
@@ -14,10 +15,14 @@ from .base import (
     SEARCH_ENDPOINTS,
     SUBSCRIBE_ENDPOINTS,
     Attribute,
+    ChangeContext,
     Entity,
     Event,
     EventType,
+    RecordChange,
     RegistryProfile,
+    found,
+    option,
 )
 from .changes import changed
 from .common import UIN_NAMES, member_attributes, registration_attributes
@@ -211,6 +216,15 @@ _BY_UIN = {
 }
 
 
+def record_status(ctx: ChangeContext, options: dict[str, str]) -> list[dict[str, Any]]:
+    """The disability status of --id becomes --status (0 Approved, 1 Pending, 2 Expired)."""
+    person = found(ctx, options, "id", "Disability Registry")
+    code = codedirs.get("disability_status").normalise(option(options, "status"))
+    if code is None:
+        raise ValueError("--status: one of 0 Approved, 1 Pending, 2 Expired")
+    return [{**person, "disability_status": code, "last_updated": ctx.now()}]
+
+
 def events(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[Event]:
     """Registration; a change of disability status."""
     if after is None:
@@ -240,6 +254,11 @@ PROFILE = RegistryProfile(
         ),
     ),
     events=events,
+    record_changes=(
+        RecordChange(
+            "disability-status", "the disability status of --id becomes --status", record_status
+        ),
+    ),
     # neither DR contract has txn/status (upstream #49)
     generic_endpoints=SEARCH_ENDPOINTS + SUBSCRIBE_ENDPOINTS,
     contract="dr_api_v1.0.0.yaml",

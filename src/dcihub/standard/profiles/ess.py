@@ -22,7 +22,18 @@ from .. import codedirs
 from ..calls import CallContext, CallReply, ItemResult, SpecialEndpoint
 from ..codes import RequestStatus
 from ..messages import EnrolledRequest
-from .base import Attribute, Entity, Event, EventType, RegistryProfile, first_value
+from .base import (
+    Attribute,
+    ChangeContext,
+    Entity,
+    Event,
+    EventType,
+    RecordChange,
+    RegistryProfile,
+    first_value,
+    found,
+    option,
+)
 from .changes import changed, embedded
 from .common import (
     UIN_NAMES,
@@ -263,6 +274,18 @@ def check_enrollment(ctx: CallContext, request: EnrolledRequest) -> CallReply:
     return CallReply("on-search", message, len(items))
 
 
+def record_employment(ctx: ChangeContext, options: dict[str, str]) -> list[dict[str, Any]]:
+    """The employment status of --id becomes --status (employment_status code)."""
+    member = found(ctx, options, "id", "Employment Support System")
+    code = codedirs.get("employment_status").normalise(option(options, "status"))
+    if code is None:
+        raise ValueError("--status: a code of the employment_status list (1 employed, 2 ...)")
+    changed = {**member, "employment_status": code, "last_updated": ctx.now()}
+    if code in ("1", "4"):
+        changed.pop("unemployment_reason", None)
+    return [changed]
+
+
 def events(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[Event]:
     """Registration and employment status changes of a member; enrolments and their status
     changes."""
@@ -302,6 +325,11 @@ PROFILE = RegistryProfile(
         ),
     ),
     events=events,
+    record_changes=(
+        RecordChange(
+            "employment", "the employment status of --id becomes --status", record_employment
+        ),
+    ),
     contract="ess_api_v1.0.0.yaml",
     builder="dcihub.population.ess:build",
     special_endpoints=(

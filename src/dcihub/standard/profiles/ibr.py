@@ -19,12 +19,16 @@ from ..errors import DCIError
 from ..messages import EnrolledRequest, EnrollmentUpdatesRequest
 from .base import (
     Attribute,
+    ChangeContext,
     Entity,
     Event,
     EventType,
+    RecordChange,
     RegistryProfile,
     canonical_id_type,
     first_value,
+    identifier_option,
+    option,
     to_date,
 )
 from .changes import changed
@@ -445,6 +449,40 @@ def enrollment_updates(ctx: CallContext, request: EnrollmentUpdatesRequest) -> C
     return CallReply("on-notify", message, len(replies))
 
 
+def record_enrol(ctx: ChangeContext, options: dict[str, str]) -> list[dict[str, Any]]:
+    """--id (UIN) enrolled in --programme (with --status, default 1 Active)."""
+    uin = identifier_option(options, "id")[1]
+    programme = option(options, "programme")
+    if ctx.get(f"ibr:{programme}:{uin}") is not None:
+        raise ValueError(f"UIN {uin} is enrolled in {programme} already (change its --status)")
+    record = normalise_beneficiary(
+        {
+            "member": {"member_identifier": [{"identifier_type": "UIN", "identifier_value": uin}]},
+            "programme_identifier": [{"programme_identifier": programme}],
+            "enrollment_date": options.get("date") or ctx.today().isoformat(),
+            "enrollment_status": options.get("status") or "1",
+            "status_change_date": [options.get("date") or ctx.today().isoformat()],
+        }
+    )
+    return [record]
+
+
+def record_status(ctx: ChangeContext, options: dict[str, str]) -> list[dict[str, Any]]:
+    """The enrolment of --id in --programme takes --status (1 Active, 2 Deceased ...)."""
+    uin = identifier_option(options, "id")[1]
+    programme = option(options, "programme")
+    record = ctx.get(f"ibr:{programme}:{uin}")
+    if record is None:
+        raise ValueError(f"UIN {uin} is not enrolled in {programme}")
+    code = codedirs.get("enrollment_status").normalise(option(options, "status"))
+    if code is None:
+        raise ValueError("--status: one of 1 Active, 2 Deceased, 3 Graduated, 4 Suspended")
+    day = options.get("date") or ctx.today().isoformat()
+    changed = {**record, "enrollment_status": code}
+    changed["status_change_date"] = [*(record.get("status_change_date") or []), day]
+    return [changed]
+
+
 def events(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[Event]:
     """A new enrolment; a change of an enrolment's status."""
     if after is None:
@@ -478,6 +516,12 @@ PROFILE = RegistryProfile(
         ),
     ),
     events=events,
+    record_changes=(
+        RecordChange("enrolment", "--id (UIN) enrolled in --programme [--status]", record_enrol),
+        RecordChange(
+            "enrolment-status", "the enrolment of --id in --programme takes --status", record_status
+        ),
+    ),
     contract="ibr_api_v1.0.0.yaml",
     builder="dcihub.population.ibr:build",
     special_endpoints=(

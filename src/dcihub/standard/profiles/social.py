@@ -5,7 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Attribute, Entity, Event, EventType, RegistryProfile
+from .base import (
+    Attribute,
+    ChangeContext,
+    Entity,
+    Event,
+    EventType,
+    RecordChange,
+    RegistryProfile,
+    identifier_option,
+    option,
+)
 from .changes import embedded
 from .common import UIN_NAMES, address_attributes, member_attributes, registration_attributes
 
@@ -88,6 +98,58 @@ def events(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[
     return out
 
 
+def _household(ctx: ChangeContext, options: dict[str, str]) -> dict[str, Any]:
+    hhid = option(options, "household")
+    found = ctx.find("HHID", hhid)
+    if found is None:
+        raise ValueError(f"the Social Registry holds no household {hhid}")
+    return found
+
+
+def record_join(ctx: ChangeContext, options: dict[str, str]) -> list[dict[str, Any]]:
+    """--id (a UIN; a new one when not given) joins --household, with --name and --sex."""
+    household = dict(_household(ctx, options))
+    uin = identifier_option(options, "id")[1] if options.get("id") else ctx.new_id("UIN")
+    members = list(household.get("member_list") or [])
+    if any(f"social:member:{uin}" == m.get("@id") for m in members if isinstance(m, dict)):
+        raise ValueError(f"UIN {uin} is a member of household {options['household']} already")
+    ident = [{"identifier_type": "UIN", "identifier_value": uin}]
+    member: dict[str, Any] = {
+        "@type": "Member",
+        "@id": f"social:member:{uin}",
+        "member_identifier": ident,
+        "demographic_info": {
+            "identifier": ident,
+            "name": {"given_name": options.get("name") or "New member"},
+            "sex": options.get("sex") or "female",
+            "birth_date": options.get("date") or ctx.today().isoformat(),
+        },
+        "registration_date": ctx.now(),
+        "last_updated": ctx.now(),
+    }
+    household["member_list"] = [*members, member]
+    household["group_size"] = len(household["member_list"])
+    household["last_updated"] = ctx.now()
+    return [household]
+
+
+def record_leave(ctx: ChangeContext, options: dict[str, str]) -> list[dict[str, Any]]:
+    """--id (a UIN) leaves --household."""
+    household = dict(_household(ctx, options))
+    uin = identifier_option(options, "id")[1]
+    members = [
+        m
+        for m in household.get("member_list") or []
+        if not (isinstance(m, dict) and m.get("@id") == f"social:member:{uin}")
+    ]
+    if len(members) == len(household.get("member_list") or []):
+        raise ValueError(f"UIN {uin} is not a member of household {options['household']}")
+    household["member_list"] = members
+    household["group_size"] = len(members)
+    household["last_updated"] = ctx.now()
+    return [household]
+
+
 PROFILE = RegistryProfile(
     name="social",
     contract="social_api_v1.0.0.yaml",
@@ -98,5 +160,9 @@ PROFILE = RegistryProfile(
     txn_types=("search", "subscribe", "receipt"),
     event_types=EVENT_TYPES,
     events=events,
+    record_changes=(
+        RecordChange("member-join", "--id (UIN) joins --household HHID", record_join),
+        RecordChange("member-leave", "--id (UIN) leaves --household HHID", record_leave),
+    ),
     builder="dcihub.population.social:build",
 )
