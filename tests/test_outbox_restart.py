@@ -97,7 +97,9 @@ class Node:
 
 
 @contextmanager
-def serve(backend: str, tmp: Path, country: Any) -> Iterator[tuple[Node, DCIClient, Store]]:
+def serve(
+    backend: str, tmp: Path, country: Any, registries: list[str] | None = None
+) -> Iterator[tuple[Node, DCIClient, Store]]:
     """A populated store, a config file for it and a `dcihub serve` process."""
     with support.store_url_for(backend, tmp) as url:
         store = Store(url)
@@ -111,7 +113,7 @@ def serve(backend: str, tmp: Path, country: Any) -> Iterator[tuple[Node, DCIClie
                     "store_url": url,
                     "node_id": "dcihub.restart-test",
                     "base_url": f"http://127.0.0.1:{port}",
-                    "registries": ["crvs", "social"],
+                    "registries": registries or ["crvs", "social"],
                     "delivery": {
                         "in_process_worker": True,
                         "backoff_base": 0.2,

@@ -290,17 +290,19 @@ def subscription_info(
     profile: RegistryProfile,
     term: SubscribeTerms,
 ) -> dict[str, Any]:
-    """`SubscriptionInfo` of an on-subscribe item (and of txn/status)."""
+    """`SubscriptionInfo` of an on-subscribe item (and of txn/status). An event the contract
+    does not list is not named in it (the item's reference_id ties it to the request)."""
     info: dict[str, Any] = {
         "version": "1.0.0",
         "code": code,
         "status": status,
         "timestamp": timestamp,
         "reg_type": profile.reg_type,
-        "reg_event_type": term.event.name,
-        "notify_record_type": term.entity.name,
-        "locale": term.locale or "eng",
     }
+    if term.event.contract:
+        info["reg_event_type"] = term.event.name
+    info["notify_record_type"] = term.entity.name
+    info["locale"] = term.locale or "eng"
     if term.frequency:
         info["frequency"] = term.frequency
     if term.filter is not None:
