@@ -14,12 +14,12 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import support
 from contract import load_contract
 from dcihub.security.signatures import verify
 from dcihub.store import Store
@@ -142,7 +142,7 @@ def living_uins(store: Store, count: int) -> list[str]:
             .where(
                 person.ids.c.id_type == "UIN",
                 person.main.c.a_death_date.is_(None),
-                person.main.c.a_birth_date < "1990-01-01",
+                person.main.c.a_birth_date < date(1990, 1, 1),
             )
             .order_by(person.main.c.pk)
             .limit(count)

@@ -1,0 +1,426 @@
+"""Subscribe, unsubscribe, notify and txn/status in detail, against the session's live node
+(SQLite and PostgreSQL): rejections in the standard's terms, periodic batches, callbacks to a
+partner's callback base, minimised notifications, txn/status by subscription code; and the
+pure parts (event types of each profile, frequencies)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import select
+
+import support
+from contract import load_contract
+from dcihub.standard.errors import ItemRejected
+from dcihub.standard.messages import EventFrequency
+from dcihub.standard.profiles import PROFILES
+from dcihub.standard.subscriptions import cron_of, parse_schedule
+from receiver import CallbackReceiver
+from support import DCIClient, header, now_ts
+from test_subscriptions import subscribe_envelope, unsubscribe_envelope
+
+
+def post_and_wait(
+    client: DCIClient, receiver: CallbackReceiver, registry: str, path: str, envelope: dict
+) -> dict[str, Any]:
+    before = len(receiver.received)
+    response = client.post(registry, path, envelope)
+    assert response.status_code == 202, response.text
+    return receiver.wait_for(before + 1, timeout=30)[before].json()
+
+
+def some_person(server: Any, living: bool = True) -> dict[str, Any]:
+    store = server.store
+    main = store.records.tables("crvs", "Person").main
+    with store.read() as conn:
+        query = select(main.c.record).order_by(main.c.pk.desc()).limit(50)
+        if living:
+            query = query.where(main.c.a_death_date.is_(None))
+        rows = conn.execute(query).scalars().all()
+    return orjson.loads(rows[int(time.time() * 1000) % len(rows)])
+
+
+def change(server: Any, *records: dict[str, Any], registry: str = "crvs") -> None:
+    with server.store.begin() as conn:
+        for record in records:
+            server.store.records.upsert(conn, registry, record)
+
+
+def test_rejections_name_the_problem(server, client, receiver, spec_dir):
+    contract = load_contract(spec_dir, "crvs")
+    target = receiver.url("/registry/on-subscribe")
+    death = {
+        "reg_event_type": "Death",
+        "filter_type": "predicate",
+        "filter": [
+            {
+                "seq_num": 1,
+                "expression1": {
+                    "attribute_name": "sex",
+                    "operator": "eq",
+                    "attribute_value": "female",
+                },
+            }
+        ],
+    }
+    cases = [
+        death,
+        death,  # the same again in this message
+        {
+            "reg_event_type": "Death",
+            "filter_type": "predicate",
+            "filter": [
+                {
+                    "seq_num": 1,
+                    "expression1": {
+                        "attribute_name": "shoe_size",
+                        "operator": "eq",
+                        "attribute_value": "9",
+                    },
+                }
+            ],
+        },
+        {
+            "reg_event_type": "Death",
+            "frequency": {
+                "start_time": now_ts(),
+                "end_time": "2099-01-01T00:00:00Z",
+                "frequency": "every full moon",
+            },
+        },
+        {"reg_event_type": "Death", "notify_record_type": "Household"},
+        {"reg_event_type": "Wedding"},
+    ]
+    body = post_and_wait(client, receiver, "crvs", "subscribe", subscribe_envelope(target, *cases))
+    contract.validate_request("/registry/on-subscribe", body)
+    items = body["message"]["subscribe_response"]
+    assert [i["status"] for i in items] == ["succ", "rjct", "rjct", "rjct", "rjct", "rjct"]
+    reasons = [i.get("status_reason_code") for i in items[1:]]
+    assert reasons == [
+        "rjct.event.already_subscribed",
+        "rjct.notify_details.invalid",
+        "rjct.notify_details.invalid",
+        "rjct.notify_details.invalid",
+        "rjct.notify_types.invalid",
+    ]
+    assert "shoe_size" in items[2]["status_reason_message"]
+    assert "every full moon" in items[3]["status_reason_message"]
+    assert "Household" in items[4]["status_reason_message"]
+    code = items[0]["subscriptions"][0]["code"]
+
+    # the same subscription in a later message: already subscribed, naming the code
+    again = post_and_wait(client, receiver, "crvs", "subscribe", subscribe_envelope(target, death))
+    (item,) = again["message"]["subscribe_response"]
+    assert item["status_reason_code"] == "rjct.event.already_subscribed"
+    assert code in item["status_reason_message"]
+
+    # unknown codes: the unsubscribe is ACKed, the rejection is in on-unsubscribe
+    unsub_target = receiver.url("/registry/on-unsubscribe")
+    body = post_and_wait(
+        client,
+        receiver,
+        "crvs",
+        "unsubscribe",
+        unsubscribe_envelope(unsub_target, ["sub-nope", code]),
+    )
+    contract.validate_request("/registry/on-unsubscribe", body)
+    message = body["message"]
+    assert message["status"] == "rjct"
+    assert message["status_reason_code"] == "rjct.subscription_code.invalid"
+    assert "sub-nope" in message["status_reason_message"]
+    assert message["subscription_status"] == [{"code": code, "status": "subscribe"}]  # unchanged
+
+    body = post_and_wait(
+        client, receiver, "crvs", "unsubscribe", unsubscribe_envelope(unsub_target, [code])
+    )
+    assert body["message"]["status"] == "succ"
+    body = post_and_wait(
+        client, receiver, "crvs", "unsubscribe", unsubscribe_envelope(unsub_target, [code])
+    )
+    assert body["message"]["status_reason_code"] == "rjct.event.already_unsubscribed"
+
+    # without sender_uri and without a callback base: refused at once
+    envelope = subscribe_envelope(target, death)
+    del envelope["header"]["sender_uri"]
+    response = client.post("crvs", "subscribe", envelope)
+    assert response.status_code == 400
+    assert response.json()["message"]["error"]["code"] == "err.sender_uri.invalid"
+
+
+def test_another_partners_code_is_refused_and_callbacks_go_to_the_callback_base(
+    server, client, receiver, spec_dir
+):
+    """A second partner registered with a callback base sends no sender_uri: its on-subscribe,
+    on-unsubscribe and txn/on-status go to base + the standard path. It may not unsubscribe
+    the first partner's subscription (rjct.requester.invalid). Its notifications carry only
+    the fields it may receive."""
+    other = support.provision(
+        server.settings,
+        sender_id="spmis.other",
+        client_id="spmis-other",
+        callback_base=f"{receiver.base_url}/other",
+        fields={"crvs": ["identifier", "death_date"]},
+    )
+    second = DCIClient(server, other)
+    deadline = time.monotonic() + 20
+    while True:  # the node re-reads the partner file within seconds
+        token = second.http.post(
+            f"{server.base_url}/oauth2/client/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": other.client_id,
+                "client_secret": other.client_secret,
+            },
+        )
+        if token.status_code == 200:
+            break
+        assert time.monotonic() < deadline, token.text
+        time.sleep(0.2)
+
+    mine = post_and_wait(
+        client,
+        receiver,
+        "crvs",
+        "subscribe",
+        subscribe_envelope(receiver.url("/registry/on-subscribe"), {"reg_event_type": "Divorce"}),
+    )
+    my_code = mine["message"]["subscribe_response"][0]["subscriptions"][0]["code"]
+
+    envelope = subscribe_envelope("unused", {"reg_event_type": "Death"})
+    envelope["header"] = header("subscribe", sender_id="spmis.other")
+    before = len(receiver.received)
+    assert second.post("crvs", "subscribe", envelope).status_code == 202
+    answer = receiver.wait_for(before + 1)[before]
+    assert answer.path == "/other/registry/on-subscribe"
+    code = answer.json()["message"]["subscribe_response"][0]["subscriptions"][0]["code"]
+
+    envelope = unsubscribe_envelope("unused", [my_code])
+    envelope["header"] = header("unsubscribe", sender_id="spmis.other")
+    before = len(receiver.received)
+    assert second.post("crvs", "unsubscribe", envelope).status_code == 202
+    answer = receiver.wait_for(before + 1)[before]
+    assert answer.path == "/other/registry/on-unsubscribe"
+    message = answer.json()["message"]
+    assert message["status_reason_code"] == "rjct.requester.invalid"
+    assert message["subscription_status"] == []  # nothing about another partner's code
+
+    person = some_person(server)
+    person["death_date"] = "2026-02-02"
+    before = len(receiver.received)
+    change(server, person)
+    notice = receiver.wait_for(before + 1)[before]
+    assert notice.path == "/other/registry/notify"
+    doc = notice.json()
+    load_contract(spec_dir, "crvs").validate_request("/registry/notify", doc)
+    assert doc["header"]["meta"]["subscription_codes"] == [code]
+    record = doc["message"]["notify_event"][0]["data"]["reg_records"]
+    assert set(record) == {"identifier", "death_date"}  # minimised for this partner
+
+    # txn/status by subscription code, sync and async (to the callback base)
+    status = {
+        "header": header("txn-status", sender_id="spmis.other"),
+        "message": {
+            "transaction_id": f"t-{uuid.uuid4().hex[:8]}",
+            "txnstatus_request": {
+                "reference_id": "r-1",
+                "txn_type": "subscribe",
+                "attribute_type": "subscription_code_list",
+                "attribute_value": [code, my_code],
+            },
+        },
+    }
+    reply = second.post("crvs", "sync/txn/status", status)
+    assert reply.status_code == 200, reply.text
+    load_contract(spec_dir, "crvs").validate_response("/registry/sync/txn/status", reply.json())
+    found = reply.json()["message"]["txnstatus_response"]["txn_status"]["subscribe_response"]
+    assert [s["subscriptions"][0]["code"] for s in found] == [code]  # not the other's code
+    status["header"] = header("txn-status", sender_id="spmis.other")
+    before = len(receiver.received)
+    assert second.post("crvs", "txn/status", status).status_code == 202
+    answer = receiver.wait_for(before + 1)[before]
+    assert answer.path == "/other/registry/txn/on-status"
+
+
+def test_txn_status_of_a_subscribe_transaction(server, client, receiver, spec_dir):
+    envelope = subscribe_envelope(
+        receiver.url("/registry/on-subscribe"), {"reg_event_type": "Marriage"}
+    )
+    body = post_and_wait(client, receiver, "crvs", "subscribe", envelope)
+    code = body["message"]["subscribe_response"][0]["subscriptions"][0]["code"]
+    for attribute_type, value in (
+        ("transaction_id", envelope["message"]["transaction_id"]),
+        ("correlation_id", body["message"]["correlation_id"]),
+    ):
+        reply = client.post(
+            "crvs",
+            "sync/txn/status",
+            {
+                "header": header("txn-status"),
+                "message": {
+                    "transaction_id": f"t-{uuid.uuid4().hex[:8]}",
+                    "txnstatus_request": {
+                        "reference_id": "r-1",
+                        "txn_type": "subscribe",
+                        "attribute_type": attribute_type,
+                        "attribute_value": value,
+                    },
+                },
+            },
+        )
+        assert reply.status_code == 200, reply.text
+        load_contract(spec_dir, "crvs").validate_response("/registry/sync/txn/status", reply.json())
+        status = reply.json()["message"]["txnstatus_response"]["txn_status"]
+        assert status["transaction_id"] == envelope["message"]["transaction_id"]
+        (item,) = status["subscribe_response"]
+        assert item["subscriptions"][0]["code"] == code
+        assert item["subscriptions"][0]["status"] == "subscribe"
+
+
+def test_a_periodic_subscription_is_notified_in_one_batch(server, client, receiver, spec_dir):
+    """Events of a periodic subscription wait for its next run (6-field cron: every second),
+    then go as one notification carrying them all."""
+    target = receiver.url("/registry/on-subscribe")
+    a, b = some_person(server), some_person(server)
+    while b["@id"] == a["@id"]:
+        b = some_person(server)
+    criteria = {
+        "reg_event_type": "Marriage",
+        "frequency": {
+            "start_time": now_ts(),
+            "end_time": "2099-01-01T00:00:00Z",
+            "frequency": "* * * * * ?",
+        },
+        "filter_type": "idtype-value",
+        "filter": {"type": "UIN", "value": a["identifier"][0]["identifier_value"]},
+    }
+    second = {
+        **criteria,
+        "filter": {"type": "UIN", "value": b["identifier"][0]["identifier_value"]},
+    }
+    body = post_and_wait(
+        client, receiver, "crvs", "subscribe", subscribe_envelope(target, criteria, second)
+    )
+    codes = [i["subscriptions"][0]["code"] for i in body["message"]["subscribe_response"]]
+    before = len(receiver.received)
+    for person in (a, b):
+        person["marriage_date"] = [*(person.get("marriage_date") or []), "2026-03-03"]
+    change(server, a, b)
+    got = receiver.wait_for(before + 2, timeout=30)[before:]
+    assert {g.path for g in got} == {"/registry/notify"}
+    for notice in got:
+        doc = notice.json()
+        load_contract(spec_dir, "crvs").validate_request("/registry/notify", doc)
+        assert len(doc["header"]["meta"]["subscription_codes"]) == 1
+    assert sorted(g.json()["header"]["meta"]["subscription_codes"][0] for g in got) == sorted(codes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure parts
+
+
+def test_frequencies() -> None:
+    assert cron_of("daily", "f") == "0 0 * * *"
+    assert cron_of("WEEKLY", "f") == "0 0 * * 0"
+    assert cron_of("monthly", "f") == "0 0 1 * *"
+    assert cron_of("immediate", "f") is None
+    for text in ("*/5 * * * *", "0 0 12 * * ?", "0 0 0 5,15 * ? *"):
+        assert cron_of(text, "f") == text
+    for bad in ("every day", "61 * * * *", "* * *", "0 0 0 0 0 0 0 0"):
+        with pytest.raises(ItemRejected) as caught:
+            cron_of(bad, "f.frequency")
+        assert caught.value.code == "rjct.notify_details.invalid"
+        assert "f.frequency" in caught.value.message
+    now = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+    schedule = parse_schedule(
+        EventFrequency(
+            start_time="2026-01-01T00:00:00Z",
+            end_time="2026-02-01T00:00:00Z",
+            frequency="0 0 0 5,15 * ? *",
+        ),
+        now,
+        "f",
+    )
+    first = schedule.next_run(now)
+    assert first == now + 4 * 86400  # the 5th
+    assert schedule.next_run(first) == now + 14 * 86400  # the 15th
+    assert schedule.next_run(now + 20 * 86400) is None  # past the end
+    assert (
+        parse_schedule(
+            EventFrequency(start_time=None, end_time=None, frequency="daily"), now, "f"
+        ).end
+        is None
+    )
+    with pytest.raises(ItemRejected):
+        parse_schedule(
+            EventFrequency(
+                start_time="2026-01-02T00:00:00Z",
+                end_time="2026-01-01T00:00:00Z",
+                frequency="daily",
+            ),
+            now,
+            "f",
+        )
+
+
+def test_each_profile_declares_the_events_of_its_contract(spec_dir) -> None:
+    """The events a profile marks as its contract's are exactly its notify enum (where the
+    contract has one); every profile raises events on registration."""
+    import yaml
+
+    for name, profile in PROFILES.items():
+        assert profile.has_subscriptions, name
+        doc = yaml.safe_load((spec_dir / "spec" / profile.contract).read_text())
+        schema = doc["components"]["schemas"]["NotifyEventRequest"]["properties"]["notify_event"]
+        enum = schema["items"]["properties"]["data"]["properties"]["reg_event_type"].get("enum")
+        ours = [e.name for e in profile.event_types if e.contract]
+        if enum is not None:
+            assert ours == enum, name
+        assert profile.events is not None, name
+
+
+def test_events_of_changes() -> None:
+    crvs = PROFILES["crvs"]
+    person = {"@id": "p", "birth_date": "1950-01-01", "identifier": []}
+    assert [e.type for e in crvs.changes(None, person)] == ["LiveBirth"]
+    assert [e.type for e in crvs.changes(None, {**person, "death_date": "1950-01-01"})] == [
+        "FetalDeath"
+    ]
+    assert [e.type for e in crvs.changes(person, {**person, "death_date": "2026-01-01"})] == [
+        "Death"
+    ]
+    married = {**person, "marriage_date": ["2000-01-01"]}
+    assert [e.type for e in crvs.changes(person, married)] == ["Marriage"]
+    divorced = {**married, "divorce_date": ["2010-01-01"]}
+    assert [e.type for e in crvs.changes(married, divorced)] == ["Divorce"]
+    assert crvs.changes(person, dict(person)) == []
+    social = PROFILES["social"]
+    home = {"@id": "g", "member_list": [{"@id": "m1"}]}
+    joined = {"@id": "g", "member_list": [{"@id": "m1"}, {"@id": "m2"}]}
+    assert [(e.type, e.record["@id"]) for e in social.changes(home, joined)] == [
+        ("NewHouseHoldMember", "m2")
+    ]
+    assert [e.type for e in social.changes(joined, home)] == ["HouseHoldMemberLeft"]
+    assert [e.type for e in social.changes(None, home)] == ["REGISTER"]
+    ibr = PROFILES["ibr"]
+    enrolment = {"@id": "ibr:OAP:1", "enrollment_status": "1"}
+    assert [e.type for e in ibr.changes(None, enrolment)] == ["enrollement"]
+    assert [e.type for e in ibr.changes(enrolment, {**enrolment, "enrollment_status": "4"})] == [
+        "enrollement_status_change"
+    ]
+    ess = PROFILES["ess"]
+    member = {"@id": "ess:m", "employment_status": "2", "programme_enrolments": []}
+    assert [e.type for e in ess.changes(member, {**member, "employment_status": "1"})] == [
+        "employment_status_change"
+    ]
+    enrolled = {**member, "programme_enrolments": [{"@id": "e1", "enrollment_status": "1"}]}
+    assert [e.type for e in ess.changes(member, enrolled)] == ["enrolment"]
+    dr = PROFILES["dr"]
+    pwd = {"@id": "d", "disability_status": "1"}
+    assert [e.type for e in dr.changes(pwd, {**pwd, "disability_status": "0"})] == [
+        "DisabilityStatusChange"
+    ]
+    assert crvs.event_type("spdci-common:RegistryEventType:live_birth").name == "LiveBirth"
