@@ -424,3 +424,74 @@ def test_events_of_changes() -> None:
         "DisabilityStatusChange"
     ]
     assert crvs.event_type("spdci-common:RegistryEventType:live_birth").name == "LiveBirth"
+
+
+def test_record_and_deliveries_commands(tmp_path) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from dcihub.cli import app
+    from dcihub.population.generator import generate_country
+    from dcihub.population.load import load_country
+    from dcihub.store import Store
+
+    url = f"sqlite:///{tmp_path}/cli.db"
+    store = Store(url)
+    store.upgrade()
+    country = generate_country(people=100, seed=5)
+    load_country(store, country)
+    config = tmp_path / "node.yaml"
+    config.write_text(yaml.safe_dump({"store_url": url}))
+    runner = CliRunner()
+    person = next(r for r in country.records("crvs") if not r.get("death_date"))
+    uin = person["identifier"][0]["identifier_value"]
+
+    done = runner.invoke(app, ["record", "death", "crvs", "--id", f"UIN={uin}", "-c", str(config)])
+    assert done.exit_code == 0, done.output
+    assert f"updated {person['@id']}" in done.stdout
+    assert "notifications queued: 0" in done.stdout  # nobody subscribed
+    with store.read() as conn:
+        assert store.records.get(conn, "crvs", person["@id"])["death_date"]
+    again = runner.invoke(app, ["record", "death", "crvs", "--id", f"UIN={uin}", "-c", str(config)])
+    assert again.exit_code == 2 and "deceased already" in again.stderr
+    unknown = runner.invoke(app, ["record", "wedding", "crvs", "-c", str(config)])
+    assert unknown.exit_code == 2
+    assert "birth, death, marriage, divorce, adoption" in unknown.stderr
+    missing = runner.invoke(app, ["record", "birth", "crvs", "-c", str(config)])
+    assert missing.exit_code == 2 and "--mother" in missing.stderr
+
+    with store.begin() as conn:
+        dead = store.outbox.enqueue(
+            conn,
+            "deliver",
+            registry="crvs",
+            sender_id="spmis.x",
+            target_url="http://x/registry/notify",
+            action="notify",
+            payload="{}",
+        )
+        store.outbox.give_up(conn, dead, "HTTP 400: no")
+        store.outbox.enqueue(
+            conn,
+            "deliver",
+            registry="ibr",
+            sender_id="spmis.y",
+            target_url="http://y/",
+            action="notify",
+            payload="{}",
+        )
+    listed = runner.invoke(app, ["deliveries", "--state", "dead", "-c", str(config)])
+    assert listed.exit_code == 0, listed.output
+    assert "dead" in listed.stdout and "spmis.x" in listed.stdout and "spmis.y" not in listed.stdout
+    both = runner.invoke(app, ["deliveries", "--json", "-c", str(config)])
+    assert [orjson.loads(line)["state"] for line in both.stdout.splitlines()] == ["dead", "pending"]
+    only = runner.invoke(
+        app, ["deliveries", "--registry", "ibr", "--partner", "spmis.y", "-c", str(config)]
+    )
+    assert "spmis.y" in only.stdout and "spmis.x" not in only.stdout
+    retried = runner.invoke(app, ["deliveries", "--state", "dead", "--retry", "-c", str(config)])
+    assert retried.exit_code == 0 and "1 delivery will be tried again" in retried.stderr
+    with store.read() as conn:
+        (row,) = [r for r in store.outbox.rows(conn) if r["pk"] == dead]
+    assert row["status"] == "pending" and row["attempts"] == 0
+    store.dispose()
