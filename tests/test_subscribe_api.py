@@ -24,6 +24,33 @@ from support import DCIClient, header, now_ts
 from test_subscriptions import subscribe_envelope, unsubscribe_envelope
 
 
+@pytest.fixture(scope="module")
+def server(backend, country, tmp_path_factory):
+    """A node of its own: these tests change registry data (deaths, marriages), which the
+    session's node keeps as the other tests expect it."""
+    from dcihub.population.load import load_country
+    from dcihub.store import Store
+
+    with support.store_url_for(backend, tmp_path_factory.mktemp("subs")) as url:
+        store = Store(url)
+        store.upgrade()
+        load_country(store, country)
+        settings = support.test_settings(
+            url,
+            data_dir=tmp_path_factory.mktemp("subs-node"),
+            delivery={"poll_interval": 0.2, "backoff_base": 0.2, "backoff_max": 1.0},
+        )
+        running = support.live_server(settings, store)
+        yield running
+        running.stop()
+        store.dispose()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return DCIClient(server, server.partner)
+
+
 def post_and_wait(
     client: DCIClient, receiver: CallbackReceiver, registry: str, path: str, envelope: dict
 ) -> dict[str, Any]:

@@ -189,7 +189,7 @@ def example_envelope(
             },
         }
     elif spec.kind == "subscribe":
-        event = profile.event_types[0]
+        first = profile.event_types[0] if profile.event_types else None
         message = {
             "transaction_id": transaction_id,
             "subscribe_request": [
@@ -198,8 +198,8 @@ def example_envelope(
                     "timestamp": now,
                     "subscribe_criteria": {
                         "version": "1.0.0",
-                        "reg_event_type": event.name,
-                        "notify_record_type": event.entity,
+                        "reg_event_type": first.name if first else "REGISTER",
+                        "notify_record_type": first.entity if first else profile.default_entity,
                         "frequency": {
                             "start_time": now,
                             "end_time": "2099-12-31T23:59:59Z",
