@@ -6,11 +6,64 @@ on PostgreSQL (the session's `server` fixture)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import orjson
+import pytest
 
-from support import idtype, search_envelope
+import support
+from support import DCIClient, idtype, search_envelope
+
+# ---------------------------------------------------------------------------------------------
+# A node of this module's own (a small country; partners with limits of their own)
+
+PARTNERS: dict[str, dict[str, Any]] = {
+    "capped": {"max_reply_records": 5},
+    "thin": {"max_reply_bytes": 2048},
+}
+
+
+@dataclass
+class Node:
+    running: support.LiveServer
+    country: Any
+    clients: dict[str, DCIClient]
+
+    @property
+    def store(self) -> Any:
+        return self.running.store
+
+
+@pytest.fixture(scope="module")
+def node(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    from dcihub.population.generator import generate_country
+    from dcihub.population.load import load_country
+    from dcihub.store import Store
+
+    tmp = tmp_path_factory.mktemp("hardening")
+    country = generate_country(people=300, seed=977)
+    with support.store_url_for(backend, tmp) as url:
+        store = Store(url)
+        store.create_all()
+        load_country(store, country)
+        settings = support.test_settings(url, data_dir=tmp)
+        made = {
+            name: support.provision(
+                settings, sender_id=f"{name}.test", client_id=f"{name}-client", **fields
+            )
+            for name, fields in PARTNERS.items()
+        }
+        running = support.live_server(settings, store)
+        clients = {name: DCIClient(running, partner) for name, partner in made.items()}
+        clients["main"] = DCIClient(running)
+        try:
+            yield Node(running, country, clients)
+        finally:
+            running.stop()
+            store.dispose()
 
 
 def _healthz_while(server, client, send) -> tuple[float, list[httpx.Response]]:
@@ -166,3 +219,148 @@ def test_items_of_one_message_share_the_work_budget(client) -> None:
     assert statuses[9:] == ["rjct"] * 3
     assert all(r["status_reason_code"] == "rjct.search_criteria.invalid" for r in results[9:])
     assert "budget of 10000 terms" in results[9]["status_reason_message"]
+
+
+# -- amplification: the records and bytes of one reply ----------------------------------------
+
+
+def _everyone(page_size: int = 1000) -> dict:
+    from support import expr, pred, predicate
+
+    return predicate(
+        pred(1, expr("sex", "in", ["male", "female", "other", "unknown"])),
+        pagination={"page_size": page_size, "page_number": 1},
+    )
+
+
+def _worst_healthz_while(server, send) -> tuple[float, list[httpx.Response]]:
+    """Run `send()` in three threads and ask /healthz again and again until they are done;
+    return the longest /healthz took and the responses of the three."""
+    import time
+
+    answers: list[httpx.Response] = []
+    threads = [threading.Thread(target=lambda: answers.append(send())) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    worst = 0.0
+    with httpx.Client(timeout=60) as http:
+        while any(t.is_alive() for t in threads):
+            started = time.monotonic()
+            assert http.get(f"{server.base_url}/healthz").status_code == 200
+            worst = max(worst, time.monotonic() - started)
+            time.sleep(0.02)
+    for thread in threads:
+        thread.join()
+    return worst, answers
+
+
+def _seen_reply(store, sender_id: str, message_id: str) -> bytes | None:
+    from sqlalchemy import select
+
+    t = store.schema.ops.seen_messages
+    with store.read() as conn:
+        row = conn.execute(
+            select(t.c.response).where(t.c.sender_id == sender_id, t.c.message_id == message_id)
+        ).first()
+    return None if row is None else bytes(row[0])
+
+
+def test_a_reply_is_bounded_in_records_and_not_kept_twice(server, client) -> None:
+    """Before: 100 items x page size 1,000 (a 29 KB request) gave a 78 MB reply, stalled the
+    node for seconds, and the reply was kept again in the replay table for 10 minutes."""
+    limits = server.settings.limits
+    envelope = search_envelope(*[_everyone() for _ in range(100)], sender_id=client.sender_id)
+    signed = orjson.dumps(client.signed(envelope))
+    headers = {"content-type": "application/json", **client.auth_headers()}
+    url = server.url("crvs", "sync/search")
+    response = httpx.post(url, content=signed, headers=headers, timeout=120)
+    assert response.status_code == 200, response.text[:500]
+    results = response.json()["message"]["search_response"]
+    assert len(results) == 100
+    statuses = [r["status"] for r in results]
+    answered = statuses.index("rjct")
+    assert 0 < answered <= 10 and set(statuses[answered:]) == {"rjct"}, statuses
+    records = sum(len(r["data"]["reg_records"]) for r in results[:answered])
+    assert records <= limits.max_reply_records
+    for refused in results[answered:]:
+        assert refused["status_reason_code"] == "rjct.search.too_many_records_found"
+        assert "max_reply_" in refused["status_reason_message"]
+        assert "data" not in refused or not refused["data"]
+    assert len(response.content) < limits.max_reply_bytes + 2 * 1024 * 1024
+
+    # three such requests at once do not stall the node (before: /healthz waited 20 s)
+    def send() -> httpx.Response:
+        again = client.signed(
+            search_envelope(*[_everyone() for _ in range(100)], sender_id=client.sender_id)
+        )
+        return httpx.post(url, content=orjson.dumps(again), headers=headers, timeout=120)
+
+    took, answers = _worst_healthz_while(server, send)
+    assert took < 5.0, f"/healthz waited {took:.1f} s behind the large replies"
+    assert [a.status_code for a in answers] == [200, 200, 200]
+
+    # the replay memory keeps the message id, not a second copy of the large reply
+    message_id = envelope["header"]["message_id"]
+    assert _seen_reply(server.store, client.sender_id, message_id) == b""
+    replay = httpx.post(url, content=signed, headers=headers, timeout=120)
+    assert replay.status_code == 409, replay.text[:500]
+    error = replay.json()["message"]["error"]
+    assert "rjct.message_id.duplicate" in error["message"]
+
+
+def test_a_small_reply_is_still_replayed_byte_for_byte(server, client) -> None:
+    envelope = search_envelope(idtype("UIN", "NO-SUCH-UIN"), sender_id=client.sender_id)
+    signed = orjson.dumps(client.signed(envelope))
+    headers = {"content-type": "application/json", **client.auth_headers()}
+    url = server.url("crvs", "sync/search")
+    first = httpx.post(url, content=signed, headers=headers)
+    again = httpx.post(url, content=signed, headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert again.content == first.content
+
+
+def _crvs_page(page_size: int) -> dict:
+    from support import expr, pred, predicate
+
+    return predicate(
+        pred(1, expr("birth_date", "ge", "1900-01-01")),
+        pagination={"page_size": page_size, "page_number": 1},
+    )
+
+
+def test_a_partner_may_have_reply_limits_of_its_own(node: Node) -> None:
+    capped = node.clients["capped"]
+    body = capped.sync_search("crvs", _crvs_page(3), _crvs_page(3), idtype("UIN", "NO-SUCH"))
+    first, second, third = body["message"]["search_response"]
+    assert first["status"] == "succ" and len(first["data"]["reg_records"]) == 3
+    assert second["status"] == "rjct", second  # 3 + 3 > 5
+    assert second["status_reason_code"] == "rjct.search.too_many_records_found"
+    assert "max_reply_records of partner 'capped.test'" in second["status_reason_message"]
+    assert "5 records" in second["status_reason_message"]
+    assert third["status"] == "succ"  # no record: it still fits
+
+    thin = node.clients["thin"]
+    small, large = thin.sync_search("crvs", _crvs_page(1), _crvs_page(10))["message"][
+        "search_response"
+    ]
+    assert small["status"] == "succ" and len(small["data"]["reg_records"]) == 1
+    assert large["status"] == "rjct"
+    assert large["status_reason_code"] == "rjct.search.too_many_records_found"
+    assert "max_reply_bytes of partner 'thin.test'" in large["status_reason_message"]
+
+    # the node's own partner is held to the node's limits only
+    main = node.clients["main"].sync_search("crvs", _crvs_page(10))
+    assert main["message"]["search_response"][0]["status"] == "succ"
+
+
+def test_an_on_search_callback_is_bounded_too(node: Node, receiver) -> None:
+    capped = node.clients["capped"]
+    envelope = search_envelope(
+        _crvs_page(4), _crvs_page(4), sender_id=capped.sender_id, sender_uri=receiver.url()
+    )
+    assert capped.post("crvs", "search", envelope).status_code == 202
+    [callback] = receiver.wait_for(1)
+    first, second = callback.json()["message"]["search_response"]
+    assert first["status"] == "succ" and len(first["data"]["reg_records"]) == 4
+    assert second["status"] == "rjct"
+    assert second["status_reason_code"] == "rjct.search.too_many_records_found"

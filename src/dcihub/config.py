@@ -36,6 +36,19 @@ class LimitSettings(BaseModel):
         "'in' list, over all its items (rjct.search_criteria.invalid past it)",
     )
 
+    max_reply_records: int | None = Field(
+        10_000,
+        ge=1,
+        description="records in one reply (sync search, on-search callback), over all its "
+        "items; an item past it -> rjct.search.too_many_records_found (null: no bound)",
+    )
+    max_reply_bytes: int | None = Field(
+        8 * 1024 * 1024,
+        ge=1024,
+        description="bytes of records (their JSON) in one reply, over all its items; an item "
+        "past it -> rjct.search.too_many_records_found (null: no bound)",
+    )
+
     def search_limits(self) -> Limits:
         return Limits(
             self.default_page_size, self.max_page_size, self.max_total_records, self.max_query_terms
@@ -81,6 +94,12 @@ class SecuritySettings(BaseModel):
         description="how long the copy of a sync "
         "reply (with its records) is kept for replays; later "
         "replays get 409",
+    )
+    replay_reply_max_bytes: int = Field(
+        65_536,
+        ge=0,
+        description="a reply larger than this is not kept for replays (only the fact that the "
+        "message_id was answered); a replay of it gets 409",
     )
     clock_skew: float = Field(
         300.0, gt=0, description="allowed distance of header.message_ts from our clock, in seconds"

@@ -14,6 +14,7 @@ partners:
     scopes: {crvs: [search, subscribe], social: "*"}     # registry -> actions or "*"
     callback_prefixes: [https://spmis.example.org/dci/]
     fields: {crvs: [identifier, name.given_name, birth_date]}   # absent registry = all
+    max_reply_records: 2000                  # absent: the node's limits.max_reply_records
     encrypt_replies: true
     token_url: https://spmis.example.org/oauth2/client/token
     callback_client_id: registry
@@ -73,6 +74,8 @@ class Partner:
     token_url: str | None = None
     callback_client_id: str | None = None
     callback_client_secret: str | None = None
+    max_reply_records: int | None = None  # None: the node's limits.max_reply_records
+    max_reply_bytes: int | None = None  # None: the node's limits.max_reply_bytes
 
     def __post_init__(self) -> None:
         self.validate()
@@ -105,6 +108,12 @@ class Partner:
                     raise PartnerConfigError(
                         f"{where}: jwks holds a private or symmetric key; register public keys only"
                     )
+        for name in ("max_reply_records", "max_reply_bytes"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise PartnerConfigError(f"{where}: {name} must be a positive whole number")
         if not isinstance(self.callback_prefixes, list):
             raise PartnerConfigError(f"{where}: callback_prefixes must be a list of URLs")
         if not self.sign_replies and not self.allow_unsigned:

@@ -257,12 +257,14 @@ class SecurityGuard(Guard):
             found = await anyio.to_thread.run_sync(self._find, key, window, False)
         if found is not None:
             status, body = found
-            if not body:  # a sync reply whose copy (with records) is no longer kept
+            if not body:  # a reply whose copy is not kept (too large, or aged out)
                 raise DCIError(
                     ErrorCode.REQUEST_BAD,
                     f"message_id '{key[1]}' was answered already "
-                    "(rjct.message_id.duplicate); the copy of that reply is no longer "
-                    "kept: send a new message with a new message_id",
+                    "(rjct.message_id.duplicate); no copy of that reply is kept (a reply with "
+                    f"records is kept {self.security.options.replay_reply_seconds:.0f} s, and "
+                    f"only up to {self.security.options.replay_reply_max_bytes} bytes): send "
+                    "a new message with a new message_id",
                     409,
                 )
             return found
@@ -286,6 +288,10 @@ class SecurityGuard(Guard):
 
     def remember(self, inbound: Inbound) -> bool:
         return True
+
+    def replay_copy(self, reply: bytes) -> bytes:
+        # a large reply (records) is not stored a second time; its message id still is
+        return reply if len(reply) <= self.security.options.replay_reply_max_bytes else b""
 
     def registry_id(self, registry: str) -> str:
         return self.security.settings.registry_id(registry)

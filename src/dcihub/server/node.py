@@ -28,9 +28,13 @@ from ..store import Store
 from ..store.transactions import ItemRow, NewTxn
 from .committer import GroupCommitter
 from .pipeline import EndpointSpec, Handler, Inbound, Reply, new_correlation_id
-from .search import ConsentCheck, Outcome, SearchService, completed, consent_check
+from .search import ConsentCheck, Outcome, ReplyBudget, SearchService, completed, consent_check
 
 T = TypeVar("T")
+
+# A sync reply with more records than this is sealed (signed, encrypted) and serialised in a
+# worker thread rather than on the event loop.
+HEAVY_REPLY_RECORDS = 200
 
 # Marker kept beside a queued callback (never sent): encrypt it, as its request was encrypted.
 ENCRYPT_KEY = "dcihub:encrypt"
@@ -141,6 +145,21 @@ class RegistryNode:
         purposes = list(getattr(partner, "consent_purposes", None) or [])
         return consent_check(required, purposes, self.profiles[registry].title)
 
+    def reply_budget(self, partner: Any) -> ReplyBudget:
+        """The records and bytes one reply to `partner` may carry: the node's limits, unless
+        the partner's entry sets its own."""
+        limits = self.settings.limits
+        partner = getattr(partner, "partner", partner)
+        records = getattr(partner, "max_reply_records", None)
+        size = getattr(partner, "max_reply_bytes", None)
+        own = f"of partner '{getattr(partner, 'sender_id', '')}'"
+        return ReplyBudget(
+            limits.max_reply_records if records is None else records,
+            limits.max_reply_bytes if size is None else size,
+            "limits.max_reply_records" if records is None else f"max_reply_records {own}",
+            "limits.max_reply_bytes" if size is None else f"max_reply_bytes {own}",
+        )
+
     def envelope(
         self,
         inbound_registry: str,
@@ -188,16 +207,20 @@ class RegistryNode:
             self.today(),
             self.consent(inbound.registry, inbound.partner),
         )
+        budget = self.reply_budget(inbound.partner)
+        shape = self.shaper(inbound.partner, inbound.registry)
         if self.search.runs_inline(prepared):
-            outcomes = await self.read(self._execute, inbound.registry, prepared, True)
-        else:  # compiled queries never run on the event loop
-            outcomes = await self.db(self._execute, inbound.registry, prepared, False)
+            outcomes, rendered = await self.read(
+                self._answer, inbound.registry, profile, prepared, True, budget, shape
+            )
+        else:  # compiled queries (and what they return) never run on the event loop
+            outcomes, rendered = await self.db(
+                self._answer, inbound.registry, profile, prepared, False, budget, shape
+            )
         message = {
             "transaction_id": request.transaction_id,
             "correlation_id": inbound.correlation_id,
-            "search_response": self.search.render(
-                profile, outcomes, shape=self.shaper(inbound.partner, inbound.registry)
-            ),
+            "search_response": rendered,
         }
         inbound.facts["records"] = _record_refs(outcomes)
         now = format_ts()
@@ -220,11 +243,21 @@ class RegistryNode:
             len(outcomes),
             completed(outcomes),
         )
-        return Reply(200, envelope, is_envelope=True)
+        heavy = sum(len(o.records) for o in outcomes) > HEAVY_REPLY_RECORDS
+        return Reply(200, envelope, is_envelope=True, heavy=heavy)
 
-    def _execute(self, registry: str, prepared: list[Any], inline: bool) -> list[Outcome]:
+    def _answer(
+        self,
+        registry: str,
+        profile: RegistryProfile,
+        prepared: list[Any],
+        inline: bool,
+        budget: ReplyBudget,
+        shape: Callable[[str | None, dict], dict] | None,
+    ) -> tuple[list[Outcome], list[dict[str, Any]]]:
         with self.store.reader(inline=inline) as reader:
-            return self.search.execute(reader, registry, prepared)
+            outcomes = self.search.execute(reader, registry, prepared, budget)
+        return outcomes, self.search.render(profile, outcomes, shape=shape)
 
     def _new_txn(
         self,
@@ -334,7 +367,9 @@ class RegistryNode:
             except DCIError as exc:  # cannot happen for an accepted message; never lose it
                 error = exc
                 return lambda conn: self._reject_async(conn, txn, error)
-            outcomes = self.search.execute(reader, txn.registry, prepared)
+            outcomes = self.search.execute(
+                reader, txn.registry, prepared, self.reply_budget(partner)
+            )
         now = format_ts()
         message = {
             "transaction_id": txn.transaction_id,

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -93,6 +94,7 @@ class Reply:
     status_code: int
     body: dict[str, Any]
     is_envelope: bool = False  # a full {header, message} envelope (signed on the way out)
+    heavy: bool = False  # many records: sealed and serialised in a worker thread
 
 
 Handler = Callable[[Inbound], Awaitable[Reply]]
@@ -123,6 +125,11 @@ class Guard:
     def remember(self, inbound: Inbound) -> bool:
         """Whether the reply to this message is kept for replay protection."""
         return False
+
+    def replay_copy(self, reply: bytes) -> bytes:
+        """What the replay memory keeps of a reply: the reply itself, or b"" (the message id
+        is remembered, and a replay is refused, without a second copy of a large reply)."""
+        return reply
 
     def release(self, inbound: Inbound) -> None:
         """The exchange is over (committed or failed)."""
@@ -285,7 +292,10 @@ class Pipeline:
             remember = replay is None and guard.remember(inbound)
             if replay is None:
                 reply = await handler(inbound)
-                body_out = guard.outbound(inbound, reply)
+                if reply.heavy:  # signing megabytes must not hold up the event loop
+                    body_out = await anyio.to_thread.run_sync(guard.outbound, inbound, reply)
+                else:
+                    body_out = guard.outbound(inbound, reply)
         except DCIError as exc:
             error = exc
             reply = error_reply(exc, correlation_id)
@@ -313,11 +323,14 @@ class Pipeline:
         if replay is not None:
             status, raw = replay
             body_out = orjson.loads(raw)
+        elif reply.heavy and error is None:
+            status, raw = reply.status_code, await anyio.to_thread.run_sync(orjson.dumps, body_out)
         else:
             status, raw = reply.status_code, orjson.dumps(body_out)
         writes = inbound.writes if inbound is not None and error is None else RequestWrites()
         if remember and inbound is not None and status < 500:
-            writes.seen.append((inbound.sender_id, inbound.header.message_id, status, raw))
+            kept = guard.replay_copy(raw)
+            writes.seen.append((inbound.sender_id, inbound.header.message_id, status, kept))
         entry = guard.audit_entry(
             endpoint, request, inbound, partner, status, body_out, error, replay is not None
         )

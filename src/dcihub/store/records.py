@@ -271,9 +271,15 @@ class RecordStore:
     # ----------------------------------------------------------------------------- reading
 
     def search(
-        self, conn: Connection, registry: str, plan: SearchPlan, cap: int | None = None
+        self,
+        conn: Connection,
+        registry: str,
+        plan: SearchPlan,
+        cap: int | None = None,
+        limit: int | None = None,
     ) -> SearchResult:
-        """Count and fetch one page. With `cap`, counting stops at cap+1 (cheap refusal)."""
+        """Count and fetch one page. With `cap`, counting stops at cap+1 (cheap refusal); with
+        `limit`, at most that many rows of the page are fetched (a reply's record budget)."""
         compiler = self.compilers[registry]
         target = plan.entity.name
         main = self.tables(registry, target).main
@@ -291,7 +297,7 @@ class RecordStore:
             select(main.c.pk, main.c.record)
             .where(where)
             .order_by(*compiler.order_by(target, plan.sort, conn.dialect.name))
-            .limit(plan.page_size)
+            .limit(plan.page_size if limit is None else max(min(plan.page_size, limit), 0))
             .offset(plan.offset)
         )
         return SearchResult(total, [(r.pk, r.record) for r in conn.execute(query)])
