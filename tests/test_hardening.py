@@ -20,9 +20,17 @@ from support import DCIClient, idtype, search_envelope
 # ---------------------------------------------------------------------------------------------
 # A node of this module's own (a small country; partners with limits of their own)
 
+# each registry's own identifier field: all that partner `minimal` may receive
+IDENTIFIERS = {
+    "crvs": ["identifier"],
+    "dr": ["personal_details.member_identifier"],
+    "ibr": ["member.member_identifier"],
+}
 PARTNERS: dict[str, dict[str, Any]] = {
     "capped": {"max_reply_records": 5},
     "thin": {"max_reply_bytes": 2048},
+    "minimal": {"fields": IDENTIFIERS},
+    "checker": {"fields": IDENTIFIERS, "query_fields": {"crvs": ["identifier", "death_date"]}},
 }
 
 
@@ -364,3 +372,133 @@ def test_an_on_search_callback_is_bounded_too(node: Node, receiver) -> None:
     assert first["status"] == "succ" and len(first["data"]["reg_records"]) == 4
     assert second["status"] == "rjct"
     assert second["status_reason_code"] == "rjct.search.too_many_records_found"
+
+
+# -- minimisation applies to what a partner filters and sorts on, and to reason messages -----
+
+
+def _uin_and(uin: str, name: str, op: str, value: Any, **criteria: Any) -> dict:
+    from support import expr, pred, predicate
+
+    return predicate(pred(1, expr("UIN", "eq", uin), "and", expr(name, op, value)), **criteria)
+
+
+def _dead_and_living(node: Node) -> tuple[str, str]:
+    from expect import crvs_uin, is_dead
+
+    dead = next(crvs_uin(r) for r in node.country.crvs if is_dead(r) and crvs_uin(r))
+    living = next(crvs_uin(r) for r in node.country.crvs if not is_dead(r) and crvs_uin(r))
+    assert dead and living
+    return dead, living
+
+
+def test_a_partner_cannot_filter_or_sort_on_fields_it_may_not_receive(node: Node) -> None:
+    """Before: a partner allowed only `identifier` learnt who is dead ('UIN=X and
+    is_deceased=true': 1 match for a dead person, 0 for a living one), and likewise birth
+    dates (bisection) and sex."""
+    dead, living = _dead_and_living(node)
+    minimal = node.clients["minimal"]
+    probes = [
+        (_uin_and(dead, "is_deceased", "eq", True), "death_date"),
+        (_uin_and(living, "is_deceased", "eq", True), "death_date"),
+        (_uin_and(dead, "birth_date", "lt", "1960-01-01"), "birth_date"),
+        (_uin_and(dead, "age", "ge", 60), "birth_date"),
+        (_uin_and(dead, "sex", "eq", "female"), "sex"),
+        (_uin_and(dead, "gender", "eq", "male"), "sex"),  # an alias of sex
+    ]
+    body = minimal.sync_search("crvs", *(item for item, _ in probes))
+    for (_, field), result in zip(probes, body["message"]["search_response"], strict=True):
+        assert result["status"] == "rjct", result
+        assert result["status_reason_code"] == "rjct.search_criteria.invalid"
+        assert f"'{field}'" in result["status_reason_message"], result
+        assert "may not query" in result["status_reason_message"]
+        assert "data" not in result or not result["data"]
+
+    # sorting on a hidden field is refused too; the identifier alone still answers
+    sorted_item = idtype("UIN", dead, sort=[{"attribute_name": "birth_date", "sort_order": "asc"}])
+    by_age = idtype("UIN", dead, sort=[{"attribute_name": "age", "sort_order": "asc"}])
+    plain = idtype("UIN", dead)
+    by_birth, by_age_result, found = minimal.sync_search("crvs", sorted_item, by_age, plain)[
+        "message"
+    ]["search_response"]
+    for refused in (by_birth, by_age_result):
+        assert refused["status"] == "rjct", refused
+        assert refused["status_reason_code"] == "rjct.sort.invalid"
+        assert "'birth_date'" in refused["status_reason_message"]
+    assert found["status"] == "succ"
+    assert [set(r) for r in found["data"]["reg_records"]] == [{"identifier"}]
+
+    # the main partner (all fields) may still filter on anything
+    main = node.clients["main"].sync_search("crvs", _uin_and(dead, "is_deceased", "eq", True))
+    [answer] = main["message"]["search_response"]
+    assert answer["status"] == "succ" and answer["pagination"]["total_count"] == 1
+
+
+def test_query_fields_widen_what_a_partner_may_filter_on(node: Node) -> None:
+    dead, living = _dead_and_living(node)
+    checker = node.clients["checker"]
+    is_dead, is_living, by_sex = checker.sync_search(
+        "crvs",
+        _uin_and(dead, "is_deceased", "eq", True),
+        _uin_and(living, "is_deceased", "eq", True),
+        _uin_and(dead, "sex", "eq", "female"),
+    )["message"]["search_response"]
+    assert is_dead["pagination"]["total_count"] == 1
+    assert is_living["pagination"]["total_count"] == 0
+    assert [set(r) for r in is_dead["data"]["reg_records"]] == [{"identifier"}]  # still cut
+    assert by_sex["status"] == "rjct" and "'sex'" in by_sex["status_reason_message"]
+    assert "query_fields" in by_sex["status_reason_message"]
+
+
+def test_an_async_search_is_held_to_the_same_fields(node: Node, receiver) -> None:
+    dead, _ = _dead_and_living(node)
+    minimal = node.clients["minimal"]
+    envelope = search_envelope(
+        _uin_and(dead, "is_deceased", "eq", True),
+        sender_id=minimal.sender_id,
+        sender_uri=receiver.url(),
+    )
+    assert minimal.post("crvs", "search", envelope).status_code == 202
+    [callback] = receiver.wait_for(1)
+    [result] = callback.json()["message"]["search_response"]
+    assert result["status"] == "rjct"
+    assert "'death_date'" in result["status_reason_message"]
+
+
+def test_special_calls_filter_and_explain_only_within_the_partners_fields(node: Node) -> None:
+    """Before: DR sync/disabled said 'disability_status 0' and IBR sync/enrolled 'enrolled in
+    OAP (status 1, since 2008-07-18)' to a partner restricted to identifiers."""
+    from expect import disabled_envelope, enrolled_envelope, send
+
+    minimal, main = node.clients["minimal"], node.clients["main"]
+    samples = node.country.samples()
+    disabled = samples["dr"]["disabled"][0]["value"]
+    query = {"personal_details.member_identifier": {"eq": disabled}}
+    answers = {}
+    for who, client in (("minimal", minimal), ("main", main)):
+        response = send(client, "dr", "sync/disabled", disabled_envelope(query))
+        assert response.status_code == 200, response.text
+        [answers[who]] = response.json()["message"]["disabled_response"]
+    assert answers["minimal"]["disabled_status"] == answers["main"]["disabled_status"] == "yes"
+    assert "disability_status" in answers["main"]["status_reason_message"]
+    assert "disability_status" not in answers["minimal"]["status_reason_message"]
+
+    # filtering on a hidden field through a special call is refused
+    hidden = {**query, "disability_status": {"eq": "0"}}
+    refused = send(minimal, "dr", "sync/disabled", disabled_envelope(hidden))
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["message"]["error"]
+    assert error["code"] == "err.request.bad"
+    assert "'disability_status'" in error["message"] and "may not query" in error["message"]
+
+    enrolled = samples["ibr"]["enrolled"][0]
+    query = {"member.member_identifier": {"eq": enrolled["value"]}}
+    for who, client in (("minimal", minimal), ("main", main)):
+        response = send(client, "ibr", "sync/enrolled", enrolled_envelope(query))
+        assert response.status_code == 200, response.text
+        [answers[who]] = response.json()["message"]["enrolled_response"]
+    assert answers["minimal"]["enrolled_status"] == answers["main"]["enrolled_status"] == "yes"
+    assert enrolled["programme"] in answers["main"]["status_reason_message"]
+    reason = answers["minimal"]["status_reason_message"]
+    assert enrolled["programme"] not in reason and "status" not in reason and "since" not in reason
+    assert reason.startswith("enrolled in ")

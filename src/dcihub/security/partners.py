@@ -14,6 +14,7 @@ partners:
     scopes: {crvs: [search, subscribe], social: "*"}     # registry -> actions or "*"
     callback_prefixes: [https://spmis.example.org/dci/]
     fields: {crvs: [identifier, name.given_name, birth_date]}   # absent registry = all
+    query_fields: {crvs: [identifier, birth_date]}   # filter/sort on; absent registry = fields
     max_reply_records: 2000                  # absent: the node's limits.max_reply_records
     encrypt_replies: true
     token_url: https://spmis.example.org/oauth2/client/token
@@ -64,6 +65,7 @@ class Partner:
     callback_prefixes: list[str] = field(default_factory=list)
     allow_private_callbacks: bool = False
     fields: dict[str, list[str] | None] = field(default_factory=dict)
+    query_fields: dict[str, list[str] | None] = field(default_factory=dict)
     require_signature: bool = True
     require_encryption: bool = False
     encrypt_replies: bool = False
@@ -95,11 +97,17 @@ class Partner:
                 raise PartnerConfigError(
                     f"{where}: scopes[{registry!r}] must be a list of actions or '*'"
                 )
-        for registry, paths in self.fields.items():
-            if paths is not None and not (
-                isinstance(paths, list) and all(isinstance(p, str) for p in paths)
-            ):
-                raise PartnerConfigError(f"{where}: fields[{registry!r}] must be a list or null")
+        for member in ("fields", "query_fields"):
+            rules = getattr(self, member)
+            if not isinstance(rules, dict):
+                raise PartnerConfigError(f"{where}: {member} must map registries to lists")
+            for registry, paths in rules.items():
+                if paths is not None and not (
+                    isinstance(paths, list) and all(isinstance(p, str) for p in paths)
+                ):
+                    raise PartnerConfigError(
+                        f"{where}: {member}[{registry!r}] must be a list or null"
+                    )
         if self.jwks is not None:
             if not isinstance(self.jwks, dict) or not isinstance(self.jwks.get("keys"), list):
                 raise PartnerConfigError(f"{where}: jwks must be a JWK set {{'keys': [...]}}")
@@ -138,6 +146,15 @@ class Partner:
         if registry in self.fields:
             return self.fields[registry]
         return self.fields.get("*")
+
+    def queryable_fields(self, registry: str) -> list[str] | None:
+        """Field paths this partner may filter and sort on in `registry`'s records: its
+        `query_fields` for that registry, by default the fields it may receive; None = all."""
+        if registry in self.query_fields:
+            return self.query_fields[registry]
+        if "*" in self.query_fields:
+            return self.query_fields["*"]
+        return self.allowed_fields(registry)
 
     @property
     def signature_required(self) -> bool:

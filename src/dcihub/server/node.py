@@ -21,6 +21,7 @@ from ..config import Settings
 from ..standard.codes import ErrorCode, RequestStatus, TxnAttributeType
 from ..standard.envelope import ack, callback_header, format_ts, has_control_chars
 from ..standard.errors import DCIError
+from ..standard.fields import FieldAccess
 from ..standard.messages import TxnStatusRequest, parse_message
 from ..standard.profiles import PROFILES
 from ..standard.profiles.base import RegistryProfile
@@ -100,6 +101,8 @@ class RegistryNode:
         self.committer = GroupCommitter(store)
         self.wakeup: Callable[[], None] = lambda: None
         self.shape: Callable[[Any, str, str | None, dict[str, Any]], dict[str, Any]] | None = None
+        # partner, registry -> (fields it may receive, fields it may query); None: all
+        self.fields: Callable[[Any, str], tuple[list[str] | None, list[str] | None]] | None = None
         from .special import SpecialCalls
 
         self.special = SpecialCalls(self)
@@ -135,6 +138,18 @@ class RegistryNode:
             return None
         shape = self.shape
         return lambda entity, record: shape(partner, registry, entity, record)
+
+    def field_access(self, partner: Any, registry: str, query: bool) -> FieldAccess | None:
+        """The fields of `registry`'s records `partner` may filter and sort on (`query`) or
+        receive; None: all of them."""
+        if self.fields is None or partner is None:
+            return None
+        receive, queryable = self.fields(partner, registry)
+        paths = queryable if query else receive
+        if paths is None:
+            return None
+        setting = "query_fields (by default its fields)" if query else "fields"
+        return FieldAccess(self.profiles[registry], tuple(paths), setting)
 
     def consent(self, registry: str, partner: Any) -> ConsentCheck | None:
         """The consent rule for `partner` on `registry` (None: no consent required)."""
@@ -206,6 +221,7 @@ class RegistryNode:
             inbound.header.total_count,
             self.today(),
             self.consent(inbound.registry, inbound.partner),
+            self.field_access(inbound.partner, inbound.registry, query=True),
         )
         budget = self.reply_budget(inbound.partner)
         shape = self.shaper(inbound.partner, inbound.registry)
@@ -293,6 +309,7 @@ class RegistryNode:
             inbound.header.total_count,
             self.today(),
             self.consent(inbound.registry, inbound.partner),
+            self.field_access(inbound.partner, inbound.registry, query=True),
         )
         target = self.callback_url(inbound, "on-search")
         now = format_ts()
@@ -363,6 +380,7 @@ class RegistryNode:
                     int(total or 0),
                     self.today(),
                     self.consent(txn.registry, partner),
+                    self.field_access(partner, txn.registry, query=True),
                 )
             except DCIError as exc:  # cannot happen for an accepted message; never lose it
                 error = exc

@@ -19,6 +19,7 @@ from sqlalchemy import Connection
 from ..standard.codes import ErrorCode, RequestStatus, SearchReason
 from ..standard.envelope import format_ts
 from ..standard.errors import DCIError, ItemRejected
+from ..standard.fields import FieldAccess, check_plan
 from ..standard.messages import (
     SearchCriteria,
     SearchRequest,
@@ -192,9 +193,11 @@ class SearchService:
         header_total: int,
         today: date,
         consent: ConsentCheck | None = None,
+        access: FieldAccess | None = None,
     ) -> tuple[SearchRequest, list[PreparedItem]]:
         """Validate and plan every item. `consent(criteria, where)` refuses an item whose
-        consent / authorize the registry does not accept (see `consent_check`)."""
+        consent / authorize the registry does not accept (see `consent_check`); `access`
+        refuses an item that filters or sorts on a field the partner may not query."""
         request = parse_message(SearchRequest, message)
         check_batch(header_total, len(request.search_request), self.max_batch, "search_request")
         prepared = []
@@ -202,7 +205,7 @@ class SearchService:
         for seq, (ref, parsed) in enumerate(
             parse_items(SearchRequestItem, request.search_request, "search_request")
         ):
-            item = self._prepare_item(profile, seq, ref, parsed, today, consent, budget)
+            item = self._prepare_item(profile, seq, ref, parsed, today, consent, budget, access)
             if item.plan is not None:
                 budget -= item.terms
             prepared.append(item)
@@ -227,6 +230,7 @@ class SearchService:
         today: date,
         consent: ConsentCheck | None,
         budget: int,
+        access: FieldAccess | None = None,
     ) -> PreparedItem:
         reference = ref if ref else f"#{seq + 1}"
         if isinstance(parsed, ItemRejected):
@@ -253,6 +257,8 @@ class SearchService:
                     "left after the earlier items: send the rest in another message",
                 )
             plan = plan_search(profile, criteria, query, today, self.limits)
+            if access is not None:
+                check_plan(plan, access, where)
         except ItemRejected as rejection:
             return PreparedItem(seq, reference, parsed.locale, rejection=rejection, request=parsed)
         return PreparedItem(seq, reference, parsed.locale, plan=plan, request=parsed, terms=terms)

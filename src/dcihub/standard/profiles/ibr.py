@@ -321,18 +321,20 @@ def enrolled(ctx: CallContext, request: EnrolledRequest) -> CallReply:
     )
     records = found.records
     active = [r for r in records if is_enrolled(r)]
-    if active:
-        listed = ", ".join(
-            f"{programme_id(r)} (status {r.get('enrollment_status')}"
-            f"{', since ' + r['enrollment_date'] if r.get('enrollment_date') else ''})"
-            for r in active
+    # the reason names only what the partner may see of these records
+    seen = {
+        name: ctx.may_see(found.entity, path)
+        for name, path in (
+            ("programme", "programme_identifier.programme_identifier"),
+            ("status", "enrollment_status"),
+            ("since", "enrollment_date"),
         )
-        status, reason = "yes", f"enrolled in {listed}"
+    }
+    if active:
+        status, reason = "yes", f"enrolled in {_enrolments(active, seen, since=True)}"
     elif records:
         status = "no"
-        reason = "no active enrolment; ended: " + ", ".join(
-            f"{programme_id(r)} (status {r.get('enrollment_status')})" for r in records
-        )
+        reason = f"no active enrolment; ended: {_enrolments(records, seen, since=False)}"
     else:
         status, reason = "no", f"no enrolment in the {ctx.title} matches"
     item = {
@@ -353,6 +355,22 @@ def enrolled(ctx: CallContext, request: EnrolledRequest) -> CallReply:
         "enrolled_response": [item],
     }
     return CallReply("on-search", message)
+
+
+def _enrolments(records: list[dict[str, Any]], seen: dict[str, bool], since: bool) -> str:
+    """The enrolments, named as far as the partner may see them."""
+    if not seen["programme"] and not seen["status"] and not (since and seen["since"]):
+        return f"{len(records)} programme{'' if len(records) == 1 else 's'}"
+    listed = []
+    for r in records:
+        details = []
+        if seen["status"]:
+            details.append(f"status {r.get('enrollment_status')}")
+        if since and seen["since"] and r.get("enrollment_date"):
+            details.append(f"since {r['enrollment_date']}")
+        name = programme_id(r) if seen["programme"] else "a programme"
+        listed.append(f"{name} ({', '.join(details)})" if details else name)
+    return ", ".join(listed)
 
 
 def enrollment_updates(ctx: CallContext, request: EnrollmentUpdatesRequest) -> CallReply:
