@@ -34,6 +34,9 @@ PARTNERS: dict[str, dict[str, Any]] = {
 }
 
 
+DELIVERY = {"timeout": 5.0, "backoff_base": 0.2, "backoff_max": 0.5, "max_attempts": 2}
+
+
 @dataclass
 class Node:
     running: support.LiveServer
@@ -57,7 +60,7 @@ def node(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nod
         store = Store(url)
         store.create_all()
         load_country(store, country)
-        settings = support.test_settings(url, data_dir=tmp)
+        settings = support.test_settings(url, data_dir=tmp, delivery=DELIVERY)
         made = {
             name: support.provision(
                 settings, sender_id=f"{name}.test", client_id=f"{name}-client", **fields
@@ -502,3 +505,85 @@ def test_special_calls_filter_and_explain_only_within_the_partners_fields(node: 
     reason = answers["minimal"]["status_reason_message"]
     assert enrolled["programme"] not in reason and "status" not in reason and "since" not in reason
     assert reason.startswith("enrolled in ")
+
+
+# -- delivery: one slow or dead partner never delays another ---------------------------------
+
+
+def _ask_async(node: Node, url: str) -> str:
+    """An async search (a UIN lookup) whose on-search callback goes to `url`; returns its
+    transaction id."""
+    client = node.clients["main"]
+    uin = node.country.samples()["crvs"]["identifiers"][0]["value"]
+    envelope = search_envelope(idtype("UIN", uin), sender_id=client.sender_id, sender_uri=url)
+    assert client.post("crvs", "search", envelope).status_code == 202
+    return envelope["message"]["transaction_id"]
+
+
+def _deliveries(node: Node, url: str) -> list[dict[str, Any]]:
+    with node.store.read() as conn:
+        rows = node.store.outbox.rows(conn)
+    return [r for r in rows if r["kind"] == "deliver" and r["target_url"] == url]
+
+
+def test_a_slow_partner_does_not_delay_another_partners_callback(node: Node) -> None:
+    """Before: one callback at a time; ten callbacks to a receiver taking 3 s delayed another
+    partner's callback by 29 s."""
+    import time
+
+    from receiver import CallbackReceiver
+
+    per_target = node.running.settings.delivery.per_target
+    slow, fast = CallbackReceiver(delay=3.0).start(), CallbackReceiver().start()
+    assert slow.delay < node.running.settings.delivery.timeout  # slow, not timing out
+    try:
+        sent = [_ask_async(node, slow.url()) for _ in range(10)]
+        slow.wait_for(1)
+        _ask_async(node, fast.url())
+        fast.wait_for(1, timeout=15)
+        assert slow.answered <= per_target, "the fast partner's callback waited for the slow"
+        received = slow.wait_for(10, timeout=60)
+        # each callback once, at most `per_target` at a time, but more than one at a time
+        ids = [r.json()["message"]["transaction_id"] for r in received]
+        assert sorted(ids) == sorted(sent)
+        assert 1 < slow.peak <= per_target
+        deadline = time.monotonic() + 20
+        while any(r["status"] != "done" for r in _deliveries(node, slow.url())):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert [r["attempts"] for r in _deliveries(node, slow.url())] == [1] * 10
+    finally:
+        slow.stop()
+        fast.stop()
+
+
+def test_a_dead_partner_times_out_and_is_given_up_alone(node: Node) -> None:
+    import time
+
+    from receiver import CallbackReceiver
+
+    settings = node.running.settings.delivery
+    hung, fast = CallbackReceiver(delay=settings.timeout + 2).start(), CallbackReceiver().start()
+    try:
+        for _ in range(6):
+            _ask_async(node, hung.url())
+        hung.wait_for(1)
+        _ask_async(node, fast.url())
+        fast.wait_for(1, timeout=15)
+        # the fast callback did not wait for the hung ones to time out
+        first_attempts = _deliveries(node, hung.url())
+        assert len(first_attempts) == 6
+        assert not any(r["last_error"] for r in first_attempts), first_attempts
+
+        deadline = time.monotonic() + 60
+        while any(r["status"] != "dead" for r in _deliveries(node, hung.url())):
+            assert time.monotonic() < deadline, _deliveries(node, hung.url())
+            time.sleep(0.1)
+        for row in _deliveries(node, hung.url()):
+            assert row["attempts"] == settings.max_attempts
+            assert "delivery.timeout" in row["last_error"], row["last_error"]
+        # one request per attempt: a claimed row is never delivered twice at once
+        assert len(hung.received) == 6 * settings.max_attempts
+    finally:
+        hung.stop()
+        fast.stop()

@@ -61,7 +61,16 @@ class DeliverySettings(BaseModel):
     max_attempts: int = Field(12, ge=1)
     backoff_base: float = Field(1.0, gt=0, description="seconds before the first retry")
     backoff_max: float = Field(600.0, gt=0)
-    timeout: float = Field(10.0, gt=0)
+    timeout: float = Field(
+        10.0, gt=0, description="the longest one delivery attempt may take, answer included"
+    )
+    concurrency: int = Field(32, ge=1, description="rows one worker works on at once")
+    per_target: int = Field(
+        4,
+        ge=1,
+        description="deliveries at once to one callback target (scheme, host, port), and async "
+        "searches at once of one partner, per worker",
+    )
     in_process_worker: bool = True
     poll_interval: float = Field(1.0, gt=0)
     lease_seconds: float = Field(120.0, gt=0)
