@@ -587,3 +587,41 @@ def test_a_dead_partner_times_out_and_is_given_up_alone(node: Node) -> None:
     finally:
         hung.stop()
         fast.stop()
+
+
+# -- IBR enrolment updates are held to the data model ----------------------------------------
+
+
+def test_enrolment_updates_store_only_what_the_data_model_allows(node: Node) -> None:
+    """Before: sync/enrollment/updates stored whatever it was sent (HTML, `__proto__` keys, a
+    2 MB blob, an unknown programme code) and served it to every partner searching the IBR."""
+    import uuid
+
+    from expect import beneficiary, enrollment_updates_envelope, send
+
+    uins = [f"H{uuid.uuid4().hex[:11].upper()}" for _ in range(5)]
+    good = beneficiary(uins[0], "OAP", "1")
+    html = beneficiary(uins[1], "OAP", "1")
+    html["member"]["demographic_info"]["name"]["surname"] = "<script>alert(1)</script>"
+    proto = {**beneficiary(uins[2], "OAP", "1"), "__proto__": {"isAdmin": True}}
+    blob = beneficiary(uins[3], "OAP", "1")
+    blob["benefits"] = [{"benefit_type": "1", "benefit_description": "A" * 2 * 1024 * 1024}]
+    unknown = beneficiary(uins[4], "NOT-A-PROGRAMME", "1")
+    envelope = enrollment_updates_envelope([good, html, proto, blob, unknown])
+    response = send(node.clients["main"], "ibr", "sync/enrollment/updates", envelope)
+    assert response.status_code == 200, response.text[:500]
+    items = response.json()["message"]["enrolled_response"]
+    assert [i["status"] for i in items] == ["succ", "rjct", "rjct", "rjct", "rjct"], items
+    assert all(i["status_reason_code"] == "rjct.notify_details.invalid" for i in items[1:])
+    assert "markup" in items[1]["status_reason_message"]
+    assert "'__proto__'" in items[2]["status_reason_message"]
+    assert "bytes" in items[3]["status_reason_message"]
+    assert "'NOT-A-PROGRAMME'" in items[4]["status_reason_message"]
+    assert len(response.content) < 10_000  # nothing of the blob is echoed
+
+    # only the good one is stored and served
+    found = {}
+    for uin in uins:
+        result = node.clients["main"].sync_search("ibr", idtype("UIN", uin))
+        found[uin] = result["message"]["search_response"][0]["pagination"]["total_count"]
+    assert found == {uins[0]: 1, **{u: 0 for u in uins[1:]}}

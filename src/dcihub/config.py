@@ -140,6 +140,12 @@ class RegistrySettings(BaseModel):
     id: str | None = (
         None  # this registry's id (sender_id of what it sends); default <name>.<node_id>
     )
+    known_values: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="attribute -> the values the registry accepts for it in records it is "
+        "sent (IBR enrolment updates: programme_identifier); an attribute not listed: the "
+        "values its records hold already",
+    )
 
 
 class Settings(BaseModel):

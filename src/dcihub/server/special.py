@@ -130,6 +130,16 @@ class InboundCallContext(CallContext):
         with store.read() as conn:
             return set(store.records.fetch_keys(conn, self.registry, entity, keys))
 
+    def known_values(self, entity: str, attribute: str, values: list[str]) -> set[str]:
+        configured = self.node.settings.registries.get(self.registry)
+        listed = configured.known_values.get(attribute) if configured is not None else None
+        if listed is not None:
+            allowed = {str(v).casefold() for v in listed}
+            return {v for v in values if v.casefold() in allowed}
+        store = self.node.store
+        with store.read() as conn:
+            return store.records.known_values(conn, self.registry, entity, attribute, values)
+
     def store_records(self, records: list[dict[str, Any]]) -> None:
         if not records:
             return

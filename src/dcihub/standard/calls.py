@@ -112,6 +112,12 @@ class CallContext(Protocol):
         """Which of these record keys the registry holds already."""
         ...
 
+    def known_values(self, entity: str, attribute: str, values: list[str]) -> set[str]:
+        """Which of these values of `attribute` (of `entity` records) the registry accepts in
+        what it is sent: those configured for it (`registries.<name>.known_values`), or, when
+        none are, those its records hold already (compared as the store indexes them)."""
+        ...
+
     def store_records(self, records: list[dict[str, Any]]) -> None:
         """Create or replace these records, written in the same commit as the reply."""
         ...
