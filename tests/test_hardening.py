@@ -625,3 +625,36 @@ def test_enrolment_updates_store_only_what_the_data_model_allows(node: Node) -> 
         result = node.clients["main"].sync_search("ibr", idtype("UIN", uin))
         found[uin] = result["message"]["search_response"][0]["pagination"]["total_count"]
     assert found == {uins[0]: 1, **{u: 0 for u in uins[1:]}}
+
+
+# -- the replay memory answers the original reply only to the identical request --------------
+
+
+def test_a_reused_message_id_gets_the_original_reply_only_for_the_identical_request(
+    server, client, country
+) -> None:
+    """Before: a message_id reused at another registry (or with other content) got the reply
+    of the first request: a CRVS reply to an FR search."""
+    uin = country.samples()["crvs"]["identifiers"][0]["value"]
+    envelope = search_envelope(idtype("UIN", uin), sender_id=client.sender_id)
+    first = client.post("crvs", "sync/search", envelope)
+    assert first.status_code == 200, first.text
+    assert first.json()["header"]["sender_id"].startswith("crvs.")
+
+    def refused(response: httpx.Response) -> None:
+        assert response.status_code == 409, response.text[:500]
+        error = response.json()["message"]["error"]
+        assert error["code"] == "err.request.bad"
+        assert "rjct.message_id.duplicate" in error["message"]
+        assert "identifier" not in response.text  # nothing of the first reply
+
+    # the same message at another registry, and at another endpoint of the same registry
+    refused(client.post("fr", "sync/search", envelope))
+    refused(client.post("crvs", "search", {**envelope, "header": {**envelope["header"]}}))
+    # other content under the same message_id at the same endpoint
+    other = search_envelope(idtype("UIN", "NO-SUCH-UIN"), sender_id=client.sender_id)
+    other["header"]["message_id"] = envelope["header"]["message_id"]
+    refused(client.post("crvs", "sync/search", other))
+    # the identical message again (signed anew): the original reply, byte for byte
+    again = client.post("crvs", "sync/search", envelope)
+    assert again.status_code == 200 and again.content == first.content

@@ -15,15 +15,18 @@ Every refusal is a DCIError carrying the standard's code (docs/security.md has t
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import OrderedDict
 from typing import Any
 
 import anyio
+import orjson
 from starlette.requests import Request
 
 from ..config import Settings
 from ..security.callbacks import check_sender_uri
+from ..security.canonical import CanonicalizationError, envelope_bytes
 from ..security.errors import SecurityError, TokenError
 from ..security.jwe import decrypt_message, encrypt_message, is_encrypted_message
 from ..security.keys import KeyManager
@@ -251,12 +254,22 @@ class SecurityGuard(Guard):
     async def replayed(self, inbound: Inbound) -> tuple[int, bytes] | None:
         key = (inbound.sender_id, inbound.header.message_id)
         window = self.security.options.replay_window
+        inbound.request_digest = request_digest(inbound)
         if self.store.dialect == "sqlite":
             found = self._find(key, window, inline=True)
         else:
             found = await anyio.to_thread.run_sync(self._find, key, window, False)
         if found is not None:
-            status, body = found
+            status, body, digest = found
+            if digest != inbound.request_digest:  # the id was used for another request
+                raise DCIError(
+                    ErrorCode.REQUEST_BAD,
+                    f"message_id '{key[1]}' was used already (rjct.message_id.duplicate) for "
+                    "another message or at another endpoint of this node; only the identical "
+                    "message sent again to the same endpoint gets the original reply: send "
+                    "this one with a new message_id",
+                    409,
+                )
             if not body:  # a reply whose copy is not kept (too large, or aged out)
                 raise DCIError(
                     ErrorCode.REQUEST_BAD,
@@ -267,7 +280,7 @@ class SecurityGuard(Guard):
                     "a new message with a new message_id",
                     409,
                 )
-            return found
+            return status, body
         if key in self.inflight:
             raise DCIError(
                 ErrorCode.REQUEST_BAD,
@@ -278,7 +291,9 @@ class SecurityGuard(Guard):
         self.inflight[key] = id(inbound)
         return None
 
-    def _find(self, key: tuple[str, str], window: float, inline: bool) -> tuple[int, bytes] | None:
+    def _find(
+        self, key: tuple[str, str], window: float, inline: bool
+    ) -> tuple[int, bytes, str | None] | None:
         if inline:
             return self.store.replay.find_dbapi(
                 self.store.loop_dbapi(), "sqlite", key[0], key[1], window
@@ -370,6 +385,29 @@ class SecurityGuard(Guard):
             "remote": request.client.host if request.client else None,
         }
         return entry
+
+
+def request_digest(inbound: Inbound) -> str:
+    """SHA-256 (hex) of the endpoint's path and the canonical `{header, message}` as received
+    (the message as sent, encrypted or not; the signature is left out, so a message signed
+    again is still the same request)."""
+    try:
+        body = envelope_bytes(inbound.raw_header, inbound.wire_message)
+    except (CanonicalizationError, TypeError, ValueError):  # e.g. a float JCS cannot write
+        try:
+            body = orjson.dumps(
+                {"header": inbound.raw_header, "message": inbound.wire_message},
+                option=orjson.OPT_SORT_KEYS,
+            )
+        except (TypeError, ValueError):  # nested deeper than JSON writers go
+            raise DCIError(
+                ErrorCode.REQUEST_BAD,
+                "the message is nested too deeply to be read as JSON; flatten it",
+            ) from None
+    digest = hashlib.sha256(inbound.endpoint.url_path.encode())
+    digest.update(b"\n")
+    digest.update(body)
+    return digest.hexdigest()
 
 
 def reply_key(keys: KeyManager, profile: str) -> Any:

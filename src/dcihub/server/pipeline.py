@@ -81,6 +81,8 @@ class Inbound:
     correlation_id: str
     received_at: float
     partner: Any = None
+    wire_message: Any = None  # the message as received (before decryption)
+    request_digest: str | None = None  # what the replay memory keeps of the request
     facts: dict[str, Any] = field(default_factory=dict)  # for the audit trail
     writes: RequestWrites = field(default_factory=RequestWrites)  # committed before replying
 
@@ -280,6 +282,7 @@ class Pipeline:
                 correlation_id=correlation_id,
                 received_at=time.time(),
                 partner=partner,
+                wire_message=message,
             )
             inbound.header = self._parse_header(raw_header, endpoint)
             inbound.sender_id = inbound.header.sender_id or ""
@@ -330,7 +333,9 @@ class Pipeline:
         writes = inbound.writes if inbound is not None and error is None else RequestWrites()
         if remember and inbound is not None and status < 500:
             kept = guard.replay_copy(raw)
-            writes.seen.append((inbound.sender_id, inbound.header.message_id, status, kept))
+            writes.seen.append(
+                (inbound.sender_id, inbound.header.message_id, status, kept, inbound.request_digest)
+            )
         entry = guard.audit_entry(
             endpoint, request, inbound, partner, status, body_out, error, replay is not None
         )
