@@ -10,6 +10,8 @@ after a store was made is what tests/test_migrations.py's reconciliation tests c
 
 from __future__ import annotations
 
+import time
+
 from sqlalchemy import (
     Boolean,
     Column,
@@ -35,7 +37,6 @@ from dcihub.store.audit import AuditEntry, AuditLog
 from dcihub.store.database import make_engine
 from dcihub.store.outbox import Outbox
 from dcihub.store.records import RecordStore
-from dcihub.store.replay import ReplayStore
 from dcihub.store.schema import EntityTables, OperationalTables, Schema
 from dcihub.store.transactions import ItemRow, NewTxn, TxnStore
 
@@ -253,8 +254,18 @@ def make_legacy_store(url: str, country: Country | None = None) -> None:
         outbox.enqueue(
             conn, "deliver", registry="crvs", target_url="http://127.0.0.1:9/", payload="{}"
         )
-        ReplayStore(schema.ops).remember_many(
-            conn, [("spmis.test", f"m-{n}", 200, b'{"ok": true}') for n in range(3)]
+        conn.execute(  # as that version wrote them (no request digest)
+            schema.ops.seen_messages.insert(),
+            [
+                {
+                    "sender_id": "spmis.test",
+                    "message_id": f"m-{n}",
+                    "response_status": 200,
+                    "response": b'{"ok": true}',
+                    "created_at": time.time(),
+                }
+                for n in range(3)
+            ],
         )
         AuditLog(schema.ops).append_many(
             conn,

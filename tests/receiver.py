@@ -1,6 +1,6 @@
 """A real callback receiver on loopback: an SP-MIS stand-in that records every POST
 (on-search, txn/on-status, notify ...) and answers with an ACK — or with a chosen failure, to
-exercise retries."""
+exercise retries, or only after `delay` seconds (a slow partner)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -34,6 +35,9 @@ class CallbackReceiver:
     received: list[Received] = field(default_factory=list)
     fail_next: int = 0  # answer this many requests with HTTP 503 first
     status_code: int = 200
+    delay: float = 0.0  # seconds before answering (after recording the request)
+    answered: int = 0  # requests answered so far
+    peak: int = 0  # most requests in progress at once
     _lock: threading.Condition = field(default_factory=threading.Condition)
     _server: Any = None
     _thread: Any = None
@@ -55,7 +59,12 @@ class CallbackReceiver:
                         b'{"error": "try later"}', status_code=503, media_type="application/json"
                     )
                 self.received.append(Received(request.url.path, dict(request.headers), body))
+                self.peak = max(self.peak, len(self.received) - self.answered)
                 self._lock.notify_all()
+            if self.delay:
+                await anyio.sleep(self.delay)
+            with self._lock:
+                self.answered += 1
             ack = {
                 "message": {
                     "ack_status": "ACK",

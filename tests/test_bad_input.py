@@ -810,6 +810,59 @@ BAD_BENEFICIARIES = {
         ("too long",),
     ),
     "reference-id-too-long": ({**beneficiary(), "reference_id": "r" * 120}, ("reference_id",)),
+    # the data model: fields, kinds of value, code lists, sizes, markup
+    "unknown-field": ({**beneficiary(), "__proto__": {"admin": True}}, ("'__proto__'",)),
+    "unknown-member-field": (
+        beneficiary(member=member_with(constructor="x")),
+        ("'constructor'", "Member"),
+    ),
+    "markup": (
+        beneficiary(member=member_with(demographic_info={"name": {"surname": "<b>x</b>"}})),
+        ("surname", "markup"),
+    ),
+    "markup-in-programme-name": (
+        beneficiary(
+            programme_identifier=[{"programme_identifier": "OAP", "programme_name": "<img src=x>"}]
+        ),
+        ("programme_name", "markup"),
+    ),
+    "blob": (
+        beneficiary(benefits=[{"benefit_type": "1", "benefit_description": "x" * 2_000_000}]),
+        ("bytes", "at most"),
+    ),
+    "long-text": (beneficiary(member=member_with(occupation="y" * 1200)), ("occupation", "1000")),
+    "unknown-programme": (
+        beneficiary(programme_identifier=[{"programme_identifier": "NO-SUCH-PROGRAMME"}]),
+        ("'NO-SUCH-PROGRAMME'", "not known"),
+    ),
+    "unknown-assistance-unit": (beneficiary(assistance_unit="7"), ("assistance_unit", "'7'")),
+    "unknown-sex": (
+        beneficiary(member=member_with(demographic_info={"sex": "robot"})),
+        ("sex", "'robot'"),
+    ),
+    "unknown-benefit-type": (
+        beneficiary(benefits=[{"benefit_type": "Gold bars"}]),
+        ("benefit_type", "'Gold bars'"),
+    ),
+    "birth-date-not-a-date": (
+        beneficiary(member=member_with(demographic_info={"birth_date": "soon"})),
+        ("birth_date", "'soon'"),
+    ),
+    "object-for-a-text": (
+        beneficiary(programme_identifier=[{"programme_identifier": {"$ne": 1}}]),
+        ("programme_identifier", "single value"),
+    ),
+    "too-many-benefits": (
+        beneficiary(benefits=[{"benefit_type": "1"}] * 101),
+        ("benefits", "100"),
+    ),
+}
+REASON_CODES = {  # the reason code of the rejected item (others: rjct.notify_details.invalid)
+    "reference-id-too-long": "rjct.reference_id.invalid",
+    "no-identifier": "rjct.person_id.invalid",
+    "identifier-value-too-long": "rjct.person_id.invalid",
+    "identifier-type-too-long": "rjct.person_id.invalid",
+    "identifier-value-object": "rjct.person_id.invalid",
 }
 
 
@@ -818,7 +871,9 @@ def ibr_client(backend, tmp_path_factory):
     with support.store_url_for(backend, tmp_path_factory.mktemp("ibr")) as url:
         store = Store(url)
         store.upgrade()
-        running = support.live_server(support.test_settings(url), store)
+        # an empty store knows no programme: the operator names the ones it runs
+        known = {"ibr": {"known_values": {"programme_identifier": ["OAP"]}}}
+        running = support.live_server(support.test_settings(url, registries=known), store)
         yield DCIClient(running)
         running.stop()
         store.dispose()
@@ -842,3 +897,5 @@ def test_bad_beneficiary_is_rejected_alone(bad: str, ibr_client):
     for word in mentions:
         assert word in items[1]["status_reason_message"], items[1]
     assert "beneficiaries[1]" in items[1]["status_reason_message"]
+    expected = REASON_CODES.get(bad, "rjct.notify_details.invalid")
+    assert items[1]["status_reason_code"] == expected, items[1]

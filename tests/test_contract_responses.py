@@ -332,7 +332,7 @@ def test_dr_special_calls(client, country, contracts):
 
 def test_ibr_special_calls(client, server, country, contracts):
     contract = contracts["ibr"]
-    programme = f"TEST-{uuid.uuid4().hex[:10]}"
+    programme = "OAP"  # a programme the IBR holds already (unknown ones are refused)
     person = f"T{uuid.uuid4().hex[:12].upper()}"
     key = f"ibr:{programme}:{person}"
     try:

@@ -6,11 +6,75 @@ on PostgreSQL (the session's `server` fixture)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import orjson
+import pytest
 
-from support import idtype, search_envelope
+import support
+from support import DCIClient, idtype, search_envelope
+
+# ---------------------------------------------------------------------------------------------
+# A node of this module's own (a small country; partners with limits of their own)
+
+# each registry's own identifier field: all that partner `minimal` may receive
+IDENTIFIERS = {
+    "crvs": ["identifier"],
+    "dr": ["personal_details.member_identifier"],
+    "ibr": ["member.member_identifier"],
+}
+PARTNERS: dict[str, dict[str, Any]] = {
+    "capped": {"max_reply_records": 5},
+    "thin": {"max_reply_bytes": 2048},
+    "minimal": {"fields": IDENTIFIERS},
+    "checker": {"fields": IDENTIFIERS, "query_fields": {"crvs": ["identifier", "death_date"]}},
+}
+
+
+DELIVERY = {"timeout": 5.0, "backoff_base": 0.2, "backoff_max": 0.5, "max_attempts": 2}
+
+
+@dataclass
+class Node:
+    running: support.LiveServer
+    country: Any
+    clients: dict[str, DCIClient]
+
+    @property
+    def store(self) -> Any:
+        return self.running.store
+
+
+@pytest.fixture(scope="module")
+def node(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    from dcihub.population.generator import generate_country
+    from dcihub.population.load import load_country
+    from dcihub.store import Store
+
+    tmp = tmp_path_factory.mktemp("hardening")
+    country = generate_country(people=300, seed=977)
+    with support.store_url_for(backend, tmp) as url:
+        store = Store(url)
+        store.upgrade()
+        load_country(store, country)
+        settings = support.test_settings(url, data_dir=tmp, delivery=DELIVERY)
+        made = {
+            name: support.provision(
+                settings, sender_id=f"{name}.test", client_id=f"{name}-client", **fields
+            )
+            for name, fields in PARTNERS.items()
+        }
+        running = support.live_server(settings, store)
+        clients = {name: DCIClient(running, partner) for name, partner in made.items()}
+        clients["main"] = DCIClient(running)
+        try:
+            yield Node(running, country, clients)
+        finally:
+            running.stop()
+            store.dispose()
 
 
 def _healthz_while(server, client, send) -> tuple[float, list[httpx.Response]]:
@@ -292,3 +356,431 @@ def test_a_body_that_does_not_arrive_is_answered_408(backend, tmp_path) -> None:
         finally:
             running.stop()
             store.dispose()
+
+
+# -- amplification: the records and bytes of one reply ----------------------------------------
+
+
+def _everyone(page_size: int = 1000) -> dict:
+    from support import expr, pred, predicate
+
+    return predicate(
+        pred(1, expr("sex", "in", ["male", "female", "other", "unknown"])),
+        pagination={"page_size": page_size, "page_number": 1},
+    )
+
+
+def _worst_healthz_while(server, send) -> tuple[float, list[httpx.Response]]:
+    """Run `send()` in three threads and ask /healthz again and again until they are done;
+    return the longest /healthz took and the responses of the three."""
+    import time
+
+    answers: list[httpx.Response] = []
+    threads = [threading.Thread(target=lambda: answers.append(send())) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    worst = 0.0
+    with httpx.Client(timeout=60) as http:
+        while any(t.is_alive() for t in threads):
+            started = time.monotonic()
+            assert http.get(f"{server.base_url}/healthz").status_code == 200
+            worst = max(worst, time.monotonic() - started)
+            time.sleep(0.02)
+    for thread in threads:
+        thread.join()
+    return worst, answers
+
+
+def _seen_reply(store, sender_id: str, message_id: str) -> bytes | None:
+    from sqlalchemy import select
+
+    t = store.schema.ops.seen_messages
+    with store.read() as conn:
+        row = conn.execute(
+            select(t.c.response).where(t.c.sender_id == sender_id, t.c.message_id == message_id)
+        ).first()
+    return None if row is None else bytes(row[0])
+
+
+def test_a_reply_is_bounded_in_records_and_not_kept_twice(server, client) -> None:
+    """Before: 100 items x page size 1,000 (a 29 KB request) gave a 78 MB reply, stalled the
+    node for seconds, and the reply was kept again in the replay table for 10 minutes."""
+    limits = server.settings.limits
+    envelope = search_envelope(*[_everyone() for _ in range(100)], sender_id=client.sender_id)
+    signed = orjson.dumps(client.signed(envelope))
+    headers = {"content-type": "application/json", **client.auth_headers()}
+    url = server.url("crvs", "sync/search")
+    response = httpx.post(url, content=signed, headers=headers, timeout=120)
+    assert response.status_code == 200, response.text[:500]
+    results = response.json()["message"]["search_response"]
+    assert len(results) == 100
+    statuses = [r["status"] for r in results]
+    answered = statuses.index("rjct")
+    assert 0 < answered <= 10 and set(statuses[answered:]) == {"rjct"}, statuses
+    records = sum(len(r["data"]["reg_records"]) for r in results[:answered])
+    assert records <= limits.max_reply_records
+    for refused in results[answered:]:
+        assert refused["status_reason_code"] == "rjct.search.too_many_records_found"
+        assert "max_reply_" in refused["status_reason_message"]
+        assert "data" not in refused or not refused["data"]
+    assert len(response.content) < limits.max_reply_bytes + 2 * 1024 * 1024
+
+    # three such requests at once do not stall the node (before: /healthz waited 20 s)
+    def send() -> httpx.Response:
+        again = client.signed(
+            search_envelope(*[_everyone() for _ in range(100)], sender_id=client.sender_id)
+        )
+        return httpx.post(url, content=orjson.dumps(again), headers=headers, timeout=120)
+
+    took, answers = _worst_healthz_while(server, send)
+    assert took < 5.0, f"/healthz waited {took:.1f} s behind the large replies"
+    assert [a.status_code for a in answers] == [200, 200, 200]
+
+    # the replay memory keeps the message id, not a second copy of the large reply
+    message_id = envelope["header"]["message_id"]
+    assert _seen_reply(server.store, client.sender_id, message_id) == b""
+    replay = httpx.post(url, content=signed, headers=headers, timeout=120)
+    assert replay.status_code == 409, replay.text[:500]
+    error = replay.json()["message"]["error"]
+    assert "rjct.message_id.duplicate" in error["message"]
+
+
+def test_a_small_reply_is_still_replayed_byte_for_byte(server, client) -> None:
+    envelope = search_envelope(idtype("UIN", "NO-SUCH-UIN"), sender_id=client.sender_id)
+    signed = orjson.dumps(client.signed(envelope))
+    headers = {"content-type": "application/json", **client.auth_headers()}
+    url = server.url("crvs", "sync/search")
+    first = httpx.post(url, content=signed, headers=headers)
+    again = httpx.post(url, content=signed, headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert again.content == first.content
+
+
+def _crvs_page(page_size: int) -> dict:
+    from support import expr, pred, predicate
+
+    return predicate(
+        pred(1, expr("birth_date", "ge", "1900-01-01")),
+        pagination={"page_size": page_size, "page_number": 1},
+    )
+
+
+def test_a_partner_may_have_reply_limits_of_its_own(node: Node) -> None:
+    capped = node.clients["capped"]
+    body = capped.sync_search("crvs", _crvs_page(3), _crvs_page(3), idtype("UIN", "NO-SUCH"))
+    first, second, third = body["message"]["search_response"]
+    assert first["status"] == "succ" and len(first["data"]["reg_records"]) == 3
+    assert second["status"] == "rjct", second  # 3 + 3 > 5
+    assert second["status_reason_code"] == "rjct.search.too_many_records_found"
+    assert "max_reply_records of partner 'capped.test'" in second["status_reason_message"]
+    assert "5 records" in second["status_reason_message"]
+    assert third["status"] == "succ"  # no record: it still fits
+
+    thin = node.clients["thin"]
+    small, large = thin.sync_search("crvs", _crvs_page(1), _crvs_page(10))["message"][
+        "search_response"
+    ]
+    assert small["status"] == "succ" and len(small["data"]["reg_records"]) == 1
+    assert large["status"] == "rjct"
+    assert large["status_reason_code"] == "rjct.search.too_many_records_found"
+    assert "max_reply_bytes of partner 'thin.test'" in large["status_reason_message"]
+
+    # the node's own partner is held to the node's limits only
+    main = node.clients["main"].sync_search("crvs", _crvs_page(10))
+    assert main["message"]["search_response"][0]["status"] == "succ"
+
+
+def test_an_on_search_callback_is_bounded_too(node: Node, receiver) -> None:
+    capped = node.clients["capped"]
+    envelope = search_envelope(
+        _crvs_page(4), _crvs_page(4), sender_id=capped.sender_id, sender_uri=receiver.url()
+    )
+    assert capped.post("crvs", "search", envelope).status_code == 202
+    [callback] = receiver.wait_for(1)
+    first, second = callback.json()["message"]["search_response"]
+    assert first["status"] == "succ" and len(first["data"]["reg_records"]) == 4
+    assert second["status"] == "rjct"
+    assert second["status_reason_code"] == "rjct.search.too_many_records_found"
+
+
+# -- minimisation applies to what a partner filters and sorts on, and to reason messages -----
+
+
+def _uin_and(uin: str, name: str, op: str, value: Any, **criteria: Any) -> dict:
+    from support import expr, pred, predicate
+
+    return predicate(pred(1, expr("UIN", "eq", uin), "and", expr(name, op, value)), **criteria)
+
+
+def _dead_and_living(node: Node) -> tuple[str, str]:
+    from expect import crvs_uin, is_dead
+
+    dead = next(crvs_uin(r) for r in node.country.crvs if is_dead(r) and crvs_uin(r))
+    living = next(crvs_uin(r) for r in node.country.crvs if not is_dead(r) and crvs_uin(r))
+    assert dead and living
+    return dead, living
+
+
+def test_a_partner_cannot_filter_or_sort_on_fields_it_may_not_receive(node: Node) -> None:
+    """Before: a partner allowed only `identifier` learnt who is dead ('UIN=X and
+    is_deceased=true': 1 match for a dead person, 0 for a living one), and likewise birth
+    dates (bisection) and sex."""
+    dead, living = _dead_and_living(node)
+    minimal = node.clients["minimal"]
+    probes = [
+        (_uin_and(dead, "is_deceased", "eq", True), "death_date"),
+        (_uin_and(living, "is_deceased", "eq", True), "death_date"),
+        (_uin_and(dead, "birth_date", "lt", "1960-01-01"), "birth_date"),
+        (_uin_and(dead, "age", "ge", 60), "birth_date"),
+        (_uin_and(dead, "sex", "eq", "female"), "sex"),
+        (_uin_and(dead, "gender", "eq", "male"), "sex"),  # an alias of sex
+    ]
+    body = minimal.sync_search("crvs", *(item for item, _ in probes))
+    for (_, field), result in zip(probes, body["message"]["search_response"], strict=True):
+        assert result["status"] == "rjct", result
+        assert result["status_reason_code"] == "rjct.search_criteria.invalid"
+        assert f"'{field}'" in result["status_reason_message"], result
+        assert "may not query" in result["status_reason_message"]
+        assert "data" not in result or not result["data"]
+
+    # sorting on a hidden field is refused too; the identifier alone still answers
+    sorted_item = idtype("UIN", dead, sort=[{"attribute_name": "birth_date", "sort_order": "asc"}])
+    by_age = idtype("UIN", dead, sort=[{"attribute_name": "age", "sort_order": "asc"}])
+    plain = idtype("UIN", dead)
+    by_birth, by_age_result, found = minimal.sync_search("crvs", sorted_item, by_age, plain)[
+        "message"
+    ]["search_response"]
+    for refused in (by_birth, by_age_result):
+        assert refused["status"] == "rjct", refused
+        assert refused["status_reason_code"] == "rjct.sort.invalid"
+        assert "'birth_date'" in refused["status_reason_message"]
+    assert found["status"] == "succ"
+    assert [set(r) for r in found["data"]["reg_records"]] == [{"identifier"}]
+
+    # the main partner (all fields) may still filter on anything
+    main = node.clients["main"].sync_search("crvs", _uin_and(dead, "is_deceased", "eq", True))
+    [answer] = main["message"]["search_response"]
+    assert answer["status"] == "succ" and answer["pagination"]["total_count"] == 1
+
+
+def test_query_fields_widen_what_a_partner_may_filter_on(node: Node) -> None:
+    dead, living = _dead_and_living(node)
+    checker = node.clients["checker"]
+    is_dead, is_living, by_sex = checker.sync_search(
+        "crvs",
+        _uin_and(dead, "is_deceased", "eq", True),
+        _uin_and(living, "is_deceased", "eq", True),
+        _uin_and(dead, "sex", "eq", "female"),
+    )["message"]["search_response"]
+    assert is_dead["pagination"]["total_count"] == 1
+    assert is_living["pagination"]["total_count"] == 0
+    assert [set(r) for r in is_dead["data"]["reg_records"]] == [{"identifier"}]  # still cut
+    assert by_sex["status"] == "rjct" and "'sex'" in by_sex["status_reason_message"]
+    assert "query_fields" in by_sex["status_reason_message"]
+
+
+def test_an_async_search_is_held_to_the_same_fields(node: Node, receiver) -> None:
+    dead, _ = _dead_and_living(node)
+    minimal = node.clients["minimal"]
+    envelope = search_envelope(
+        _uin_and(dead, "is_deceased", "eq", True),
+        sender_id=minimal.sender_id,
+        sender_uri=receiver.url(),
+    )
+    assert minimal.post("crvs", "search", envelope).status_code == 202
+    [callback] = receiver.wait_for(1)
+    [result] = callback.json()["message"]["search_response"]
+    assert result["status"] == "rjct"
+    assert "'death_date'" in result["status_reason_message"]
+
+
+def test_special_calls_filter_and_explain_only_within_the_partners_fields(node: Node) -> None:
+    """Before: DR sync/disabled said 'disability_status 0' and IBR sync/enrolled 'enrolled in
+    OAP (status 1, since 2008-07-18)' to a partner restricted to identifiers."""
+    from expect import disabled_envelope, enrolled_envelope, send
+
+    minimal, main = node.clients["minimal"], node.clients["main"]
+    samples = node.country.samples()
+    disabled = samples["dr"]["disabled"][0]["value"]
+    query = {"personal_details.member_identifier": {"eq": disabled}}
+    answers = {}
+    for who, client in (("minimal", minimal), ("main", main)):
+        response = send(client, "dr", "sync/disabled", disabled_envelope(query))
+        assert response.status_code == 200, response.text
+        [answers[who]] = response.json()["message"]["disabled_response"]
+    assert answers["minimal"]["disabled_status"] == answers["main"]["disabled_status"] == "yes"
+    assert "disability_status" in answers["main"]["status_reason_message"]
+    assert "disability_status" not in answers["minimal"]["status_reason_message"]
+
+    # filtering on a hidden field through a special call is refused
+    hidden = {**query, "disability_status": {"eq": "0"}}
+    refused = send(minimal, "dr", "sync/disabled", disabled_envelope(hidden))
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["message"]["error"]
+    assert error["code"] == "err.request.bad"
+    assert "'disability_status'" in error["message"] and "may not query" in error["message"]
+
+    enrolled = samples["ibr"]["enrolled"][0]
+    query = {"member.member_identifier": {"eq": enrolled["value"]}}
+    for who, client in (("minimal", minimal), ("main", main)):
+        response = send(client, "ibr", "sync/enrolled", enrolled_envelope(query))
+        assert response.status_code == 200, response.text
+        [answers[who]] = response.json()["message"]["enrolled_response"]
+    assert answers["minimal"]["enrolled_status"] == answers["main"]["enrolled_status"] == "yes"
+    assert enrolled["programme"] in answers["main"]["status_reason_message"]
+    reason = answers["minimal"]["status_reason_message"]
+    assert enrolled["programme"] not in reason and "status" not in reason and "since" not in reason
+    assert reason.startswith("enrolled in ")
+
+
+# -- delivery: one slow or dead partner never delays another ---------------------------------
+
+
+def _ask_async(node: Node, url: str) -> str:
+    """An async search (a UIN lookup) whose on-search callback goes to `url`; returns its
+    transaction id."""
+    client = node.clients["main"]
+    uin = node.country.samples()["crvs"]["identifiers"][0]["value"]
+    envelope = search_envelope(idtype("UIN", uin), sender_id=client.sender_id, sender_uri=url)
+    assert client.post("crvs", "search", envelope).status_code == 202
+    return envelope["message"]["transaction_id"]
+
+
+def _deliveries(node: Node, url: str) -> list[dict[str, Any]]:
+    with node.store.read() as conn:
+        rows = node.store.outbox.rows(conn)
+    return [r for r in rows if r["kind"] == "deliver" and r["target_url"] == url]
+
+
+def test_a_slow_partner_does_not_delay_another_partners_callback(node: Node) -> None:
+    """Before: one callback at a time; ten callbacks to a receiver taking 3 s delayed another
+    partner's callback by 29 s."""
+    import time
+
+    from receiver import CallbackReceiver
+
+    per_target = node.running.settings.delivery.per_target
+    slow, fast = CallbackReceiver(delay=3.0).start(), CallbackReceiver().start()
+    assert slow.delay < node.running.settings.delivery.timeout  # slow, not timing out
+    try:
+        sent = [_ask_async(node, slow.url()) for _ in range(10)]
+        slow.wait_for(1)
+        _ask_async(node, fast.url())
+        fast.wait_for(1, timeout=15)
+        assert slow.answered <= per_target, "the fast partner's callback waited for the slow"
+        received = slow.wait_for(10, timeout=60)
+        # each callback once, at most `per_target` at a time, but more than one at a time
+        ids = [r.json()["message"]["transaction_id"] for r in received]
+        assert sorted(ids) == sorted(sent)
+        assert 1 < slow.peak <= per_target
+        deadline = time.monotonic() + 20
+        while any(r["status"] != "done" for r in _deliveries(node, slow.url())):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert [r["attempts"] for r in _deliveries(node, slow.url())] == [1] * 10
+    finally:
+        slow.stop()
+        fast.stop()
+
+
+def test_a_dead_partner_times_out_and_is_given_up_alone(node: Node) -> None:
+    import time
+
+    from receiver import CallbackReceiver
+
+    settings = node.running.settings.delivery
+    hung, fast = CallbackReceiver(delay=settings.timeout + 2).start(), CallbackReceiver().start()
+    try:
+        for _ in range(6):
+            _ask_async(node, hung.url())
+        hung.wait_for(1)
+        _ask_async(node, fast.url())
+        fast.wait_for(1, timeout=15)
+        # the fast callback did not wait for the hung ones to time out
+        first_attempts = _deliveries(node, hung.url())
+        assert len(first_attempts) == 6
+        assert not any(r["last_error"] for r in first_attempts), first_attempts
+
+        deadline = time.monotonic() + 60
+        while any(r["status"] != "dead" for r in _deliveries(node, hung.url())):
+            assert time.monotonic() < deadline, _deliveries(node, hung.url())
+            time.sleep(0.1)
+        for row in _deliveries(node, hung.url()):
+            assert row["attempts"] == settings.max_attempts
+            assert "delivery.timeout" in row["last_error"], row["last_error"]
+        # one request per attempt: a claimed row is never delivered twice at once
+        assert len(hung.received) == 6 * settings.max_attempts
+    finally:
+        hung.stop()
+        fast.stop()
+
+
+# -- IBR enrolment updates are held to the data model ----------------------------------------
+
+
+def test_enrolment_updates_store_only_what_the_data_model_allows(node: Node) -> None:
+    """Before: sync/enrollment/updates stored whatever it was sent (HTML, `__proto__` keys, a
+    2 MB blob, an unknown programme code) and served it to every partner searching the IBR."""
+    import uuid
+
+    from expect import beneficiary, enrollment_updates_envelope, send
+
+    uins = [f"H{uuid.uuid4().hex[:11].upper()}" for _ in range(5)]
+    good = beneficiary(uins[0], "OAP", "1")
+    html = beneficiary(uins[1], "OAP", "1")
+    html["member"]["demographic_info"]["name"]["surname"] = "<script>alert(1)</script>"
+    proto = {**beneficiary(uins[2], "OAP", "1"), "__proto__": {"isAdmin": True}}
+    blob = beneficiary(uins[3], "OAP", "1")
+    blob["benefits"] = [{"benefit_type": "1", "benefit_description": "A" * 2 * 1024 * 1024}]
+    unknown = beneficiary(uins[4], "NOT-A-PROGRAMME", "1")
+    envelope = enrollment_updates_envelope([good, html, proto, blob, unknown])
+    response = send(node.clients["main"], "ibr", "sync/enrollment/updates", envelope)
+    assert response.status_code == 200, response.text[:500]
+    items = response.json()["message"]["enrolled_response"]
+    assert [i["status"] for i in items] == ["succ", "rjct", "rjct", "rjct", "rjct"], items
+    assert all(i["status_reason_code"] == "rjct.notify_details.invalid" for i in items[1:])
+    assert "markup" in items[1]["status_reason_message"]
+    assert "'__proto__'" in items[2]["status_reason_message"]
+    assert "bytes" in items[3]["status_reason_message"]
+    assert "'NOT-A-PROGRAMME'" in items[4]["status_reason_message"]
+    assert len(response.content) < 10_000  # nothing of the blob is echoed
+
+    # only the good one is stored and served
+    found = {}
+    for uin in uins:
+        result = node.clients["main"].sync_search("ibr", idtype("UIN", uin))
+        found[uin] = result["message"]["search_response"][0]["pagination"]["total_count"]
+    assert found == {uins[0]: 1, **{u: 0 for u in uins[1:]}}
+
+
+# -- the replay memory answers the original reply only to the identical request --------------
+
+
+def test_a_reused_message_id_gets_the_original_reply_only_for_the_identical_request(
+    server, client, country
+) -> None:
+    """Before: a message_id reused at another registry (or with other content) got the reply
+    of the first request: a CRVS reply to an FR search."""
+    uin = country.samples()["crvs"]["identifiers"][0]["value"]
+    envelope = search_envelope(idtype("UIN", uin), sender_id=client.sender_id)
+    first = client.post("crvs", "sync/search", envelope)
+    assert first.status_code == 200, first.text
+    assert first.json()["header"]["sender_id"].startswith("crvs.")
+
+    def refused(response: httpx.Response) -> None:
+        assert response.status_code == 409, response.text[:500]
+        error = response.json()["message"]["error"]
+        assert error["code"] == "err.request.bad"
+        assert "rjct.message_id.duplicate" in error["message"]
+        assert "identifier" not in response.text  # nothing of the first reply
+
+    # the same message at another registry, and at another endpoint of the same registry
+    refused(client.post("fr", "sync/search", envelope))
+    refused(client.post("crvs", "search", {**envelope, "header": {**envelope["header"]}}))
+    # other content under the same message_id at the same endpoint
+    other = search_envelope(idtype("UIN", "NO-SUCH-UIN"), sender_id=client.sender_id)
+    other["header"]["message_id"] = envelope["header"]["message_id"]
+    refused(client.post("crvs", "sync/search", other))
+    # the identical message again (signed anew): the original reply, byte for byte
+    again = client.post("crvs", "sync/search", envelope)
+    assert again.status_code == 200 and again.content == first.content

@@ -845,3 +845,54 @@ def test_not_nested_a_thousand_deep_is_refused_not_a_recursion_error():
     for _ in range(3):
         shallow = {"$not": shallow}
     assert isinstance(parse_query("expression", {"sex": shallow}).node, Not)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fields a plan uses (a partner may filter and sort only on the fields it may query)
+
+
+def test_a_plan_is_checked_against_the_fields_a_partner_may_query():
+    from dcihub.standard.fields import FieldAccess, check_plan, covers
+
+    assert covers(["name"], "name.given_name") and covers(["name.given_name"], "name.given_name")
+    assert not covers(["name.given_name"], "name") and not covers(["nam"], "name.given_name")
+
+    query = [
+        item(1, e("sex", "eq", "Female"), "and", e("age", "ge", "60")),
+        item(2, e("poverty_score", "lt", 3)),
+    ]
+    search = criteria(
+        "predicate",
+        query,
+        response_entity="Member",
+        sort=[{"attribute_name": "age", "sort_order": "asc"}],
+    )
+    plan = plan_search(SOCIAL, search, parse_query("predicate", query), TODAY, Limits())
+
+    def check(*paths: str) -> ItemRejected | None:
+        try:
+            check_plan(plan, FieldAccess(SOCIAL, paths), "search_criteria")
+        except ItemRejected as exc:
+            return exc
+        return None
+
+    # a member's field is covered by its own path or by its path in the household record;
+    # age (filter and sort) counts as birth_date
+    assert check("demographic_info", "poverty_score") is None
+    assert check("member_list.demographic_info.sex", "member_list", "poverty_score") is None
+    missing = check("demographic_info.sex", "poverty_score")
+    assert missing is not None and missing.code == SearchReason.SEARCH_CRITERIA_INVALID
+    assert "'demographic_info.birth_date'" in missing.message
+    hidden_parent = check("demographic_info")
+    assert hidden_parent is not None and "'poverty_score' of Group" in hidden_parent.message
+
+    by_age = criteria(
+        "predicate",
+        [item(1, e("sex", "eq", "Female"))],
+        response_entity="Member",
+        sort=[{"attribute_name": "age", "sort_order": "desc"}],
+    )
+    plan = plan_search(SOCIAL, by_age, parse_query("predicate", by_age.query), TODAY, Limits())
+    unsorted = check("demographic_info.sex")
+    assert unsorted is not None and unsorted.code == SearchReason.SORT_INVALID
+    assert "sort sorts on the field 'demographic_info.birth_date'" in unsorted.message

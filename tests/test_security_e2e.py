@@ -1316,11 +1316,12 @@ def test_replayed_async_search_gets_the_original_ack_and_one_callback(node: Node
     second = node.post_bytes("crvs", "search", body)
     assert first.status_code == second.status_code == 202, first.text
     assert second.content == first.content  # the same ack: same correlation id, same time
-    # same message_id, other content (re-signed): still the original ack, nothing processed
+    # same message_id, other content: refused (409), nothing processed
     other = node.search(sender_uri=url)
     other["header"]["message_id"] = env["header"]["message_id"]
     third = asynchronous(node, other)
-    assert third.status_code == 202 and third.content == first.content
+    assert third.status_code == 409, third.text
+    assert "rjct.message_id.duplicate" in third.json()["message"]["error"]["message"]
 
     rows = node.wait_outbox(url)
     assert sorted(r["kind"] for r in rows) == ["deliver", "process"]
@@ -1329,7 +1330,7 @@ def test_replayed_async_search_gets_the_original_ack_and_one_callback(node: Node
     assert len(node.transactions("crvs", "main", env["message"]["transaction_id"])) == 1
     assert node.transactions("crvs", "main", other["message"]["transaction_id"]) == []
     audit = node.audit_since(before)
-    assert [r.entry["outcome"] for r in audit] == ["ok", "replay", "replay"]
+    assert [r.entry["outcome"] for r in audit] == ["ok", "replay", BAD]
     assert {r.entry["message_id"] for r in audit} == {env["header"]["message_id"]}
     [delivery] = wait_audit_out(node, before, url)
     assert delivery.entry["outcome"] == "delivered"
@@ -1368,7 +1369,11 @@ def test_a_refused_duplicate_does_not_free_the_message_id_of_the_one_in_flight(
 
     def copy() -> Any:
         return SimpleNamespace(
-            sender_id="spmis.test", header=SimpleNamespace(message_id="m-in-flight")
+            sender_id="spmis.test",
+            header=SimpleNamespace(message_id="m-in-flight"),
+            raw_header={"message_id": "m-in-flight"},
+            wire_message={},
+            endpoint=SimpleNamespace(url_path="/crvs/registry/sync/search"),
         )
 
     async def scenario(guard: SecurityGuard) -> None:

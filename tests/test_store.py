@@ -776,6 +776,44 @@ def test_claim_respects_kinds_and_due_time(scratch):
     assert statuses(scratch)[later] == PENDING
 
 
+def test_claim_per_target_leaves_a_full_target_for_later(scratch):
+    """A worker working on many rows at once claims at most `per_key` rows per callback target
+    (and per partner for async work), so a target's backlog never hides other rows."""
+    from dcihub.store.outbox import target_key, work_key
+
+    assert target_key("https://a.example:8443/dci/x?y") == "https://a.example:8443"
+    assert target_key("http://b_1.example?q") == "http://b_1.example"
+    assert work_key("process", "http://a/x", "p1") == "process:p1"
+
+    def add(target: str, count: int, kind: str = "deliver", sender: str = "p1") -> list[int]:
+        with scratch.begin() as conn:
+            return [
+                scratch.outbox.enqueue(
+                    conn, kind, sender_id=sender, target_url=f"{target}/{i}", payload="{}"
+                )
+                for i in range(count)
+            ]
+
+    slow = add("http://slow_1.example:8000", 30)  # `_` is a LIKE wildcard: escaped
+    fast = add("http://fast.example", 1)
+    work = add("http://slow_1.example:8000", 3, kind="process")
+
+    def claim(limit: int, busy: dict[str, int] | None = None) -> list[int]:
+        with scratch.begin() as conn:
+            rows = scratch.outbox.claim_on(conn, limit, per_key=2, busy=busy or {})
+        return [r.pk for r in rows]
+
+    assert claim(10) == sorted(slow[:2] + fast + work[:2])
+    # slow is full (2 in work): its other 28 rows are skipped, the rows behind them are not
+    other = add("http://slow_1.example:80000", 1)  # another port is another target
+    later = add("http://later.example", 1)
+    full = {"http://slow_1.example:8000": 2, "process:p1": 2}
+    assert claim(10, full) == other + later
+    assert claim(10, {**full, "http://slow_1.example:8000": 1}) == [slow[2]]
+    assert claim(10) == sorted(slow[3:5] + work[2:])
+    assert claim(1) == [slow[5]]
+
+
 def test_expired_lease_is_reclaimed(scratch):
     (pk,) = enqueue(scratch, 1)
     (claimed,) = scratch.outbox.claim(scratch.engine, lease=1.0)

@@ -42,6 +42,19 @@ class LimitSettings(BaseModel):
         "'in' list, over all its items (rjct.search_criteria.invalid past it)",
     )
 
+    max_reply_records: int | None = Field(
+        10_000,
+        ge=1,
+        description="records in one reply (sync search, on-search callback), over all its "
+        "items; an item past it -> rjct.search.too_many_records_found (null: no bound)",
+    )
+    max_reply_bytes: int | None = Field(
+        8 * 1024 * 1024,
+        ge=1024,
+        description="bytes of records (their JSON) in one reply, over all its items; an item "
+        "past it -> rjct.search.too_many_records_found (null: no bound)",
+    )
+
     def search_limits(self) -> Limits:
         return Limits(
             self.default_page_size, self.max_page_size, self.max_total_records, self.max_query_terms
@@ -54,7 +67,16 @@ class DeliverySettings(BaseModel):
     max_attempts: int = Field(12, ge=1)
     backoff_base: float = Field(1.0, gt=0, description="seconds before the first retry")
     backoff_max: float = Field(600.0, gt=0)
-    timeout: float = Field(10.0, gt=0)
+    timeout: float = Field(
+        10.0, gt=0, description="the longest one delivery attempt may take, answer included"
+    )
+    concurrency: int = Field(32, ge=1, description="rows one worker works on at once")
+    per_target: int = Field(
+        4,
+        ge=1,
+        description="deliveries at once to one callback target (scheme, host, port), and async "
+        "searches at once of one partner, per worker",
+    )
     in_process_worker: bool = True
     poll_interval: float = Field(1.0, gt=0)
     lease_seconds: float = Field(120.0, gt=0)
@@ -87,6 +109,12 @@ class SecuritySettings(BaseModel):
         description="how long the copy of a sync "
         "reply (with its records) is kept for replays; later "
         "replays get 409",
+    )
+    replay_reply_max_bytes: int = Field(
+        65_536,
+        ge=0,
+        description="a reply larger than this is not kept for replays (only the fact that the "
+        "message_id was answered); a replay of it gets 409",
     )
     clock_skew: float = Field(
         300.0, gt=0, description="allowed distance of header.message_ts from our clock, in seconds"
@@ -135,6 +163,12 @@ class RegistrySettings(BaseModel):
 
     id: str | None = (
         None  # this registry's id (sender_id of what it sends); default <name>.<node_id>
+    )
+    known_values: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="attribute -> the values the registry accepts for it in records it is "
+        "sent (IBR enrolment updates: programme_identifier); an attribute not listed: the "
+        "values its records hold already",
     )
 
 

@@ -15,6 +15,8 @@ partners:
     callback_prefixes: [https://spmis.example.org/dci/]
     callback_base: https://spmis.example.org/dci   # callbacks of requests without sender_uri
     fields: {crvs: [identifier, name.given_name, birth_date]}   # absent registry = all
+    query_fields: {crvs: [identifier, birth_date]}   # filter/sort on; absent registry = fields
+    max_reply_records: 2000                  # absent: the node's limits.max_reply_records
     encrypt_replies: true
     token_url: https://spmis.example.org/oauth2/client/token
     callback_client_id: registry
@@ -67,6 +69,7 @@ class Partner:
     callback_base: str | None = None
     allow_private_callbacks: bool = False
     fields: dict[str, list[str] | None] = field(default_factory=dict)
+    query_fields: dict[str, list[str] | None] = field(default_factory=dict)
     require_signature: bool = True
     require_encryption: bool = False
     encrypt_replies: bool = False
@@ -77,6 +80,8 @@ class Partner:
     token_url: str | None = None
     callback_client_id: str | None = None
     callback_client_secret: str | None = None
+    max_reply_records: int | None = None  # None: the node's limits.max_reply_records
+    max_reply_bytes: int | None = None  # None: the node's limits.max_reply_bytes
 
     def __post_init__(self) -> None:
         self.validate()
@@ -96,11 +101,17 @@ class Partner:
                 raise PartnerConfigError(
                     f"{where}: scopes[{registry!r}] must be a list of actions or '*'"
                 )
-        for registry, paths in self.fields.items():
-            if paths is not None and not (
-                isinstance(paths, list) and all(isinstance(p, str) for p in paths)
-            ):
-                raise PartnerConfigError(f"{where}: fields[{registry!r}] must be a list or null")
+        for member in ("fields", "query_fields"):
+            rules = getattr(self, member)
+            if not isinstance(rules, dict):
+                raise PartnerConfigError(f"{where}: {member} must map registries to lists")
+            for registry, paths in rules.items():
+                if paths is not None and not (
+                    isinstance(paths, list) and all(isinstance(p, str) for p in paths)
+                ):
+                    raise PartnerConfigError(
+                        f"{where}: {member}[{registry!r}] must be a list or null"
+                    )
         if self.jwks is not None:
             if not isinstance(self.jwks, dict) or not isinstance(self.jwks.get("keys"), list):
                 raise PartnerConfigError(f"{where}: jwks must be a JWK set {{'keys': [...]}}")
@@ -109,6 +120,12 @@ class Partner:
                     raise PartnerConfigError(
                         f"{where}: jwks holds a private or symmetric key; register public keys only"
                     )
+        for name in ("max_reply_records", "max_reply_bytes"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise PartnerConfigError(f"{where}: {name} must be a positive whole number")
         if not isinstance(self.callback_prefixes, list):
             raise PartnerConfigError(f"{where}: callback_prefixes must be a list of URLs")
         if self.callback_base is not None:
@@ -146,6 +163,15 @@ class Partner:
         if registry in self.fields:
             return self.fields[registry]
         return self.fields.get("*")
+
+    def queryable_fields(self, registry: str) -> list[str] | None:
+        """Field paths this partner may filter and sort on in `registry`'s records: its
+        `query_fields` for that registry, by default the fields it may receive; None = all."""
+        if registry in self.query_fields:
+            return self.query_fields[registry]
+        if "*" in self.query_fields:
+            return self.query_fields["*"]
+        return self.allowed_fields(registry)
 
     @property
     def signature_required(self) -> bool:

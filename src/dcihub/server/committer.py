@@ -38,7 +38,8 @@ class RequestWrites:
     txns: list[tuple[NewTxn, After | None]] = field(default_factory=list)
     writes: list[Write] = field(default_factory=list)
     audit: list[AuditEntry] = field(default_factory=list)
-    seen: list[tuple[str, str, int, bytes]] = field(default_factory=list)
+    # (sender_id, message_id, status, reply kept, digest of the request)
+    seen: list[tuple[str, str, int, bytes, str | None]] = field(default_factory=list)
     results: list[Any] = field(default_factory=list)  # what each of `writes` returned
 
     def __bool__(self) -> bool:

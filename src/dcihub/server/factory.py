@@ -87,6 +87,7 @@ def build_app(
     def extra(app: FastAPI, node: RegistryNode) -> None:
         add_auth_routes(app, security)
         node.shape = _shape
+        node.fields = _fields
         app.state.security = security
 
     reloader = Reloader(security)
@@ -114,6 +115,11 @@ def _shape(
     return minimise(record, partner.allowed_fields(registry))
 
 
+def _fields(partner_ctx: Any, registry: str) -> tuple[list[str] | None, list[str] | None]:
+    partner = getattr(partner_ctx, "partner", partner_ctx)
+    return partner.allowed_fields(registry), partner.queryable_fields(registry)
+
+
 def build_worker(settings: Settings) -> Worker:
     store = Store(settings.store_url)
     store.prepare(settings.store_auto_upgrade)
@@ -125,6 +131,7 @@ def build_worker(settings: Settings) -> Worker:
         timeout=settings.delivery.timeout, follow_redirects=False, trust_env=False
     )
     node.shape = _shape
+    node.fields = _fields
     worker = Worker(node, SecureCallbackSender(security, client), client)
     worker.partner_for = lambda sender_id: security.partners.get(sender_id)
     reloader = Reloader(security)

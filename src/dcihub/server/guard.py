@@ -15,14 +15,17 @@ Every refusal is a DCIError carrying the standard's code (docs/security.md has t
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import OrderedDict
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 
 from ..config import Settings
 from ..security.callbacks import check_sender_uri
+from ..security.canonical import CanonicalizationError, envelope_bytes
 from ..security.errors import SecurityError, TokenError
 from ..security.jwe import decrypt_message, encrypt_message, is_encrypted_message
 from ..security.keys import KeyManager
@@ -231,18 +234,30 @@ class SecurityGuard(Guard):
     async def replayed(self, inbound: Inbound) -> tuple[int, bytes] | None:
         key = (inbound.sender_id, inbound.header.message_id)
         window = self.security.options.replay_window
+        inbound.request_digest = request_digest(inbound)
         found = await self.store.access.read(self._find, key, window, light=True)
         if found is not None:
-            status, body = found
-            if not body:  # a sync reply whose copy (with records) is no longer kept
+            status, body, digest = found
+            if digest != inbound.request_digest:  # the id was used for another request
+                raise DCIError(
+                    ErrorCode.REQUEST_BAD,
+                    f"message_id '{key[1]}' was used already (rjct.message_id.duplicate) for "
+                    "another message or at another endpoint of this node; only the identical "
+                    "message sent again to the same endpoint gets the original reply: send "
+                    "this one with a new message_id",
+                    409,
+                )
+            if not body:  # a reply whose copy is not kept (too large, or aged out)
                 raise DCIError(
                     ErrorCode.REQUEST_BAD,
                     f"message_id '{key[1]}' was answered already "
-                    "(rjct.message_id.duplicate); the copy of that reply is no longer "
-                    "kept: send a new message with a new message_id",
+                    "(rjct.message_id.duplicate); no copy of that reply is kept (a reply with "
+                    f"records is kept {self.security.options.replay_reply_seconds:.0f} s, and "
+                    f"only up to {self.security.options.replay_reply_max_bytes} bytes): send "
+                    "a new message with a new message_id",
                     409,
                 )
-            return found
+            return status, body
         if key in self.inflight:
             raise DCIError(
                 ErrorCode.REQUEST_BAD,
@@ -255,11 +270,15 @@ class SecurityGuard(Guard):
 
     def _find(
         self, reader: Reader, key: tuple[str, str], window: float
-    ) -> tuple[int, bytes] | None:
+    ) -> tuple[int, bytes, str | None] | None:
         return self.store.replay.find_dbapi(reader.dbapi(), reader.dialect, key[0], key[1], window)
 
     def remember(self, inbound: Inbound) -> bool:
         return True
+
+    def replay_copy(self, reply: bytes) -> bytes:
+        # a large reply (records) is not stored a second time; its message id still is
+        return reply if len(reply) <= self.security.options.replay_reply_max_bytes else b""
 
     def registry_id(self, registry: str) -> str:
         return self.security.settings.registry_id(registry)
@@ -361,6 +380,29 @@ def _caller(inbound: Inbound) -> Caller:
     """The caller `authenticate` established (every later step of this guard runs after it)."""
     assert inbound.caller is not None
     return inbound.caller
+
+
+def request_digest(inbound: Inbound) -> str:
+    """SHA-256 (hex) of the endpoint's path and the canonical `{header, message}` as received
+    (the message as sent, encrypted or not; the signature is left out, so a message signed
+    again is still the same request)."""
+    try:
+        body = envelope_bytes(inbound.raw_header, inbound.wire_message)
+    except (CanonicalizationError, TypeError, ValueError):  # e.g. a float JCS cannot write
+        try:
+            body = orjson.dumps(
+                {"header": inbound.raw_header, "message": inbound.wire_message},
+                option=orjson.OPT_SORT_KEYS,
+            )
+        except (TypeError, ValueError):  # nested deeper than JSON writers go
+            raise DCIError(
+                ErrorCode.REQUEST_BAD,
+                "the message is nested too deeply to be read as JSON; flatten it",
+            ) from None
+    digest = hashlib.sha256(inbound.endpoint.url_path.encode())
+    digest.update(b"\n")
+    digest.update(body)
+    return digest.hexdigest()
 
 
 def reply_key(keys: KeyManager, profile: str) -> Any:

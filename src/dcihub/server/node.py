@@ -20,6 +20,7 @@ from ..security.partners import Partner
 from ..standard.codes import ErrorCode, RequestStatus, TxnAttributeType
 from ..standard.envelope import ack, callback_header, format_ts, has_control_chars
 from ..standard.errors import DCIError
+from ..standard.fields import FieldAccess
 from ..standard.messages import TxnStatusRequest, parse_message
 from ..standard.profiles import PROFILES
 from ..standard.profiles.base import RegistryProfile
@@ -28,10 +29,14 @@ from ..store.access import Reader
 from ..store.transactions import ItemRow, NewTxn
 from .committer import GroupCommitter
 from .pipeline import EndpointSpec, Handler, Inbound, Reply, new_correlation_id
-from .search import ConsentCheck, Outcome, SearchService, completed, consent_check
+from .search import ConsentCheck, Outcome, ReplyBudget, SearchService, completed, consent_check
 
 # cuts a record to what a partner may receive: (partner, registry, entity, record) -> record
 Shape = Callable[[Partner, str, str | None, dict[str, Any]], dict[str, Any]]
+
+# A sync reply with more records than this is sealed (signed, encrypted) and serialised in a
+# worker thread rather than on the event loop.
+HEAVY_REPLY_RECORDS = 200
 
 # Marker kept beside a queued callback (never sent): encrypt it, as its request was encrypted.
 ENCRYPT_KEY = "dcihub:encrypt"
@@ -99,6 +104,10 @@ class RegistryNode:
         self.committer = GroupCommitter(store)
         self.wakeup: Callable[[], None] = lambda: None
         self.shape: Shape | None = None
+        # partner, registry -> (fields it may receive, fields it may query); None: all
+        self.fields: Callable[[Partner, str], tuple[list[str] | None, list[str] | None]] | None = (
+            None
+        )
         from .special import SpecialCalls
         from .subscribe import SubscriptionService
 
@@ -130,6 +139,20 @@ class RegistryNode:
         shape = self.shape
         return lambda entity, record: shape(partner, registry, entity, record)
 
+    def field_access(
+        self, partner: Partner | None, registry: str, query: bool
+    ) -> FieldAccess | None:
+        """The fields of `registry`'s records `partner` may filter and sort on (`query`) or
+        receive; None: all of them."""
+        if self.fields is None or partner is None:
+            return None
+        receive, queryable = self.fields(partner, registry)
+        paths = queryable if query else receive
+        if paths is None:
+            return None
+        setting = "query_fields (by default its fields)" if query else "fields"
+        return FieldAccess(self.profiles[registry], tuple(paths), setting)
+
     def consent(self, registry: str, partner: Partner | None) -> ConsentCheck | None:
         """The consent rule for `partner` on `registry` (None: no consent required)."""
         required = self.settings.security.require_consent.get(registry)
@@ -137,6 +160,21 @@ class RegistryNode:
             return None
         purposes = list(partner.consent_purposes) if partner is not None else []
         return consent_check(required, purposes, self.profiles[registry].title)
+
+    def reply_budget(self, partner: Any) -> ReplyBudget:
+        """The records and bytes one reply to `partner` may carry: the node's limits, unless
+        the partner's entry sets its own."""
+        limits = self.settings.limits
+        partner = getattr(partner, "partner", partner)
+        records = getattr(partner, "max_reply_records", None)
+        size = getattr(partner, "max_reply_bytes", None)
+        own = f"of partner '{getattr(partner, 'sender_id', '')}'"
+        return ReplyBudget(
+            limits.max_reply_records if records is None else records,
+            limits.max_reply_bytes if size is None else size,
+            "limits.max_reply_records" if records is None else f"max_reply_records {own}",
+            "limits.max_reply_bytes" if size is None else f"max_reply_bytes {own}",
+        )
 
     def envelope(
         self,
@@ -186,16 +224,20 @@ class RegistryNode:
             inbound.header.total_count,
             self.today(),
             self.consent(inbound.registry, inbound.partner),
+            self.field_access(inbound.partner, inbound.registry, query=True),
         )
-        # only batched identifier lookups are light; a compiled query never is
+        budget = self.reply_budget(inbound.partner)
+        shape = self.shaper(inbound.partner, inbound.registry)
+        # only batched identifier lookups are light; a compiled query (and what it returns)
+        # never runs on the event loop
         light = self.search.is_light(prepared)
-        outcomes = await self.access.read(self._execute, inbound.registry, prepared, light=light)
+        outcomes, rendered = await self.access.read(
+            self._answer, inbound.registry, profile, prepared, budget, shape, light=light
+        )
         message = {
             "transaction_id": request.transaction_id,
             "correlation_id": inbound.correlation_id,
-            "search_response": self.search.render(
-                profile, outcomes, shape=self.shaper(inbound.partner, inbound.registry)
-            ),
+            "search_response": rendered,
         }
         inbound.records = _record_refs(outcomes)
         now = format_ts()
@@ -218,10 +260,20 @@ class RegistryNode:
             len(outcomes),
             completed(outcomes),
         )
-        return Reply(200, envelope, is_envelope=True)
+        heavy = sum(len(o.records) for o in outcomes) > HEAVY_REPLY_RECORDS
+        return Reply(200, envelope, is_envelope=True, heavy=heavy)
 
-    def _execute(self, reader: Reader, registry: str, prepared: list[Any]) -> list[Outcome]:
-        return self.search.execute(reader, registry, prepared)
+    def _answer(
+        self,
+        reader: Reader,
+        registry: str,
+        profile: RegistryProfile,
+        prepared: list[Any],
+        budget: ReplyBudget,
+        shape: Callable[[str | None, dict[str, Any]], dict[str, Any]] | None,
+    ) -> tuple[list[Outcome], list[dict[str, Any]]]:
+        outcomes = self.search.execute(reader, registry, prepared, budget)
+        return outcomes, self.search.render(profile, outcomes, shape=shape)
 
     def _new_txn(
         self,
@@ -257,6 +309,7 @@ class RegistryNode:
             inbound.header.total_count,
             self.today(),
             self.consent(inbound.registry, inbound.partner),
+            self.field_access(inbound.partner, inbound.registry, query=True),
         )
         target = self.callback_url(inbound, "on-search")
         now = format_ts()
@@ -321,11 +374,12 @@ class RegistryNode:
                 int(total or 0),
                 self.today(),
                 self.consent(txn.registry, partner),
+                self.field_access(partner, txn.registry, query=True),
             )
         except DCIError as exc:  # cannot happen for an accepted message; never lose it
             error = exc
             return lambda conn: self._reject_async(conn, txn, error)
-        outcomes = self.search.execute(reader, txn.registry, prepared)
+        outcomes = self.search.execute(reader, txn.registry, prepared, self.reply_budget(partner))
         now = format_ts()
         message = {
             "transaction_id": txn.transaction_id,

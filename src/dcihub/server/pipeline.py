@@ -100,6 +100,8 @@ class Inbound:
     received_at: float
     caller: Caller | None = None  # None when security is off
     records: list[str] = field(default_factory=list)  # audit trail: the records returned
+    wire_message: Any = None  # the message as received (before decryption)
+    request_digest: str | None = None  # what the replay memory keeps of the request
     writes: RequestWrites = field(default_factory=RequestWrites)  # committed before replying
 
     @property
@@ -122,6 +124,7 @@ class Reply:
     status_code: int
     body: dict[str, Any]
     is_envelope: bool = False  # a full {header, message} envelope (signed on the way out)
+    heavy: bool = False  # many records: sealed and serialised in a worker thread
 
 
 Handler = Callable[[Inbound], Awaitable[Reply]]
@@ -152,6 +155,11 @@ class Guard:
     def remember(self, inbound: Inbound) -> bool:
         """Whether the reply to this message is kept for replay protection."""
         return False
+
+    def replay_copy(self, reply: bytes) -> bytes:
+        """What the replay memory keeps of a reply: the reply itself, or b"" (the message id
+        is remembered, and a replay is refused, without a second copy of a large reply)."""
+        return reply
 
     def release(self, inbound: Inbound) -> None:
         """The exchange is over (committed or failed)."""
@@ -380,6 +388,7 @@ class Pipeline:
                 correlation_id=correlation_id,
                 received_at=time.time(),
                 caller=caller,
+                wire_message=message,
             )
             inbound.header = self._parse_header(raw_header, endpoint)
             inbound.sender_id = inbound.header.sender_id or ""
@@ -392,7 +401,10 @@ class Pipeline:
             remember = replay is None and guard.remember(inbound)
             if replay is None:
                 reply = await handler(inbound)
-                body_out = guard.outbound(inbound, reply)
+                if reply.heavy:  # signing megabytes must not hold up the event loop
+                    body_out = await anyio.to_thread.run_sync(guard.outbound, inbound, reply)
+                else:
+                    body_out = guard.outbound(inbound, reply)
         except DCIError as exc:
             error = exc
             reply = error_reply(exc, correlation_id)
@@ -420,11 +432,16 @@ class Pipeline:
         if replay is not None:
             status, raw = replay
             body_out = orjson.loads(raw)
+        elif reply.heavy and error is None:
+            status, raw = reply.status_code, await anyio.to_thread.run_sync(orjson.dumps, body_out)
         else:
             status, raw = reply.status_code, orjson.dumps(body_out)
         writes = inbound.writes if inbound is not None and error is None else RequestWrites()
         if remember and inbound is not None and status < 500:
-            writes.seen.append((inbound.sender_id, inbound.header.message_id, status, raw))
+            kept = guard.replay_copy(raw)
+            writes.seen.append(
+                (inbound.sender_id, inbound.header.message_id, status, kept, inbound.request_digest)
+            )
         entry = guard.audit_entry(
             endpoint, request, inbound, caller, status, body_out, error, replay is not None
         )

@@ -19,6 +19,7 @@ from sqlalchemy import Connection
 from ..standard.codes import ErrorCode, RequestStatus, SearchReason
 from ..standard.envelope import format_ts
 from ..standard.errors import DCIError, ItemRejected
+from ..standard.fields import FieldAccess, check_plan
 from ..standard.messages import (
     SearchCriteria,
     SearchRequest,
@@ -78,6 +79,52 @@ class Outcome:
 
 
 ConsentCheck = Callable[[SearchCriteria, str], None]
+
+
+@dataclass
+class ReplyBudget:
+    """How many records, and how many bytes of records, one reply may still carry.
+
+    The items of a message draw on it in order; an item whose records would pass either bound
+    is rejected (`rjct.search.too_many_records_found`) and the items after it may still be
+    answered from what is left. Bytes are those of the records as stored (their JSON text);
+    minimisation only makes them smaller. The `*_setting` names say where each bound is set."""
+
+    records: int | None
+    bytes: int | None
+    records_setting: str = "limits.max_reply_records"
+    bytes_setting: str = "limits.max_reply_bytes"
+    used_records: int = 0
+    used_bytes: int = 0
+
+    def fetch_limit(self, page_size: int) -> int:
+        """Rows worth fetching for one item: one more than still fits tells it would not."""
+        if self.records is None:
+            return page_size
+        return min(page_size, max(self.records - self.used_records, 0) + 1)
+
+    def admit(self, rows: list[tuple[int, str]]) -> str | None:
+        """Count these rows against the budget, or say (the item's reason) why they do not
+        fit; rows that do not fit are not counted."""
+        count = len(rows)
+        if self.records is not None and self.used_records + count > self.records:
+            return (
+                f"the records of this item would take the reply past {self.records} records, "
+                f"the most this registry returns in one reply ({self.records_setting}; "
+                f"{self.used_records} used by the items before it): ask for them in another "
+                "message or with a smaller page_size"
+            )
+        size = sum(len(record.encode()) for _, record in rows) if self.bytes is not None else 0
+        if self.bytes is not None and self.used_bytes + size > self.bytes:
+            return (
+                f"the records of this item would take the reply past {self.bytes} bytes of "
+                f"records, the most this registry returns in one reply ({self.bytes_setting}; "
+                f"{self.used_bytes} used by the items before it): ask for them "
+                "in another message or with a smaller page_size"
+            )
+        self.used_records += count
+        self.used_bytes += size
+        return None
 
 
 def consent_check(
@@ -146,9 +193,11 @@ class SearchService:
         header_total: int | None,
         today: date,
         consent: ConsentCheck | None = None,
+        access: FieldAccess | None = None,
     ) -> tuple[SearchRequest, list[PreparedItem]]:
         """Validate and plan every item. `consent(criteria, where)` refuses an item whose
-        consent / authorize the registry does not accept (see `consent_check`)."""
+        consent / authorize the registry does not accept (see `consent_check`); `access`
+        refuses an item that filters or sorts on a field the partner may not query."""
         request = parse_message(SearchRequest, message)
         check_batch(header_total, len(request.search_request), self.max_batch, "search_request")
         prepared = []
@@ -156,7 +205,7 @@ class SearchService:
         for seq, (ref, parsed) in enumerate(
             parse_items(SearchRequestItem, request.search_request, "search_request")
         ):
-            item = self._prepare_item(profile, seq, ref, parsed, today, consent, budget)
+            item = self._prepare_item(profile, seq, ref, parsed, today, consent, budget, access)
             if item.plan is not None:
                 budget -= item.terms
             prepared.append(item)
@@ -181,6 +230,7 @@ class SearchService:
         today: date,
         consent: ConsentCheck | None,
         budget: int,
+        access: FieldAccess | None = None,
     ) -> PreparedItem:
         reference = ref if ref else f"#{seq + 1}"
         if isinstance(parsed, ItemRejected):
@@ -207,6 +257,8 @@ class SearchService:
                     "left after the earlier items: send the rest in another message",
                 )
             plan = plan_search(profile, criteria, query, today, self.limits)
+            if access is not None:
+                check_plan(plan, access, where)
         except ItemRejected as rejection:
             return PreparedItem(seq, reference, parsed.locale, rejection=rejection, request=parsed)
         return PreparedItem(seq, reference, parsed.locale, plan=plan, request=parsed, terms=terms)
@@ -214,54 +266,71 @@ class SearchService:
     # ----------------------------------------------------------------------------- execute
 
     def execute(
-        self, conn: Connection | Reader, registry: str, items: list[PreparedItem]
+        self,
+        conn: Connection | Reader,
+        registry: str,
+        items: list[PreparedItem],
+        budget: ReplyBudget | None = None,
     ) -> list[Outcome]:
         """Answer prepared items; `conn` is a Connection or a `Reader` (identifier lookups use
-        its DBAPI connection, other searches open a SQLAlchemy connection only if needed)."""
-        outcomes: dict[int, Outcome] = {}
+        its DBAPI connection, other searches open a SQLAlchemy connection only if needed).
+
+        The items draw on `budget` in their order (the reply's records and bytes): a compiled
+        search fetches no more rows than still fit, and an item that does not fit is
+        rejected with `rjct.search.too_many_records_found`."""
+        budget = budget or ReplyBudget(None, None)
+        # identifier lookups first, batched: one statement per (entity, identifier type)
+        pages: dict[int, tuple[str, int, list[tuple[int, str]]]] = {}
         batched: dict[tuple[str, str], list[PreparedItem]] = defaultdict(list)
         for item in items:
-            if item.rejection is not None:
-                outcomes[item.seq] = Outcome(
-                    item.seq,
-                    item.reference_id,
-                    item.locale,
-                    RequestStatus.REJECTED,
-                    item.rejection.code,
-                    item.rejection.message,
-                )
-                continue
             plan = item.plan
-            assert plan is not None
-            lookup = plan.node
-            if isinstance(lookup, IdCond) and self._is_lookup(plan):
-                batched[(plan.entity.name, lookup.id_type)].append(item)
-            else:
-                outcomes[item.seq] = self._search_one(conn, registry, item)
+            if item.rejection is None and plan is not None and self._is_lookup(plan):
+                batched[(plan.entity.name, plan.node.id_type)].append(item)  # type: ignore[union-attr]
         for (entity, id_type), group in batched.items():
             values = [g.plan.node.value for g in group]  # type: ignore[union-attr]
             hits = self.store.records.lookup(conn, registry, entity, id_type, values)
             for g in group:
                 assert g.plan is not None
                 found = hits.get(g.plan.node.value, [])  # type: ignore[union-attr]
-                outcomes[g.seq] = self._page(
-                    g, entity, len(found), found[g.plan.offset : g.plan.offset + g.plan.page_size]
-                )
-        return [outcomes[item.seq] for item in items]
+                page = found[g.plan.offset : g.plan.offset + g.plan.page_size]
+                pages[g.seq] = (entity, len(found), page)
+        outcomes = []
+        for item in items:
+            if item.rejection is not None:
+                outcomes.append(self._rejected(item, item.rejection.code, item.rejection.message))
+                continue
+            assert item.plan is not None
+            if item.seq in pages:
+                entity, total, rows = pages[item.seq]
+                outcome = self._page(item, entity, total, rows)
+            else:
+                outcome = self._search_one(conn, registry, item, budget)
+            if outcome.status == RequestStatus.SUCCESS:
+                refused = budget.admit(list(zip(outcome.pks, outcome.records, strict=True)))
+                if refused is not None:
+                    outcome = self._rejected(item, SearchReason.TOO_MANY_RECORDS, refused)
+            outcomes.append(outcome)
+        return outcomes
 
-    def _search_one(self, conn: Connection | Reader, registry: str, item: PreparedItem) -> Outcome:
+    @staticmethod
+    def _rejected(item: PreparedItem, code: str, message: str) -> Outcome:
+        return Outcome(
+            item.seq, item.reference_id, item.locale, RequestStatus.REJECTED, code, message
+        )
+
+    def _search_one(
+        self, conn: Connection | Reader, registry: str, item: PreparedItem, budget: ReplyBudget
+    ) -> Outcome:
         plan = item.plan
         assert plan is not None
         if isinstance(conn, Reader):
             conn = conn.conn
         cap = self.limits.max_total_records
-        result = self.store.records.search(conn, registry, plan, cap=cap)
+        limit = budget.fetch_limit(plan.page_size)
+        result = self.store.records.search(conn, registry, plan, cap=cap, limit=limit)
         if cap is not None and result.total_count > cap:
-            return Outcome(
-                item.seq,
-                item.reference_id,
-                item.locale,
-                RequestStatus.REJECTED,
+            return self._rejected(
+                item,
                 SearchReason.TOO_MANY_RECORDS,
                 f"the query matches more than {cap} records; narrow the criteria",
             )

@@ -5,6 +5,7 @@ bearer token obtained from the partner's own token endpoint."""
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -58,8 +59,10 @@ class SecureCallbackSender(CallbackSender):
         encrypt = bool(envelope.pop(ENCRYPT_KEY, False)) or partner.encrypt_replies
         if encrypt:
             await resolver.refresh_for(None)
-        try:
-            sealed = seal(envelope, partner, resolver, self.security.keys, encrypt=encrypt)
+        try:  # in a worker thread: a callback may hold megabytes of records
+            sealed = await anyio.to_thread.run_sync(
+                partial(seal, envelope, partner, resolver, self.security.keys, encrypt=encrypt)
+            )
         except Exception as exc:  # e.g. no encryption key published: retrying will not help
             raise PermanentFailure(f"cannot seal the callback: {exc}") from None
         headers = {"content-type": "application/json"}
@@ -73,4 +76,5 @@ class SecureCallbackSender(CallbackSender):
                 raise httpx.TransportError(f"token from {partner.token_url}: {exc}") from None
             headers["authorization"] = f"Bearer {token}"
         assert row.target_url is not None
-        return Outgoing(row.target_url, orjson.dumps(sealed), headers)
+        body = await anyio.to_thread.run_sync(orjson.dumps, sealed)
+        return Outgoing(row.target_url, body, headers)

@@ -17,6 +17,7 @@ from ..standard.calls import CallContext, ItemResult, Matched, SpecialEndpoint
 from ..standard.codes import ErrorCode, RequestStatus, SearchReason
 from ..standard.envelope import format_ts
 from ..standard.errors import DCIError, ItemRejected
+from ..standard.fields import check_plan
 from ..standard.messages import SearchCriteria, parse_message
 from ..standard.plan import Limits, plan_search
 from ..standard.query import parse_query
@@ -34,6 +35,8 @@ class InboundCallContext(CallContext):
         self.node = node
         self.inbound = inbound
         self._shape = node.shaper(inbound.partner, inbound.registry)
+        self._sees = node.field_access(inbound.partner, inbound.registry, query=False)
+        self._queries = node.field_access(inbound.partner, inbound.registry, query=True)
 
     @property
     def registry(self) -> str:
@@ -96,6 +99,8 @@ class InboundCallContext(CallContext):
             )
             limits = Limits(max_matches, max_matches, None, node.limits.max_query_terms)
             plan = plan_search(profile, criteria, parsed, node.today(), limits)
+            if self._queries is not None:
+                check_plan(plan, self._queries, where)
         except ItemRejected as exc:
             raise DCIError(ErrorCode.REQUEST_BAD, f"{exc.message} ({exc.code})") from None
         with node.store.read() as conn:
@@ -117,10 +122,23 @@ class InboundCallContext(CallContext):
     def shape(self, entity: str, record: dict[str, Any]) -> dict[str, Any]:
         return self._shape(entity, record) if self._shape is not None else record
 
+    def may_see(self, entity: str, path: str) -> bool:
+        return self._sees is None or self._sees.allows(entity, path)
+
     def existing_keys(self, entity: str, keys: list[str]) -> set[str]:
         store = self.node.store
         with store.read() as conn:
             return set(store.records.fetch_keys(conn, self.registry, entity, keys))
+
+    def known_values(self, entity: str, attribute: str, values: list[str]) -> set[str]:
+        configured = self.node.settings.registries.get(self.registry)
+        listed = configured.known_values.get(attribute) if configured is not None else None
+        if listed is not None:
+            allowed = {str(v).casefold() for v in listed}
+            return {v for v in values if v.casefold() in allowed}
+        store = self.node.store
+        with store.read() as conn:
+            return store.records.known_values(conn, self.registry, entity, attribute, values)
 
     def store_records(self, records: list[dict[str, Any]]) -> None:
         if not records:

@@ -6,6 +6,12 @@
   `CallbackSender`), no redirects followed, retried with exponential back-off while the
   receiver is down, given up ("dead") after `max_attempts` or on a permanent refusal.
 
+Rows are worked on concurrently: at most `delivery.concurrency` at once, at most
+`delivery.per_target` at once per callback target (scheme and host:port) and per partner for
+async work, and each delivery attempt within `delivery.timeout` — so a slow or dead partner
+holds up only its own callbacks. A claimed row is worked on by one task, once, until its
+outcome is written (its lease outlasts the attempt).
+
 It runs inside `dcihub serve` / `dcihub demo` by default, or alone as `dcihub worker`; any number
 of workers may share one PostgreSQL (rows are claimed with SKIP LOCKED and a lease).
 """
@@ -23,11 +29,12 @@ from urllib.parse import urlsplit
 import anyio
 import httpx
 import orjson
+from anyio.abc import TaskGroup
 
 from ..config import DeliverySettings
 from ..security.partners import Partner
 from ..store.audit import AuditEntry
-from ..store.outbox import OutboxRow
+from ..store.outbox import OutboxRow, work_key
 from ..store.subscriptions import NOTIFY_KEY
 from .node import RegistryNode
 
@@ -92,12 +99,21 @@ class Worker:
         self._wake = anyio.Event()
         self.partner_for: Callable[[str | None], Partner | None] = lambda sender_id: None
         self.background: list[Any] = []
+        self._working = 0  # rows being worked on by this worker
+        self._busy: dict[str, int] = {}  # work key (callback target, partner) -> rows
 
     def wake(self) -> None:
         self._wake.set()
 
     async def run(self) -> None:
         """Run until cancelled (with the background tasks of a standalone worker)."""
+        if self.settings.lease_seconds <= self.settings.timeout:
+            log.warning(
+                "delivery.lease_seconds (%s) should be longer than delivery.timeout (%s): a "
+                "row whose delivery takes longer than its lease is claimed again",
+                self.settings.lease_seconds,
+                self.settings.timeout,
+            )
         async with anyio.create_task_group() as tasks:
             for task in self.background:
                 tasks.start_soon(task)
@@ -105,17 +121,58 @@ class Worker:
             tasks.cancel_scope.cancel()
 
     async def _loop(self) -> None:
-        while True:
-            try:
-                worked = await self.run_once()
-            except Exception:  # keep the worker alive; the rows will be claimed again
-                log.exception("worker cycle failed")
-                worked = 0
-            if worked:
-                continue
-            with anyio.move_on_after(self.settings.poll_interval):
-                await self._wake.wait()
-            self._wake = anyio.Event()
+        async with anyio.create_task_group() as tasks:
+            while True:
+                try:
+                    started = await self._dispatch(tasks)
+                except Exception:  # keep the worker alive; the rows will be claimed again
+                    log.exception("worker cycle failed")
+                    started = 0
+                if started:
+                    continue
+                with anyio.move_on_after(self.settings.poll_interval):
+                    await self._wake.wait()  # new rows, or a row done (a free slot)
+                self._wake = anyio.Event()
+
+    async def _dispatch(self, tasks: TaskGroup) -> int:
+        """Claim as many due rows as there are free slots (per target, too) and start one
+        task for each; returns how many were started."""
+        free = self.settings.concurrency - self._working
+        if free <= 0:
+            return 0
+        lease, per_key, busy = (
+            self.settings.lease_seconds,
+            self.settings.per_target,
+            dict(self._busy),
+        )
+        rows = await self._write(
+            lambda conn: self.store.outbox.claim_on(conn, free, lease, per_key=per_key, busy=busy)
+        )
+        for row in rows:
+            key = work_key(row.kind, row.target_url, row.sender_id)
+            self._working += 1
+            self._busy[key] = self._busy.get(key, 0) + 1
+            tasks.start_soon(self._work, row, key)
+        return len(rows)
+
+    async def _work(self, row: OutboxRow, key: str) -> None:
+        try:
+            if row.kind == "process":
+                await self._process(row)
+            elif row.kind == "batch":
+                await self._batch(row)
+            else:
+                await self._deliver(row)
+        except Exception:  # its lease runs out and it is claimed again
+            log.exception("outbox row %s failed", row.pk)
+        finally:
+            self._working -= 1
+            left = self._busy.get(key, 1) - 1
+            if left > 0:
+                self._busy[key] = left
+            else:
+                self._busy.pop(key, None)
+            self.wake()
 
     async def _write(self, write: Any) -> Any:
         """Run a write: through the node's group commit when one runs in this process and the
@@ -126,17 +183,13 @@ class Worker:
             return await committer.submit(write)
         return await self.store.access.write(write)
 
-    async def run_once(self, limit: int = 20) -> int:
-        lease = self.settings.lease_seconds
-        rows = await self._write(lambda conn: self.store.outbox.claim_on(conn, limit, lease))
-        for row in rows:
-            if row.kind == "process":
-                await self._process(row)
-            elif row.kind == "batch":
-                await self._batch(row)
-            else:
-                await self._deliver(row)
-        return len(rows)
+    async def run_once(self) -> int:
+        """Work on the rows due now (as many as the bounds allow) and wait until they are
+        done; returns how many there were."""
+        started = 0
+        async with anyio.create_task_group() as tasks:
+            started = await self._dispatch(tasks)
+        return started
 
     async def _batch(self, row: OutboxRow) -> None:
         """A periodic subscription's run: its queued events become one notification."""
@@ -174,22 +227,28 @@ class Worker:
             return
         envelope = orjson.loads(row.payload)
         facts = _callback_facts(row, envelope)
+        timeout = self.settings.timeout
         try:
             if NOTIFY_KEY in envelope:
                 envelope = self._notification(row, envelope)
-            await self.sender.check_target(row)
-            outgoing = await self.sender.prepare(row, dict(envelope))
-            response = await self.client.post(
-                outgoing.url, content=outgoing.body, headers=outgoing.headers
-            )
-            if response.status_code in (401, 403) and await self.sender.renew(row):
-                # a token the receiver no longer accepts: once more with a fresh one
+            with anyio.fail_after(timeout):  # the whole attempt: token, sealing, POST, answer
+                await self.sender.check_target(row)
                 outgoing = await self.sender.prepare(row, dict(envelope))
                 response = await self.client.post(
                     outgoing.url, content=outgoing.body, headers=outgoing.headers
                 )
+                if response.status_code in (401, 403) and await self.sender.renew(row):
+                    # a token the receiver no longer accepts: once more with a fresh one
+                    outgoing = await self.sender.prepare(row, dict(envelope))
+                    response = await self.client.post(
+                        outgoing.url, content=outgoing.body, headers=outgoing.headers
+                    )
         except PermanentFailure as exc:
             await self._failed(row, str(exc), permanent=True, facts=facts)
+            return
+        except TimeoutError:
+            error = f"no answer within delivery.timeout ({timeout:g} s)"
+            await self._failed(row, error, permanent=False, facts=facts)
             return
         except httpx.HTTPError as exc:
             await self._failed(row, f"{type(exc).__name__}: {exc}", permanent=False, facts=facts)

@@ -3,10 +3,11 @@
 A profile lists its special endpoints (DR `sync/disabled`, IBR `sync/enrolled`, ESS
 `sync/check-enrollment`, …) as `SpecialEndpoint` values: path, actions, request model, the
 scope a partner needs, and the handler itself, bound by reference. A handler is plain code over
-a `CallContext`: it asks the context to match records (the same query engine as search), to
-shape records for the partner (minimisation), to keep records written with the reply, and to
-record the transaction for txn/status. The server provides the context; the handler never sees
-HTTP, SQL or a thread. It runs in a worker thread, so it may block on the context's calls.
+a `CallContext`: it asks the context to match records (the same query engine as search, held to
+the fields the partner may query), to shape records for the partner (minimisation) and tell
+which fields it may see (so that its messages name nothing else), to keep records written with
+the reply, and to record the transaction for txn/status. The server provides the context; the
+handler never sees HTTP, SQL or a thread. It runs in a worker thread, so it may block on the context's calls.
 
 Errors a caller can cause are raised as `DCIError` (whole message) in the standard's terms.
 """
@@ -102,8 +103,19 @@ class CallContext(Protocol):
         """The record cut to what the calling partner may receive."""
         ...
 
+    def may_see(self, entity: str, path: str) -> bool:
+        """Whether the calling partner may receive the field at `path` (dotted) of `entity`
+        records: a handler names in its messages only what the partner may see."""
+        ...
+
     def existing_keys(self, entity: str, keys: list[str]) -> set[str]:
         """Which of these record keys the registry holds already."""
+        ...
+
+    def known_values(self, entity: str, attribute: str, values: list[str]) -> set[str]:
+        """Which of these values of `attribute` (of `entity` records) the registry accepts in
+        what it is sent: those configured for it (`registries.<name>.known_values`), or, when
+        none are, those its records hold already (compared as the store indexes them)."""
         ...
 
     def store_records(self, records: list[dict[str, Any]]) -> None:

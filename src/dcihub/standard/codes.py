@@ -63,6 +63,17 @@ class SearchReason(StrEnum):
     TOO_MANY_RECORDS = "rjct.search.too_many_records_found"
 
 
+class NotifyReason(StrEnum):
+    """Why one item of a notification sent to a registry (an IBR enrolment update) was
+    rejected: the standard has no list of its own for these, so the codes of its lists that
+    say what is wrong (DIGEST §2.7)."""
+
+    REFERENCE_ID_INVALID = "rjct.reference_id.invalid"
+    REFERENCE_ID_DUPLICATE = "rjct.reference_id.duplicate"
+    PERSON_ID_INVALID = "rjct.person_id.invalid"  # no usable identifier of the beneficiary
+    NOTIFY_DETAILS_INVALID = "rjct.notify_details.invalid"  # the content: model, codes, sizes
+
+
 class SubscribeReason(StrEnum):
     REFERENCE_ID_INVALID = "rjct.reference_id.invalid"
     REFERENCE_ID_DUPLICATE = "rjct.reference_id.duplicate"

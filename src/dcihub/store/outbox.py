@@ -5,15 +5,32 @@ Rows are claimed with a lease (`inflight` until `locked_until`): a worker that d
 leaves its rows to be claimed again when the lease runs out. On PostgreSQL the claim uses
 `FOR UPDATE SKIP LOCKED`, so many workers on many hosts share one queue; on SQLite the claim is
 one atomic UPDATE.
+
+A worker that works on many rows at once claims per "work key" (`work_key`: the callback target
+of a `deliver` row — a callback or a notification — the partner of a `process` or `batch` row)
+no more rows than it may work on for that
+key, so that the rows of a slow or dead partner never stand in front of another partner's.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    and_,
+    func,
+    insert,
+    not_,
+    or_,
+    select,
+    update,
+)
 
 from .schema import OperationalTables
 
@@ -32,6 +49,34 @@ class OutboxRow:
     action: str | None
     payload: str | None
     attempts: int
+
+
+PROCESS_KEY = "process:"  # work key prefix of `process` rows (then the partner's sender_id)
+
+
+def target_key(url: str | None) -> str:
+    """The callback target of a URL: its scheme and authority as written (`https://host:8443`),
+    a prefix of the URL itself."""
+    if not url:
+        return ""
+    start = url.find("://")
+    if start < 0:
+        return url
+    end = len(url)
+    for separator in "/?#":
+        found = url.find(separator, start + 3)
+        if found >= 0:
+            end = min(end, found)
+    return url[:end]
+
+
+def work_key(kind: str, target_url: str | None, sender_id: str | None) -> str:
+    """What a row's work is bounded per: its callback target (`deliver`: a callback or a
+    notification), its partner (`process`: an accepted async search; `batch`: a periodic
+    subscription's run)."""
+    if kind == "deliver":
+        return target_key(target_url)
+    return f"{PROCESS_KEY}{sender_id or ''}"
 
 
 class Outbox:
@@ -87,8 +132,14 @@ class Outbox:
         limit: int = 20,
         lease: float = 60.0,
         kinds: tuple[str, ...] = ("process", "deliver", "batch"),
+        per_key: int | None = None,
+        busy: Mapping[str, int] | None = None,
     ) -> list[OutboxRow]:
-        """Claim due rows inside the caller's transaction (e.g. a group commit)."""
+        """Claim due rows inside the caller's transaction (e.g. a group commit).
+
+        With `per_key`, at most that many rows per work key (`work_key`) are in work at once:
+        `busy` counts the rows the caller works on already, per key. Rows of a key that is
+        full are left for later, and the rows behind them are claimed instead."""
         now = time.time()
         t = self.t
         due = and_(
@@ -98,7 +149,13 @@ class Outbox:
                 and_(t.c.status == INFLIGHT, t.c.locked_until < now),
             ),
         )
-        candidates = select(t.c.pk).where(due).order_by(t.c.next_attempt_at).limit(limit)
+        if per_key is None:
+            candidates = select(t.c.pk).where(due).order_by(t.c.next_attempt_at).limit(limit)
+        else:
+            picked_pks = self._pick(conn, due, limit, per_key, dict(busy or {}))
+            if not picked_pks:
+                return []
+            candidates = select(t.c.pk).where(due, t.c.pk.in_(picked_pks))
         if conn.dialect.name == "postgresql":
             # Pick the rows once, in a materialised CTE: as a `pk IN (subquery)` the planner may
             # re-run the subquery per row, and each run skips the rows this statement already
@@ -131,6 +188,46 @@ class Outbox:
         )
         rows = conn.execute(statement).all()
         return sorted((OutboxRow(*row) for row in rows), key=lambda r: r.pk)
+
+    def _pick(
+        self, conn: Connection, due: ColumnElement[bool], limit: int, per_key: int, busy: dict
+    ) -> list[int]:
+        """The due rows to claim: in order of due time, at most `per_key` in work per key.
+        Keys that are full already are left out by the query itself, so that their rows,
+        however many, never hide the rows behind them."""
+        t = self.t
+        full = [key for key, n in busy.items() if n >= per_key]
+        where = [due, *(not_(self._has_key(key)) for key in full)]
+        window = max(limit * per_key, 100)
+        rows = conn.execute(
+            select(t.c.pk, t.c.kind, t.c.target_url, t.c.sender_id)
+            .where(*where)
+            .order_by(t.c.next_attempt_at)
+            .limit(window)
+        ).all()
+        picked: list[int] = []
+        for pk, kind, target_url, sender_id in rows:
+            key = work_key(kind, target_url, sender_id)
+            if busy.get(key, 0) >= per_key:
+                continue
+            busy[key] = busy.get(key, 0) + 1
+            picked.append(pk)
+            if len(picked) >= limit:
+                break
+        return picked
+
+    def _has_key(self, key: str) -> ColumnElement[bool]:
+        """SQL: the row's work key is `key` (see `work_key`)."""
+        t = self.t
+        if key.startswith(PROCESS_KEY):
+            return and_(t.c.kind != "deliver", t.c.sender_id == key[len(PROCESS_KEY) :])
+        return and_(
+            t.c.kind == "deliver",
+            or_(
+                t.c.target_url == key,
+                *(t.c.target_url.startswith(key + sep, autoescape=True) for sep in "/?#"),
+            ),
+        )
 
     def complete(self, conn: Connection, pk: int) -> None:
         conn.execute(

@@ -124,6 +124,16 @@ def _mv_params(pk: int, name: str, value: Any, attr: Attribute) -> dict[str, Any
     return params
 
 
+_MV_COLUMN = {
+    "int": "v_num",
+    "float": "v_num",
+    "bool": "v_num",
+    "date": "v_date",
+    "text": "v_text",
+    "code": "v_text",
+}
+
+
 @dataclass
 class SearchResult:
     total_count: int
@@ -388,9 +398,15 @@ class RecordStore:
     # ----------------------------------------------------------------------------- reading
 
     def search(
-        self, conn: Connection, registry: str, plan: SearchPlan, cap: int | None = None
+        self,
+        conn: Connection,
+        registry: str,
+        plan: SearchPlan,
+        cap: int | None = None,
+        limit: int | None = None,
     ) -> SearchResult:
-        """Count and fetch one page. With `cap`, counting stops at cap+1 (cheap refusal)."""
+        """Count and fetch one page. With `cap`, counting stops at cap+1 (cheap refusal); with
+        `limit`, at most that many rows of the page are fetched (a reply's record budget)."""
         compiler = self.compilers[registry]
         target = plan.entity.name
         main = self.tables(registry, target).main
@@ -408,7 +424,7 @@ class RecordStore:
             select(main.c.pk, main.c.record)
             .where(where)
             .order_by(*compiler.order_by(target, plan.sort, conn.dialect.name))
-            .limit(plan.page_size)
+            .limit(plan.page_size if limit is None else max(min(plan.page_size, limit), 0))
             .offset(plan.offset)
         )
         return SearchResult(total, [(r.pk, r.record) for r in conn.execute(query)])
@@ -517,6 +533,34 @@ class RecordStore:
             for value, text in conn.execute(select(column, record).where(column.in_(chunk))):
                 out[value] = text
         return out
+
+    def known_values(
+        self, conn: Connection, registry: str, entity: str, attribute: str, values: Sequence[str]
+    ) -> set[str]:
+        """Which of `values` some `entity` record holds for `attribute` (compared as indexed:
+        text case-folded, codes normalised); one indexed probe for all of them."""
+        attr = self.profiles[registry].entity(entity).attribute(attribute)
+        if attr is None or not attr.stored or not values:
+            return set()
+        tables = self.tables(registry, entity)
+        wanted: dict[Any, list[str]] = {}
+        for value in values:
+            key = index_value(attr, value)
+            if key is None:
+                continue
+            if attr.multi:  # as `_mv_params` stores it
+                key = _mv_params(0, attr.name, key, attr)[_MV_COLUMN[attr.type]]
+            wanted.setdefault(key, []).append(value)
+        if not wanted:
+            return set()
+        if attr.multi:
+            column = tables.mv.c[_MV_COLUMN[attr.type]]
+            query = select(column).where(tables.mv.c.attr == attr.name, column.in_(list(wanted)))
+        else:
+            column = tables.main.c[attr.column]
+            query = select(column).where(column.in_(list(wanted)))
+        found = {row[0] for row in conn.execute(query.distinct())}
+        return {v for key, given in wanted.items() if key in found for v in given}
 
     def count(self, conn: Connection, registry: str, entity: str) -> int:
         main = self.tables(registry, entity).main

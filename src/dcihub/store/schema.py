@@ -198,6 +198,9 @@ def operational_tables(metadata: MetaData) -> OperationalTables:
         Column("response_status", Integer, nullable=False),
         Column("response", LargeBinary, nullable=False),
         Column("created_at", Float, nullable=False),
+        # SHA-256 (hex) of the endpoint path and the canonical {header, message} it answered:
+        # the original reply goes only to the identical request at the same endpoint
+        Column("request_digest", String(64), nullable=True),
         PrimaryKeyConstraint("sender_id", "message_id", name="pk_seen_messages"),
         Index("ix_seen_messages_created", "created_at"),
     )

@@ -131,7 +131,9 @@ def disabled(ctx: CallContext, request: DisabledRequest) -> CallReply:
     else:
         record = found.records[0]
         status = "yes" if is_disabled(record) else "no"
-        reason = f"disability_status {record.get('disability_status')}"
+        reason = "registered as disabled" if status == "yes" else "not registered as disabled"
+        if ctx.may_see(found.entity, "disability_status"):  # the reason names what it may see
+            reason += f" (disability_status {record.get('disability_status')})"
     item = {
         "reference_id": request.transaction_id,
         "timestamp": ctx.now(),

@@ -1,7 +1,7 @@
 """subscriptions: the subscriptions table, the index events are matched by, the notify queue.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-03-10
 
 `subscriptions` keeps each subscription with its filter, event type, frequency and where its
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
