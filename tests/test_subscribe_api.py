@@ -77,6 +77,43 @@ def change(server: Any, *records: dict[str, Any], registry: str = "crvs") -> Non
             server.store.records.upsert(conn, registry, record)
 
 
+def partner_client(server: Any, partner: support.TestPartner) -> DCIClient:
+    """A client of a partner just added to the partner file, once the node knows it (it
+    re-reads the file within seconds)."""
+    made = DCIClient(server, partner)
+    deadline = time.monotonic() + 20
+    while True:
+        token = made.http.post(
+            f"{server.base_url}/oauth2/client/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": partner.client_id,
+                "client_secret": partner.client_secret,
+            },
+        )
+        if token.status_code == 200:
+            return made
+        assert time.monotonic() < deadline, token.text
+        time.sleep(0.2)
+
+
+def death_filter(attribute: str, operator: str, value: Any) -> dict[str, Any]:
+    return {
+        "reg_event_type": "Death",
+        "filter_type": "predicate",
+        "filter": [
+            {
+                "seq_num": 1,
+                "expression1": {
+                    "attribute_name": attribute,
+                    "operator": operator,
+                    "attribute_value": value,
+                },
+            }
+        ],
+    }
+
+
 def test_rejections_name_the_problem(server, client, receiver, spec_dir):
     contract = load_contract(spec_dir, "crvs")
     target = receiver.url("/registry/on-subscribe")
@@ -192,21 +229,7 @@ def test_another_partners_code_is_refused_and_callbacks_go_to_the_callback_base(
         callback_base=f"{receiver.base_url}/other",
         fields={"crvs": ["identifier", "death_date"]},
     )
-    second = DCIClient(server, other)
-    deadline = time.monotonic() + 20
-    while True:  # the node re-reads the partner file within seconds
-        token = second.http.post(
-            f"{server.base_url}/oauth2/client/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": other.client_id,
-                "client_secret": other.client_secret,
-            },
-        )
-        if token.status_code == 200:
-            break
-        assert time.monotonic() < deadline, token.text
-        time.sleep(0.2)
+    second = partner_client(server, other)
 
     mine = post_and_wait(
         client,
@@ -343,6 +366,62 @@ def test_a_periodic_subscription_is_notified_in_one_batch(server, client, receiv
         load_contract(spec_dir, "crvs").validate_request("/registry/notify", doc)
         assert len(doc["header"]["meta"]["subscription_codes"]) == 1
     assert sorted(g.json()["header"]["meta"]["subscription_codes"][0] for g in got) == sorted(codes)
+
+
+def test_a_filter_is_held_to_the_partners_query_fields(server, receiver, spec_dir):
+    """A subscription filter may use only the fields the partner may query, as a search may:
+    a filter on another field is rejected (rjct.notify_details.invalid) naming the field; a
+    derived attribute counts as the field it is computed from."""
+    narrow = support.provision(
+        server.settings,
+        sender_id="spmis.narrow",
+        client_id="spmis-narrow",
+        fields={"crvs": ["identifier"]},
+        query_fields={"crvs": ["identifier", "death_date"]},
+    )
+    client = partner_client(server, narrow)
+    person = some_person(server)
+    uin = person["identifier"][0]["identifier_value"]
+    cases = [
+        death_filter("sex", "eq", "female"),  # not a field it may query
+        death_filter("age", "ge", 60),  # derived from birth_date: not either
+        death_filter("death_date", "ge", "2026-01-01"),
+        {
+            "reg_event_type": "Death",
+            "filter_type": "idtype-value",
+            "filter": {"type": "UIN", "value": uin},
+        },
+    ]
+    envelope = subscribe_envelope(receiver.url("/registry/on-subscribe"), *cases)
+    envelope["header"] = header(
+        "subscribe",
+        len(cases),
+        sender_id="spmis.narrow",
+        sender_uri=receiver.url("/registry/on-subscribe"),
+    )
+    assert client.post("crvs", "subscribe", envelope).status_code == 202
+    body = receiver.wait_for(1, timeout=30)[0].json()
+    load_contract(spec_dir, "crvs").validate_request("/registry/on-subscribe", body)
+    items = body["message"]["subscribe_response"]
+    assert [i["status"] for i in items] == ["rjct", "rjct", "succ", "succ"]
+    for item, field in zip(items[:2], ("sex", "birth_date"), strict=True):
+        assert item["status_reason_code"] == "rjct.notify_details.invalid"
+        message = item["status_reason_message"]
+        assert f"'{field}'" in message and "query_fields" in message, message
+        assert "subscribe_criteria.filter" in message, message
+
+    # the partner with every field may filter on sex
+    mine = DCIClient(server, server.partner)
+    body = post_and_wait(
+        mine,
+        receiver,
+        "crvs",
+        "subscribe",
+        subscribe_envelope(
+            receiver.url("/registry/on-subscribe"), death_filter("sex", "eq", "male")
+        ),
+    )
+    assert body["message"]["subscribe_response"][0]["status"] == "succ"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from ..standard.codes import (
 )
 from ..standard.envelope import ack, check_id, format_ts
 from ..standard.errors import DCIError, ItemRejected
+from ..standard.fields import check_plan
 from ..standard.messages import (
     SearchCriteria,
     SubscribeRequest,
@@ -87,6 +88,8 @@ class SubscriptionService:
         partner = inbound.partner
         notify_target = notify_url(target, partner.callback_base if partner else None)
         consent = node.consent(inbound.registry, partner)
+        # a filter is held to the fields the partner may query, as a search is
+        queries = node.field_access(partner, inbound.registry, query=True)
         now = time.time()
         today = node.today()
         parsed = parse_items(SubscribeRequestItem, raw_items, "subscribe_request")
@@ -104,6 +107,8 @@ class SubscriptionService:
                 if consent is not None:
                     _check_consent(consent, terms, where)
                 plan = bind_filter(profile, terms, today, node.limits, f"{where}.filter")
+                if plan is not None and queries is not None:
+                    check_plan(plan, queries, f"{where}.subscribe_criteria", query="filter")
             except ItemRejected as exc:
                 outcomes.append(_rejected(reference, exc, item.locale))
                 continue

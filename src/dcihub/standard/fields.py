@@ -91,15 +91,16 @@ def fields_used(profile: RegistryProfile, plan: SearchPlan) -> Iterator[FieldUse
             yield FieldUse("sort", key.entity, profile.entity(key.entity).identifier_paths)
 
 
-def check_plan(plan: SearchPlan, access: FieldAccess, where: str) -> None:
+def check_plan(plan: SearchPlan, access: FieldAccess, where: str, query: str = "query") -> None:
     """Refuse a plan that filters or sorts on a field outside `access`: the filter with
-    `rjct.search_criteria.invalid`, the sort with `rjct.sort.invalid`, naming the field."""
+    `rjct.search_criteria.invalid`, the sort with `rjct.sort.invalid`, naming the field.
+    `query` names the member that holds the filter under `where` (a subscription's `filter`)."""
     for use in fields_used(access.profile, plan):
         if access.allows_any(use.entity, use.paths):
             continue
         field = use.paths[0] if len(use.paths) == 1 else " / ".join(use.paths)
         verb, code, part = (
-            ("filters", SearchReason.SEARCH_CRITERIA_INVALID, "query")
+            ("filters", SearchReason.SEARCH_CRITERIA_INVALID, query)
             if use.kind == "filter"
             else ("sorts", SearchReason.SORT_INVALID, "sort")
         )
