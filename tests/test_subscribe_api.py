@@ -424,6 +424,60 @@ def test_a_filter_is_held_to_the_partners_query_fields(server, receiver, spec_di
     assert body["message"]["subscribe_response"][0]["status"] == "succ"
 
 
+def test_a_notification_refused_with_401_goes_again_with_a_fresh_token(server, receiver):
+    """The partner's endpoint no longer accepts the token it gave out (401): the notification
+    is sent again at once, in the same attempt, with a token fetched anew from the partner's
+    token_url — not retried later, not given up."""
+    tokened = support.provision(
+        server.settings,
+        sender_id="spmis.tokened",
+        client_id="spmis-tokened",
+        token_url=receiver.token_url,
+        callback_client_id="registry-at-tokened",
+        callback_client_secret="tokened-secret",
+    )
+    client = partner_client(server, tokened)
+    person = some_person(server)
+    uin = person["identifier"][0]["identifier_value"]
+    criteria = {
+        "reg_event_type": "Death",
+        "filter_type": "idtype-value",
+        "filter": {"type": "UIN", "value": uin},
+    }
+    envelope = subscribe_envelope(receiver.url("/registry/on-subscribe"), criteria)
+    envelope["header"] = header(
+        "subscribe", sender_id="spmis.tokened", sender_uri=receiver.url("/registry/on-subscribe")
+    )
+    assert client.post("crvs", "subscribe", envelope).status_code == 202
+    (answer,) = receiver.wait_for(1, timeout=30)
+    assert answer.path == "/registry/on-subscribe"
+    assert answer.headers["authorization"] == "Bearer token-1"
+    assert answer.json()["message"]["subscribe_response"][0]["status"] == "succ"
+
+    receiver.refused_tokens.add("token-1")  # the partner side has let token-1 go
+    person["death_date"] = "2026-04-04"
+    change(server, person)
+    notice = receiver.wait_for(2, timeout=30)[1]
+    assert notice.path == "/registry/notify"
+    assert notice.headers["authorization"] == "Bearer token-2"
+    assert [r.path for r in receiver.refused] == ["/registry/notify"]
+    assert receiver.refused[0].headers["authorization"] == "Bearer token-1"
+    assert receiver.issued == ["token-1", "token-2"]
+    outbox = server.store.outbox.t
+    deadline = time.monotonic() + 10
+    while True:  # the outcome is written just after the receiver answered
+        with server.store.read() as conn:
+            row = conn.execute(
+                select(outbox.c.status, outbox.c.attempts, outbox.c.last_error).where(
+                    outbox.c.sender_id == "spmis.tokened", outbox.c.action == "notify"
+                )
+            ).one()
+        if row.status != "inflight" or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert tuple(row) == ("done", 1, None)  # one attempt: no retry, no error kept
+
+
 # ---------------------------------------------------------------------------------------------
 # Pure parts
 
