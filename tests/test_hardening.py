@@ -77,6 +77,9 @@ def node(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nod
             store.dispose()
 
 
+STALL = 3.0  # seconds: what counts as the node being stalled (before the fixes: 20 s to minutes)
+
+
 def _healthz_while(server, client, send) -> tuple[float, list[httpx.Response]]:
     """Start `send()` in three threads, then ask /healthz; return how long /healthz took to
     answer and the responses of the hostile requests."""
@@ -113,7 +116,9 @@ def test_a_megabyte_of_junk_in_signature_is_refused_and_stalls_nothing(server, c
         )
 
     took, answers = _healthz_while(server, client, send)
-    assert took < 1.0, f"/healthz waited {took:.1f} s behind the junk signatures"
+    # a stall detector, not a timing target: before the fix 40 KB stalled the node for 20 s and
+    # 1 MB far longer; with it /healthz answers in milliseconds (3 s leaves room for a busy host)
+    assert took < STALL, f"/healthz waited {took:.1f} s behind the junk signatures"
     assert len(answers) == 3
     for answer in answers:
         assert answer.status_code == 400, answer.text
@@ -187,7 +192,7 @@ def test_199_in_lists_of_900_values_are_refused_at_once(server, client) -> None:
 
     started = time.monotonic()
     took, answers = _healthz_while(server, client, send)
-    assert took < 1.0, f"/healthz waited {took:.1f} s behind the large queries"
+    assert took < STALL, f"/healthz waited {took:.1f} s behind the large queries"  # before: 44 s
     assert time.monotonic() - started < 10
     for answer in answers:
         assert answer.status_code == 200, answer.text
