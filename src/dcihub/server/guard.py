@@ -15,6 +15,7 @@ Every refusal is a DCIError carrying the standard's code (docs/security.md has t
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 from typing import Any
@@ -25,7 +26,12 @@ from starlette.requests import Request
 from ..config import Settings
 from ..security.callbacks import check_sender_uri
 from ..security.errors import SecurityError, TokenError
-from ..security.jwe import decrypt_message, encrypt_message, is_encrypted_message
+from ..security.jwe import (
+    decrypt_plaintext,
+    encrypt_message,
+    is_encrypted_message,
+    parse_plaintext,
+)
 from ..security.keys import KeyManager
 from ..security.partners import JwksResolver, Partner, PartnerRegistry
 from ..security.signatures import HTTP_SIG, inspect_signature, sign, verify
@@ -35,7 +41,9 @@ from ..standard.envelope import parse_timestamp
 from ..standard.errors import DCIError, MessageRejected
 from ..store import Store
 from ..store.audit import AuditEntry
-from .pipeline import Caller, EndpointSpec, Guard, Inbound, Reply
+from .pipeline import Caller, EndpointSpec, Guard, Inbound, Reply, refuse_deep_nesting
+
+log = logging.getLogger("dcihub.guard")
 
 
 class TokenCache:
@@ -215,11 +223,12 @@ class SecurityGuard(Guard):
                     "ciphertext, tag)",
                 )
             try:
-                inbound.message = decrypt_message(
-                    inbound.message, self.security.keys.decryption_key
-                )
+                plaintext = decrypt_plaintext(inbound.message, self.security.keys.decryption_key)
+                message = parse_plaintext(plaintext)
             except SecurityError as exc:
                 raise DCIError(ErrorCode.ENCRYPTION_INVALID, exc.message) from None
+            refuse_deep_nesting(plaintext, "the decrypted message")  # as a body is checked
+            inbound.message = message
             ctx.encrypted = True
         elif ctx.partner.require_encryption:
             raise DCIError(
@@ -307,11 +316,42 @@ class SecurityGuard(Guard):
         body: dict[str, Any],
         error: DCIError | None,
         replay: bool,
+        correlation_id: str,
     ) -> AuditEntry | None:
         if not self.security.options.audit:
             return None
+        try:
+            return self._audit_entry(
+                endpoint, request, inbound, caller, status, error, replay, correlation_id
+            )
+        except Exception as exc:  # a defect: still record the exchange, as far as known
+            log.exception("could not build the audit entry of %s", endpoint.url_path)
+            return AuditEntry(
+                direction="in",
+                action=endpoint.action,
+                registry=endpoint.registry,
+                endpoint=f"/registry/{endpoint.path}",
+                status=status,
+                correlation_id=correlation_id,
+                partner=caller.partner.sender_id if caller is not None else None,
+                remote=request.client.host if request.client else None,
+            ).minimal(type(exc).__name__)
+
+    def _audit_entry(
+        self,
+        endpoint: EndpointSpec,
+        request: Request,
+        inbound: Inbound | None,
+        caller: Caller | None,
+        status: int,
+        error: DCIError | None,
+        replay: bool,
+        correlation_id: str,
+    ) -> AuditEntry:
         header = inbound.header if inbound is not None else None
         message = inbound.message if inbound is not None else None
+        # a header that did not validate: its ids as sent (cut by the audit trail if long)
+        raw = inbound.raw_header if inbound is not None and header is None else {}
         # a token that verified but was refused (403, or its partner is gone) still names who
         partner: str | None = None
         client_id: str | None = None
@@ -336,10 +376,10 @@ class SecurityGuard(Guard):
             registry=endpoint.registry,
             endpoint=f"/registry/{endpoint.path}",
             status=status,
-            message_id=header.message_id if header is not None else None,
-            claimed_sender=header.sender_id if header is not None else None,
+            message_id=header.message_id if header is not None else raw.get("message_id"),
+            claimed_sender=header.sender_id if header is not None else raw.get("sender_id"),
             transaction_id=transaction_id,
-            correlation_id=inbound.correlation_id if inbound is not None else None,
+            correlation_id=correlation_id,
             signature=caller.signature if caller is not None else "none",
             encrypted=caller is not None and caller.encrypted,
             # records returned: none when the reply was a refusal (e.g. it could not be sealed)
