@@ -842,6 +842,127 @@ def test_a_partner_added_by_the_cli_calls_a_live_node_and_the_cli_reads_its_trai
     assert verified.stdout.strip() == f"{total} rows, chain intact"
 
 
+def test_audit_show_reports_a_delivered_callback(backend: str, tmp_path: Path) -> None:
+    """A real async search through a live node, its callback delivered to a real receiver, then
+    `audit show`: before, the delivery row showed 0 records (it carried 1) and `--json` had no
+    direction, attempt or records_sent. `audit verify` passes over rows written as before this
+    change (unbounded texts) and rows written after it."""
+    import support
+    from dcihub.config import load_settings
+    from dcihub.population.generator import generate_country
+    from dcihub.population.load import load_country
+    from dcihub.store.audit import GENESIS, HEAD_KEY, chain_hash, entry_bytes
+    from receiver import CallbackReceiver
+
+    with support.store_url_for(backend, tmp_path) as store_url:
+        config = tmp_path / "node.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "store_url": store_url,
+                    "node_id": "cb.test",
+                    "base_url": f"http://127.0.0.1:{support.free_port()}",
+                }
+            )
+        )
+        key_file = tmp_path / "partner.jwk.json"
+        secret = add(
+            config,
+            "spmis.cb",
+            "spmis-cb",
+            "--scope",
+            "crvs:search",
+            "--callback-prefix",
+            "http://127.0.0.1:*/",
+            "--allow-private-callbacks",
+            "--generate-keys",
+            key_file,
+        )
+        country = generate_country(people=20, seed=7)
+        settings = load_settings(config)
+        store = Store(settings.store_url)
+        store.create_all()
+        load_country(store, country)
+        # rows as the trail was written before texts were bounded: a 1 MB id, kept whole
+        old = [entry("spmis.cb", time.time(), 1), entry("spmis.cb", time.time(), 2)]
+        old[1]["transaction_id"] = "t" * (1024 * 1024)
+        prev = GENESIS
+        with store.begin() as conn:
+            for seq, content in enumerate(old, 1):
+                body = entry_bytes(content)
+                digest = chain_hash(prev, body)
+                conn.execute(
+                    text(
+                        "INSERT INTO audit_log (seq, ts, partner, registry, entry, prev_hash, "
+                        "hash) VALUES (:seq, :ts, :p, :r, :e, :prev, :h)"
+                    ),
+                    {
+                        "seq": seq,
+                        "ts": content["ts"],
+                        "p": "spmis.cb",
+                        "r": "crvs",
+                        "e": body.decode(),
+                        "prev": prev,
+                        "h": digest,
+                    },
+                )
+                prev = digest
+            conn.execute(
+                text("UPDATE dcihub_meta SET value = :v WHERE key = :k"),
+                {"k": HEAD_KEY, "v": json.dumps({"seq": len(old), "hash": prev})},
+            )
+        receiver = CallbackReceiver().start()
+        server = support.live_server(settings, store, partner=False)
+        try:
+            partner = support.TestPartner(
+                "spmis.cb", "spmis-cb", secret, json.loads(key_file.read_text())
+            )
+            client = support.DCIClient(server, partner)
+            uin = country.samples()["crvs"]["identifiers"][0]
+            envelope = support.search_envelope(
+                support.idtype(uin["type"], uin["value"]),
+                sender_id="spmis.cb",
+                sender_uri=receiver.url("/registry/on-search"),
+            )
+            response = client.post("crvs", "search", envelope)
+            assert response.status_code == 202, response.text
+            callback = receiver.wait_for(1)[0].json()
+            assert len(callback["message"]["search_response"][0]["data"]["reg_records"]) == 1
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:  # the delivery row is written after the POST
+                shown = run("audit", "show", "--config", config, "--json")
+                rows = [json.loads(line) for line in shown.stdout.splitlines()]
+                if any(r["direction"] == "out" for r in rows):
+                    break
+                time.sleep(0.2)
+        finally:
+            server.stop()
+            receiver.stop()
+            store.dispose()
+
+        assert shown.exit_code == 0, shown.output
+        (out,) = [r for r in rows if r.get("direction") == "out"]
+        assert out["action"] == "on-search" and out["outcome"] == "delivered"
+        assert out["status"] == 200 and out["attempt"] == 1
+        assert out["records_sent"] == 1 and out["records"] == 1
+        assert out["transaction_id"] == envelope["message"]["transaction_id"]
+        assert out["target_host"] == "127.0.0.1" and out["endpoint"] == "/registry/on-search"
+        (search,) = [r for r in rows if r["message_id"] == envelope["header"]["message_id"]]
+        assert search["direction"] == "in" and search["action"] == "search"
+        assert search["status"] == 202 and search["records_sent"] is None
+        assert search["correlation_id"] == response.json()["message"]["correlation_id"]
+
+        table = run("audit", "show", "--config", config)
+        assert table.exit_code == 0, table.output
+        line = next(x for x in table.stdout.splitlines() if "on-search" in x)
+        cells = [c.strip() for c in line.split("│") if c.strip()]
+        assert "out" in cells and "200 delivered" in cells and cells[-1] == "1"
+
+        verified = run("audit", "verify", "--config", config)
+        assert verified.exit_code == 0, verified.output
+        assert verified.stdout.strip() == f"{len(rows)} rows, chain intact"
+
+
 def test_a_running_node_follows_what_the_cli_changes(tmp_path: Path) -> None:
     """What the commands tell the operator is true: a running node picks up a new secret, a
     key rotation and a removed partner within seconds, without a restart."""

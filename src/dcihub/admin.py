@@ -851,26 +851,38 @@ def _iso(ts: float) -> str:
 
 
 def audit_summary(row: AuditRow) -> dict[str, Any]:
-    """The facts of one audit row that `audit show` prints."""
+    """The facts of one audit row that `audit show` prints: every field of the entry (null
+    where it does not apply, or where a row written by an older dcihub lacks it), plus `seq`,
+    `time`, `records` (how many records the exchange returned or, for a callback, carried) and
+    `record_ids`."""
     entry = row.entry
-    records = entry.get("records") or []
-    status = entry.get("status")
-    outcome = entry.get("outcome")
+    ids = entry.get("records")
+    ids = ids if isinstance(ids, list) else []
+    sent = entry.get("records_sent")
+    direction = entry.get("direction")
+    count = sent if direction == "out" and isinstance(sent, int) else len(ids)
     return {
         "seq": row.seq,
         "time": _iso(row.ts),
+        "direction": direction,
         "partner": row.partner,
         "registry": entry.get("registry"),
         "action": entry.get("action"),
         "endpoint": entry.get("endpoint"),
+        "target_host": entry.get("target_host"),
         "message_id": entry.get("message_id"),
+        "claimed_sender": entry.get("claimed_sender"),
         "transaction_id": entry.get("transaction_id"),
-        "status": status,
-        "outcome": outcome,
+        "correlation_id": entry.get("correlation_id"),
+        "status": entry.get("status"),
+        "outcome": entry.get("outcome"),
+        "attempt": entry.get("attempt"),
         "signature": entry.get("signature"),
         "encrypted": entry.get("encrypted"),
-        "records": len(records) if isinstance(records, list) else 0,
-        "record_ids": records if isinstance(records, list) else [],
+        "records": count,
+        "record_ids": ids,
+        "records_sent": sent,
         "client_id": entry.get("client_id"),
+        "scope": entry.get("scope"),
         "remote": entry.get("remote"),
     }

@@ -842,8 +842,9 @@ def audit_show(
     ] = False,
     config: AdminConfig = None,
 ) -> None:
-    """Print the audit trail, oldest first: time, partner, registry, action, message_id,
-    transaction_id, status/outcome, signature verdict, number of records returned."""
+    """Print the audit trail, oldest first: time, direction, partner, registry, action,
+    message_id, transaction_id, status/outcome, signature verdict, number of records returned
+    (or, for a callback, sent)."""
     import json
 
     from rich.table import Table
@@ -866,6 +867,7 @@ def audit_show(
     for column in (
         "seq",
         "time",
+        "dir",
         "partner",
         "registry",
         "action",
@@ -877,15 +879,17 @@ def audit_show(
     ):
         table.add_column(column, overflow="fold")
     for row in rows:
+        status = "-" if row["status"] is None else str(row["status"])
         table.add_row(
             str(row["seq"]),
             row["time"],
+            row["direction"] or "-",
             row["partner"] or "-",
             row["registry"] or "-",
             row["action"] or "-",
             row["message_id"] or "-",
             row["transaction_id"] or "-",
-            f"{row['status']} {row['outcome']}",
+            f"{status} {row['outcome'] or '-'}",
             row["signature"] or "-",
             str(row["records"]),
         )
