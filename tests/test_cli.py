@@ -191,6 +191,70 @@ def test_list_and_show(config: Path) -> None:
     assert lines["callback client secret"].rstrip().endswith("not set")
 
 
+def test_a_gateway_verified_partner_is_explicit_and_shown(config: Path) -> None:
+    """`signature_verified_by_gateway` is never the default, is set and cleared by name, and
+    `partners list` / `show` say who verifies the partner's signatures."""
+    add(config, "plain.example", "plain", "--generate-keys", config.parent / "plain.jwk")
+    raw = yaml.safe_load((config.parent / "partners.yaml").read_text())
+    assert "signature_verified_by_gateway" not in raw["partners"][0]
+    assert not partners_of(config).get("plain.example").signature_verified_by_gateway
+
+    result = run(
+        "partners",
+        "add",
+        "xroad.example",
+        "--config",
+        config,
+        "--client-id",
+        "xroad",
+        "--signature-verified-by-gateway",
+    )
+    assert result.exit_code == 0, result.output
+    assert "warning: " in result.stderr and "gateway" in result.stderr
+    assert "has no public keys" not in result.stderr  # nothing to verify here
+    assert partners_of(config).get("xroad.example").signature_verified_by_gateway
+
+    listing = run("partners", "list", "--config", config).stdout
+    gated = next(line for line in listing.splitlines() if "xroad.example" in line)
+    plain = next(line for line in listing.splitlines() if "plain.example" in line)
+    assert "by gateway" in gated and "by gateway" not in plain and "required" in plain
+
+    def verified_by(sender_id: str) -> str:
+        shown = run("partners", "show", sender_id, "--config", config).stdout
+        return next(x.strip() for x in shown.splitlines() if "signature verified by" in x)
+
+    assert "gateway" in verified_by("xroad.example")
+    assert "not verified by this node" in verified_by("xroad.example")
+    assert verified_by("plain.example").split("  ")[-1].strip() == "this node"
+
+    result = run(
+        "partners",
+        "update",
+        "xroad.example",
+        "--config",
+        config,
+        "--no-signature-verified-by-gateway",
+    )
+    assert result.exit_code == 0, result.output
+    assert not partners_of(config).get("xroad.example").signature_verified_by_gateway
+    assert verified_by("xroad.example").split("  ")[-1].strip() == "this node"
+    result = run(
+        "partners", "update", "plain.example", "--config", config, "--signature-verified-by-gateway"
+    )
+    assert result.exit_code == 0, result.output
+    assert partners_of(config).get("plain.example").signature_verified_by_gateway
+
+    # only a true boolean turns verification off
+    path = config.parent / "partners.yaml"
+    text_value = path.read_text().replace(
+        "signature_verified_by_gateway: true", "signature_verified_by_gateway: 'true'"
+    )
+    path.write_text(text_value)
+    result = run("partners", "list", "--config", config)
+    assert result.exit_code == 2
+    assert "signature_verified_by_gateway must be true or false" in error_line(result)
+
+
 def test_list_without_partners(config: Path) -> None:
     result = run("partners", "list", "--config", config)
     assert result.exit_code == 0

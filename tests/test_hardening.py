@@ -456,3 +456,70 @@ def test_a_body_that_does_not_arrive_is_answered_408(backend, tmp_path) -> None:
         finally:
             running.stop()
             store.dispose()
+
+
+# -- partners whose signatures a gateway verifies (hardening item 10) ------------------------
+
+GATEWAY_VERDICT = "not verified (partner policy)"
+
+
+def test_a_gateway_verified_partner_is_not_verified_here_and_audited_so(backend, tmp_path) -> None:
+    """A partner behind a gateway that checks its signatures (X-Road, mTLS): with
+    `signature_verified_by_gateway` its unsigned and wrongly signed messages are accepted and
+    audited as not verified; the replies to it are still signed; a normal partner's are still
+    refused."""
+    from dcihub.security.keys import generate_key
+    from dcihub.security.partners import JwksResolver, Partner
+    from dcihub.security.signatures import sign, verify
+    from dcihub.store import Store
+    from support import DCIClient, live_server, provision, store_url_for
+    from support import test_settings as node_settings
+
+    with store_url_for(backend, tmp_path) as url:
+        store = Store(url)
+        store.create_all()
+        (tmp_path / "node").mkdir()
+        settings = node_settings(url, data_dir=tmp_path / "node")
+        gated = provision(
+            settings, "gateway.test", "gateway-test", signature_verified_by_gateway=True
+        )
+        running = live_server(settings, store)
+        try:
+            node_keys = httpx.get(f"{running.base_url}/.well-known/jwks.json").json()
+            node = JwksResolver(Partner(sender_id="node", jwks=node_keys))
+            stranger_key = generate_key("sig", "ES256")
+
+            def wrongly_signed(envelope: dict) -> dict:
+                signature = sign(envelope["header"], envelope["message"], stranger_key)
+                return {"signature": signature, **envelope}
+
+            def search(who: DCIClient, signed: bool | None) -> tuple[dict, httpx.Response]:
+                envelope = search_envelope(idtype("UIN", "1"), sender_id=who.sender_id)
+                if signed is False:
+                    envelope = wrongly_signed(envelope)
+                who.sign = signed is True
+                return envelope, who.post("crvs", "sync/search", envelope)
+
+            gateway = DCIClient(running, gated)
+            for signed in (None, False, True):  # unsigned, wrongly signed, rightly signed
+                envelope, response = search(gateway, signed)
+                assert response.status_code == 200, (signed, response.text)
+                reply = response.json()
+                verify(reply["signature"], reply["header"], reply["message"], node.resolve)
+                row = _audit_row(running, message_id=envelope["header"]["message_id"])
+                assert row["signature"] == GATEWAY_VERDICT and row["outcome"] == "ok"
+                assert row["partner"] == "gateway.test"
+
+            normal = DCIClient(running)
+            for signed, code, verdict in (
+                (None, "err.signature.missing", "unsigned"),
+                (False, "err.signature.invalid", "invalid"),
+            ):
+                envelope, response = search(normal, signed)
+                assert response.status_code == 400, response.text
+                assert response.json()["message"]["error"]["code"] == code
+                row = _audit_row(running, message_id=envelope["header"]["message_id"])
+                assert row["outcome"] == code and row["signature"] == verdict
+        finally:
+            running.stop()
+            store.dispose()

@@ -379,7 +379,8 @@ OptSigned = Annotated[
     typer.Option(
         "--signature-required/--no-signature-required",
         help="Whether the partner's requests must be signed (default on add: required); a "
-        "signature that is sent is always verified.",
+        "signature that is sent is always verified (unless a gateway verifies it: "
+        "--signature-verified-by-gateway).",
     ),
 ]
 OptEncrypted = Annotated[
@@ -410,6 +411,15 @@ OptPrivate = Annotated[
     typer.Option(
         "--allow-private-callbacks/--no-allow-private-callbacks",
         help="Allow callbacks to loopback and private addresses (default on add: refused).",
+    ),
+]
+OptGateway = Annotated[
+    bool | None,
+    typer.Option(
+        "--signature-verified-by-gateway/--no-signature-verified-by-gateway",
+        help="The partner's messages reach this node only through a gateway that verifies "
+        "their signatures (X-Road security server, mTLS proxy): do not verify them here "
+        "(default on add: verified here). Audit rows then say 'not verified (partner policy)'.",
     ),
 ]
 OptTokenUrl = Annotated[
@@ -582,6 +592,7 @@ def partners_add(
     encrypt_replies: OptEncryptReplies = None,
     consent_purpose: OptConsent = None,
     allow_private_callbacks: OptPrivate = None,
+    signature_verified_by_gateway: OptGateway = None,
     token_url: OptTokenUrl = None,
     callback_client_id: OptCbClient = None,
     callback_client_secret: OptCbSecret = None,
@@ -608,6 +619,7 @@ def partners_add(
         encrypt_replies=encrypt_replies,
         consent_purposes=consent_purpose,
         allow_private_callbacks=allow_private_callbacks,
+        signature_verified_by_gateway=signature_verified_by_gateway,
         token_url=token_url,
         callback_client_id=callback_client_id,
         callback_client_secret=callback_client_secret,
@@ -638,6 +650,7 @@ def partners_update(
     encrypt_replies: OptEncryptReplies = None,
     consent_purpose: OptConsent = None,
     allow_private_callbacks: OptPrivate = None,
+    signature_verified_by_gateway: OptGateway = None,
     token_url: OptTokenUrl = None,
     callback_client_id: OptCbClient = None,
     callback_client_secret: OptCbSecret = None,
@@ -674,6 +687,7 @@ up within seconds."""
         encrypt_replies=encrypt_replies,
         consent_purposes=consent_purpose,
         allow_private_callbacks=allow_private_callbacks,
+        signature_verified_by_gateway=signature_verified_by_gateway,
         token_url=token_url,
         callback_client_id=callback_client_id,
         callback_client_secret=callback_client_secret,

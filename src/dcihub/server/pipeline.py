@@ -81,7 +81,8 @@ class Caller:
     partner: Partner
     claims: TokenClaims
     resolver: JwksResolver
-    signature: str = "unsigned"  # `<profile>:<kid>`, "unsigned" or "invalid" (audit trail)
+    # `<profile>:<kid>`, "unsigned", "invalid" or "not verified (partner policy)" (audit trail)
+    signature: str = "unsigned"
     encrypted: bool = False
 
 

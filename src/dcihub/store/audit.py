@@ -57,7 +57,8 @@ class AuditEntry:
     claimed_sender: str | None = None  # header.sender_id as sent
     transaction_id: str | None = None
     correlation_id: str | None = None
-    signature: str | None = None  # `<profile>:<kid>`, unsigned, invalid, none (inbound)
+    # `<profile>:<kid>`, unsigned, invalid, none, not verified (partner policy) (inbound)
+    signature: str | None = None
     encrypted: bool | None = None  # whether the inbound message was encrypted
     records: list[str] | None = None  # `<record type>:<pk>` (or key) returned (inbound)
     records_sent: int | None = None  # how many records a callback carried (outbound)
