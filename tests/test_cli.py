@@ -191,6 +191,70 @@ def test_list_and_show(config: Path) -> None:
     assert lines["callback client secret"].rstrip().endswith("not set")
 
 
+def test_a_gateway_verified_partner_is_explicit_and_shown(config: Path) -> None:
+    """`signature_verified_by_gateway` is never the default, is set and cleared by name, and
+    `partners list` / `show` say who verifies the partner's signatures."""
+    add(config, "plain.example", "plain", "--generate-keys", config.parent / "plain.jwk")
+    raw = yaml.safe_load((config.parent / "partners.yaml").read_text())
+    assert "signature_verified_by_gateway" not in raw["partners"][0]
+    assert not partners_of(config).get("plain.example").signature_verified_by_gateway
+
+    result = run(
+        "partners",
+        "add",
+        "xroad.example",
+        "--config",
+        config,
+        "--client-id",
+        "xroad",
+        "--signature-verified-by-gateway",
+    )
+    assert result.exit_code == 0, result.output
+    assert "warning: " in result.stderr and "gateway" in result.stderr
+    assert "has no public keys" not in result.stderr  # nothing to verify here
+    assert partners_of(config).get("xroad.example").signature_verified_by_gateway
+
+    listing = run("partners", "list", "--config", config).stdout
+    gated = next(line for line in listing.splitlines() if "xroad.example" in line)
+    plain = next(line for line in listing.splitlines() if "plain.example" in line)
+    assert "by gateway" in gated and "by gateway" not in plain and "required" in plain
+
+    def verified_by(sender_id: str) -> str:
+        shown = run("partners", "show", sender_id, "--config", config).stdout
+        return next(x.strip() for x in shown.splitlines() if "signature verified by" in x)
+
+    assert "gateway" in verified_by("xroad.example")
+    assert "not verified by this node" in verified_by("xroad.example")
+    assert verified_by("plain.example").split("  ")[-1].strip() == "this node"
+
+    result = run(
+        "partners",
+        "update",
+        "xroad.example",
+        "--config",
+        config,
+        "--no-signature-verified-by-gateway",
+    )
+    assert result.exit_code == 0, result.output
+    assert not partners_of(config).get("xroad.example").signature_verified_by_gateway
+    assert verified_by("xroad.example").split("  ")[-1].strip() == "this node"
+    result = run(
+        "partners", "update", "plain.example", "--config", config, "--signature-verified-by-gateway"
+    )
+    assert result.exit_code == 0, result.output
+    assert partners_of(config).get("plain.example").signature_verified_by_gateway
+
+    # only a true boolean turns verification off
+    path = config.parent / "partners.yaml"
+    text_value = path.read_text().replace(
+        "signature_verified_by_gateway: true", "signature_verified_by_gateway: 'true'"
+    )
+    path.write_text(text_value)
+    result = run("partners", "list", "--config", config)
+    assert result.exit_code == 2
+    assert "signature_verified_by_gateway must be true or false" in error_line(result)
+
+
 def test_list_without_partners(config: Path) -> None:
     result = run("partners", "list", "--config", config)
     assert result.exit_code == 0
@@ -840,6 +904,127 @@ def test_a_partner_added_by_the_cli_calls_a_live_node_and_the_cli_reads_its_trai
     total = len(run("audit", "show", "--config", config, "--json").stdout.splitlines())
     assert total >= len(every)
     assert verified.stdout.strip() == f"{total} rows, chain intact"
+
+
+def test_audit_show_reports_a_delivered_callback(backend: str, tmp_path: Path) -> None:
+    """A real async search through a live node, its callback delivered to a real receiver, then
+    `audit show`: before, the delivery row showed 0 records (it carried 1) and `--json` had no
+    direction, attempt or records_sent. `audit verify` passes over rows written as before this
+    change (unbounded texts) and rows written after it."""
+    import support
+    from dcihub.config import load_settings
+    from dcihub.population.generator import generate_country
+    from dcihub.population.load import load_country
+    from dcihub.store.audit import GENESIS, HEAD_KEY, chain_hash, entry_bytes
+    from receiver import CallbackReceiver
+
+    with support.store_url_for(backend, tmp_path) as store_url:
+        config = tmp_path / "node.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "store_url": store_url,
+                    "node_id": "cb.test",
+                    "base_url": f"http://127.0.0.1:{support.free_port()}",
+                }
+            )
+        )
+        key_file = tmp_path / "partner.jwk.json"
+        secret = add(
+            config,
+            "spmis.cb",
+            "spmis-cb",
+            "--scope",
+            "crvs:search",
+            "--callback-prefix",
+            "http://127.0.0.1:*/",
+            "--allow-private-callbacks",
+            "--generate-keys",
+            key_file,
+        )
+        country = generate_country(people=20, seed=7)
+        settings = load_settings(config)
+        store = Store(settings.store_url)
+        store.upgrade()
+        load_country(store, country)
+        # rows as the trail was written before texts were bounded: a 1 MB id, kept whole
+        old = [entry("spmis.cb", time.time(), 1), entry("spmis.cb", time.time(), 2)]
+        old[1]["transaction_id"] = "t" * (1024 * 1024)
+        prev = GENESIS
+        with store.begin() as conn:
+            for seq, content in enumerate(old, 1):
+                body = entry_bytes(content)
+                digest = chain_hash(prev, body)
+                conn.execute(
+                    text(
+                        "INSERT INTO audit_log (seq, ts, partner, registry, entry, prev_hash, "
+                        "hash) VALUES (:seq, :ts, :p, :r, :e, :prev, :h)"
+                    ),
+                    {
+                        "seq": seq,
+                        "ts": content["ts"],
+                        "p": "spmis.cb",
+                        "r": "crvs",
+                        "e": body.decode(),
+                        "prev": prev,
+                        "h": digest,
+                    },
+                )
+                prev = digest
+            conn.execute(
+                text("UPDATE dcihub_meta SET value = :v WHERE key = :k"),
+                {"k": HEAD_KEY, "v": json.dumps({"seq": len(old), "hash": prev})},
+            )
+        receiver = CallbackReceiver().start()
+        server = support.live_server(settings, store, partner=False)
+        try:
+            partner = support.TestPartner(
+                "spmis.cb", "spmis-cb", secret, json.loads(key_file.read_text())
+            )
+            client = support.DCIClient(server, partner)
+            uin = country.samples()["crvs"]["identifiers"][0]
+            envelope = support.search_envelope(
+                support.idtype(uin["type"], uin["value"]),
+                sender_id="spmis.cb",
+                sender_uri=receiver.url("/registry/on-search"),
+            )
+            response = client.post("crvs", "search", envelope)
+            assert response.status_code == 202, response.text
+            callback = receiver.wait_for(1)[0].json()
+            assert len(callback["message"]["search_response"][0]["data"]["reg_records"]) == 1
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:  # the delivery row is written after the POST
+                shown = run("audit", "show", "--config", config, "--json")
+                rows = [json.loads(line) for line in shown.stdout.splitlines()]
+                if any(r["direction"] == "out" for r in rows):
+                    break
+                time.sleep(0.2)
+        finally:
+            server.stop()
+            receiver.stop()
+            store.dispose()
+
+        assert shown.exit_code == 0, shown.output
+        (out,) = [r for r in rows if r.get("direction") == "out"]
+        assert out["action"] == "on-search" and out["outcome"] == "delivered"
+        assert out["status"] == 200 and out["attempt"] == 1
+        assert out["records_sent"] == 1 and out["records"] == 1
+        assert out["transaction_id"] == envelope["message"]["transaction_id"]
+        assert out["target_host"] == "127.0.0.1" and out["endpoint"] == "/registry/on-search"
+        (search,) = [r for r in rows if r["message_id"] == envelope["header"]["message_id"]]
+        assert search["direction"] == "in" and search["action"] == "search"
+        assert search["status"] == 202 and search["records_sent"] is None
+        assert search["correlation_id"] == response.json()["message"]["correlation_id"]
+
+        table = run("audit", "show", "--config", config)
+        assert table.exit_code == 0, table.output
+        line = next(x for x in table.stdout.splitlines() if "on-search" in x)
+        cells = [c.strip() for c in line.split("│") if c.strip()]
+        assert "out" in cells and "200 delivered" in cells and cells[-1] == "1"
+
+        verified = run("audit", "verify", "--config", config)
+        assert verified.exit_code == 0, verified.output
+        assert verified.stdout.strip() == f"{len(rows)} rows, chain intact"
 
 
 def test_a_running_node_follows_what_the_cli_changes(tmp_path: Path) -> None:

@@ -120,6 +120,7 @@ class PartnerChanges:
     encrypt_replies: bool | None = None
     consent_purposes: list[str] | None = None
     allow_private_callbacks: bool | None = None
+    signature_verified_by_gateway: bool | None = None
     token_url: str | None = None
     callback_client_id: str | None = None
     callback_client_secret: str | None = None
@@ -324,7 +325,12 @@ def _apply(
         values["require_signature"] = changes.require_signature
         if changes.require_signature:
             values["allow_unsigned"] = False
-    for name in ("require_encryption", "encrypt_replies", "allow_private_callbacks"):
+    for name in (
+        "require_encryption",
+        "encrypt_replies",
+        "allow_private_callbacks",
+        "signature_verified_by_gateway",
+    ):
         if getattr(changes, name) is not None:
             values[name] = getattr(changes, name)
     if changes.consent_purposes is not None:
@@ -510,7 +516,13 @@ def _new_key_pair(signing_alg: str) -> tuple[dict[str, Any], dict[str, Any]]:
 def _advice(settings: Settings, partner: Partner) -> list[str]:
     notes = []
     has_keys = bool(partner.jwks and partner.jwks.get("keys")) or bool(partner.jwks_url)
-    if partner.signature_required and not has_keys:
+    if partner.signature_verified_by_gateway:
+        notes.append(
+            "this node will not verify the partner's envelope signatures "
+            "(signature_verified_by_gateway): make sure its messages can reach this node only "
+            "through the gateway that verifies them (an X-Road security server, an mTLS proxy)"
+        )
+    elif partner.signature_required and not has_keys:
         notes.append(
             "the partner has no public keys, so its signed requests cannot be "
             "verified: give --jwks-url, --jwks-file or --generate-keys "
@@ -577,10 +589,16 @@ def partner_row(partner: Partner) -> dict[str, str]:
         "scopes": _scopes_text(partner.scopes),
         "callbacks": ", ".join(partner.callback_prefixes) or "-",
         "profile": partner.signature_profile,
-        "signed": "required" if partner.signature_required else "optional",
+        "signed": _signed_text(partner),
         "encrypted": ", ".join(encrypted) or "no",
         "fields restricted": "yes" if partner.fields else "no",
     }
+
+
+def _signed_text(partner: Partner) -> str:
+    if partner.signature_verified_by_gateway:
+        return "by gateway"
+    return "required" if partner.signature_required else "optional"
 
 
 def partner_details(partner: Partner) -> list[tuple[str, str]]:
@@ -622,8 +640,17 @@ def partner_details(partner: Partner) -> list[tuple[str, str]]:
         ("signature profile", partner.signature_profile),
         (
             "signature required",
-            yes(partner.signature_required)
+            "not checked by this node (see below)"
+            if partner.signature_verified_by_gateway
+            else yes(partner.signature_required)
             + (" (allow_unsigned)" if partner.allow_unsigned else ""),
+        ),
+        (
+            "signature verified by",
+            "a gateway in front of this node (signature_verified_by_gateway): not verified by "
+            "this node"
+            if partner.signature_verified_by_gateway
+            else "this node",
         ),
         ("encrypted requests required", yes(partner.require_encryption)),
         ("encrypted replies", yes(partner.encrypt_replies)),
@@ -856,26 +883,38 @@ def _iso(ts: float) -> str:
 
 
 def audit_summary(row: AuditRow) -> dict[str, Any]:
-    """The facts of one audit row that `audit show` prints."""
+    """The facts of one audit row that `audit show` prints: every field of the entry (null
+    where it does not apply, or where a row written by an older dcihub lacks it), plus `seq`,
+    `time`, `records` (how many records the exchange returned or, for a callback, carried) and
+    `record_ids`."""
     entry = row.entry
-    records = entry.get("records") or []
-    status = entry.get("status")
-    outcome = entry.get("outcome")
+    ids = entry.get("records")
+    ids = ids if isinstance(ids, list) else []
+    sent = entry.get("records_sent")
+    direction = entry.get("direction")
+    count = sent if direction == "out" and isinstance(sent, int) else len(ids)
     return {
         "seq": row.seq,
         "time": _iso(row.ts),
+        "direction": direction,
         "partner": row.partner,
         "registry": entry.get("registry"),
         "action": entry.get("action"),
         "endpoint": entry.get("endpoint"),
+        "target_host": entry.get("target_host"),
         "message_id": entry.get("message_id"),
+        "claimed_sender": entry.get("claimed_sender"),
         "transaction_id": entry.get("transaction_id"),
-        "status": status,
-        "outcome": outcome,
+        "correlation_id": entry.get("correlation_id"),
+        "status": entry.get("status"),
+        "outcome": entry.get("outcome"),
+        "attempt": entry.get("attempt"),
         "signature": entry.get("signature"),
         "encrypted": entry.get("encrypted"),
-        "records": len(records) if isinstance(records, list) else 0,
-        "record_ids": records if isinstance(records, list) else [],
+        "records": count,
+        "record_ids": ids,
+        "records_sent": sent,
         "client_id": entry.get("client_id"),
+        "scope": entry.get("scope"),
         "remote": entry.get("remote"),
     }

@@ -436,7 +436,8 @@ OptSigned = Annotated[
     typer.Option(
         "--signature-required/--no-signature-required",
         help="Whether the partner's requests must be signed (default on add: required); a "
-        "signature that is sent is always verified.",
+        "signature that is sent is always verified (unless a gateway verifies it: "
+        "--signature-verified-by-gateway).",
     ),
 ]
 OptEncrypted = Annotated[
@@ -467,6 +468,15 @@ OptPrivate = Annotated[
     typer.Option(
         "--allow-private-callbacks/--no-allow-private-callbacks",
         help="Allow callbacks to loopback and private addresses (default on add: refused).",
+    ),
+]
+OptGateway = Annotated[
+    bool | None,
+    typer.Option(
+        "--signature-verified-by-gateway/--no-signature-verified-by-gateway",
+        help="The partner's messages reach this node only through a gateway that verifies "
+        "their signatures (X-Road security server, mTLS proxy): do not verify them here "
+        "(default on add: verified here). Audit rows then say 'not verified (partner policy)'.",
     ),
 ]
 OptTokenUrl = Annotated[
@@ -640,6 +650,7 @@ def partners_add(
     encrypt_replies: OptEncryptReplies = None,
     consent_purpose: OptConsent = None,
     allow_private_callbacks: OptPrivate = None,
+    signature_verified_by_gateway: OptGateway = None,
     token_url: OptTokenUrl = None,
     callback_client_id: OptCbClient = None,
     callback_client_secret: OptCbSecret = None,
@@ -667,6 +678,7 @@ def partners_add(
         encrypt_replies=encrypt_replies,
         consent_purposes=consent_purpose,
         allow_private_callbacks=allow_private_callbacks,
+        signature_verified_by_gateway=signature_verified_by_gateway,
         token_url=token_url,
         callback_client_id=callback_client_id,
         callback_client_secret=callback_client_secret,
@@ -698,6 +710,7 @@ def partners_update(
     encrypt_replies: OptEncryptReplies = None,
     consent_purpose: OptConsent = None,
     allow_private_callbacks: OptPrivate = None,
+    signature_verified_by_gateway: OptGateway = None,
     token_url: OptTokenUrl = None,
     callback_client_id: OptCbClient = None,
     callback_client_secret: OptCbSecret = None,
@@ -735,6 +748,7 @@ up within seconds."""
         encrypt_replies=encrypt_replies,
         consent_purposes=consent_purpose,
         allow_private_callbacks=allow_private_callbacks,
+        signature_verified_by_gateway=signature_verified_by_gateway,
         token_url=token_url,
         callback_client_id=callback_client_id,
         callback_client_secret=callback_client_secret,
@@ -903,8 +917,9 @@ def audit_show(
     ] = False,
     config: AdminConfig = None,
 ) -> None:
-    """Print the audit trail, oldest first: time, partner, registry, action, message_id,
-    transaction_id, status/outcome, signature verdict, number of records returned."""
+    """Print the audit trail, oldest first: time, direction, partner, registry, action,
+    message_id, transaction_id, status/outcome, signature verdict, number of records returned
+    (or, for a callback, sent)."""
     import json
 
     from rich.table import Table
@@ -927,6 +942,7 @@ def audit_show(
     for column in (
         "seq",
         "time",
+        "dir",
         "partner",
         "registry",
         "action",
@@ -938,15 +954,17 @@ def audit_show(
     ):
         table.add_column(column, overflow="fold")
     for row in rows:
+        status = "-" if row["status"] is None else str(row["status"])
         table.add_row(
             str(row["seq"]),
             row["time"],
+            row["direction"] or "-",
             row["partner"] or "-",
             row["registry"] or "-",
             row["action"] or "-",
             row["message_id"] or "-",
             row["transaction_id"] or "-",
-            f"{row['status']} {row['outcome']}",
+            f"{status} {row['outcome'] or '-'}",
             row["signature"] or "-",
             str(row["records"]),
         )

@@ -56,6 +56,8 @@ __all__ = [
     "CONTENT_ENC",
     "encrypt_message",
     "decrypt_message",
+    "decrypt_plaintext",
+    "parse_plaintext",
     "is_encrypted_message",
     "recipient_kid",
 ]
@@ -138,6 +140,20 @@ def decrypt_message(encrypted: Mapping[str, Any], key_for_kid: KeyForKid) -> Any
 
     `key_for_kid(kid)` returns our private key (e.g. `KeyManager.decryption_key`) or None.
     """
+    return parse_plaintext(decrypt_plaintext(encrypted, key_for_kid))
+
+
+def parse_plaintext(plaintext: bytes) -> Any:
+    """The message a decrypted plaintext holds (UTF-8 JSON)."""
+    try:
+        return orjson.loads(plaintext)
+    except orjson.JSONDecodeError as exc:
+        raise EncryptionError("decrypted message is not UTF-8 JSON") from exc
+
+
+def decrypt_plaintext(encrypted: Mapping[str, Any], key_for_kid: KeyForKid) -> bytes:
+    """Decrypt an EncryptedMessage as `decrypt_message` does; return the plaintext bytes (for
+    a receiver that checks them before parsing, e.g. their nesting)."""
     if not isinstance(encrypted, Mapping):
         raise EncryptionError("the encrypted message is not a JSON object")
     missing = [m for m in _REQUIRED if m not in encrypted]
@@ -209,10 +225,7 @@ def decrypt_message(encrypted: Mapping[str, Any], key_for_kid: KeyForKid) -> Any
             "encrypted to another key, or its encrypted_key, iv, ciphertext, tag or header was "
             "altered (integrity check failed)"
         ) from exc
-    try:
-        return orjson.loads(plaintext)
-    except orjson.JSONDecodeError as exc:
-        raise EncryptionError("decrypted message is not UTF-8 JSON") from exc
+    return plaintext
 
 
 def _recipient(header: dict[str, Any], key: AsymmetricKey) -> Recipient[Any]:

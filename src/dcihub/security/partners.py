@@ -23,6 +23,10 @@ partners:
     callback_client_secret: env:SPMIS_CALLBACK_SECRET   # or the secret itself
 ```
 
+`signature_verified_by_gateway: true` (never the default) is for a partner whose messages reach
+us only through a gateway that checks their signatures (an X-Road security server, an mTLS
+proxy): its envelope `signature` is then not verified here, and the audit trail says so.
+
 `JwksResolver` turns a partner's keys into joserfc key objects cached by kid; an unknown kid
 triggers a refetch of `jwks_url`, at most once per `min_refetch_seconds`.
 """
@@ -82,6 +86,8 @@ class Partner:
     callback_client_secret: str | None = None
     max_reply_records: int | None = None  # None: the node's limits.max_reply_records
     max_reply_bytes: int | None = None  # None: the node's limits.max_reply_bytes
+    # its envelope signatures are checked by a gateway in front of us, not here (explicit only)
+    signature_verified_by_gateway: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -126,6 +132,11 @@ class Partner:
                 isinstance(value, bool) or not isinstance(value, int) or value < 1
             ):
                 raise PartnerConfigError(f"{where}: {name} must be a positive whole number")
+        if not isinstance(self.signature_verified_by_gateway, bool):
+            raise PartnerConfigError(
+                f"{where}: signature_verified_by_gateway must be true or false (a YAML "
+                f"boolean), not {self.signature_verified_by_gateway!r}"
+            )
         if not isinstance(self.callback_prefixes, list):
             raise PartnerConfigError(f"{where}: callback_prefixes must be a list of URLs")
         if self.callback_base is not None:
@@ -175,8 +186,15 @@ class Partner:
 
     @property
     def signature_required(self) -> bool:
-        """Must requests carry a signature? (A signature that is sent is always verified.)"""
+        """Must requests carry a signature? (A signature that is sent is always verified,
+        except for a partner whose signatures a gateway verifies: see `verifies_signatures`.)"""
         return self.require_signature and not self.allow_unsigned
+
+    @property
+    def verifies_signatures(self) -> bool:
+        """Does this node verify the partner's envelope signatures? Not when the partner's
+        entry says a gateway in front of the node does (`signature_verified_by_gateway`)."""
+        return not self.signature_verified_by_gateway
 
     def check_secret(self, client_secret: str) -> bool:
         return verify_secret(client_secret, self.client_secret_hash)

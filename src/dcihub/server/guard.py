@@ -4,7 +4,8 @@
     check_header  sender_id = the token's partner; receiver_id = us; message_ts within the
                   allowed skew; sender_uri under the partner's registered prefixes
     verify        signature of {header, message} (three profiles, auto-detected) against the
-                  partner's keys; required unless the partner may send unsigned messages
+                  partner's keys; required unless the partner may send unsigned messages;
+                  skipped for a partner whose signatures a gateway in front of us verifies
     decrypt       `is_msg_encrypted` messages (flattened JWE) with our key
     replayed      (sender_id, message_id) seen within the window: the original reply again
     outbound      replies to the partner: encrypt (if it asks for it), then sign
@@ -16,6 +17,7 @@ Every refusal is a DCIError carrying the standard's code (docs/security.md has t
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections import OrderedDict
 from typing import Any
@@ -27,7 +29,12 @@ from ..config import Settings
 from ..security.callbacks import check_sender_uri
 from ..security.canonical import CanonicalizationError, envelope_bytes
 from ..security.errors import SecurityError, TokenError
-from ..security.jwe import decrypt_message, encrypt_message, is_encrypted_message
+from ..security.jwe import (
+    decrypt_plaintext,
+    encrypt_message,
+    is_encrypted_message,
+    parse_plaintext,
+)
 from ..security.keys import KeyManager
 from ..security.partners import JwksResolver, Partner, PartnerRegistry
 from ..security.signatures import HTTP_SIG, inspect_signature, sign, verify
@@ -38,7 +45,12 @@ from ..standard.errors import DCIError, MessageRejected
 from ..store import Store
 from ..store.access import Reader
 from ..store.audit import AuditEntry
-from .pipeline import Caller, EndpointSpec, Guard, Inbound, Reply
+from .pipeline import Caller, EndpointSpec, Guard, Inbound, Reply, refuse_deep_nesting
+
+log = logging.getLogger("dcihub.guard")
+
+# the audit trail's signature verdict for a partner whose signatures a gateway verifies
+NOT_VERIFIED_BY_POLICY = "not verified (partner policy)"
 
 
 class TokenCache:
@@ -183,6 +195,9 @@ class SecurityGuard(Guard):
     async def verify(self, inbound: Inbound) -> None:
         ctx = _caller(inbound)
         partner = ctx.partner
+        if not partner.verifies_signatures:  # the partner's gateway did (its entry says so)
+            ctx.signature = NOT_VERIFIED_BY_POLICY
+            return
         if not inbound.signature:
             if partner.signature_required:
                 raise DCIError(
@@ -218,11 +233,12 @@ class SecurityGuard(Guard):
                     "ciphertext, tag)",
                 )
             try:
-                inbound.message = decrypt_message(
-                    inbound.message, self.security.keys.decryption_key
-                )
+                plaintext = decrypt_plaintext(inbound.message, self.security.keys.decryption_key)
+                message = parse_plaintext(plaintext)
             except SecurityError as exc:
                 raise DCIError(ErrorCode.ENCRYPTION_INVALID, exc.message) from None
+            refuse_deep_nesting(plaintext, "the decrypted message")  # as a body is checked
+            inbound.message = message
             ctx.encrypted = True
         elif ctx.partner.require_encryption:
             raise DCIError(
@@ -320,11 +336,42 @@ class SecurityGuard(Guard):
         body: dict[str, Any],
         error: DCIError | None,
         replay: bool,
+        correlation_id: str,
     ) -> AuditEntry | None:
         if not self.security.options.audit:
             return None
+        try:
+            return self._audit_entry(
+                endpoint, request, inbound, caller, status, error, replay, correlation_id
+            )
+        except Exception as exc:  # a defect: still record the exchange, as far as known
+            log.exception("could not build the audit entry of %s", endpoint.url_path)
+            return AuditEntry(
+                direction="in",
+                action=endpoint.action,
+                registry=endpoint.registry,
+                endpoint=f"/registry/{endpoint.path}",
+                status=status,
+                correlation_id=correlation_id,
+                partner=caller.partner.sender_id if caller is not None else None,
+                remote=request.client.host if request.client else None,
+            ).minimal(type(exc).__name__)
+
+    def _audit_entry(
+        self,
+        endpoint: EndpointSpec,
+        request: Request,
+        inbound: Inbound | None,
+        caller: Caller | None,
+        status: int,
+        error: DCIError | None,
+        replay: bool,
+        correlation_id: str,
+    ) -> AuditEntry:
         header = inbound.header if inbound is not None else None
         message = inbound.message if inbound is not None else None
+        # a header that did not validate: its ids as sent (cut by the audit trail if long)
+        raw = inbound.raw_header if inbound is not None and header is None else {}
         # a token that verified but was refused (403, or its partner is gone) still names who
         partner: str | None = None
         client_id: str | None = None
@@ -349,10 +396,10 @@ class SecurityGuard(Guard):
             registry=endpoint.registry,
             endpoint=f"/registry/{endpoint.path}",
             status=status,
-            message_id=header.message_id if header is not None else None,
-            claimed_sender=header.sender_id if header is not None else None,
+            message_id=header.message_id if header is not None else raw.get("message_id"),
+            claimed_sender=header.sender_id if header is not None else raw.get("sender_id"),
             transaction_id=transaction_id,
-            correlation_id=inbound.correlation_id if inbound is not None else None,
+            correlation_id=correlation_id,
             signature=caller.signature if caller is not None else "none",
             encrypted=caller is not None and caller.encrypted,
             # records returned: none when the reply was a refusal (e.g. it could not be sealed)

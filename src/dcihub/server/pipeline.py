@@ -17,7 +17,7 @@ import os
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import anyio
@@ -81,7 +81,8 @@ class Caller:
     partner: Partner
     claims: TokenClaims
     resolver: JwksResolver
-    signature: str = "unsigned"  # `<profile>:<kid>`, "unsigned" or "invalid" (audit trail)
+    # `<profile>:<kid>`, "unsigned", "invalid" or "not verified (partner policy)" (audit trail)
+    signature: str = "unsigned"
     encrypted: bool = False
 
 
@@ -178,7 +179,10 @@ class Guard:
         body: dict[str, Any],
         error: DCIError | None,
         replay: bool,
+        correlation_id: str,
     ) -> AuditEntry | None:
+        """What the audit trail records of this exchange (None: no audit trail). Never
+        raises: an entry that cannot be built in full is recorded as far as it is known."""
         return None
 
 
@@ -272,14 +276,20 @@ def parse_json(body: bytes) -> Any:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise DCIError(ErrorCode.REQUEST_BAD, f"the body is not valid JSON: {exc}") from None
-    if nesting_exceeds(body, MAX_NESTING):
-        raise DCIError(
-            ErrorCode.REQUEST_BAD,
-            f"the body nests objects and arrays more than {MAX_NESTING} levels deep; a DCI "
-            "envelope needs far fewer",
-        )
+    refuse_deep_nesting(body, "the body")
     _refuse_duplicate_keys(body)
     return doc
+
+
+def refuse_deep_nesting(document: bytes, what: str) -> None:
+    """Refuse valid JSON `document` (a body, a decrypted message) nested deeper than
+    MAX_NESTING: too deep to audit or store."""
+    if nesting_exceeds(document, MAX_NESTING):
+        raise DCIError(
+            ErrorCode.REQUEST_BAD,
+            f"{what} nests objects and arrays more than {MAX_NESTING} levels deep; a DCI "
+            "envelope needs far fewer",
+        )
 
 
 LARGE_BODY = 256 * 1024
@@ -443,7 +453,15 @@ class Pipeline:
                 (inbound.sender_id, inbound.header.message_id, status, kept, inbound.request_digest)
             )
         entry = guard.audit_entry(
-            endpoint, request, inbound, caller, status, body_out, error, replay is not None
+            endpoint,
+            request,
+            inbound,
+            caller,
+            status,
+            body_out,
+            error,
+            replay is not None,
+            correlation_id,
         )
         if entry is not None:
             writes.audit.append(entry)
@@ -460,11 +478,29 @@ class Pipeline:
                     correlation_id,
                 )
             )
+            if entry is not None:
+                await self._audit_alone(entry, endpoint)
         if inbound is not None and inbound.header is not None:
             guard.release(inbound)
         if self.on_done is not None:
             self.on_done(endpoint, status, time.perf_counter() - started)
         return Response(raw, status_code=status, media_type=JSON)
+
+    async def _audit_alone(self, entry: AuditEntry, endpoint: EndpointSpec) -> None:
+        """The request's writes failed: record its audit row alone, as answered (503, nothing
+        returned), so that no request leaves the trail without a trace (fail closed: if even
+        this fails, the caller has the 503 and nothing was done)."""
+        alone = replace(
+            entry,
+            status=503,
+            outcome=f"{ErrorCode.SERVICE_UNAVAILABLE}: its writes failed (verdict before: "
+            f"{entry.outcome})",
+            records=[],
+        )
+        try:
+            await self.committer.commit(RequestWrites(audit=[alone]))
+        except Exception:
+            log.exception("could not record the audit row of %s alone", endpoint.url_path)
 
     @staticmethod
     def _parse_header(raw: dict[str, Any], endpoint: EndpointSpec) -> MsgHeader | MsgCallbackHeader:

@@ -324,7 +324,8 @@ class Worker:
                 self.store.outbox.give_up(conn, row.pk, error)
             else:
                 self.store.outbox.retry(conn, row.pk, error, delay)
-            self._audit(conn, facts, f"{'gave up' if give_up else 'will retry'}: {error[:200]}")
+            # the receiver's text in `error` is cut to the trail's bound (store/audit.py)
+            self._audit(conn, facts, f"{'gave up' if give_up else 'will retry'}: {error}")
 
         await self._write(record)
         if give_up:

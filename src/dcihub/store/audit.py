@@ -6,11 +6,17 @@ returned — never their content —, signature verdict, outcome, time) and
 `dcihub_meta` and updated in the same database transaction, under a lock, so that many processes
 can append without forking the chain. `verify` recomputes the chain and names every row that
 was edited, deleted or inserted.
+
+Rows are bounded whatever a caller sends: every text of an entry is cut to `MAX_TEXT`
+characters (marked as cut), a value that should be text but is not is described, and an entry
+that still cannot be serialised is replaced by a minimal one whose outcome says why. An
+exchange is never left out of the trail because of what it carried.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
@@ -21,6 +27,8 @@ from sqlalchemy import Connection, select
 
 from .raw import RawInsert
 from .schema import OperationalTables
+
+log = logging.getLogger("dcihub.audit")
 
 GENESIS = "0" * 64
 HEAD_KEY = "audit.head"
@@ -49,7 +57,8 @@ class AuditEntry:
     claimed_sender: str | None = None  # header.sender_id as sent
     transaction_id: str | None = None
     correlation_id: str | None = None
-    signature: str | None = None  # `<profile>:<kid>`, unsigned, invalid, none (inbound)
+    # `<profile>:<kid>`, unsigned, invalid, none, not verified (partner policy) (inbound)
+    signature: str | None = None
     encrypted: bool | None = None  # whether the inbound message was encrypted
     records: list[str] | None = None  # `<record type>:<pk>` (or key) returned (inbound)
     records_sent: int | None = None  # how many records a callback carried (outbound)
@@ -59,16 +68,110 @@ class AuditEntry:
     remote: str | None = None  # the caller's address (inbound)
 
     def content(self) -> dict[str, Any]:
-        """The entry as the JSON object that is hashed and stored."""
-        return {name: getattr(self, name) for name in _ENTRY_FIELDS}
+        """The entry as the JSON object that is hashed and stored: every text bounded (see
+        `bound_text`), so that no caller can make a large row."""
+        out: dict[str, Any] = {}
+        for name in _ENTRY_FIELDS:
+            value = getattr(self, name)
+            if name in _TEXT_FIELDS:
+                value = bound_text(value, _TEXT_LIMITS.get(name, MAX_TEXT))
+            elif name == "records" and value is not None:
+                items = value if isinstance(value, list) else [value]
+                value = [bound_text(v) for v in items]
+            out[name] = value
+        return out
+
+    def minimal(self, why: str) -> AuditEntry:
+        """A stand-in for this entry when it cannot be recorded whole: who, where and when,
+        with the outcome saying why the rest is missing."""
+        return AuditEntry(
+            direction="out" if self.direction == "out" else "in",
+            action=bound_text(self.action) or "?",
+            outcome=f"{bound_text(self.outcome) or '?'} (the entry could not be recorded "
+            f"whole: {why})",
+            ts=self.ts if isinstance(self.ts, float) else time.time(),
+            partner=bound_text(self.partner, _TEXT_LIMITS["partner"]),
+            client_id=bound_text(self.client_id),
+            registry=bound_text(self.registry, _TEXT_LIMITS["registry"]),
+            endpoint=bound_text(self.endpoint),
+            status=self.status if _is_int64(self.status) else None,
+            message_id=bound_text(self.message_id),
+            correlation_id=bound_text(self.correlation_id),
+            remote=bound_text(self.remote),
+        )
 
 
 _ENTRY_FIELDS = tuple(f.name for f in fields(AuditEntry))
+_TEXT_FIELDS = frozenset(
+    {
+        "action",
+        "outcome",
+        "partner",
+        "client_id",
+        "registry",
+        "endpoint",
+        "message_id",
+        "claimed_sender",
+        "transaction_id",
+        "correlation_id",
+        "signature",
+        "scope",
+        "target_host",
+        "remote",
+    }
+)
+
+MAX_TEXT = 200  # characters of one text in an audit entry (ids, sender ids, messages)
+# texts that have a column of their own are cut to fit it; scopes are the node's own (and long)
+_TEXT_LIMITS = {"partner": 100, "registry": 32, "scope": 2000}
+_CUT = "…[cut from {} characters]"
+
+
+def bound_text(value: Any, limit: int = MAX_TEXT) -> str | None:
+    """`value` as a text of at most `limit` characters: a longer text keeps its start and ends
+    with a mark saying how long it was; a value that is not text is described (a caller may
+    send a number, an object or an array where an id belongs)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        value = f"(not a text: {_kind(value)})"
+    if len(value) <= limit:
+        return value
+    mark = _CUT.format(len(value))
+    return value[: max(limit - len(mark), 0)] + mark
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a JSON object"
+    if isinstance(value, list | tuple):
+        return "a JSON array"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value) if len(str(value)) <= 40 else "a number"
+    return type(value).__name__
+
+
+def _is_int64(value: Any) -> bool:
+    return isinstance(value, int) and -(2**63) <= value < 2**63
 
 
 def entry_bytes(entry: dict[str, Any]) -> bytes:
     """The canonical bytes of an entry (sorted keys), which the chain hashes."""
     return orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
+
+
+def _recordable(entry: AuditEntry) -> tuple[dict[str, Any], bytes]:
+    """The content and bytes of `entry`, or of its minimal stand-in if it cannot be
+    serialised (e.g. a number beyond 64 bits): the exchange is recorded either way."""
+    try:
+        content = entry.content()
+        return content, entry_bytes(content)
+    except (TypeError, ValueError) as exc:  # orjson.JSONEncodeError is a TypeError
+        log.error("audit entry not serialisable (%s); recording a minimal one", exc)
+        content = entry.minimal(bound_text(str(exc), 80) or "").content()
+        return content, entry_bytes(content)
 
 
 def chain_hash(prev_hash: str, entry: bytes) -> str:
@@ -110,14 +213,14 @@ class AuditLog:
         rows = []
         for entry in entries:
             seq += 1
-            body = entry_bytes(entry.content())
+            content, body = _recordable(entry)
             digest = chain_hash(prev, body)
             rows.append(
                 {
                     "seq": seq,
-                    "ts": entry.ts,
-                    "partner": entry.partner,
-                    "registry": entry.registry,
+                    "ts": content["ts"],
+                    "partner": content["partner"],
+                    "registry": content["registry"],
                     "entry": body.decode(),
                     "prev_hash": prev,
                     "hash": digest,
