@@ -51,6 +51,14 @@ class OwnKeys:
                 self.signing.append(key)
         self._by_profile: dict[str, AsymmetricKey] = {}
 
+    def add(self, other: OwnKeys) -> None:
+        """Also use `other`'s keys (a receiver serving clients with different key sets)."""
+        known = {str(k.kid) for k in self.signing}
+        self.signing.extend(k for k in other.signing if str(k.kid) not in known)
+        for kid, key in other.decryption.items():
+            self.decryption.setdefault(kid, key)
+        self._by_profile.clear()
+
     @property
     def empty(self) -> bool:
         return not self.signing and not self.decryption

@@ -50,6 +50,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 import anyio
 import orjson
@@ -136,7 +137,9 @@ class CallbackReceiver:
         public_url: str | None = None,
         remember: int = 10_000,
     ) -> None:
-        self.keys = keys if isinstance(keys, OwnKeys) else OwnKeys(keys)
+        self.keys = OwnKeys(None if isinstance(keys, OwnKeys) else keys)
+        if isinstance(keys, OwnKeys):
+            self.keys.add(keys)
         self._registries: dict[str, JwksResolver] = dict(registries or {})
         self.handlers: dict[str, Handler | None] = {
             "on-search": on_search,
@@ -166,9 +169,9 @@ class CallbackReceiver:
         self._registries[sender_id] = resolver
 
     def use_keys(self, keys: OwnKeys) -> None:
-        """Decrypt (and sign tokens) with these keys, unless the receiver has its own."""
-        if self.keys.empty:
-            self.keys = keys
+        """Also decrypt with these keys (those of a client whose callbacks come here)."""
+        if keys is not self.keys:
+            self.keys.add(keys)
 
     def callback_url(self, path: str) -> str:
         """The full URL of one of the receiver's endpoints (`on-search`, `txn/on-status`...)."""
@@ -363,7 +366,10 @@ class CallbackReceiver:
 
     async def _token(self, request: Request) -> Response:
         assert self.auth is not None
-        form = await request.form()
+        try:
+            form = dict(parse_qsl((await request.body()).decode("utf-8"), max_num_fields=20))
+        except (UnicodeDecodeError, ValueError):
+            return _oauth_error(400, "invalid_request", "send an x-www-form-urlencoded form")
         client_id = str(form.get("client_id") or "")
         secret = str(form.get("client_secret") or "")
         basic = request.headers.get("authorization", "")

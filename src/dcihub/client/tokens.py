@@ -69,6 +69,17 @@ class TokenState:
         """Forget the token (the registry refused it)."""
         self._token = None
 
+    def set(self, token: str, expires_in: float) -> None:
+        """Use a token obtained elsewhere (e.g. kept by a CLI between runs) until
+        `expires_in` seconds from now, less the leeway; a 401 still fetches a fresh one."""
+        self._keep(token, expires_in)
+
+    def _keep(self, token: str, ttl: float) -> None:
+        leeway = self.settings.token_leeway_seconds
+        margin = leeway if ttl > 2 * leeway else ttl / 2
+        self._token = token
+        self._refresh_at = self.now() + ttl - margin
+
     def request(self) -> TokenRequest:
         settings = self.settings
         assert settings.token_url and settings.client_id and settings.client_secret
@@ -115,12 +126,10 @@ class TokenState:
             ) from None
         if ttl <= 0:
             raise AuthenticationError(f"the token endpoint {url} gave expires_in {expires_in!r}")
-        leeway = self.settings.token_leeway_seconds
-        margin = leeway if ttl > 2 * leeway else ttl / 2
-        self._token = str(doc["access_token"])
-        self._refresh_at = self.now() + ttl - margin
+        token = str(doc["access_token"])
+        self._keep(token, ttl)
         self.fetches += 1
-        return self._token
+        return token
 
 
 def _reason(doc: Any, body: bytes) -> str:
