@@ -340,6 +340,11 @@ class LegacyRegistry:
             self._lock.notify_all()
 
     def _async_search(self, header: dict[str, Any], message: dict[str, Any], mode: str) -> Response:
+        if mode == "no-callback":
+            return self._ack(None)
+        if mode == "nack":
+            nack = {"message": {"ack_status": "NACK", "timestamp": now_ts(), "correlation_id": "c"}}
+            return _json(nack, 200)
         reply = {
             "transaction_id": message["transaction_id"],
             "correlation_id": new_id("c"),

@@ -46,6 +46,7 @@ class ClientBase:
         self.core = ClientCore(settings, self.keys)
         self.tokens = TokenState(settings)
         self.receiver: CallbackReceiver | None = None
+        self._callback_keys: Any = None
         self._auth_headers: tuple[str, dict[str, str]] = ("", {})
         self._receiver_pending = receiver
 
@@ -59,8 +60,7 @@ class ClientBase:
         decrypts with this client's keys (unless it has keys of its own)."""
         self.receiver = receiver
         receiver.use_keys(self.keys)
-        if self.settings.receiver_id:
-            receiver.trust(self.settings.receiver_id, self.registry_keys)
+        self._callback_keys = receiver.trust_registry(self.settings)
         return receiver
 
     @property
@@ -94,7 +94,7 @@ class ClientBase:
         if self.receiver is None:
             return None
         waiter = Waiter(
-            plan.transaction_id, plan.message_id, callback, plan.read, self.registry_keys
+            plan.transaction_id, plan.message_id, callback, plan.read, self._callback_keys
         )
         self.receiver.expect(waiter)
         return waiter

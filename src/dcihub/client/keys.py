@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from dcihub.security.keys import AsymmetricKey, load_jwk
-from dcihub.security.partners import JwksResolver, Partner, httpx_fetch
+from dcihub.security.partners import Fetch, JwksResolver, Partner, httpx_fetch
 from dcihub.security.signatures import HTTP_SIG
 
 from .errors import ConfigurationError
@@ -98,11 +98,11 @@ class OwnKeys:
 
 
 def registry_keys(
-    settings: ClientSettings, http: httpx.Client | httpx.AsyncClient | None
+    settings: ClientSettings, http: httpx.Client | httpx.AsyncClient | Fetch | None
 ) -> JwksResolver:
-    """The registry's public keys: inline `registry_jwks` and/or `jwks_url` (fetched with
-    `http`; a synchronous client fetches when needed, an asynchronous one on
-    `await refresh_for(kid)`)."""
+    """The registry's public keys: inline `registry_jwks` and/or `jwks_url`, fetched with
+    `http` (an httpx client, or a fetch function): a synchronous fetch happens when needed,
+    an asynchronous one on `await refresh_for(kid)`."""
     if settings.jwks_url is None and settings.registry_jwks is None and settings.verify_replies:
         raise ConfigurationError(
             "the registry's keys are unknown: give jwks_url (or registry_jwks) to verify its "
@@ -113,5 +113,11 @@ def registry_keys(
         partner = Partner(sender_id=label, jwks=settings.registry_jwks, jwks_url=settings.jwks_url)
     except Exception as exc:  # noqa: BLE001 - PartnerConfigError names the problem
         raise ConfigurationError(f"registry_jwks: {exc}") from None
-    fetch = httpx_fetch(http) if http is not None and settings.jwks_url else None
+    fetch: Fetch | None = None
+    if isinstance(http, httpx.Client | httpx.AsyncClient):
+        fetch = httpx_fetch(http)
+    elif http is not None:
+        fetch = http
+    if not settings.jwks_url:
+        fetch = None
     return JwksResolver(partner, fetch, min_refetch_seconds=settings.jwks_refetch_seconds)

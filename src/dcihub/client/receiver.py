@@ -53,6 +53,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import anyio
+import httpx
 import orjson
 import uvicorn
 from starlette.applications import Starlette
@@ -69,7 +70,7 @@ from dcihub.standard.envelope import ack, err_ack
 
 from .core import check_rejected, new_id, open_envelope
 from .errors import DCIClientError, DecryptionError, SignatureVerificationError
-from .keys import OwnKeys
+from .keys import OwnKeys, registry_keys
 from .pending import Waiter, Waiters
 from .results import (
     BatchResult,
@@ -84,6 +85,7 @@ from .results import (
     read_txn_status,
     read_unsubscribe_response,
 )
+from .settings import ClientSettings
 
 __all__ = ["CallbackReceiver", "ReceiverAuth", "RunningReceiver", "CALLBACKS"]
 
@@ -141,6 +143,7 @@ class CallbackReceiver:
         if isinstance(keys, OwnKeys):
             self.keys.add(keys)
         self._registries: dict[str, JwksResolver] = dict(registries or {})
+        self._resolvers: dict[tuple[str | None, bytes], JwksResolver] = {}
         self.handlers: dict[str, Handler | None] = {
             "on-search": on_search,
             "txn/on-status": on_status,
@@ -167,6 +170,18 @@ class CallbackReceiver:
     def trust(self, sender_id: str, resolver: JwksResolver) -> None:
         """Accept callbacks from `sender_id` (a registry id), verified with `resolver`."""
         self._registries[sender_id] = resolver
+
+    def trust_registry(self, settings: ClientSettings) -> JwksResolver:
+        """Accept callbacks from the registry of these client settings (`receiver_id`),
+        verified with its JWKS (fetched by the receiver itself). Returns the resolver."""
+        key = (settings.jwks_url, orjson.dumps(settings.registry_jwks, option=orjson.OPT_SORT_KEYS))
+        resolver = self._resolvers.get(key)
+        if resolver is None:
+            resolver = registry_keys(settings, _fetch_jwks)
+            self._resolvers[key] = resolver
+        if settings.receiver_id:
+            self._registries[settings.receiver_id] = resolver
+        return resolver
 
     def use_keys(self, keys: OwnKeys) -> None:
         """Also decrypt with these keys (those of a client whose callbacks come here)."""
@@ -485,6 +500,14 @@ class RunningReceiver:
 
 def _config(app: Any, host: str) -> uvicorn.Config:
     return uvicorn.Config(app, host=host, log_level="warning", lifespan="off", access_log=False)
+
+
+def _fetch_jwks(url: str) -> Any:
+    """Fetch a registry's JWKS (rare: once, then on an unknown kid): a connection of its own,
+    so that the receiver does not depend on any client's HTTP pool."""
+    response = httpx.get(url, timeout=10, headers={"accept": JSON})
+    response.raise_for_status()
+    return response.json()
 
 
 def _oauth_error(status: int, error: str, description: str) -> Response:
