@@ -353,6 +353,22 @@ def test_wrong_client_secret(node, country):
     assert caught.value.transaction_id  # the message it was for
 
 
+def test_fixed_bearer_token(node, country):
+    partner = node.partner
+    token = httpx.post(
+        f"{node.base_url}/oauth2/client/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": partner.client_id,
+            "client_secret": partner.client_secret,
+        },
+    ).json()["access_token"]
+    settings = settings_for(node, partner, token=token, token_url=None, client_secret=None)
+    with RegistryClient(settings) as client:
+        assert client.search(Q.id("UIN", samples(country, "crvs")[0]["value"])).first is not None
+        assert client.tokens.fetches == 0
+
+
 def test_fixed_token_refused(node):
     settings = settings_for(node, node.partner, token="not-a-token")
     with RegistryClient(settings) as client:

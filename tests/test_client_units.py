@@ -268,6 +268,8 @@ def test_settings_mistakes_in_one_line(tmp_path):
     assert "\n" not in text and "base_url" in text and "nonsense" in text
     with pytest.raises(ConfigurationError, match="run `dcihub demo` first"):
         ClientSettings.from_demo("crvs", tmp_path / "missing" / "demo.json")
+    with pytest.raises(ConfigurationError, match="DCIHUB_CLIENT_KEYS is not JSON"):
+        ClientSettings.from_env({"DCIHUB_CLIENT_KEYS": "{oops"})
     (tmp_path / "bad.yaml").write_text("base_url: [unclosed\n")
     with pytest.raises(ConfigurationError, match="not valid YAML"):
         ClientSettings.from_file(tmp_path / "bad.yaml")

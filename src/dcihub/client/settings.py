@@ -198,7 +198,13 @@ def env_values(environ: Mapping[str, str] | None, prefix: str = ENV_PREFIX) -> d
         raw = env.get(prefix + name.upper())
         if raw is None or raw == "":
             continue
-        values[name] = json.loads(raw) if name in ("keys", "registry_jwks") else raw
+        if name in ("keys", "registry_jwks"):
+            try:
+                values[name] = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise ConfigurationError(f"{prefix}{name.upper()} is not JSON: {exc}") from None
+        else:
+            values[name] = raw
     return values
 
 
