@@ -537,3 +537,36 @@ def test_errors_are_one_line_with_their_ids():
         "the registry rejected item r1: rjct.search_criteria.invalid: bad thing [transaction t1, message m1]"
     )
     assert error.reason_message == "bad\nthing" and error.transaction_id == "t1"
+
+
+def test_the_client_imports_only_the_standard_and_the_security_layer():
+    """DESIGN.md: client/ may import standard/ and security/, never server/ or store/."""
+    import ast
+    from pathlib import Path
+
+    import dcihub.client
+
+    package = Path(dcihub.client.__file__).parent
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.ImportFrom):
+                assert node.level == 1, f"{path.name} imports from outside client/"
+                continue
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                if name.startswith("dcihub"):
+                    assert name.startswith(("dcihub.standard", "dcihub.security")), (
+                        f"{path.name} imports {name}"
+                    )
+
+
+def test_a_message_that_cannot_be_sent():
+    core = _core()
+    plan = core.call_plan("sync/anything", {"when": object()}, action="search")
+    with pytest.raises(ConfigurationError, match="cannot be sent"):
+        core.seal(plan)

@@ -238,12 +238,13 @@ class ClientCore:
             header = {**header, "is_msg_encrypted": True}
             plan.header = header
         envelope: dict[str, Any] = {"header": header, "message": sent}
-        if self._signing_key is not None:
-            envelope = {
-                "signature": sign(header, sent, self._signing_key, self.settings.signature_profile),
-                **envelope,
-            }
-        plan.body = orjson.dumps(envelope)
+        try:
+            if self._signing_key is not None:
+                signature = sign(header, sent, self._signing_key, self.settings.signature_profile)
+                envelope = {"signature": signature, **envelope}
+            plan.body = orjson.dumps(envelope)
+        except (TypeError, ValueError, orjson.JSONEncodeError) as exc:
+            raise plan.error(ConfigurationError(f"the message cannot be sent: {exc}")) from None
         return plan.body
 
     # -- replies ---------------------------------------------------------------------------------

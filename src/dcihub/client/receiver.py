@@ -237,6 +237,14 @@ class CallbackReceiver:
             refused = err_ack(refusal.code, refusal.message, correlation_id)
             log.warning("callback /registry/%s refused: %s %s", path, refusal.code, refusal.message)
             return Response(orjson.dumps(refused), status_code=refusal.status, media_type=JSON)
+        except Exception:  # a defect of the receiver, not the caller's: logged, answered 500
+            log.exception("callback /registry/%s could not be handled", path)
+            failed = err_ack(
+                ErrorCode.SERVICE_UNAVAILABLE,
+                "the receiver could not handle the callback; send it again later",
+                correlation_id,
+            )
+            return Response(orjson.dumps(failed), status_code=500, media_type=JSON)
         return Response(reply, status_code=status, media_type=JSON)
 
     async def _receive(self, path: str, body: bytes) -> tuple[int, bytes]:
