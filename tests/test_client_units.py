@@ -25,7 +25,8 @@ from dcihub.client import (
     RejectedError,
     SignatureVerificationError,
 )
-from dcihub.client.core import ClientCore, open_envelope, read_header, sort_items
+from dcihub.client.core import ClientCore, sort_items
+from dcihub.client.envelopes import open_envelope, read_header
 from dcihub.client.errors import AuthenticationError
 from dcihub.client.query import Expr
 from dcihub.client.results import read_search_item, read_txn_status

@@ -6,9 +6,10 @@
     person = crvs.search(Q.id("UIN", "8462951730")).first
 
 Modules: `settings` (ClientSettings), `query` (Q), `results` (typed results), `errors`
-(the exception hierarchy), `core` (envelope logic without I/O, shared by everything),
-`sync` (RegistryClient), `aio` (AsyncRegistryClient), `receiver` (CallbackReceiver),
-`pending` (Pending), `keys`, `tokens`. Imports only `dcihub.standard` and `dcihub.security`.
+(the exception hierarchy), `core` (requests planned and sealed, without I/O) and `envelopes`
+(replies and callbacks opened, without I/O), shared by everything; `base`, `sync`
+(RegistryClient), `aio` (AsyncRegistryClient), `receiver` (CallbackReceiver), `pending`
+(Pending), `keys`, `tokens`. Imports only `dcihub.standard` and `dcihub.security`.
 """
 
 from .aio import AsyncRegistryClient

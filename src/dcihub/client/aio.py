@@ -22,7 +22,8 @@ import httpx
 from dcihub.security.keys import AsymmetricKey
 
 from .base import ClientBase
-from .core import Plan, RawReply
+from .core import Plan
+from .envelopes import RawReply
 from .errors import (
     DCIClientError,
     DecryptionError,
@@ -82,10 +83,6 @@ class AsyncRegistryClient(ClientBase):
     ) -> AsyncRegistryClient:
         settings = ClientSettings.from_demo(registry, demo_json_path, **overrides)
         return cls(settings, receiver=receiver)
-
-    @property
-    def registry_keys(self) -> Any:
-        return self._registry_keys
 
     async def aclose(self) -> None:
         if self._own_http:

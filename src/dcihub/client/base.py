@@ -6,9 +6,11 @@ from typing import Any, TypeVar
 
 import httpx
 
+from dcihub.security.partners import JwksResolver
 from dcihub.standard.calls import SpecialEndpoint
 
-from .core import ClientCore, Plan, RawReply
+from .core import ClientCore, Plan
+from .envelopes import RawReply
 from .errors import (
     AuthenticationError,
     ConfigurationError,
@@ -46,7 +48,7 @@ class ClientBase:
         self.core = ClientCore(settings, self.keys)
         self.tokens = TokenState(settings)
         self.receiver: CallbackReceiver | None = None
-        self._callback_keys: Any = None
+        self._callback_keys: JwksResolver | None = None
         self._auth_headers: tuple[str, dict[str, str]] = ("", {})
         self._receiver_pending = receiver
 
@@ -56,16 +58,19 @@ class ClientBase:
             self._receiver_pending = None
 
     def attach(self, receiver: CallbackReceiver) -> CallbackReceiver:
-        """Use `receiver` for this client's callbacks: it trusts this registry's keys and
-        decrypts with this client's keys (unless it has keys of its own)."""
+        """Use `receiver` for this client's callbacks: it trusts this registry (its
+        `receiver_id` and JWKS) and also decrypts with this client's keys."""
         self.receiver = receiver
         receiver.use_keys(self.keys)
         self._callback_keys = receiver.trust_registry(self.settings)
         return receiver
 
+    _registry_keys: JwksResolver  # set by the subclasses, on their own HTTP client
+
     @property
-    def registry_keys(self) -> Any:  # JwksResolver; set by the subclasses
-        raise NotImplementedError
+    def registry_keys(self) -> JwksResolver:
+        """The registry's public keys (cached by kid, refetched on an unknown kid)."""
+        return self._registry_keys
 
     def special_endpoints(self) -> tuple[SpecialEndpoint, ...]:
         """The registry-specific calls the registry's dcihub profile declares (path,
@@ -119,7 +124,7 @@ class ClientBase:
         )
 
     def _explain_keys(self, exc: SignatureVerificationError) -> SignatureVerificationError:
-        error = getattr(self.registry_keys, "last_error", None)
+        error = self.registry_keys.last_error
         if error and error not in exc.message:
             exc.message += f" ({error})"
         return exc

@@ -68,7 +68,7 @@ from dcihub.security.tokens import TokenIssuer, bearer_token
 from dcihub.standard.codes import Action, ErrorCode
 from dcihub.standard.envelope import ack, err_ack
 
-from .core import check_rejected, new_id, open_envelope
+from .envelopes import check_rejected, new_id, open_envelope
 from .errors import DCIClientError, DecryptionError, SignatureVerificationError
 from .keys import OwnKeys, registry_keys
 from .pending import Waiter, Waiters

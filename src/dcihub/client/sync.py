@@ -23,7 +23,8 @@ import httpx
 from dcihub.security.keys import AsymmetricKey
 
 from .base import ClientBase
-from .core import Plan, RawReply
+from .core import Plan
+from .envelopes import RawReply
 from .errors import (
     DCIClientError,
     DecryptionError,
@@ -85,10 +86,6 @@ class RegistryClient(ClientBase):
         """A client for `registry` of a running `dcihub demo` (its demo.json)."""
         settings = ClientSettings.from_demo(registry, demo_json_path, **overrides)
         return cls(settings, receiver=receiver)
-
-    @property
-    def registry_keys(self) -> Any:
-        return self._registry_keys
 
     # -- lifecycle -------------------------------------------------------------------------------
 
