@@ -292,3 +292,15 @@ def test_async_calls_need_somewhere_to_answer(legacy, keys):
             pending.result(1)
     with pytest.raises(DCIClientError, match="no URL yet"):
         CallbackReceiver().callback_url("on-search")
+
+
+def test_served_again_on_another_port(legacy, keys):
+    receiver = served(legacy, keys, on_notify=Recorder())
+    with receiver.serve():
+        pass
+    with receiver.serve() as running:  # the receiver's URL is its new address
+        assert receiver.url == running.url == f"http://127.0.0.1:{running.sock.getsockname()[1]}"
+        assert post(receiver.callback_url("notify"), notify_envelope(legacy)).status_code == 200
+    assert CallbackReceiver(public_url="https://spmis.example.org/dci/").callback_url("notify") == (
+        "https://spmis.example.org/dci/registry/notify"
+    )

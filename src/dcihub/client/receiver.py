@@ -153,7 +153,8 @@ class CallbackReceiver:
         }
         self.require_signature = require_signature
         self.auth = auth
-        self.url: str | None = public_url.rstrip("/") if public_url else None
+        self._public_url = public_url.rstrip("/") if public_url else None
+        self.url: str | None = self._public_url
         self.waiters = Waiters()
         self._seen: OrderedDict[tuple[str, str], bytes] = OrderedDict()
         self._remember = remember
@@ -467,7 +468,7 @@ class CallbackReceiver:
             ) from None
         sock.listen(128)
         sock.set_inheritable(True)
-        if self.url is None:
+        if self._public_url is None:  # served again: the new address
             bound = sock.getsockname()[1]
             shown = f"[{host}]" if ":" in host else host
             self.url = f"http://{shown}:{bound}"
