@@ -75,7 +75,9 @@ def node(populated_url, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def receiver():
+def receiver(node):
+    """One receiver per node (the SQLite and the PostgreSQL node give their registries the
+    same ids, with different keys)."""
     running = CallbackReceiver()
     with running.serve():
         yield running

@@ -237,6 +237,7 @@ def test_encrypted_request_and_reply(legacy, keys):
 
 def test_async_search_with_the_receiver(legacy, keys):
     receiver = CallbackReceiver()
+    answered = len(legacy.callbacks)
     with receiver.serve(), RegistryClient(legacy.settings(keys), receiver=receiver) as client:
         pending = client.search_async(Q.id("UIN", "4242"))
         assert pending.ack.ack_status == "ACK"
@@ -245,7 +246,7 @@ def test_async_search_with_the_receiver(legacy, keys):
         assert pending.done()
     sent = legacy.received[-1]
     assert sent["header"]["sender_uri"] == f"{receiver.url}/registry/on-search"
-    [answer] = legacy.wait_callbacks(len(legacy.callbacks))[-1:]
+    answer = legacy.wait_callbacks(answered + 1)[answered]
     assert answer.status_code == 200 and answer.json()["message"]["ack_status"] == "ACK"
 
 

@@ -304,3 +304,23 @@ def test_served_again_on_another_port(legacy, keys):
     assert CallbackReceiver(public_url="https://spmis.example.org/dci/").callback_url("notify") == (
         "https://spmis.example.org/dci/registry/notify"
     )
+
+
+def test_a_callback_is_verified_with_the_keys_of_the_registry_asked(legacy, keys):
+    """Two registries answering under the same id, with different keys: each callback is
+    verified with the keys of the registry its request went to."""
+    twin = LegacyRegistry(public(keys)).start()
+    try:
+        receiver = CallbackReceiver()
+        with receiver.serve():
+            one = RegistryClient(legacy.settings(keys), receiver=receiver)
+            two = RegistryClient(twin.settings(keys), receiver=receiver)
+            with one, two:
+                first, second = (
+                    one.search_async(Q.id("UIN", "1")),
+                    two.search_async(Q.id("UIN", "2")),
+                )
+                assert first.result(20).first.uin == "1"  # type: ignore[union-attr]
+                assert second.result(20).first.uin == "2"  # type: ignore[union-attr]
+    finally:
+        twin.stop()

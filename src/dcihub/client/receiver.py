@@ -311,13 +311,15 @@ class CallbackReceiver:
         return 200, reply
 
     def _resolver(self, sender_id: str | None, waiter: Waiter | None) -> JwksResolver:
-        found = self._registries.get(sender_id) if sender_id else None
-        if found is not None:
-            return found
+        """The keys to verify with: those of the registry the awaited request went to (the
+        callback answers it), else those of the trusted registry named `sender_id`."""
         if waiter is not None and waiter.resolver is not None:
             if sender_id:  # learn who answers for this client's registry
                 self._registries.setdefault(sender_id, waiter.resolver)
             return waiter.resolver
+        found = self._registries.get(sender_id) if sender_id else None
+        if found is not None:
+            return found
         known = ", ".join(sorted(self._registries)) or "none"
         raise _Refusal(
             400,
