@@ -31,7 +31,7 @@ from dcihub.security.keys import KeyManager, generate_key
 from dcihub.standard.profiles import PROFILES
 from dcihub.store import Store
 from expect import beneficiary, remove_ibr_records
-from support import free_port, live_server, provision
+from support import free_port, live_server, provision, store_url_for
 from support import test_settings as node_settings
 
 CALLBACK_ID = "dcihub-node"
@@ -39,11 +39,26 @@ CALLBACK_SECRET = "callback-secret-for-the-registry"
 
 
 @pytest.fixture(scope="module")
-def node(populated_url, tmp_path_factory):
+def own_url(backend, country, tmp_path_factory):
+    """A store of its own holding the test country: the nodes of other tests share the
+    session's store, and their workers would deliver this node's callbacks signed with their
+    own keys."""
+    from dcihub.population.load import load_country
+
+    with store_url_for(backend, tmp_path_factory.mktemp("client-store")) as url:
+        store = Store(url)
+        store.create_all()
+        load_country(store, country)
+        store.dispose()
+        yield url
+
+
+@pytest.fixture(scope="module")
+def node(own_url, tmp_path_factory):
     """A node with the test partner and three more: one signing with Ed25519 HTTP
     signatures, one answered in compact JWS, one whose callbacks carry a bearer token from the
     programme's own token endpoint (at `node.token_port`)."""
-    settings = node_settings(populated_url, data_dir=tmp_path_factory.mktemp("client-node"))
+    settings = node_settings(own_url, data_dir=tmp_path_factory.mktemp("client-node"))
     token_port = free_port()
     extra = {
         "ed": provision(
@@ -65,7 +80,7 @@ def node(populated_url, tmp_path_factory):
             callback_client_secret=CALLBACK_SECRET,
         ),
     }
-    store = Store(populated_url)
+    store = Store(own_url)
     running = live_server(settings, store)
     running.extra = extra  # type: ignore[attr-defined]
     running.token_port = token_port  # type: ignore[attr-defined]
@@ -310,9 +325,9 @@ def test_reply_signed_with_a_key_the_registry_does_not_publish(node, country):
     assert "not in the sender's registered JWKS" in str(caught.value)
 
 
-def test_rotated_registry_keys_are_fetched_again(populated_url, tmp_path, country):
-    settings = node_settings(populated_url, data_dir=tmp_path)
-    store = Store(populated_url)
+def test_rotated_registry_keys_are_fetched_again(own_url, tmp_path, country):
+    settings = node_settings(own_url, data_dir=tmp_path)
+    store = Store(own_url)
     fresh = live_server(settings, store)
     try:
         uin = samples(country, "crvs")[0]["value"]
