@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-security codedirs docs clean
+.PHONY: demo test lint bench bench-security bench-client codedirs docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ bench: $(STAMP)
 
 bench-security: $(STAMP)
 	$(BIN)/python benchmarks/security.py $(ARGS)
+
+bench-client: $(STAMP)
+	$(BIN)/python benchmarks/client.py $(ARGS)
 
 codedirs: $(STAMP)
 	$(BIN)/python tools/gen_codedirs.py
