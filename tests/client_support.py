@@ -6,7 +6,7 @@ implementations do (DIGEST §6): `total_count` and `expires_in` as strings, `reg
 object, `reg_event_type` instead of `reg_record_type`, `txn_type: on-search`, on-subscribe with
 the request header, and its replies and callbacks signed with a chosen profile (compact JWS by
 default, or the Ed25519 HTTP-signature string, or detached JWS). It implements subscribe,
-unsubscribe and notify, which dcihub does not serve yet. It verifies every request's signature
+unsubscribe and notify in those older shapes. It verifies every request's signature
 with the client's public keys (and decrypts encrypted ones), so the tests also prove what the
 client sends. `mode` switches a behaviour for the next requests: an ERR ack, a rejected item or
 header, a reply with a bad signature, a slow reply, a 401 for the current token, a bare reply.

@@ -21,6 +21,7 @@ from dcihub.client import (
     ClientSettings,
     DCIClientError,
     ErrAckError,
+    Notification,
     Q,
     ReceiverAuth,
     RegistryClient,
@@ -483,13 +484,39 @@ def test_an_undeclared_call_is_refused_before_sending(crvs):
 
 
 # ---------------------------------------------------------------------------------------------
-# Subscriptions: dcihub does not serve them yet (their issue comes later)
+# Subscriptions
 
 
-def test_subscribe_is_refused_by_dcihub_today(crvs):
-    with pytest.raises(ErrAckError) as caught:
-        crvs.subscribe(Q.attr("is_deceased") == True, event_type="death")  # noqa: E712
-    assert caught.value.code == "err.request.not_found" and caught.value.http_status == 404
+def test_subscribe_notify_unsubscribe_against_dcihub(node, country):
+    """The client subscribes to one person's death, hears of it through `on_notify` when the
+    registry records it, and ends the subscription."""
+    import orjson
+    from sqlalchemy import select
+
+    notified: list[Notification] = []
+    arrived = threading.Event()
+    receiver = CallbackReceiver(on_notify=lambda n: (notified.append(n), arrived.set()))
+    main = node.store.records.tables("crvs", "Person").main
+    with node.store.read() as conn:
+        text = conn.execute(
+            select(main.c.record).where(main.c.a_death_date.is_(None)).order_by(main.c.pk.desc())
+        ).first()[0]
+    person = orjson.loads(text)
+    uin = next(i["identifier_value"] for i in person["identifier"] if i["identifier_type"] == "UIN")
+    settings = settings_for(node, node.partner)
+    with receiver.serve(), RegistryClient(settings, receiver=receiver) as crvs:
+        subscribed = crvs.subscribe(Q.id("UIN", uin), event_type="Death").result(30)
+        [code] = subscribed.codes
+        person["death_date"] = "2026-05-05"
+        with node.store.begin() as conn:
+            node.store.records.upsert(conn, "crvs", person)
+        assert arrived.wait(30), "no notification"
+        [notification] = notified
+        assert notification.subscription_codes == [code]
+        [record] = notification.records
+        assert record.uin == uin and record.is_deceased
+        ended = crvs.unsubscribe([code]).result(30)
+        assert ended.ok and ended.subscription_status == {code: "unsubscribe"}
 
 
 # ---------------------------------------------------------------------------------------------
