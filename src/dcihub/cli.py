@@ -872,6 +872,12 @@ def audit_show(
     _out().print(table)
 
 
+# The programme-side commands (search, subscribe, listen, txn-status, login): client_cli.py
+from .client_cli import register as _register_client_commands  # noqa: E402
+
+_register_client_commands(app)
+
+
 def main() -> None:
     try:
         app()
