@@ -23,6 +23,7 @@ import inspect
 import json
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -583,6 +584,14 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _attribute(record: "Record", name: str) -> Any:
+    return getattr(record, name)
+
+
+def _raw_member(record: "Record", name: str) -> Any:
+    return record.raw.get(name)
+
+
 def _records_table(records: "list[Record]", title: str | None = None) -> Table:
     table = Table(title=title, title_justify="left", show_lines=False)
     table.add_column("#", justify="right", style="dim")
@@ -598,20 +607,20 @@ def _records_table(records: "list[Record]", title: str | None = None) -> Table:
         columns.append(("name", lambda r: r.name.full if r.name else ""))
     for label, attr in (("sex", "sex"), ("birth date", "birth_date"), ("death date", "death_date")):
         if any(getattr(r, attr) for r in records):
-            columns.append((label, lambda r, a=attr: getattr(r, a)))
+            columns.append((label, functools.partial(_attribute, name=attr)))
     shown = {"name", "sex", "gender", "birth_date", "death_date", "identifier", "is_deceased"}
     extra: list[str] = []
     for record in records[:20]:
         for key, value in record.raw.items():
             if key in shown or key in extra or isinstance(value, dict | list):
                 continue
-            if key.endswith("identifier") or len(extra) >= 6:
+            if key.startswith("@") or key.endswith("identifier") or len(extra) >= 4:
                 continue
             extra.append(key)
     for key in extra:
-        columns.append((key, lambda r, k=key: r.raw.get(k)))
+        columns.append((key, functools.partial(_raw_member, name=key)))
     for label, _ in columns:
-        table.add_column(label)
+        table.add_column(label, no_wrap=label in ("identifier", "birth date", "death date"))
     for n, record in enumerate(records, start=1):
         table.add_row(str(n), *(_cell(get(record)) for _, get in columns))
     return table
@@ -1192,10 +1201,10 @@ def listen(
     *,
     conn: Connection,
 ) -> None:
-    """Run a callback receiver and print notifications (and on-search, txn/on-status,
-    on-subscribe, on-unsubscribe callbacks) as they arrive, until Ctrl-C.
+    """Run a callback receiver and print callbacks as they arrive, until Ctrl-C.
 
-    Each callback's signature is verified with the keys of the registry that sent it."""
+    Prints notifications, and on-search, txn/on-status, on-subscribe and on-unsubscribe
+    callbacks. Each callback's signature is verified with the keys of the registry that sent it."""
     from .client import RegistryClient
 
     names = list(registries or []) or _default_registries(conn)
@@ -1210,6 +1219,7 @@ def listen(
             )
         clients.append(RegistryClient(settings, receiver=receiver))
     running = receiver.serve(host, port)
+    previous = _stop_on_sigterm()
     printer.note(
         f"listening on {running.url} (callbacks at {running.url}/registry/…) for "
         f"{', '.join(names)}; Ctrl-C stops"
@@ -1219,9 +1229,22 @@ def listen(
     except KeyboardInterrupt:
         printer.note("stopped")
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         running.stop()
         for client in clients:
             client.close()
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_sigterm() -> Any:
+    """Stop on SIGTERM as on Ctrl-C (main thread only); returns the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _interrupt)
 
 
 def _default_registries(conn: Connection) -> list[str]:
