@@ -1192,6 +1192,12 @@ def deliveries(
         _note(f"{reset} deliver{'y' if reset == 1 else 'ies'} will be tried again now")
 
 
+# The programme-side commands (search, subscribe, listen, txn-status, login): client_cli.py
+from .client_cli import register as _register_client_commands  # noqa: E402
+
+_register_client_commands(app)
+
+
 def main() -> None:
     try:
         app()
