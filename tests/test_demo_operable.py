@@ -78,6 +78,8 @@ def test_the_demo_writes_its_node_configuration(demo: tuple[Path, str]) -> None:
         ["keys", "jwks"],
         ["audit", "verify"],
         ["audit", "show", "--limit", "5"],
+        ["store", "status"],
+        ["deliveries"],
     ],
 )
 def test_operator_commands_work_on_the_demo_with_no_flags(
