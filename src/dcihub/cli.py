@@ -1069,7 +1069,9 @@ def store_upgrade(config: AdminConfig = None, store_url: StoreUrl = None) -> Non
 @app.command("record")
 def record(
     change: Annotated[str, typer.Argument(help="What happened, e.g. death, birth, member-join.")],
-    registry: Annotated[str, typer.Argument(help="The registry, e.g. crvs.")],
+    registry: Annotated[
+        str | None, typer.Argument(help="The registry, e.g. crvs (`record list`: optional).")
+    ] = None,
     id_: Annotated[
         str | None, typer.Option("--id", metavar="TYPE=VALUE", help="The person (UIN=...).")
     ] = None,
@@ -1092,7 +1094,16 @@ def record(
     name: Annotated[
         str | None, typer.Option(help="A given name (a newborn, a new member).")
     ] = None,
-    sex: Annotated[str | None, typer.Option(help="female, male, ... (a newborn).")] = None,
+    sex: Annotated[
+        str | None, typer.Option(help="female, male, ... (a newborn, a registrant).")
+    ] = None,
+    birth_date: Annotated[
+        str | None,
+        typer.Option(
+            metavar="YYYY-MM-DD",
+            help="A registrant's birth date (registrations; default: the civil register's).",
+        ),
+    ] = None,
     config: AdminConfig = None,
 ) -> None:
     """Record a change of registry data: a birth, a death, a member joining a household, an
@@ -1101,6 +1112,11 @@ def record(
     from .store.changes import ChangeError, record_change
 
     settings = _settings(config)
+    if change == "list":
+        _list_record_changes(settings, registry)
+        return
+    if registry is None:
+        raise _fail(f"give the registry: dcihub record {change} REGISTRY ...")
     store = _open_store(settings.store_url)
     options = {
         k: v
@@ -1116,6 +1132,7 @@ def record(
             "place": place,
             "name": name,
             "sex": sex,
+            "birth_date": birth_date,
         }.items()
         if v
     }
@@ -1134,6 +1151,22 @@ def record(
     for key, created in done.keys:
         out.print(f"{'created' if created else 'updated'} {key}", soft_wrap=True, markup=False)
     out.print(f"notifications queued: {done.notifications}", soft_wrap=True, markup=False)
+
+
+def _list_record_changes(settings: Settings, registry: str | None) -> None:
+    from .standard.profiles import PROFILES
+
+    names = [registry] if registry else list(settings.registries)
+    unknown = [n for n in names if n not in settings.registries]
+    if unknown:
+        raise _fail(
+            f"this node does not serve a registry {unknown[0]!r}; it serves: "
+            + ", ".join(settings.registries)
+        )
+    out = _out()
+    for name in names:
+        for change in PROFILES[name].record_changes:
+            out.print(f"{name:<7} {change.name:<18} {change.summary}", soft_wrap=True, markup=False)
 
 
 class DeliveryState(StrEnum):

@@ -37,11 +37,20 @@ class StoreChangeContext(ChangeContext):
         self.random = random.SystemRandom()
 
     def find(self, id_type: str, value: str) -> dict[str, Any] | None:
+        return self._find(self.registry, id_type, value)
+
+    def lookup(self, registry: str, id_type: str, value: str) -> dict[str, Any] | None:
+        if registry not in self.store.profiles:
+            return None
+        return self._find(registry, id_type, value)
+
+    def _find(self, registry: str, id_type: str, value: str) -> dict[str, Any] | None:
         records = self.store.records
-        for entity in self.profile.entities:
+        profile = self.store.profiles[registry]
+        for entity in profile.entities:
             if not entity.has_identifier(id_type):
                 continue
-            tables = records.tables(self.registry, entity.name)
+            tables = records.tables(registry, entity.name)
             row = self.conn.execute(
                 select(tables.main.c.pk, tables.main.c.parent_pk, tables.main.c.record)
                 .join(tables.ids, tables.ids.c.pk == tables.main.c.pk)
@@ -51,8 +60,8 @@ class StoreChangeContext(ChangeContext):
             if row is None:
                 continue
             while entity.parent is not None and row is not None:
-                entity = self.profile.entity(entity.parent)
-                main = records.tables(self.registry, entity.name).main
+                entity = profile.entity(entity.parent)
+                main = records.tables(registry, entity.name).main
                 row = self.conn.execute(
                     select(main.c.pk, main.c.parent_pk, main.c.record).where(
                         main.c.pk == row.parent_pk

@@ -172,6 +172,11 @@ class ChangeContext(Protocol):
         """The top-level record with this key (None: there is none)."""
         ...
 
+    def lookup(self, registry: str, id_type: str, value: str) -> dict[str, Any] | None:
+        """The top-level record of another registry this node serves that holds this
+        identifier (None: the node does not serve it, or it holds no such record)."""
+        ...
+
     def today(self) -> date: ...
 
     def now(self) -> str:
