@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
     from .admin import PartnerChanges, PartnerResult
     from .config import Settings
+    from .demo import DemoSetup
+    from .population.life import LifeStream
     from .security.keys import KeyInfo
     from .store import Store
 
@@ -65,12 +67,23 @@ def demo(
         int, typer.Option(help="Seed of the synthetic population (same seed, same data).")
     ] = 20260101,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    events_per_minute: Annotated[
+        float,
+        typer.Option(
+            "--events-per-minute",
+            min=0,
+            help="Play a stream of life events (deaths, births, marriages, new households, "
+            "disability, enrolment and employment changes) at this rate, recorded like "
+            "`dcihub record` so subscribers are notified; deterministic given --seed. 0: none.",
+        ),
+    ] = 0,
 ) -> None:
     """Build a synthetic country (once) and serve all six registries over it.
 
     Serves the Social Registry, CRVS, Disability, Farmer and Integrated Beneficiary registries
     and the Employment Support System, the token endpoint, JWKS and console, and writes
-    DIR/demo.json (base URLs, demo partner credentials, sample identifiers)."""
+    DIR/demo.json (base URLs, demo partner credentials, sample identifiers). With
+    --events-per-minute, life goes on in the country while it is served."""
     from .demo import prepare_demo, write_demo_json
     from .server.factory import build_app
 
@@ -98,7 +111,53 @@ def demo(
     gc.collect()  # the generated country is garbage now; the app freezes the rest at start
     console.print(f"  ready in {time.perf_counter() - started:.1f}s; wrote {path}")
     _print_demo_help(info)
-    _serve(fastapi_app, host, port, log_level, setup.settings.limits.keep_alive_timeout)
+    stream = _life_stream(setup, seed, events_per_minute) if events_per_minute else None
+    try:
+        _serve(fastapi_app, host, port, log_level, setup.settings.limits.keep_alive_timeout)
+    finally:
+        if stream is not None:
+            stream.stop()
+
+
+def _life_stream(setup: DemoSetup, seed: int, events_per_minute: float) -> LifeStream:
+    """Start the demo's stream of life events: a line per event, or at rates above 120 a
+    minute a running count every 10 seconds."""
+    import threading
+
+    from .population.life import LifeEvent, LifeStream
+
+    lock = threading.Lock()
+    window = {"events": 0, "notifications": 0, "since": time.monotonic()}
+
+    def show(event: LifeEvent) -> None:
+        if events_per_minute <= 120:
+            console.print(f"  {event.line()}", soft_wrap=True, highlight=False, markup=False)
+            return
+        with lock:
+            window["events"] += 1
+            window["notifications"] += event.notifications
+            if time.monotonic() - window["since"] < 10:
+                return
+            console.print(
+                f"  life events: {event.number:,} so far; {window['events']} in the last "
+                f"{time.monotonic() - window['since']:.0f}s, notifications queued: "
+                f"{window['notifications']} (latest: {event.summary})",
+                soft_wrap=True,
+                highlight=False,
+                markup=False,
+            )
+            window.update(events=0, notifications=0, since=time.monotonic())
+
+    stream = LifeStream(
+        setup.store, seed, events_per_minute, list(setup.settings.registries), on_event=show
+    )
+    console.print(
+        f"  life events: {events_per_minute:g} a minute (seed {seed}); subscribe to watch "
+        "them: see docs/subscriptions.md, 'Watching live notifications'",
+        highlight=False,
+        markup=False,
+    )
+    return stream.start()
 
 
 def _print_demo_help(info: dict) -> None:

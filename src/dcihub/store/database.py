@@ -21,7 +21,7 @@ from .outbox import Outbox
 from .records import RecordStore
 from .replay import ReplayStore
 from .schema import build_schema
-from .subscriptions import Subscriptions
+from .subscriptions import QUEUED_FLAG, Subscriptions
 from .transactions import TxnStore
 
 if TYPE_CHECKING:
@@ -142,8 +142,24 @@ class Store:
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
+        with self._woken(self.engine) as conn:
             yield conn
+
+    @contextmanager
+    def _woken(self, engine: Engine) -> Iterator[Connection]:
+        """A transaction; once it committed notifications it queued, the delivery worker of
+        this process is woken (`Subscriptions.wakeup`) rather than finding them at its next
+        poll."""
+        with engine.begin() as conn:
+            try:
+                yield conn
+            except BaseException:
+                conn.info.pop(QUEUED_FLAG, None)  # rolled back: nothing to deliver
+                raise
+            queued = bool(conn.info.pop(QUEUED_FLAG, False))
+        wakeup = self.subscriptions.wakeup
+        if queued and wakeup is not None:
+            wakeup()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -166,7 +182,7 @@ class Store:
 
     @contextmanager
     def loop_begin(self) -> Iterator[Connection]:
-        with self.loop_engine.begin() as conn:
+        with self._woken(self.loop_engine) as conn:
             yield conn
 
     def loop_dbapi(self) -> Any:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,9 @@ if TYPE_CHECKING:
 SUBSCRIBED, UNSUBSCRIBED = "subscribe", "unsubscribe"
 NOTIFY_KEY = "dcihub:notify"  # marks an outbox payload as a notification to finish at delivery
 FILTER_LIMITS = Limits(1, 1, None, 10_000)
+
+
+QUEUED_FLAG = "dcihub.notifications_queued"  # Connection.info: this transaction queued some
 
 
 def new_code() -> str:
@@ -128,7 +132,8 @@ class Subscriptions:
         self.records = records
         self.outbox = outbox
         self.today = today or (lambda: datetime.now(UTC).date())
-        self.wakeup: Any = None  # called after notifications were queued (same process)
+        # called (from any thread) once a transaction that queued notifications committed
+        self.wakeup: Callable[[], None] | None = None
 
     # ----------------------------------------------------------------------------- writing
 
@@ -264,8 +269,9 @@ class Subscriptions:
         now = time.time()
         for event in events:
             queued += self._raise(conn, change, event, now)
-        if queued and self.wakeup is not None:
-            self.wakeup()
+        if queued:
+            # the store wakes the delivery worker once the transaction has committed
+            conn.info[QUEUED_FLAG] = True
         return queued
 
     def _raise(self, conn: Connection, change: Change, event: Event, now: float) -> int:
