@@ -17,11 +17,11 @@ from ..standard.profiles import PROFILES
 from ..standard.profiles.base import RegistryProfile
 from .access import Reader, StoreAccess
 from .audit import AuditLog
-from .outbox import Outbox
+from .outbox import QUEUED_FLAG, Outbox
 from .records import RecordStore
 from .replay import ReplayStore
 from .schema import build_schema
-from .subscriptions import QUEUED_FLAG, Subscriptions
+from .subscriptions import Subscriptions
 from .transactions import TxnStore
 
 if TYPE_CHECKING:
@@ -147,9 +147,9 @@ class Store:
 
     @contextmanager
     def _woken(self, engine: Engine) -> Iterator[Connection]:
-        """A transaction; once it committed notifications it queued, the delivery worker of
-        this process is woken (`Subscriptions.wakeup`) rather than finding them at its next
-        poll."""
+        """A transaction; once it committed outbox rows it queued (callbacks, notifications),
+        the delivery worker of this process is woken (`Subscriptions.wakeup`) rather than
+        finding them at its next poll."""
         with engine.begin() as conn:
             try:
                 yield conn

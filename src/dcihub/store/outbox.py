@@ -38,6 +38,11 @@ PENDING, INFLIGHT, DONE, DEAD = "pending", "inflight", "done", "dead"
 FAILED = "failed"  # not a stored status: a pending row that has been tried (last_error set)
 
 
+# Connection.info flag: this transaction queued outbox rows (callbacks, notifications); the
+# store wakes the in-process delivery worker once it has committed (Store.begin)
+QUEUED_FLAG = "dcihub.outbox_queued"
+
+
 @dataclass
 class OutboxRow:
     pk: int
@@ -97,6 +102,7 @@ class Outbox:
         delay: float = 0.0,
     ) -> int:
         now = time.time()
+        conn.info[QUEUED_FLAG] = True  # the store wakes this process's worker once committed
         return conn.execute(
             insert(self.t).returning(self.t.c.pk),
             {

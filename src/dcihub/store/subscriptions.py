@@ -53,9 +53,6 @@ NOTIFY_KEY = "dcihub:notify"  # marks an outbox payload as a notification to fin
 FILTER_LIMITS = Limits(1, 1, None, 10_000)
 
 
-QUEUED_FLAG = "dcihub.notifications_queued"  # Connection.info: this transaction queued some
-
-
 def new_code() -> str:
     """A subscription code: opaque, unguessable, at most 99 characters."""
     return f"sub-{uuid.uuid4().hex}"
@@ -132,7 +129,7 @@ class Subscriptions:
         self.records = records
         self.outbox = outbox
         self.today = today or (lambda: datetime.now(UTC).date())
-        # called (from any thread) once a transaction that queued notifications committed
+        # called (from any thread) once a transaction that queued outbox rows committed
         self.wakeup: Callable[[], None] | None = None
 
     # ----------------------------------------------------------------------------- writing
@@ -269,9 +266,6 @@ class Subscriptions:
         now = time.time()
         for event in events:
             queued += self._raise(conn, change, event, now)
-        if queued:
-            # the store wakes the delivery worker once the transaction has committed
-            conn.info[QUEUED_FLAG] = True
         return queued
 
     def _raise(self, conn: Connection, change: Change, event: Event, now: float) -> int:

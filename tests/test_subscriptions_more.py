@@ -1,0 +1,121 @@
+"""Subscriptions, the finer points: a change made in the node's own process (an API call
+that writes records, an operator's change, the demo's life events) wakes the delivery worker
+at once rather than at its next poll; txn/status of subscriptions on registries whose contract
+has no `unsubscribe` txn_type; subscriptions whose filter a narrowing of the partner's
+`query_fields` no longer allows."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+import support
+from expect import enrollment_updates_envelope
+from receiver import CallbackReceiver
+from support import DCIClient
+from test_outbox_restart import wait_for
+from test_subscriptions import subscribe
+
+SLOW_POLL = 60.0  # the worker polls once a minute: a delivery sooner was woken
+
+
+@pytest.fixture(scope="module")
+def server(backend, country, tmp_path_factory):
+    from dcihub.population.load import load_country
+    from dcihub.store import Store
+
+    with support.store_url_for(backend, tmp_path_factory.mktemp("subs-more")) as url:
+        store = Store(url)
+        store.upgrade()
+        load_country(store, country)
+        settings = support.test_settings(
+            url,
+            data_dir=tmp_path_factory.mktemp("subs-more-node"),
+            delivery={"poll_interval": SLOW_POLL, "backoff_base": 0.2, "backoff_max": 1.0},
+        )
+        running = support.live_server(settings, store)
+        yield running
+        running.stop()
+        store.dispose()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return DCIClient(server, server.partner)
+
+
+@pytest.fixture()
+def receiver():
+    running = CallbackReceiver().start()
+    yield running
+    running.stop()
+
+
+def notices(receiver: CallbackReceiver, count: int, timeout: float = 15.0) -> list[Any]:
+    """`count` notify callbacks, waited for well under the worker's poll interval."""
+    assert timeout < SLOW_POLL / 2
+    return wait_for(
+        lambda: (
+            len(n := [r for r in receiver.received if r.path == "/registry/notify"]) >= count and n
+        ),
+        timeout=timeout,
+        what=f"{count} notification(s) before the worker's next poll",
+    )
+
+
+def test_changes_in_the_node_process_wake_the_worker(server, client, receiver) -> None:
+    from dcihub.store.changes import record_change
+
+    subscribe(client, receiver, "ibr", {"reg_event_type": "enrollement"})
+    uin = f"7{uuid.uuid4().int % 10**9:09d}"
+    # an API call that writes records: the SP-MIS reports a new enrolment to the IBR
+    beneficiary = {
+        "member": {
+            "member_identifier": [{"identifier_type": "UIN", "identifier_value": uin}],
+            "demographic_info": {"name": {"given_name": "Ana"}, "sex": "female"},
+        },
+        "programme_identifier": [{"programme_identifier": "OAP"}],
+        "enrollment_status": "1",
+        "enrollment_date": "2026-01-01",
+    }
+    response = client.post(
+        "ibr", "sync/enrollment/updates", enrollment_updates_envelope([beneficiary])
+    )
+    assert response.status_code == 200, response.text
+    (first,) = notices(receiver, 1)
+    body = first.json()["message"]["notify_event"][0]["data"]["reg_records"]
+    assert body["member"]["member_identifier"][0]["identifier_value"] == uin
+    # another thread of the node's process (as the demo's life events)
+    other = f"8{uuid.uuid4().int % 10**9:09d}"
+    done = record_change(
+        server.store, "ibr", "enrolment", {"id": f"UIN={other}", "programme": "OAP"}
+    )
+    assert done.notifications == 1
+    second = notices(receiver, 2)[1].json()["message"]["notify_event"][0]["data"]["reg_records"]
+    assert second["member"]["member_identifier"][0]["identifier_value"] == other
+
+
+def test_a_rolled_back_change_wakes_nobody(server) -> None:
+    """A change that queued notifications and then rolled back leaves no mark on the pooled
+    connection (nothing to deliver, and the next transaction is not taken for one)."""
+    from dcihub.store.outbox import QUEUED_FLAG
+
+    woken: list[int] = []
+    store = server.store
+    saved = store.subscriptions.wakeup
+    store.subscriptions.wakeup = lambda: woken.append(1)
+    try:
+        with pytest.raises(RuntimeError):
+            with store.begin() as conn:
+                conn.info[QUEUED_FLAG] = True
+                raise RuntimeError("the change failed")
+        with store.begin() as conn:
+            assert QUEUED_FLAG not in conn.info
+        assert woken == []
+        with store.begin() as conn:
+            conn.info[QUEUED_FLAG] = True
+        assert woken == [1]
+    finally:
+        store.subscriptions.wakeup = saved
