@@ -19,7 +19,9 @@ of workers may share one PostgreSQL (rows are claimed with SKIP LOCKED and a lea
 from __future__ import annotations
 
 import logging
+import os
 import random
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -101,24 +103,57 @@ class Worker:
         self.background: list[Any] = []
         self._working = 0  # rows being worked on by this worker
         self._busy: dict[str, int] = {}  # work key (callback target, partner) -> rows
+        # who holds a claimed row (`outbox.claimed_by`): unique per worker, and readable
+        self.id = f"{socket.gethostname()[:40]}:{os.getpid()}:{random.getrandbits(32):08x}"
+        self.renewed_at: float | None = None  # the last heartbeat that reached the store
 
     def wake(self) -> None:
         self._wake.set()
 
     async def run(self) -> None:
         """Run until cancelled (with the background tasks of a standalone worker)."""
-        if self.settings.lease_seconds <= self.settings.timeout:
-            log.warning(
-                "delivery.lease_seconds (%s) should be longer than delivery.timeout (%s): a "
-                "row whose delivery takes longer than its lease is claimed again",
-                self.settings.lease_seconds,
-                self.settings.timeout,
-            )
         async with anyio.create_task_group() as tasks:
             for task in self.background:
                 tasks.start_soon(task)
+            tasks.start_soon(self._heartbeat)
+            tasks.start_soon(self._retention)
             await self._loop()
             tasks.cancel_scope.cancel()
+
+    async def heartbeat(self) -> int:
+        """Renew the lease of every row this worker holds; returns how many it holds."""
+        lease = self.settings.lease_seconds
+        held = await self._write(lambda conn: self.store.outbox.renew(conn, self.id, lease))
+        self.renewed_at = time.time()
+        return int(held)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await anyio.sleep(self.settings.lease_seconds / 3)
+            if not self._working:
+                continue
+            try:
+                await self.heartbeat()
+            except Exception:  # the store is away: the rows may be claimed again (at least once)
+                log.warning("could not renew the leases of worker %s", self.id, exc_info=True)
+
+    async def _retention(self) -> None:
+        retention = self.node.settings.retention
+        if not retention.enabled:
+            return
+        from ..store.retention import purge
+
+        await anyio.sleep(random.uniform(0, min(retention.interval, 60.0)))
+        while True:
+            more = False
+            try:
+                done = await self._write(lambda conn: purge(self.store, conn, retention))
+                more = done.full
+                if done.total:
+                    log.info("retention purge: %s", done.summary())
+            except Exception:
+                log.warning("retention purge failed; tried again later", exc_info=True)
+            await anyio.sleep(0.05 if more else retention.interval)
 
     async def _loop(self) -> None:
         async with anyio.create_task_group() as tasks:
@@ -146,7 +181,9 @@ class Worker:
             dict(self._busy),
         )
         rows = await self._write(
-            lambda conn: self.store.outbox.claim_on(conn, free, lease, per_key=per_key, busy=busy)
+            lambda conn: self.store.outbox.claim_on(
+                conn, free, lease, per_key=per_key, busy=busy, owner=self.id
+            )
         )
         for row in rows:
             key = work_key(row.kind, row.target_url, row.sender_id)
@@ -196,9 +233,10 @@ class Worker:
         sub_pk = row.txn_pk
 
         def run(conn: Any) -> None:
+            if not self.store.outbox.complete(conn, row.pk, self.id):
+                return  # another worker holds the row now: it runs the batch
             if sub_pk is not None:
                 self.store.subscriptions.run_batch(conn, sub_pk)
-            self.store.outbox.complete(conn, row.pk)
 
         try:
             await self._write(run)
@@ -308,7 +346,7 @@ class Worker:
 
     async def _complete(self, row: OutboxRow, facts: AuditEntry | None = None) -> None:
         def done(conn: Any) -> None:
-            self.store.outbox.complete(conn, row.pk)
+            self.store.outbox.complete(conn, row.pk, self.id)
             self._audit(conn, facts, "delivered")
 
         await self._write(done)
@@ -321,9 +359,9 @@ class Worker:
 
         def record(conn: Any) -> None:
             if give_up:
-                self.store.outbox.give_up(conn, row.pk, error)
+                self.store.outbox.give_up(conn, row.pk, error, self.id)
             else:
-                self.store.outbox.retry(conn, row.pk, error, delay)
+                self.store.outbox.retry(conn, row.pk, error, delay, self.id)
             # the receiver's text in `error` is cut to the trail's bound (store/audit.py)
             self._audit(conn, facts, f"{'gave up' if give_up else 'will retry'}: {error}")
 
