@@ -35,6 +35,7 @@ from anyio.abc import TaskGroup
 
 from ..config import DeliverySettings
 from ..security.partners import Partner
+from ..store.access import unavailable
 from ..store.audit import AuditEntry
 from ..store.outbox import OutboxRow, work_key
 from ..store.subscriptions import NOTIFY_KEY
@@ -134,8 +135,13 @@ class Worker:
                 continue
             try:
                 await self.heartbeat()
-            except Exception:  # the store is away: the rows may be claimed again (at least once)
-                log.warning("could not renew the leases of worker %s", self.id, exc_info=True)
+            except Exception as exc:  # the store is away: the rows may be claimed again
+                log.warning(
+                    "could not renew the leases of worker %s: %s",
+                    self.id,
+                    type(exc).__name__,
+                    exc_info=not unavailable(exc),
+                )
 
     async def _retention(self) -> None:
         retention = self.node.settings.retention
@@ -151,8 +157,12 @@ class Worker:
                 more = done.full
                 if done.total:
                     log.info("retention purge: %s", done.summary())
-            except Exception:
-                log.warning("retention purge failed; tried again later", exc_info=True)
+            except Exception as exc:
+                log.warning(
+                    "retention purge failed (%s); tried again later",
+                    type(exc).__name__,
+                    exc_info=not unavailable(exc),
+                )
             await anyio.sleep(0.05 if more else retention.interval)
 
     async def _loop(self) -> None:
@@ -160,8 +170,11 @@ class Worker:
             while True:
                 try:
                     started = await self._dispatch(tasks)
-                except Exception:  # keep the worker alive; the rows will be claimed again
-                    log.exception("worker cycle failed")
+                except Exception as exc:  # keep the worker alive; the rows will be claimed again
+                    if unavailable(exc):  # the store is away: one line, try again later
+                        log.warning("worker cycle: store unavailable (%s)", type(exc).__name__)
+                    else:
+                        log.exception("worker cycle failed")
                     started = 0
                 if started:
                     continue
@@ -200,8 +213,11 @@ class Worker:
                 await self._batch(row)
             else:
                 await self._deliver(row)
-        except Exception:  # its lease runs out and it is claimed again
-            log.exception("outbox row %s failed", row.pk)
+        except Exception as exc:  # its lease runs out and it is claimed again
+            if unavailable(exc):
+                log.warning("outbox row %s: store unavailable (%s)", row.pk, type(exc).__name__)
+            else:
+                log.exception("outbox row %s failed", row.pk)
         finally:
             self._working -= 1
             left = self._busy.get(key, 1) - 1
@@ -253,7 +269,10 @@ class Worker:
             if write is not None:
                 await self._write(write)
         except Exception as exc:
-            log.exception("async work %s failed", row.pk)
+            if unavailable(exc):
+                log.warning("async work %s: store unavailable (%s)", row.pk, type(exc).__name__)
+            else:
+                log.exception("async work %s failed", row.pk)
             await self._failed(row, f"processing failed: {exc}", permanent=False)
             return
         await self._complete(row)

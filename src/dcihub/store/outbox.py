@@ -317,7 +317,13 @@ class Outbox:
             n = conn.execute(select(func.count()).where(t.c.status == status)).scalar_one()
             if n:
                 out[status] = n
-        capped = select(t.c.pk).where(t.c.status == DONE).limit(DONE_COUNT_CAP).subquery()
+        capped = (  # in the order of ix_outbox_status_updated: read off the index, never a scan
+            select(t.c.updated_at)
+            .where(t.c.status == DONE)
+            .order_by(t.c.status, t.c.updated_at)
+            .limit(DONE_COUNT_CAP)
+            .subquery()
+        )
         done = conn.execute(select(func.count()).select_from(capped)).scalar_one()
         if done:
             out[DONE] = done
