@@ -1284,6 +1284,49 @@ def deliveries(
         _note(f"{reset} deliver{'y' if reset == 1 else 'ies'} will be tried again now")
 
 
+# ---------------------------------------------------------------------------------------------
+# Retention: purging what is kept no longer (docs/reliability.md)
+
+
+@store_app.command("purge")
+def store_purge(
+    config: AdminConfig = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be purged; delete nothing.")
+    ] = False,
+) -> None:
+    """Purge now what the configuration's `retention` keeps no longer: delivered and given-up
+    outbox rows and finished transactions older than their retention (the worker does this
+    every `retention.interval` seconds by itself). Rows still to do are never purged."""
+    from .store.retention import Purged, purge
+
+    path = find_config(config)
+    settings = _settings(path)
+    store = _open_store(settings.store_url)
+    total = Purged()
+    try:
+        while True:
+            with store.engine.connect() as conn:
+                transaction = conn.begin()
+                done = purge(store, conn, settings.retention)
+                if dry_run:
+                    transaction.rollback()
+                else:
+                    transaction.commit()
+            total.delivered += done.delivered
+            total.dead += done.dead
+            total.transactions += done.transactions
+            if dry_run or not done.full:
+                break
+    except Exception as exc:  # noqa: BLE001 - database down, refused login, ...
+        raise _fail(f"cannot purge the store {_shown(store.url)}: {_first_line(exc)}") from None
+    finally:
+        store.dispose()
+    verb = "would purge" if dry_run else "purged"
+    more = " (at least; one batch counted)" if dry_run and done.full else ""
+    _out().print(f"{verb} {total.summary()}{more}", soft_wrap=True, markup=False)
+
+
 # The programme-side commands (search, subscribe, listen, txn-status, login): client_cli.py
 from .client_cli import register as _register_client_commands  # noqa: E402
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 from anyio import CapacityLimiter
 from sqlalchemy import Connection
+from sqlalchemy import exc as sa_exc
 
 if TYPE_CHECKING:
     from .database import Store
@@ -32,6 +33,21 @@ T = TypeVar("T")
 Begin = Callable[[], AbstractContextManager[Connection]]
 
 HEAVY_THREADS = 16
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether an error means the store cannot be used right now — the database is down or
+    restarting, the connection was lost, the pool is exhausted, the disk is full, the file is
+    locked — rather than a defect: the request is answered `err.service.unavailable` (503)."""
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(
+        exc,
+        sa_exc.OperationalError
+        | sa_exc.InterfaceError
+        | sa_exc.DisconnectionError
+        | sa_exc.TimeoutError,
+    )
 
 
 class Reader:
