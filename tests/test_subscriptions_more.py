@@ -119,3 +119,82 @@ def test_a_rolled_back_change_wakes_nobody(server) -> None:
         assert woken == [1]
     finally:
         store.subscriptions.wakeup = saved
+
+
+def txn_status(client: DCIClient, registry: str, txn_type: str, attribute: str, value: Any) -> Any:
+    reply = client.post(
+        registry,
+        "sync/txn/status",
+        {
+            "header": support.header("txn-status"),
+            "message": {
+                "transaction_id": f"t-{uuid.uuid4().hex[:8]}",
+                "txnstatus_request": {
+                    "reference_id": "r-1",
+                    "txn_type": txn_type,
+                    "attribute_type": attribute,
+                    "attribute_value": value,
+                },
+            },
+        },
+    )
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+@pytest.mark.parametrize(
+    ("registry", "event"),
+    [("social", "NewHouseHoldMember"), ("ibr", "enrollement"), ("ess", "enrolment")],
+)
+def test_txn_status_of_an_unsubscribe_where_the_contract_has_no_such_txn_type(
+    server, client, receiver, spec_dir, registry, event
+) -> None:
+    """SR, IBR and ESS list no `unsubscribe` txn_type: asked about an unsubscription, they
+    answer in their `subscribe` form, each subscription with its status now (valid against
+    the registry's contract); CRVS answers in the unsubscribe form."""
+    from contract import load_contract
+    from test_subscriptions import unsubscribe_envelope
+
+    contract = load_contract(spec_dir, registry)
+    follow = {"type": "UIN", "value": f"6{uuid.uuid4().int % 10**9:09d}"}
+    criteria = {"reg_event_type": event, "filter_type": "idtype-value", "filter": follow}
+    (code,), _ = subscribe(client, receiver, registry, criteria)
+    before = len(receiver.received)
+    envelope = unsubscribe_envelope(receiver.url("/registry/on-unsubscribe"), [code])
+    assert client.post(registry, "unsubscribe", envelope).status_code == 202
+    receiver.wait_for(before + 1, timeout=30)
+    asked = [
+        ("subscription_code_list", [code]),
+        ("transaction_id", envelope["message"]["transaction_id"]),
+    ]
+    for attribute, value in asked:
+        body = txn_status(client, registry, "unsubscribe", attribute, value)
+        contract.validate_response("/registry/sync/txn/status", body)
+        answer = body["message"]["txnstatus_response"]
+        assert answer["txn_type"] == "subscribe", answer
+        (item,) = answer["txn_status"]["subscribe_response"]
+        assert item["status"] == "succ"
+        assert item["subscriptions"][0]["code"] == code
+        assert item["subscriptions"][0]["status"] == "unsubscribe"
+        if attribute == "transaction_id":
+            assert "answers txn_type unsubscribe as subscribe" in item["status_reason_message"]
+    unknown = txn_status(client, registry, "unsubscribe", "transaction_id", "t-nope")
+    contract.validate_response("/registry/sync/txn/status", unknown)
+    (item,) = unknown["message"]["txnstatus_response"]["txn_status"]["subscribe_response"]
+    assert item["status"] == "rjct"
+
+
+def test_crvs_answers_an_unsubscribe_in_its_own_form(server, client, receiver, spec_dir) -> None:
+    from contract import load_contract
+    from test_subscriptions import unsubscribe_envelope
+
+    (code,), _ = subscribe(client, receiver, "crvs", {"reg_event_type": "Divorce"})
+    before = len(receiver.received)
+    envelope = unsubscribe_envelope(receiver.url("/registry/on-unsubscribe"), [code])
+    assert client.post("crvs", "unsubscribe", envelope).status_code == 202
+    receiver.wait_for(before + 1, timeout=30)
+    body = txn_status(client, "crvs", "unsubscribe", "subscription_code_list", [code])
+    load_contract(spec_dir, "crvs").validate_response("/registry/sync/txn/status", body)
+    answer = body["message"]["txnstatus_response"]
+    assert answer["txn_type"] == "unsubscribe"
+    assert answer["txn_status"]["subscription_status"] == [{"code": code, "status": "unsubscribe"}]

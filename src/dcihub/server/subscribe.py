@@ -395,6 +395,51 @@ class SubscriptionService:
         ]
         return body
 
+    def unsubscribe_as_subscribe(
+        self, reader: Reader, txn: Any, items: list[ItemRow]
+    ) -> dict[str, Any]:
+        """An unsubscribe transaction in the `SubscribeResponse` shape (for contracts without
+        txn_type `unsubscribe`): each of its subscriptions with its status now; a rejected
+        unsubscribe as one rejected item with its reason."""
+        item = items[0] if items else None
+        codes = (item.result or {}).get("codes", []) if item else []
+        subs = self.store.subscriptions.by_codes(reader.conn, codes)
+        own = [subs[c] for c in codes if c in subs and subs[c].sender_id == txn.sender_id]
+        stamp = (item.timestamp if item else None) or format_ts()
+        note = (
+            f"the {self.node.profiles[txn.registry].title} answers txn_type unsubscribe as "
+            f"subscribe (its contract has no unsubscribe txn_type): unsubscribe transaction "
+            f"'{txn.transaction_id}', each subscription with its status now"
+        )
+        if item is not None and item.status == RequestStatus.REJECTED:
+            response = [
+                {
+                    "reference_id": item.reference_id or txn.transaction_id,
+                    "timestamp": stamp,
+                    "status": RequestStatus.REJECTED.value,
+                    "status_reason_code": item.reason_code or "rjct.subscription_code.invalid",
+                    "status_reason_message": f"{item.reason_message or ''} ({note})"[:999],
+                    "locale": item.locale or "eng",
+                }
+            ]
+        else:
+            response = [
+                {
+                    "reference_id": s.reference_id,
+                    "timestamp": stamp,
+                    "status": RequestStatus.SUCCESS.value,
+                    "status_reason_message": note[:999],
+                    "subscriptions": [s.current_info()],
+                    "locale": s.locale or "eng",
+                }
+                for s in own
+            ]
+        return {
+            "transaction_id": txn.transaction_id,
+            "correlation_id": txn.correlation_id,
+            "subscribe_response": response,
+        }
+
     def codes_status(
         self,
         reader: Reader,
