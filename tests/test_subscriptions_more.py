@@ -16,7 +16,7 @@ from expect import enrollment_updates_envelope
 from receiver import CallbackReceiver
 from support import DCIClient
 from test_outbox_restart import wait_for
-from test_subscriptions import subscribe
+from test_subscriptions import subscribe, subscribe_envelope
 
 SLOW_POLL = 60.0  # the worker polls once a minute: a delivery sooner was woken
 
@@ -198,3 +198,83 @@ def test_crvs_answers_an_unsubscribe_in_its_own_form(server, client, receiver, s
     answer = body["message"]["txnstatus_response"]
     assert answer["txn_type"] == "unsubscribe"
     assert answer["txn_status"]["subscription_status"] == [{"code": code, "status": "unsubscribe"}]
+
+
+def set_query_fields(server: Any, sender_id: str, fields: list[str]) -> None:
+    """Edit the partner file as an operator would (the node re-reads it within seconds)."""
+    from dataclasses import replace
+
+    from dcihub.security.partners import PartnerRegistry
+
+    path = server.settings.security.path(server.settings.security.partners_file)
+    registry = PartnerRegistry.load(path)
+    PartnerRegistry(
+        replace(p, query_fields={"crvs": fields}) if p.sender_id == sender_id else p
+        for p in registry
+    ).save(path)
+
+
+def test_a_subscription_whose_filter_was_narrowed_away_is_held_back(
+    server, receiver, spec_dir
+) -> None:
+    """The partner subscribed filtering on `sex`; then its query_fields were narrowed so that
+    it may no longer filter on it. Its notifications are refused (dead, naming the
+    subscription and the field): they would tell it who matched a filter it may not use.
+    Widened again, the dead delivery is retried and arrives."""
+    from dcihub.store.changes import record_change
+    from test_subscribe_api import death_filter, partner_client, some_person
+
+    sender = f"spmis.narrowed-{uuid.uuid4().hex[:6]}"
+    partner = support.provision(
+        server.settings,
+        sender_id=sender,
+        client_id=sender.replace(".", "-"),
+        query_fields={"crvs": ["identifier", "sex", "death_date"]},
+    )
+    client = partner_client(server, partner)
+    target = receiver.url("/registry/on-subscribe")
+
+    def ask() -> dict[str, Any]:
+        envelope = subscribe_envelope(target, death_filter("sex", "eq", "female"))
+        envelope["header"] = support.header("subscribe", 1, sender_id=sender, sender_uri=target)
+        before = len(receiver.received)
+        assert client.post("crvs", "subscribe", envelope).status_code == 202
+        body = receiver.wait_for(before + 1, timeout=30)[before].json()
+        return body["message"]["subscribe_response"][0]
+
+    first = ask()
+    assert first["status"] == "succ", first
+    code = first["subscriptions"][0]["code"]
+
+    set_query_fields(server, sender, ["identifier", "death_date"])
+    wait_for(
+        lambda: ask()["status_reason_code"] == "rjct.notify_details.invalid",
+        timeout=30,
+        what="the node to read the narrowed partner",
+    )
+    woman = next(p for p in (some_person(server) for _ in range(50)) if p.get("sex") == "female")
+    uin = woman["identifier"][0]["identifier_value"]
+    assert record_change(server.store, "crvs", "death", {"id": f"UIN={uin}"}).notifications == 1
+
+    def dead() -> list[dict[str, Any]]:
+        with server.store.read() as conn:
+            return server.store.outbox.deliveries(conn, ("dead",), sender, "crvs")
+
+    (row,) = wait_for(dead, timeout=30, what="the notification to be refused")
+    assert code in row["last_error"] and "held back" in row["last_error"], row
+    assert "'sex'" in row["last_error"]
+    assert not [r for r in receiver.received if r.path == "/registry/notify"]
+
+    set_query_fields(server, sender, ["identifier", "sex", "death_date"])
+    wait_for(
+        lambda: ask()["status_reason_code"] == "rjct.event.already_subscribed",
+        timeout=30,
+        what="the node to read the widened partner",
+    )
+    with server.store.begin() as conn:
+        server.store.outbox.retry_now(conn, [row["pk"]])
+    (notice,) = notices(receiver, 1)
+    doc = notice.json()
+    assert doc["header"]["meta"]["subscription_codes"] == [code]
+    person = doc["message"]["notify_event"][0]["data"]["reg_records"]
+    assert person["identifier"][0]["identifier_value"] == uin

@@ -42,7 +42,7 @@ from ..standard.subscriptions import (
     subscription_info,
 )
 from ..store.access import Reader
-from ..store.subscriptions import NewSubscription, Subscription, new_code
+from ..store.subscriptions import NewSubscription, Subscription, new_code, terms_of
 from ..store.transactions import ItemRow
 from .pipeline import Inbound, Reply
 from .search import check_batch
@@ -394,6 +394,33 @@ class SubscriptionService:
             if c in subs and subs[c].sender_id == txn.sender_id
         ]
         return body
+
+    def filters_refused(
+        self, reader: Reader, partner: Any, registry: str, codes: list[str]
+    ) -> str | None:
+        """Why a notification of these subscriptions may not go to `partner` any more: a
+        filter on a field it may no longer query (its `query_fields` were narrowed since it
+        subscribed). None: every filter is still allowed."""
+        queries = self.node.field_access(partner, registry, query=True)
+        if queries is None or not codes:
+            return None
+        profile = self.node.profiles[registry]
+        today = self.node.today()
+        for code, sub in self.store.subscriptions.by_codes(reader.conn, codes).items():
+            if sub.filter is None:
+                continue
+            try:
+                terms = terms_of(profile, sub)
+                plan = bind_filter(profile, terms, today, self.node.limits, "filter")
+                if plan is not None:
+                    check_plan(plan, queries, "subscribe_criteria", query="filter")
+            except ItemRejected as exc:
+                return (
+                    f"subscription {code} is held back: its filter is no longer allowed for "
+                    f"partner '{sub.sender_id}' ({exc.message}); widen the partner's "
+                    "query_fields and retry the delivery, or the partner unsubscribes"
+                )
+        return None
 
     def unsubscribe_as_subscribe(
         self, reader: Reader, txn: Any, items: list[ItemRow]

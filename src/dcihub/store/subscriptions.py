@@ -378,7 +378,7 @@ class Subscriptions:
         if sub.filter is None:
             return True
         profile = change.profile
-        terms = _terms_of(profile, sub)
+        terms = terms_of(profile, sub)
         try:
             plan = bind_filter(profile, terms, self.today(), FILTER_LIMITS, "filter")
         except Exception:  # a filter the profile no longer accepts matches nothing
@@ -496,7 +496,8 @@ def _key(entity: Any, record: dict[str, Any]) -> str | None:
         return None
 
 
-def _terms_of(profile: RegistryProfile, sub: Subscription) -> SubscribeTerms:
+def terms_of(profile: RegistryProfile, sub: Subscription) -> SubscribeTerms:
+    """The terms a stored subscription was made with (to bind its filter again)."""
     event = profile.event_type(sub.event_type)
     assert event is not None
     return SubscribeTerms(
