@@ -79,6 +79,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per run (3)")
     p.add_argument("--load-rounds", type=int, default=2, help="runs each way, alternating (2)")
     p.add_argument("--only", choices=("fanout", "load"), action="append", help="one part")
+    p.add_argument(
+        "--concurrency", type=int, help="the node's delivery.concurrency (default: its default)"
+    )
     p.add_argument("--store-url", help="SQLAlchemy URL of the store (default: SQLite)")
     p.add_argument("--data-dir", type=Path, help="keep store, keys, config and logs here")
     p.add_argument("--keep", action="store_true", help="leave the servers running at the end")
@@ -600,8 +603,11 @@ def load(
 
 def run_in(workdir: Path, args: argparse.Namespace, busy_before: float | None) -> int:
     parts = args.only or ["fanout", "load"]
+    config = dict(SERVER_CONFIG)
+    if args.concurrency:
+        config["delivery"] = {"concurrency": args.concurrency}
     options = DcihubOptions(
-        people=args.people, store_url=args.store_url, registry="crvs", config=SERVER_CONFIG
+        people=args.people, store_url=args.store_url, registry="crvs", config=config
     )
     say(f"population: {options.people:,} people into {options.store_url or workdir / 'bench.db'}")
     population = prepare_population(options, workdir)
