@@ -278,3 +278,18 @@ def test_a_subscription_whose_filter_was_narrowed_away_is_held_back(
     assert doc["header"]["meta"]["subscription_codes"] == [code]
     person = doc["message"]["notify_event"][0]["data"]["reg_records"]
     assert person["identifier"][0]["identifier_value"] == uin
+
+
+def test_the_client_names_an_event_outside_the_contract_from_the_header() -> None:
+    """dcihub names an event type its registry's contract does not list (ESS
+    `employment_status_change`) in header.meta, not in data: the client reads it there."""
+    from dcihub.client.results import read_notification
+
+    header = {"message_id": "m-1", "meta": {"reg_event_types": ["employment_status_change"]}}
+    data = {"reg_record_type": "Member", "reg_records": {"employment_status": "1"}}
+    message = {"transaction_id": "t-1", "notify_event": [{"reference_id": "e", "data": data}]}
+    (event,) = read_notification(header, message).events
+    assert event.reg_event_type == "employment_status_change"
+    data["reg_event_type"] = "enrolment"
+    (event,) = read_notification(header, message).events
+    assert event.reg_event_type == "enrolment"  # what the data says comes first
