@@ -293,3 +293,30 @@ def test_the_client_names_an_event_outside_the_contract_from_the_header() -> Non
     data["reg_event_type"] = "enrolment"
     (event,) = read_notification(header, message).events
     assert event.reg_event_type == "enrolment"  # what the data says comes first
+
+
+def test_narrowing_a_partners_fields_names_the_subscriptions_held_back(server, receiver) -> None:
+    """`dcihub partners update --fields ...` (admin.update_partner) says which of the
+    partner's subscriptions filter on a field it may no longer query."""
+    from dcihub.admin import PartnerChanges, update_partner
+    from test_subscribe_api import death_filter, partner_client
+
+    sender = f"spmis.fields-{uuid.uuid4().hex[:6]}"
+    partner = support.provision(server.settings, sender_id=sender, client_id=sender[7:])
+    client = partner_client(server, partner)
+    target = receiver.url("/registry/on-subscribe")
+    envelope = subscribe_envelope(target, death_filter("sex", "eq", "male"))
+    envelope["header"] = support.header("subscribe", 1, sender_id=sender, sender_uri=target)
+    assert client.post("crvs", "subscribe", envelope).status_code == 202
+    body = receiver.wait_for(1, timeout=30)[0].json()
+    code = body["message"]["subscribe_response"][0]["subscriptions"][0]["code"]
+
+    kept = update_partner(
+        server.settings, sender, PartnerChanges(fields=["crvs:identifier,sex,death_date"])
+    )
+    assert not [n for n in kept.notes if code in n]
+    narrowed = update_partner(
+        server.settings, sender, PartnerChanges(fields=["crvs:identifier,death_date"])
+    )
+    (note,) = [n for n in narrowed.notes if code in n]
+    assert "held back" in note and "'sex'" in note and "crvs Death" in note

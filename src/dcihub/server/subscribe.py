@@ -42,7 +42,7 @@ from ..standard.subscriptions import (
     subscription_info,
 )
 from ..store.access import Reader
-from ..store.subscriptions import NewSubscription, Subscription, new_code, terms_of
+from ..store.subscriptions import NewSubscription, Subscription, held_back, new_code
 from ..store.transactions import ItemRow
 from .pipeline import Inbound, Reply
 from .search import check_batch
@@ -407,17 +407,11 @@ class SubscriptionService:
         profile = self.node.profiles[registry]
         today = self.node.today()
         for code, sub in self.store.subscriptions.by_codes(reader.conn, codes).items():
-            if sub.filter is None:
-                continue
-            try:
-                terms = terms_of(profile, sub)
-                plan = bind_filter(profile, terms, today, self.node.limits, "filter")
-                if plan is not None:
-                    check_plan(plan, queries, "subscribe_criteria", query="filter")
-            except ItemRejected as exc:
+            reason = held_back(profile, sub, queries, today, self.node.limits)
+            if reason is not None:
                 return (
                     f"subscription {code} is held back: its filter is no longer allowed for "
-                    f"partner '{sub.sender_id}' ({exc.message}); widen the partner's "
+                    f"partner '{sub.sender_id}' ({reason}); widen the partner's "
                     "query_fields and retry the delivery, or the partner unsubscribes"
                 )
         return None
