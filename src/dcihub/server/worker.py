@@ -287,6 +287,7 @@ class Worker:
         timeout = self.settings.timeout
         try:
             if NOTIFY_KEY in envelope:
+                await self._check_filters(row, envelope)
                 envelope = self._notification(row, envelope)
             with anyio.fail_after(timeout):  # the whole attempt: token, sealing, POST, answer
                 await self.sender.check_target(row)
@@ -335,6 +336,20 @@ class Worker:
             permanent=permanent,
             facts=facts,
         )
+
+    async def _check_filters(self, row: OutboxRow, envelope: dict[str, Any]) -> None:
+        """A subscription whose filter the partner may no longer use (its query_fields were
+        narrowed) does not reveal what it matched: the notification is refused (dead)."""
+        partner = self.partner_for(row.sender_id)
+        registry = row.registry or envelope[NOTIFY_KEY].get("registry")
+        if partner is None or registry not in self.node.profiles:
+            return
+        codes = list((envelope.get("header", {}).get("meta") or {}).get("subscription_codes") or [])
+        problem = await self.store.access.read(
+            self.node.subscriptions.filters_refused, partner, registry, codes
+        )
+        if problem:
+            raise PermanentFailure(problem)
 
     def _notification(self, row: OutboxRow, envelope: dict[str, Any]) -> dict[str, Any]:
         """Finish a queued notification for its partner: the registry's id as sender, and each

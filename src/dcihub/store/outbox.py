@@ -395,4 +395,6 @@ class Outbox:
                 status=PENDING, attempts=0, next_attempt_at=now, locked_until=None, updated_at=now
             )
         )
+        if result.rowcount:
+            conn.info[QUEUED_FLAG] = True  # due now: wake this process's worker
         return result.rowcount or 0

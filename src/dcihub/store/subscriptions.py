@@ -378,7 +378,7 @@ class Subscriptions:
         if sub.filter is None:
             return True
         profile = change.profile
-        terms = _terms_of(profile, sub)
+        terms = terms_of(profile, sub)
         try:
             plan = bind_filter(profile, terms, self.today(), FILTER_LIMITS, "filter")
         except Exception:  # a filter the profile no longer accepts matches nothing
@@ -496,7 +496,27 @@ def _key(entity: Any, record: dict[str, Any]) -> str | None:
         return None
 
 
-def _terms_of(profile: RegistryProfile, sub: Subscription) -> SubscribeTerms:
+def held_back(
+    profile: RegistryProfile, sub: Subscription, queries: Any, today: Any, limits: Limits
+) -> str | None:
+    """Why the subscription's filter is no longer allowed by `queries` (the partner's
+    `FieldAccess` for querying; None: every field), or None when it still is."""
+    from ..standard.errors import ItemRejected
+    from ..standard.fields import check_plan
+
+    if queries is None or sub.filter is None:
+        return None
+    try:
+        plan = bind_filter(profile, terms_of(profile, sub), today, limits, "filter")
+        if plan is not None:
+            check_plan(plan, queries, "subscribe_criteria", query="filter")
+    except ItemRejected as exc:
+        return exc.message
+    return None
+
+
+def terms_of(profile: RegistryProfile, sub: Subscription) -> SubscribeTerms:
+    """The terms a stored subscription was made with (to bind its filter again)."""
     event = profile.event_type(sub.event_type)
     assert event is not None
     return SubscribeTerms(
