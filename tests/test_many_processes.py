@@ -25,7 +25,7 @@ from processes import Driver, check_delivered, check_status, cluster, wait_for
 from receiver import CallbackReceiver
 from support import idtype, search_envelope
 
-SEARCHES = 36
+SEARCHES = 24
 
 
 @pytest.fixture(scope="module")
