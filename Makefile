@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-security bench-client bench-subscriptions codedirs docs clean
+.PHONY: demo test test-faults lint bench bench-security bench-client bench-subscriptions codedirs docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,13 @@ test: $(STAMP)
 	$(BIN)/ruff format --check src tests tools benchmarks
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(ARGS)
+
+# The fault rounds at length (docs/reliability.md): ROUNDS=50 SEED=7 make test-faults
+ROUNDS ?= 20
+SEED   ?= 20261206
+test-faults: $(STAMP)
+	DCIHUB_FAULT_ROUNDS=$(ROUNDS) DCIHUB_FAULT_SEED=$(SEED) $(BIN)/python -m pytest -s \
+		tests/test_faults.py tests/test_many_processes.py $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests tools benchmarks

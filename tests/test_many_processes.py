@@ -21,11 +21,11 @@ from sqlalchemy import func, select
 
 import support
 from dcihub.population.generator import generate_country
-from processes import Driver, check_delivered, check_status, cluster
+from processes import Driver, check_delivered, check_status, cluster, wait_for
 from receiver import CallbackReceiver
 from support import idtype, search_envelope
 
-SEARCHES = 36
+SEARCHES = 24
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def country():
 def test_two_api_and_two_worker_processes_on_one_postgres(country, tmp_path):
     base = support.require_postgres()
     uins = [i["value"] for i in country.samples()["crvs"]["identifiers"] if i["type"] == "UIN"]
-    receiver = CallbackReceiver(delay=0.05).start()
+    receiver = CallbackReceiver(delay=0.15).start()  # slow enough for workers to hold rows
     try:
         with (
             support.postgres_schema(base) as url,
@@ -52,8 +52,16 @@ def test_two_api_and_two_worker_processes_on_one_postgres(country, tmp_path):
 
             with ThreadPoolExecutor(4) as pool:
                 list(pool.map(send, range(SEARCHES // 2)))
+                dead = workers[0].process.pid
+                wait_for(lambda: held_by(nodes.store, dead), what="rows held by worker 0")
                 workers[0].kill()  # midway: its claimed rows go to the other worker
+                killed_at = time.monotonic()
+                held = held_by(nodes.store, dead)  # what it held when it died
                 list(pool.map(send, range(SEARCHES // 2, SEARCHES)))
+            # the rows the dead worker held are taken over by the other one, after the lease
+            alive = workers[1].process.pid
+            wait_for(lambda: taken_over(nodes.store, held, alive), what="the dead worker's rows")
+            takeover = time.monotonic() - killed_at
             assert len(driver.acked) == SEARCHES and driver.unacked == 0
             seen = check_delivered(receiver, driver.acked, nodes.store)
             assert seen.distinct == SEARCHES
@@ -63,7 +71,8 @@ def test_two_api_and_two_worker_processes_on_one_postgres(country, tmp_path):
             print(
                 f"\nmany processes: 2 API + 2 workers (one killed), {SEARCHES} searches of 3 "
                 f"partners, callbacks on the wire={seen.on_the_wire}, duplicates="
-                f"{seen.duplicates}, lost=0"
+                f"{seen.duplicates}, lost=0; {len(held)} rows of the killed worker done by the "
+                f"other {takeover:.1f} s after the kill (lease 2 s)"
             )
 
             # Replay protection across the two API processes
@@ -71,6 +80,24 @@ def test_two_api_and_two_worker_processes_on_one_postgres(country, tmp_path):
             print(f"replay races: {outcomes}")
     finally:
         receiver.stop()
+
+
+def held_by(store, pid: int) -> list[int]:
+    """The outbox rows a worker process holds now (its id is host:pid:random)."""
+    t = store.schema.ops.outbox
+    with store.read() as conn:
+        return list(
+            conn.execute(
+                select(t.c.pk).where(t.c.status == "inflight", t.c.claimed_by.like(f"%:{pid}:%"))
+            ).scalars()
+        )
+
+
+def taken_over(store, pks: list[int], pid: int) -> bool:
+    t = store.schema.ops.outbox
+    with store.read() as conn:
+        rows = conn.execute(select(t.c.status, t.c.claimed_by).where(t.c.pk.in_(pks))).all()
+    return all(status == "done" and f":{pid}:" in (by or "") for status, by in rows)
 
 
 def race_the_same_message(nodes, apis, rounds: int) -> dict[str, int]:
