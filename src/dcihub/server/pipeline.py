@@ -352,7 +352,9 @@ class Pipeline:
         max_body_bytes: int,
         on_done: Callable[[EndpointSpec, int, float], None] | None = None,
         read_timeout: float = 30.0,
+        limiter: Any = None,
     ) -> None:
+        self.limiter = limiter  # a ratelimit.RateLimiter: `await admit(partner)`
         self.guard = guard
         self.committer = committer
         self.max_body_bytes = max_body_bytes
@@ -372,6 +374,8 @@ class Pipeline:
         remember = False
         try:
             caller = await guard.authenticate(request, endpoint)
+            if caller is not None and self.limiter is not None:
+                await self.limiter.admit(caller.partner)
             check_content_type(request)
             try:
                 with anyio.fail_after(self.read_timeout):
@@ -484,7 +488,9 @@ class Pipeline:
             guard.release(inbound)
         if self.on_done is not None:
             self.on_done(endpoint, status, time.perf_counter() - started)
-        return Response(raw, status_code=status, media_type=JSON)
+        retry_after = getattr(error, "retry_after", None)
+        headers = {"Retry-After": str(retry_after)} if retry_after and status == 429 else None
+        return Response(raw, status_code=status, media_type=JSON, headers=headers)
 
     async def _audit_alone(self, entry: AuditEntry, endpoint: EndpointSpec) -> None:
         """The request's writes failed: record its audit row alone, as answered (503, nothing
