@@ -1,8 +1,10 @@
 """Fuzzing every DCI endpoint of every registry on a live server (docs/reliability.md).
 
 Two generators, both with a fixed seed (hypothesis `derandomize`) and a bounded number of
-examples, so that a run is repeatable and quick; `DCIHUB_FUZZ_EXAMPLES` (examples per
-operation, default 3) makes a long run:
+examples, so that a run is repeatable and quick; `DCIHUB_FUZZ_EXAMPLES` (default 2) scales
+every count and makes a long run (docs/reliability.md). Per operation on SQLite: that many
+schemathesis cases from dcihub's document, half as many from each contract, three times as
+many mutations; PostgreSQL runs a third of each (at least one):
 
 * **schemathesis** generates request bodies from two OpenAPI documents: dcihub's own
   (`/openapi.json` of the live node) and the official contract of each registry (loaded with
@@ -10,9 +12,11 @@ operation, default 3) makes a long run:
   its header given the partner's `sender_id`, a fresh `message_id` and `message_ts`, the
   endpoint's action — so that it passes the header checks and reaches the handlers.
 * **hypothesis mutations** of a valid envelope of each endpoint (the worked example of
-  dcihub's OpenAPI document): a member replaced by a value of another type, null, a huge
-  number, deep nesting, unicode, NUL bytes, a long string; a member removed or added; a
-  member repeated in the JSON text.
+  dcihub's OpenAPI document): one to three members replaced by a value of another type, null,
+  a huge number, deep nesting, unicode, NUL bytes, a long string, or removed, or added to; in
+  clear, after signing (the signature itself, or what it covers), before encryption (wrong
+  only once decrypted), in the EncryptedMessage; a member repeated in the JSON text; the body
+  cut short, a byte changed, random bytes.
 
 Every body is sent with the partner's access token, and every one that parses as an envelope
 is signed with the partner's key, so the fuzzing reaches the handlers, not only the
@@ -34,11 +38,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from support import DCIClient, LiveServer, live_server, now_ts, store_url_for, test_settings
+from support import DCIClient, LiveServer, live_server, now_ts, store_url_for
+from support import test_settings as node_settings
 
 schemathesis = pytest.importorskip("schemathesis")
 
-EXAMPLES = max(1, int(os.environ.get("DCIHUB_FUZZ_EXAMPLES", "3")))
+EXAMPLES = max(1, int(os.environ.get("DCIHUB_FUZZ_EXAMPLES", "2")))
 REQUEST_TIMEOUT = 20.0  # seconds; past it the server is taken to hang
 REGISTRIES = ("social", "crvs", "dr", "fr", "ibr", "ess")
 FUZZ_PEOPLE = 200
@@ -71,7 +76,7 @@ def fuzz_node(request, tmp_path_factory):
         store = Store(url)
         store.upgrade()
         load_country(store, generate_country(people=FUZZ_PEOPLE, seed=11))
-        settings_ = test_settings(url, data_dir=tmp_path_factory.mktemp("fuzz-node"))
+        settings_ = node_settings(url, data_dir=tmp_path_factory.mktemp("fuzz-node"))
         running = live_server(settings_, store)
         running.backend = request.param  # type: ignore[attr-defined]
         try:
@@ -92,9 +97,11 @@ def fuzzer(fuzz_node):
     client.http.close()
 
 
-def examples_for(backend: str) -> int:
-    """PostgreSQL runs a smaller share of the cases (the same code paths, a slower store)."""
-    return EXAMPLES if backend == "sqlite" else max(1, EXAMPLES // 3)
+def examples_for(backend: str, share: float = 1.0) -> int:
+    """Examples per operation: `EXAMPLES` times `share`; PostgreSQL runs a third of them (the
+    same code paths over a slower store)."""
+    examples = EXAMPLES * share if backend == "sqlite" else EXAMPLES * share / 3
+    return max(1, int(examples))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,18 +276,22 @@ def test_fuzz_dcihub_openapi(fuzz_node, fuzzer):
 def test_fuzz_official_contract(fuzz_node, fuzzer, spec_dir, registry):
     operations = dci_operations(contract_document(spec_dir, registry), registry)
     assert operations, f"no DCI operation found in the {registry} contract"
-    fuzz_operations(fuzzer, operations, examples_for(fuzz_node.backend))
+    fuzz_operations(fuzzer, operations, examples_for(fuzz_node.backend, 0.5))
 
 
 # ---------------------------------------------------------------------------------------------
 # mutations of valid envelopes
 
+SAFE = 2**53 - 1  # the largest integer a signature covers (RFC 8785 canonical JSON)
 HUGE_NUMBERS = [
-    2**63,
-    -(2**63) - 1,
-    10**30,
+    SAFE,
+    -SAFE,
+    10**15,
+    2**31,
+    2**63,  # past what can be signed: answered at the signature step
     1e308,
     -1e308,
+    5e-324,
     0.1,
     -1,
     0,
@@ -313,7 +324,7 @@ odd_values = st.one_of(
     st.none(),
     st.booleans(),
     st.sampled_from(HUGE_NUMBERS),
-    st.integers(),
+    st.integers(min_value=-SAFE, max_value=SAFE),
     st.floats(allow_nan=False, allow_infinity=False),
     st.sampled_from(ODD_TEXT),
     st.text(max_size=40),
@@ -386,26 +397,127 @@ def test_valid_envelopes_are_answered(fuzz_node, fuzzer):
         assert response.status_code in (200, 202), (registry, path, response.text)
 
 
+def node_encryption_key(node: LiveServer) -> dict[str, Any]:
+    jwks = httpx.get(f"{node.base_url}/.well-known/jwks.json", timeout=30).json()
+    return next(k for k in jwks["keys"] if k.get("use") == "enc")
+
+
+mutation_kinds = st.sampled_from(["replace", "replace", "remove", "add"])
+
+
+def mutated(data: st.DataObject, document: Any, label: str) -> Any:
+    """`document` with one to three members replaced, removed or added to."""
+    for round_ in range(data.draw(st.integers(1, 3), label=f"{label} mutations")):
+        paths = paths_in(document)
+        if not paths:
+            break
+        target = data.draw(st.sampled_from(paths), label=f"{label} member {round_}")
+        how = data.draw(mutation_kinds, label=f"{label} how {round_}")
+        document = mutate(document, target, how, data.draw(odd_values, label=f"value {round_}"))
+    return document
+
+
 @pytest.mark.parametrize("registry", REGISTRIES)
 def test_fuzz_mutated_envelopes(fuzz_node, fuzzer, registry):
+    """Mutations of each endpoint's valid envelope, sent signed: in clear; mutated, then
+    encrypted to the node's key (the message is wrong only once decrypted); encrypted, then
+    its EncryptedMessage mutated; or with a member repeated in the JSON text."""
+    from dcihub.security.errors import EncryptionError
+    from dcihub.security.jwe import encrypt_message
+
     envelopes = {k: v for k, v in valid_envelopes(fuzz_node).items() if k[0] == registry}
     assert envelopes
     keys = sorted(envelopes)
+    recipient = node_encryption_key(fuzz_node)
 
-    @fuzz_settings(examples_for(fuzz_node.backend) * 6 * len(keys))
+    @fuzz_settings(examples_for(fuzz_node.backend, 3) * len(keys))
     @given(data=st.data())
     def run(data: st.DataObject) -> None:
         registry_, path = data.draw(st.sampled_from(keys), label="endpoint")
         envelope = envelopes[(registry_, path)]
         steered = fuzzer.steer(envelope, envelope["header"]["action"])
-        target = data.draw(st.sampled_from(paths_in(steered)), label="member")
-        how = data.draw(st.sampled_from(["replace", "replace", "remove", "add", "twice"]))
-        if how == "twice":
+        layer = data.draw(
+            st.sampled_from(
+                ["clear", "clear", "signed", "then encrypted", "encrypted", "twice", "bytes"]
+            ),
+            label="layer",
+        )
+        if layer == "bytes":  # the signed body cut short, a byte changed, or bytes at random
+            raw = fuzzer.client._sign_raw(encode(steered))
+            how = data.draw(st.sampled_from(["cut", "flip", "random"]), label="bytes")
+            if how == "random":
+                raw = data.draw(st.binary(max_size=300), label="random bytes")
+            else:
+                at = data.draw(st.integers(0, len(raw) - 1), label="at")
+                raw = (
+                    raw[:at] if how == "cut" else raw[:at] + bytes([raw[at] ^ 0x5A]) + raw[at + 1 :]
+                )
+            fuzzer.send(registry_, path, raw)
+            return
+        if layer == "signed":  # signed first: the mutation spoils the signature or is it
+            signed = fuzzer.client.signed(steered)
+            fuzzer.send(registry_, path, encode(mutated(data, signed, "signed envelope")))
+            return
+        if layer == "twice":
+            target = data.draw(st.sampled_from(paths_in(steered)), label="member")
             member = target[-1] if isinstance(target[-1], str) else "header"
             raw = duplicate_member(fuzzer.client._sign_raw(encode(steered)), member.encode())
             fuzzer.send(registry_, path, raw)
             return
-        mutated = mutate(steered, target, how, data.draw(odd_values, label="value"))
-        fuzzer.send(registry_, path, encode(mutated))
+        if layer == "clear":
+            body = mutated(data, steered, "envelope")
+        else:
+            header = {**steered["header"], "is_msg_encrypted": True}
+            message = steered["message"]
+            if layer == "then encrypted":
+                message = mutated(data, {"m": message}, "message").get("m")
+                try:
+                    sealed = encrypt_message(message, recipient)
+                except EncryptionError:  # not JSON (past 64-bit integers, 255 levels deep)
+                    return
+            else:
+                sealed = mutated(data, encrypt_message(message, recipient), "jwe")
+            body = {"header": header, "message": sealed}
+        fuzzer.send(registry_, path, encode(body))
 
     run()
+
+
+# ---------------------------------------------------------------------------------------------
+# regressions found by the fuzzing
+
+
+def test_every_text_member_with_nul_or_past_its_column_is_answered(fuzz_node, fuzzer):
+    """Each text member of each kind of endpoint's valid envelope, with a NUL appended or
+    300 characters long, is answered without a 5xx. On PostgreSQL the rejected items' reference
+    ids and the reasons quoting the bad value (query_type, event types, frequencies) once made
+    the transaction's writes fail (503): a rejected item is now recorded in a form every store
+    holds (`store.transactions.storable`)."""
+    envelopes = valid_envelopes(fuzz_node)
+    kinds: dict[str, tuple[str, str]] = {}
+    for registry, path in sorted(envelopes):  # one registry per endpoint kind
+        kinds.setdefault(path, (registry, path))
+    answered = Counter()
+    for registry, path in kinds.values():
+        envelope = envelopes[(registry, path)]
+        for target in paths_in(envelope["message"]):
+            parent = envelope["message"]
+            for step in target[:-1]:
+                parent = parent[step]
+            value = parent[target[-1]]
+            if not isinstance(value, str):
+                continue
+            for bad in (value + "\x00", "x" * 300):
+                steered = fuzzer.steer(envelope, envelope["header"]["action"])
+                body = mutate(steered, ("message", *target), "replace", bad)
+                answered[fuzzer.send(registry, path, encode(body)).status_code] += 1
+    assert answered and max(answered) < 500, answered
+
+
+def test_storable_escapes_control_characters_and_cuts_to_the_column():
+    from dcihub.store.transactions import storable
+
+    assert storable("a\x00b\x1fc\x7fd\te\nf") == "a\\x00b\\x1fc\\x7fd\te\nf"
+    assert storable("é" * 300, 100) == "é" * 100
+    assert storable("plain id", 100) == "plain id"
+    assert storable(None, 8) is None
