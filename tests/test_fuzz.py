@@ -43,6 +43,9 @@ from support import test_settings as node_settings
 
 schemathesis = pytest.importorskip("schemathesis")
 
+# schemathesis' strategies use the `random` module, which hypothesis deprecates (their concern)
+pytestmark = pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies")
+
 EXAMPLES = max(1, int(os.environ.get("DCIHUB_FUZZ_EXAMPLES", "2")))
 REQUEST_TIMEOUT = 20.0  # seconds; past it the server is taken to hang
 REGISTRIES = ("social", "crvs", "dr", "fr", "ibr", "ess")
