@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-faults lint bench bench-security bench-client bench-subscriptions codedirs docs clean
+.PHONY: demo test test-faults lint bench bench-security bench-client bench-subscriptions bench-soak codedirs docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,9 @@ bench-client: $(STAMP)
 
 bench-subscriptions: $(STAMP)
 	$(BIN)/python benchmarks/subscriptions.py $(ARGS)
+
+bench-soak: $(STAMP)
+	$(BIN)/python benchmarks/soak.py $(ARGS)
 
 codedirs: $(STAMP)
 	$(BIN)/python tools/gen_codedirs.py

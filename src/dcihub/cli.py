@@ -417,6 +417,7 @@ class Clearable(StrEnum):
     jwks_url = "jwks-url"
     fields = "fields"
     consent_purposes = "consent-purposes"
+    rate_limits = "rate-limits"
     callback_auth = "callback-auth"
 
 
@@ -527,6 +528,24 @@ OptPrivate = Annotated[
     typer.Option(
         "--allow-private-callbacks/--no-allow-private-callbacks",
         help="Allow callbacks to loopback and private addresses (default on add: refused).",
+    ),
+]
+OptRate = Annotated[
+    float | None,
+    typer.Option(
+        "--requests-per-second",
+        metavar="N",
+        help="DCI requests per second the partner may send to each API process (default: the "
+        "node's limits.partner_requests_per_second); past it: 429 with Retry-After.",
+    ),
+]
+OptDaily = Annotated[
+    int | None,
+    typer.Option(
+        "--requests-per-day",
+        metavar="N",
+        help="DCI requests the partner may send per UTC day, over all API processes (default: "
+        "the node's limits.partner_requests_per_day); past it: 429 with Retry-After.",
     ),
 ]
 OptGateway = Annotated[
@@ -710,6 +729,8 @@ def partners_add(
     consent_purpose: OptConsent = None,
     allow_private_callbacks: OptPrivate = None,
     signature_verified_by_gateway: OptGateway = None,
+    requests_per_second: OptRate = None,
+    requests_per_day: OptDaily = None,
     token_url: OptTokenUrl = None,
     callback_client_id: OptCbClient = None,
     callback_client_secret: OptCbSecret = None,
@@ -738,6 +759,8 @@ def partners_add(
         consent_purposes=consent_purpose,
         allow_private_callbacks=allow_private_callbacks,
         signature_verified_by_gateway=signature_verified_by_gateway,
+        requests_per_second=requests_per_second,
+        requests_per_day=requests_per_day,
         token_url=token_url,
         callback_client_id=callback_client_id,
         callback_client_secret=callback_client_secret,
@@ -770,6 +793,8 @@ def partners_update(
     consent_purpose: OptConsent = None,
     allow_private_callbacks: OptPrivate = None,
     signature_verified_by_gateway: OptGateway = None,
+    requests_per_second: OptRate = None,
+    requests_per_day: OptDaily = None,
     token_url: OptTokenUrl = None,
     callback_client_id: OptCbClient = None,
     callback_client_secret: OptCbSecret = None,
@@ -779,8 +804,8 @@ def partners_update(
             "--clear",
             metavar="SETTING",
             help="Reset a setting to its default (repeatable): name, scopes, callback-prefixes, "
-            "jwks, jwks-url, fields, consent-purposes, or callback-auth (token_url and the "
-            "callback client id and secret).",
+            "jwks, jwks-url, fields, consent-purposes, rate-limits (back to the node's limits), "
+            "or callback-auth (token_url and the callback client id and secret).",
         ),
     ] = None,
     config: AdminConfig = None,
@@ -808,6 +833,8 @@ up within seconds."""
         consent_purposes=consent_purpose,
         allow_private_callbacks=allow_private_callbacks,
         signature_verified_by_gateway=signature_verified_by_gateway,
+        requests_per_second=requests_per_second,
+        requests_per_day=requests_per_day,
         token_url=token_url,
         callback_client_id=callback_client_id,
         callback_client_secret=callback_client_secret,

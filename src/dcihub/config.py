@@ -55,6 +55,21 @@ class LimitSettings(BaseModel):
         "past it -> rjct.search.too_many_records_found (null: no bound)",
     )
 
+    partner_requests_per_second: float | None = Field(
+        None,
+        gt=0,
+        description="DCI requests per second a partner may send, in each API process (a "
+        "partner's requests_per_second overrides it); past it: 429 "
+        "err.request.too_many_requests with Retry-After (null: no limit)",
+    )
+    partner_requests_per_day: int | None = Field(
+        None,
+        ge=1,
+        description="DCI requests a partner may send per UTC day, counted in the store over "
+        "every API process (a partner's requests_per_day overrides it); past it: 429 "
+        "err.request.too_many_requests with Retry-After (null: no limit)",
+    )
+
     def search_limits(self) -> Limits:
         return Limits(
             self.default_page_size, self.max_page_size, self.max_total_records, self.max_query_terms

@@ -359,7 +359,9 @@ class Pipeline:
         max_body_bytes: int,
         on_done: Callable[[EndpointSpec, int, float], None] | None = None,
         read_timeout: float = 30.0,
+        limiter: Any = None,
     ) -> None:
+        self.limiter = limiter  # a ratelimit.RateLimiter: `await admit(partner)`
         self.guard = guard
         self.committer = committer
         self.max_body_bytes = max_body_bytes
@@ -379,6 +381,8 @@ class Pipeline:
         remember = False
         try:
             caller = await guard.authenticate(request, endpoint)
+            if caller is not None and self.limiter is not None:
+                await self.limiter.admit(caller.partner)
             check_content_type(request)
             try:
                 with anyio.fail_after(self.read_timeout):
@@ -508,7 +512,9 @@ class Pipeline:
             guard.release(inbound)
         if self.on_done is not None:
             self.on_done(endpoint, status, time.perf_counter() - started)
-        return Response(raw, status_code=status, media_type=JSON)
+        retry_after = getattr(error, "retry_after", None)
+        headers = {"Retry-After": str(retry_after)} if retry_after and status == 429 else None
+        return Response(raw, status_code=status, media_type=JSON, headers=headers)
 
     async def _lost_race(self, inbound: Inbound, correlation_id: str) -> tuple[int, bytes, str]:
         """The answer to a message whose id another process committed while this one worked

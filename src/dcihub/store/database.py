@@ -23,6 +23,7 @@ from .replay import ReplayStore
 from .schema import build_schema
 from .subscriptions import Subscriptions
 from .transactions import TxnStore
+from .usage import PartnerUsage
 
 if TYPE_CHECKING:
     from .migrate import StoreStatus, UpgradeReport
@@ -106,6 +107,7 @@ class Store:
         self.outbox = Outbox(self.schema.ops)
         self.audit = AuditLog(self.schema.ops)
         self.replay = ReplayStore(self.schema.ops)
+        self.usage = PartnerUsage(self.schema.ops)
         self.subscriptions = Subscriptions(self.schema.ops, self.records, self.outbox)
         self.records.subscriptions = self.subscriptions
         self._loop_dbapi: Any = None

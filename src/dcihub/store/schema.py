@@ -15,7 +15,8 @@ Operational tables: `transactions` and `txn_items` (for txn/status, surviving re
 `outbox` (durable queue of work and callbacks, claimed with SKIP LOCKED on PostgreSQL),
 `seen_messages` (replay protection), `audit_log` (hash-chained trail), and the subscriptions:
 `subscriptions`, `subscription_keys` (the index events are matched by) and `notify_queue`
-(events waiting for a periodic subscription's next run).
+(events waiting for a periodic subscription's next run); `partner_usage` (requests admitted per
+partner and UTC day, for per-day rate limits).
 """
 
 from __future__ import annotations
@@ -130,6 +131,7 @@ class OperationalTables:
     subscriptions: Table
     subscription_keys: Table
     notify_queue: Table
+    partner_usage: Table
 
 
 def operational_tables(metadata: MetaData) -> OperationalTables:
@@ -280,6 +282,16 @@ def operational_tables(metadata: MetaData) -> OperationalTables:
         Column("created_at", Float, nullable=False),
         Index("ix_notify_queue_sub", "sub_pk", "pk"),
     )
+    partner_usage = Table(
+        "partner_usage",
+        metadata,
+        # requests a partner was admitted on one UTC day (its per-day rate limit, shared by
+        # every API process on the store)
+        Column("sender_id", String(100), nullable=False),
+        Column("day", String(10), nullable=False),  # YYYY-MM-DD, UTC
+        Column("requests", Integer, nullable=False),
+        PrimaryKeyConstraint("sender_id", "day", name="pk_partner_usage"),
+    )
     return OperationalTables(
         transactions,
         txn_items,
@@ -290,6 +302,7 @@ def operational_tables(metadata: MetaData) -> OperationalTables:
         subscriptions,
         subscription_keys,
         notify_queue,
+        partner_usage,
     )
 
 
