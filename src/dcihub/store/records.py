@@ -212,6 +212,112 @@ class RecordStore:
                 replaced += 1
         return created, replaced
 
+    def replace_many(
+        self,
+        conn: Connection,
+        registry: str,
+        records: Sequence[dict[str, Any]],
+        replacing: Sequence[tuple[int, dict[str, Any]] | None],
+    ) -> list[int]:
+        """Write a batch of top-level records at once (an import): `replacing[i]` is the
+        (primary key, record) that `records[i]` replaces, or None for a new record. The old rows
+        are deleted and every record inserted with multi-row statements; each change raises
+        its events (`profile.events`) in the caller's transaction, when some subscription of
+        the registry could match. Returns the new primary keys, in order."""
+        if not records:
+            return []
+        profile = self.profiles[registry]
+        top = next(e for e in profile.entities if e.parent is None)
+        old = [r[0] for r in replacing if r is not None]
+        if old:
+            self._delete_many(conn, registry, top, old)
+        rows = [explode(profile, top, record) for record in records]
+        pks = self._insert_rows(conn, registry, rows, [None] * len(rows), time.time())
+        subscriptions = self.subscriptions
+        if subscriptions is not None and subscriptions.any_active(conn, registry):
+            from .subscriptions import Change
+
+            for record, row, pk, before in zip(records, rows, pks, replacing, strict=True):
+                change = Change(
+                    registry,
+                    profile,
+                    before[1] if before is not None else None,
+                    record,
+                    {(top.name, row.key): pk},
+                )
+                subscriptions.changed(conn, change)
+        return pks
+
+    def _insert_rows(
+        self,
+        conn: Connection,
+        registry: str,
+        rows: list[Row],
+        parents: list[int | None],
+        now: float,
+    ) -> list[int]:
+        """Insert rows of one entity (and, level by level, their children) with multi-row
+        statements; the database draws the primary keys (safe beside a serving node)."""
+        if not rows:
+            return []
+        tables = self.tables(registry, rows[0].entity.name)
+        pks: list[int] = []
+        for start in range(0, len(rows), 1000):
+            chunk = rows[start : start + 1000]
+            result = conn.execute(
+                insert(tables.main).returning(tables.main.c.pk, sort_by_parameter_order=True),
+                [
+                    {
+                        "record_key": row.key,
+                        "parent_pk": parent,
+                        "record": orjson.dumps(row.record).decode(),
+                        "updated_at": now,
+                        **row.columns,
+                    }
+                    for row, parent in zip(chunk, parents[start : start + 1000], strict=True)
+                ],
+            )
+            pks.extend(result.scalars().all())
+        ids = [
+            {"pk": pk, "id_type": t, "id_value": v}
+            for row, pk in zip(rows, pks, strict=True)
+            for t, v in row.ids
+        ]
+        if ids:
+            conn.execute(insert(tables.ids), ids)
+        mv = [
+            _mv_params(pk, n, v, a) for row, pk in zip(rows, pks, strict=True) for n, v, a in row.mv
+        ]
+        if mv:
+            conn.execute(insert(tables.mv), mv)
+        by_entity: dict[str, tuple[list[Row], list[int | None]]] = {}
+        for row, pk in zip(rows, pks, strict=True):
+            for child in row.children:
+                kids, parent_pks = by_entity.setdefault(child.entity.name, ([], []))
+                kids.append(child)
+                parent_pks.append(pk)
+        for kids, parent_pks in by_entity.values():
+            self._insert_rows(conn, registry, kids, parent_pks, now)
+        return pks
+
+    def _delete_many(self, conn: Connection, registry: str, entity: Entity, pks: list[int]) -> None:
+        """Delete records of `entity` by primary key, with their embedded records."""
+        profile = self.profiles[registry]
+        for chunk in _chunks(pks, 900):
+            for child in profile.children(entity):
+                child_main = self.tables(registry, child.name).main
+                child_pks = list(
+                    conn.execute(select(child_main.c.pk).where(child_main.c.parent_pk.in_(chunk)))
+                    .scalars()
+                    .all()
+                )
+                if child_pks:
+                    self._delete_many(conn, registry, child, child_pks)
+            tables = self.tables(registry, entity.name)
+            conn.execute(delete(tables.ids).where(tables.ids.c.pk.in_(chunk)))
+            conn.execute(delete(tables.mv).where(tables.mv.c.pk.in_(chunk)))
+            conn.execute(delete(tables.main).where(tables.main.c.pk.in_(chunk)))
+
     def _advance_pk_sequences(self, conn: Connection, registry: str) -> None:
         """Explicit keys leave PostgreSQL's serial sequences behind: move them past the loaded
         rows, or the next `upsert` would collide with a loaded primary key."""
