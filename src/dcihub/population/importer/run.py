@@ -480,8 +480,9 @@ def run_import(
                     for problem in unit.problems:
                         rejects.write(problem)
                 writer.position = done
-            else:
-                writer.add(unit.record, done)
+            elif writer.add(unit.record, done) and progress is not None:
+                progress(summary, source.position())  # after each committed batch
+                continue
             if progress is not None and done % 500 == 0:
                 progress(summary, source.position())
         writer.finish(done)
@@ -532,7 +533,8 @@ class _Writer:
             self.conn = self._outer
             self._txn = self._outer.begin()
 
-    def add(self, record: dict[str, Any], position: int) -> None:
+    def add(self, record: dict[str, Any], position: int) -> bool:
+        """Stage one record; True when a batch was written with it."""
         key = self.entity.record_key(record)
         if key in self.keys:
             self.flush()  # the second row of one record is compared with the first, written
@@ -541,6 +543,8 @@ class _Writer:
         self.position = position
         if len(self.pending) >= self.options.batch_size:
             self.flush()
+            return True
+        return False
 
     def finish(self, position: int) -> None:
         self.position = position
