@@ -261,35 +261,24 @@ class RecordStore:
         if not rows:
             return []
         tables = self.tables(registry, rows[0].entity.name)
-        pks: list[int] = []
-        for start in range(0, len(rows), 1000):
-            chunk = rows[start : start + 1000]
-            result = conn.execute(
-                insert(tables.main).returning(tables.main.c.pk, sort_by_parameter_order=True),
-                [
-                    {
-                        "record_key": row.key,
-                        "parent_pk": parent,
-                        "record": orjson.dumps(row.record).decode(),
-                        "updated_at": now,
-                        **row.columns,
-                    }
-                    for row, parent in zip(chunk, parents[start : start + 1000], strict=True)
-                ],
-            )
-            pks.extend(result.scalars().all())
-        ids = [
-            {"pk": pk, "id_type": t, "id_value": v}
-            for row, pk in zip(rows, pks, strict=True)
-            for t, v in row.ids
-        ]
-        if ids:
-            conn.execute(insert(tables.ids), ids)
-        mv = [
-            _mv_params(pk, n, v, a) for row, pk in zip(rows, pks, strict=True) for n, v, a in row.mv
-        ]
-        if mv:
-            conn.execute(insert(tables.mv), mv)
+        if conn.dialect.name == "postgresql":
+            pks = self._copy_rows(conn, tables, rows, parents, now)
+        else:
+            pks = self._insert_main(conn, tables, rows, parents, now)
+            ids = [
+                {"pk": pk, "id_type": t, "id_value": v}
+                for row, pk in zip(rows, pks, strict=True)
+                for t, v in row.ids
+            ]
+            if ids:
+                conn.execute(insert(tables.ids), ids)
+            mv = [
+                _mv_params(pk, n, v, a)
+                for row, pk in zip(rows, pks, strict=True)
+                for n, v, a in row.mv
+            ]
+            if mv:
+                conn.execute(insert(tables.mv), mv)
         by_entity: dict[str, tuple[list[Row], list[int | None]]] = {}
         for row, pk in zip(rows, pks, strict=True):
             for child in row.children:
@@ -298,6 +287,97 @@ class RecordStore:
                 parent_pks.append(pk)
         for kids, parent_pks in by_entity.values():
             self._insert_rows(conn, registry, kids, parent_pks, now)
+        return pks
+
+    @staticmethod
+    def _insert_main(
+        conn: Connection,
+        tables: EntityTables,
+        rows: list[Row],
+        parents: list[int | None],
+        now: float,
+    ) -> list[int]:
+        """Insert with one executemany, then read the keys the database drew by record key
+        (unique per table): no statement per row, safe beside other writers."""
+        main = tables.main
+        conn.execute(
+            insert(main),
+            [
+                {
+                    "record_key": row.key,
+                    "parent_pk": parent,
+                    "record": orjson.dumps(row.record).decode(),
+                    "updated_at": now,
+                    **row.columns,
+                }
+                for row, parent in zip(rows, parents, strict=True)
+            ],
+        )
+        keys = [row.key for row in rows]
+        drawn: dict[str, int] = {}
+        for chunk in _chunks(keys, 900):
+            query = select(main.c.record_key, main.c.pk).where(main.c.record_key.in_(chunk))
+            drawn.update((key, pk) for key, pk in conn.execute(query))
+        return [drawn[key] for key in keys]
+
+    @staticmethod
+    def _copy_rows(
+        conn: Connection,
+        tables: EntityTables,
+        rows: list[Row],
+        parents: list[int | None],
+        now: float,
+    ) -> list[int]:
+        """PostgreSQL: primary keys drawn from the table's sequence in one statement, the rows
+        written with COPY (no statement to parse per batch, no round trip per row)."""
+        main = tables.main
+        sequence = func.pg_get_serial_sequence(main.name, "pk")
+        pks = list(
+            conn.execute(
+                select(func.nextval(sequence)).select_from(func.generate_series(1, len(rows)))
+            ).scalars()
+        )
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None
+        quote = conn.dialect.identifier_preparer
+
+        def copy(table: Any, first: dict[str, Any], records: Iterable[dict[str, Any]]) -> None:
+            names = [c.name for c in table.columns if c.name in first]
+            statement = (
+                f"COPY {quote.format_table(table)} ({', '.join(quote.quote(n) for n in names)}) "
+                "FROM STDIN"
+            )
+            with dbapi.cursor() as cursor, cursor.copy(statement) as out:  # type: ignore[attr-defined]
+                out.write_row([first.get(n) for n in names])
+                for record in records:
+                    out.write_row([record.get(n) for n in names])
+
+        mains = (
+            {
+                "pk": pk,
+                "record_key": row.key,
+                "parent_pk": parent,
+                "record": orjson.dumps(row.record).decode(),
+                "updated_at": now,
+                **row.columns,
+            }
+            for row, pk, parent in zip(rows, pks, parents, strict=True)
+        )
+        copy(main, next(mains), mains)
+        ids = (
+            {"pk": pk, "id_type": t, "id_value": v}
+            for row, pk in zip(rows, pks, strict=True)
+            for t, v in row.ids
+        )
+        first_id = next(ids, None)
+        if first_id is not None:
+            copy(tables.ids, first_id, ids)
+        mv = (
+            _mv_params(pk, n, v, a) for row, pk in zip(rows, pks, strict=True) for n, v, a in row.mv
+        )
+        first_mv = next(mv, None)
+        if first_mv is not None:
+            copy(tables.mv, first_mv, mv)
         return pks
 
     def _delete_many(self, conn: Connection, registry: str, entity: Entity, pks: list[int]) -> None:

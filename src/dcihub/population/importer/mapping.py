@@ -30,6 +30,9 @@ class MappingError(ValueError):
     """The mapping cannot be used; the message (one line) names the file, key and line."""
 
 
+_MISSING = object()
+
+
 class Reject(ValueError):
     """One value of one row fails validation: the field (or column) and the reason."""
 
@@ -85,6 +88,8 @@ class FieldMap:
     formats: tuple[str, ...] = ()
     required: bool = False
     split: str | None = None
+    # source text -> value (or the Reject) of a code or date field: such values repeat a lot
+    _seen: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def label(self) -> str:
@@ -108,6 +113,23 @@ class FieldMap:
         return self._one(raw)
 
     def _one(self, raw: Any) -> Any:
+        attr = self.attribute
+        if isinstance(raw, str) and attr is not None and attr.type in ("code", "date"):
+            found = self._seen.get(raw, _MISSING)
+            if found is _MISSING:
+                try:
+                    found = self._convert(raw)
+                except Reject as exc:
+                    found = exc
+                if len(self._seen) >= 100_000:
+                    self._seen.clear()
+                self._seen[raw] = found
+            if isinstance(found, Reject):
+                raise self._reject(found.reason, raw)
+            return found
+        return self._convert(raw)
+
+    def _convert(self, raw: Any) -> Any:
         if isinstance(raw, date):  # a database's date or timestamp column
             raw = raw.isoformat()
         elif not isinstance(raw, str | int | float | bool | list | dict):
