@@ -7,15 +7,21 @@ from __future__ import annotations
 
 import csv
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
+import yaml
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from dcihub.cli import app
+from dcihub.config import load_settings
 from dcihub.population.importer import (
     MappingError,
     Options,
@@ -28,8 +34,19 @@ from dcihub.standard.profiles import PROFILES
 from dcihub.standard.subscriptions import Schedule, SubscribeTerms
 from dcihub.store import Store
 from dcihub.store.subscriptions import NewSubscription
-from support import DCIClient, idtype, live_server, store_url_for
-from support import test_settings as node_settings
+from support import (
+    DCIClient,
+    LiveServer,
+    expr,
+    free_port,
+    idtype,
+    pred,
+    predicate,
+    provision,
+    store_url_for,
+)
+
+DCIHUB = Path(sys.executable).with_name("dcihub")
 
 CRVS_MAP = """\
 registry = "crvs"
@@ -540,42 +557,54 @@ def test_cli_errors_and_summary(tmp_path):
 # end to end: a freshly imported store answers signed searches
 
 
-def test_a_server_on_a_freshly_imported_store_finds_the_imported_people(backend, tmp_path):
+def test_dcihub_serve_on_a_freshly_imported_store_finds_the_imported_people(backend, tmp_path):
     with store_url_for(backend, tmp_path) as url:
+        port = free_port()
+        config = write(
+            tmp_path / "dcihub.yaml",
+            yaml.safe_dump(
+                {
+                    "store_url": url,
+                    "node_id": "dcihub.import-test",
+                    "base_url": f"http://127.0.0.1:{port}",
+                    "registries": ["crvs"],
+                }
+            ),
+        )
         mapping = write(tmp_path / "crvs.toml", CRVS_MAP)
         people = write(tmp_path / "people.csv", HEADER + "\n".join(PEOPLE) + "\n", "latin-1")
-        result = cli("import", "crvs", people, "-m", mapping, "--store-url", url)
+        result = cli("import", "crvs", people, "-m", mapping, "--config", config)
         assert result.exit_code == 1 and "created        3" in result.output
+        settings = load_settings(config)
+        partner = provision(settings)
+        log = tmp_path / "serve.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [str(DCIHUB), "serve", "--config", str(config), "--port", str(port)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         store = Store(url)
-        (tmp_path / "node").mkdir()
-        server = live_server(node_settings(url, data_dir=tmp_path / "node"), store)
         try:
-            client = DCIClient(server)
+            deadline = time.monotonic() + 30
+            while True:
+                assert process.poll() is None, log.read_text()
+                try:
+                    if httpx.get(f"{settings.base_url}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+            running = LiveServer(settings.base_url, settings, store, None, None, None, partner)
+            client = DCIClient(running, partner)
             found = client.records("crvs", idtype("UIN", "1000000002"))
             assert [r["name"]["given_name"] for r in found] == ["Moussa"]
-            women = client.records(
-                "crvs",
-                {
-                    "reference_id": "ref-women",
-                    "timestamp": "2026-01-01T00:00:00Z",
-                    "search_criteria": {
-                        "reg_type": PROFILES["crvs"].reg_type,
-                        "query_type": "predicate",
-                        "query": [
-                            {
-                                "expression1": {
-                                    "attribute_name": "sex",
-                                    "operator": "eq",
-                                    "attribute_value": "female",
-                                }
-                            }
-                        ],
-                    },
-                },
-            )
+            women = client.records("crvs", predicate(pred(1, expr("sex", "eq", "female"))))
             assert sorted(r["name"]["surname"] for r in women) == ["Ba", "Diallo"]
         finally:
-            server.stop()
+            process.terminate()
+            process.wait(timeout=10)
             store.dispose()
 
 
