@@ -551,6 +551,11 @@ def test_cli_errors_and_summary(tmp_path):
     write(tmp_path / "good.csv", HEADER + PEOPLE[0] + "\n", "latin-1")
     again = cli("import", "crvs", tmp_path / "good.csv", "-m", mapping, "--store-url", url)
     assert again.exit_code == 0 and "unchanged      1" in again.output
+    resumed = cli(
+        "import", "crvs", tmp_path / "good.csv", "-m", mapping, "--store-url", url, "--resume"
+    )
+    assert resumed.exit_code == 0 and "unchanged      1" in resumed.stdout
+    assert "no interrupted import of this source and mapping to resume" in resumed.output
 
 
 # ---------------------------------------------------------------------------------------------

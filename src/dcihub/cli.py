@@ -1373,6 +1373,8 @@ def import_(
     )
     if not summary.committed:
         out.print("  nothing committed: --all-or-nothing and rows were rejected", markup=False)
+    if resume and not summary.resumed_at:
+        _note("no interrupted import of this source and mapping to resume: read from the start")
     if summary.records_rejected:
         raise typer.Exit(1)
 
