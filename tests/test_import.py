@@ -617,3 +617,13 @@ def test_load_mapping_rejects_grouping_a_registry_without_embedded_records(tmp_p
     path = write(tmp_path / "m.toml", '[group]\nkey = "k"\n')
     with pytest.raises(MappingError, match="embeds no records"):
         load_mapping(path, "crvs", PROFILES["crvs"])
+
+
+def test_a_file_in_another_encoding_than_declared_stops_with_one_line(tmp_path):
+    mapping = write(tmp_path / "crvs.toml", CRVS_MAP.replace('encoding = "latin-1"\n', ""))
+    people = write(tmp_path / "people.csv", HEADER + "\n".join(PEOPLE) + "\n", "latin-1")
+    url = f"sqlite:///{tmp_path}/s.db"
+    result = cli("import", "crvs", people, "-m", mapping, "--store-url", url)
+    assert result.exit_code == 2
+    assert "cannot be read as utf-8" in result.output and "set source.encoding" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1

@@ -1345,7 +1345,9 @@ def import_(
     except KeyboardInterrupt:
         _note("interrupted: the batches committed so far stay; --resume continues after them")
         raise typer.Exit(130) from None
-    except (MappingError, SourceError, ImportError_) as exc:
+    except MappingError as exc:  # a column the mapping reads is not in the source
+        raise _fail(str(exc)) from None
+    except (SourceError, ImportError_) as exc:
         raise _fail(f"{exc} (batches committed before this stay; --resume continues)") from None
     except Exception as exc:  # noqa: BLE001 - the database went away, a constraint ...
         raise _fail(f"the import stopped: {_first_line(exc)}") from None
