@@ -627,3 +627,28 @@ def test_a_file_in_another_encoding_than_declared_stops_with_one_line(tmp_path):
     assert result.exit_code == 2
     assert "cannot be read as utf-8" in result.output and "set source.encoding" in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_headerless_tab_file_with_key_template_defaults_and_split_values(store, tmp_path):
+    mapping = write(
+        tmp_path / "map.toml",
+        '[source]\ndelimiter = "\\t"\nheader = false\ncolumns = ["id", "sex", "weddings", "brn"]\n'
+        '[record]\nid = "crvs:citizen:{id}"\ntype = "CRVSPerson"\n'
+        '[[identifiers]]\ncolumn = "id"\ntype = "NID"\n'
+        '[[identifiers]]\ncolumn = "brn"\ntype = "BRN"\nrequired = false\n'
+        '[[fields]]\ncolumn = "sex"\nto = "gender"\ndefault = "unknown"\n'
+        '[[fields]]\ncolumn = "weddings"\nto = "marriage_date"\nsplit = "|"\nformat = "%Y%m%d"\n',
+    )
+    source = write(tmp_path / "people.tsv", "7001\tFemale\t20100505|20150606\tB-1\n7002\t\t\t\n")
+    summary = do_import(store, "crvs", mapping, str(source))
+    assert (summary.created, summary.rows_rejected) == (2, 0)
+    stored = records(store, "crvs")
+    first, second = stored["crvs:citizen:7001"], stored["crvs:citizen:7002"]
+    assert first["@type"] == "CRVSPerson"
+    assert first["identifier"] == [
+        {"identifier_type": "UIN", "identifier_value": "7001"},
+        {"identifier_type": "BRN", "identifier_value": "B-1"},
+    ]
+    assert first["marriage_date"] == ["2010-05-05", "2015-06-06"]
+    assert (first["sex"], second["sex"], "marriage_date" in second) == ("female", "unknown", False)
+    assert second["identifier"] == [{"identifier_type": "UIN", "identifier_value": "7002"}]
