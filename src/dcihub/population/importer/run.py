@@ -20,6 +20,7 @@ import hashlib
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -532,6 +533,10 @@ class _Writer:
             self._outer = store.engine.connect()
             self.conn = self._outer
             self._txn = self._outer.begin()
+        # Batches are written by one thread while the next one is mapped (the database's work,
+        # and the driver's, overlap Python's); at most one batch is in flight, in order.
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dcihub-import")
+        self._inflight: Future[None] | None = None
 
     def add(self, record: dict[str, Any], position: int) -> bool:
         """Stage one record; True when a batch was written with it."""
@@ -549,6 +554,7 @@ class _Writer:
     def finish(self, position: int) -> None:
         self.position = position
         self.flush()
+        self._wait()
         if self._outer is not None:
             if self.summary.records_rejected:
                 self._txn.rollback()
@@ -559,7 +565,18 @@ class _Writer:
             with self.store.begin() as conn:  # the import is complete: nothing to resume
                 conn.execute(delete(self._meta).where(self._meta.c.key == self.meta_key))
 
+    def _wait(self) -> None:
+        """Wait for the batch in flight; its error, if it failed, is raised here."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None:
+            inflight.result()
+
     def close(self) -> None:
+        try:
+            self._wait()  # an interrupted import still ends its batch in flight cleanly
+        except Exception:  # noqa: BLE001, S110 - already failing: the first error is the one shown
+            pass
+        self._pool.shutdown(wait=True)
         if self._outer is not None:
             if self._txn.is_active:
                 self._txn.rollback()
@@ -573,6 +590,12 @@ class _Writer:
 
     def flush(self) -> None:
         records, self.pending, self.keys = self.pending, [], set()
+        if not records:
+            return
+        self._wait()
+        self._inflight = self._pool.submit(self._flush, records, self.position)
+
+    def _flush(self, records: list[dict[str, Any]], position: int) -> None:
         if self.conn is not None:
             self._write(self.conn, records)
             return
@@ -588,7 +611,7 @@ class _Writer:
             conn.execute(delete(self._meta).where(self._meta.c.key == self.meta_key))
             conn.execute(
                 insert(self._meta),
-                {"key": self.meta_key, "value": orjson.dumps({"units": self.position}).decode()},
+                {"key": self.meta_key, "value": orjson.dumps({"units": position}).decode()},
             )
         self.summary.batches += 1
 
