@@ -1202,7 +1202,7 @@ def import_(
     source: Annotated[
         str | None,
         typer.Argument(
-            metavar="[SOURCE]",
+            metavar="SOURCE",
             help="A CSV or JSON Lines file, or the SQLAlchemy URL of a database to query "
             "(default: the mapping's source.url).",
         ),
