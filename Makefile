@@ -5,7 +5,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-faults lint bench bench-security bench-client bench-subscriptions bench-soak codedirs docs clean
+.PHONY: demo test test-faults lint bench bench-security bench-client bench-subscriptions bench-soak \
+	bench-import codedirs docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +51,8 @@ bench-subscriptions: $(STAMP)
 
 bench-soak: $(STAMP)
 	$(BIN)/python benchmarks/soak.py $(ARGS)
+bench-import: $(STAMP)
+	$(BIN)/python benchmarks/importer.py $(ARGS)
 
 codedirs: $(STAMP)
 	$(BIN)/python tools/gen_codedirs.py

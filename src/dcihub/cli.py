@@ -1354,6 +1354,194 @@ def store_purge(
     _out().print(f"{verb} {total.summary()}{more}", soft_wrap=True, markup=False)
 
 
+# Importing a country's own data (docs/import.md)
+
+
+@app.command("import")
+def import_(
+    registry: Annotated[str, typer.Argument(help="The registry to import into, e.g. crvs.")],
+    source: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="SOURCE",
+            help="A CSV or JSON Lines file, or the SQLAlchemy URL of a database to query "
+            "(default: the mapping's source.url).",
+        ),
+    ] = None,
+    mapping: Annotated[
+        Path,
+        typer.Option(
+            "--mapping", "-m", metavar="FILE", dir_okay=False, help="The mapping file (TOML)."
+        ),
+    ] = Path("mapping.toml"),
+    query: Annotated[
+        str | None,
+        typer.Option(metavar="SQL", help="The query of a SQL source (instead of source.query)."),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Records committed per transaction (resumable batches).")
+    ] = 1000,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="Continue an interrupted import after its last committed batch."
+        ),
+    ] = False,
+    all_or_nothing: Annotated[
+        bool,
+        typer.Option(
+            "--all-or-nothing", help="Commit nothing if any row is rejected (one transaction)."
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Map and validate every row, write nothing to the store."),
+    ] = False,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            dir_okay=False,
+            help="Where rejected rows are reported (.csv or .jsonl; default NAME.rejects.csv "
+            "beside a file source NAME.csv, import.rejects.csv for a database).",
+        ),
+    ] = None,
+    config: AdminConfig = None,
+    store_url: StoreUrl = None,
+) -> None:
+    """Import records from a CSV file, a JSON Lines file or a SQL query, mapped into the
+    registry's records by a mapping file. Rows that fail validation go to the rejects file with
+    file, line, field and reason; the others are committed in batches. Re-running the same
+    import updates records instead of duplicating them; every created or changed record raises
+    its change event. Exit status: 0 every row imported, 1 some rows rejected (with
+    --all-or-nothing: nothing committed), 2 nothing imported (bad mapping, source or store),
+    130 interrupted (--resume continues)."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from .population.importer import (
+        ImportError_,
+        MappingError,
+        Options,
+        SourceError,
+        Summary,
+        load_mapping,
+        open_source,
+        run_import,
+    )
+    from .standard.profiles import PROFILES
+    from .store.migrate import StoreBehind, StoreError
+
+    profile = PROFILES.get(registry)
+    if profile is None:
+        raise _fail(f"unknown registry {registry!r}; known: {', '.join(PROFILES)}")
+    if store_url is None:
+        path = find_config(config)
+        settings = _settings(path)
+        if registry not in settings.registries:
+            raise _fail(
+                f"the node of {path} does not serve a registry {registry!r}; it serves: "
+                + ", ".join(settings.registries)
+            )
+        store_url = settings.store_url
+    try:
+        plan = load_mapping(mapping, registry, profile)
+        where = open_source(plan, source, query)
+    except (MappingError, SourceError) as exc:
+        raise _fail(str(exc)) from None
+    if rejects is None:
+        rejects = (
+            Path(source).with_suffix(".rejects.csv")
+            if source is not None and "://" not in source
+            else Path("import.rejects.csv")
+        )
+    store = _open_store(store_url)
+    target: Store | None = store
+    try:
+        if dry_run:
+            if store.status().state == "empty":
+                target = None  # nothing to compare with: every record would be created
+        else:
+            store.prepare(auto_upgrade=False)
+    except StoreBehind as exc:
+        store.dispose()
+        raise _fail(f"{exc}: run `dcihub store upgrade` on it first") from None
+    except StoreError as exc:
+        store.dispose()
+        raise _fail(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - database down, refused login, ...
+        store.dispose()
+        raise _fail(f"cannot use the store {_shown(store_url)}: {_first_line(exc)}") from None
+    options = Options(batch_size, resume, all_or_nothing, dry_run, rejects)
+    columns = [SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn()]
+    if where.size is not None:
+        columns += [DownloadColumn(), TimeRemainingColumn()]
+    columns += [
+        TextColumn("{task.fields[rows]:>10,} rows  {task.fields[rate]}"),
+        TimeElapsedColumn(),
+    ]
+    started = time.perf_counter()
+    summary = Summary()
+    try:
+        with Progress(*columns, console=console, transient=True) as bar:
+            task = bar.add_task(f"import {registry}", total=where.size, rows=0, rate="")
+
+            def progress(now: Summary, position: int | None) -> None:
+                elapsed = max(time.perf_counter() - started, 1e-6)
+                bar.update(
+                    task,
+                    completed=position or 0,
+                    rows=now.rows_read,
+                    rate=f"{now.rows_read / elapsed:,.0f}/s",
+                )
+
+            summary = run_import(target, plan, where, options, progress)
+    except KeyboardInterrupt:
+        _note("interrupted: the batches committed so far stay; --resume continues after them")
+        raise typer.Exit(130) from None
+    except MappingError as exc:  # a column the mapping reads is not in the source
+        raise _fail(str(exc)) from None
+    except (SourceError, ImportError_) as exc:
+        raise _fail(f"{exc} (batches committed before this stay; --resume continues)") from None
+    except Exception as exc:  # noqa: BLE001 - the database went away, a constraint ...
+        raise _fail(f"the import stopped: {_first_line(exc)}") from None
+    finally:
+        store.dispose()
+    elapsed = time.perf_counter() - started
+    out = _out()
+    verb = "checked (dry run, nothing written)" if dry_run else "imported"
+    out.print(
+        f"{verb} {where.name} into {registry} ({plan.top.name} records) in {elapsed:.1f}s",
+        soft_wrap=True,
+        markup=False,
+    )
+    if summary.resumed_at:
+        out.print(f"  resumed after  {summary.rows_skipped:,} rows", markup=False)
+    out.print(f"  rows read      {summary.rows_read:,}", markup=False)
+    out.print(f"  created        {summary.created:,}", markup=False)
+    out.print(f"  updated        {summary.updated:,}", markup=False)
+    out.print(f"  unchanged      {summary.unchanged:,}", markup=False)
+    out.print(
+        f"  rejected       {summary.rows_rejected:,} rows ({summary.records_rejected:,} records)"
+        f"; report: {rejects}",
+        soft_wrap=True,
+        markup=False,
+    )
+    if not summary.committed:
+        out.print("  nothing committed: --all-or-nothing and rows were rejected", markup=False)
+    if resume and not summary.resumed_at:
+        _note("no interrupted import of this source and mapping to resume: read from the start")
+    if summary.records_rejected:
+        raise typer.Exit(1)
+
+
 # The programme-side commands (search, subscribe, listen, txn-status, login): client_cli.py
 from .client_cli import register as _register_client_commands  # noqa: E402
 

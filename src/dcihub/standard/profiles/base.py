@@ -349,7 +349,25 @@ def normalise_type_name(name: str) -> str:
 
 def values_at(record: Any, path: str) -> Iterator[Any]:
     """Every value found at a dotted path, walking through lists."""
-    yield from _walk(record, path.split("."), 0)
+    parts = _PATHS.get(path)
+    if parts is None:
+        parts = _PATHS[path] = path.split(".")
+    node = record
+    for index, part in enumerate(parts):  # plain objects first, without a generator per level
+        if isinstance(node, dict):
+            node = node.get(part)
+            if node is None:
+                return iter(())
+        elif isinstance(node, list):
+            return _walk(node, parts, index)
+        else:
+            return iter(())
+    if isinstance(node, list):
+        return _walk(node, parts, len(parts))
+    return iter(()) if node == "" else iter((node,))
+
+
+_PATHS: dict[str, list[str]] = {}
 
 
 def _walk(node: Any, parts: list[str], index: int) -> Iterator[Any]:
