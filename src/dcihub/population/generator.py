@@ -160,6 +160,7 @@ def generate_country(
     seed: int = 20260101,
     as_of: date = date(2026, 1, 1),
     profiles: Iterable[RegistryProfile] | None = None,
+    block_people: int = BLOCK_PEOPLE,
 ) -> Country:
     """Build the whole synthetic country in memory (deterministic in `people`, `seed` and
     `as_of`) for the given registry profiles (default: every registered profile); profiles
@@ -170,7 +171,7 @@ def generate_country(
     records: dict[str, list[Record]] = {}
     samples: dict[str, Any] = {}
     districts: set[int] = set()
-    for block in generate_blocks(people, seed, as_of, profiles):
+    for block in generate_blocks(people, seed, as_of, profiles, block_people=block_people):
         for name, found in block.records.items():
             records.setdefault(name, []).extend(found)
         samples = samples or block.samples
