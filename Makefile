@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-security bench-client codedirs docs clean
+.PHONY: demo test lint bench bench-security bench-client bench-scale codedirs docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ bench-security: $(STAMP)
 
 bench-client: $(STAMP)
 	$(BIN)/python benchmarks/client.py $(ARGS)
+
+bench-scale: $(STAMP)
+	$(BIN)/python benchmarks/scale.py $(ARGS)
 
 codedirs: $(STAMP)
 	$(BIN)/python tools/gen_codedirs.py
