@@ -31,8 +31,8 @@ from dcihub.population.load import (
 from dcihub.store import Store
 from support import store_url_for
 
-BLOCK = 400
-PEOPLE = 1000  # three blocks of 334, 333, 333
+BLOCK = 250
+PEOPLE = 600  # three blocks of 200
 SEED = 77
 AS_OF = date(2026, 1, 1)
 
@@ -49,6 +49,7 @@ def blocked():
 def test_blocks_split_the_country_evenly() -> None:
     assert plan_blocks(10_000) == [(0, 10_000)]
     assert plan_blocks(1000, 400) == [(0, 334), (334, 333), (667, 333)]
+    assert plan_blocks(PEOPLE, BLOCK) == [(0, 200), (200, 200), (400, 200)]
     plan = plan_blocks(1_000_001)
     assert sum(size for _, size in plan) == 1_000_001
     assert all(size <= 10_000 for _, size in plan)
@@ -66,8 +67,8 @@ def test_a_blocked_country_is_deterministic(blocked) -> None:
 
 
 def test_the_first_block_is_the_country_of_its_size(blocked) -> None:
-    alone = generate_country(334, SEED)
-    assert blocked.crvs[:334] == alone.crvs
+    alone = generate_country(200, SEED)
+    assert blocked.crvs[:200] == alone.crvs
     assert blocked.samples() == alone.samples()
 
 
@@ -248,11 +249,11 @@ def test_workers_do_not_change_the_store(tmp_path) -> None:
 
 def test_the_bulk_path_writes_what_the_record_path_writes(url) -> None:
     """The staged rows (executemany / COPY) equal what `RecordStore.bulk_load` writes."""
-    small = generate_country(300, SEED)
+    small = generate_country(200, SEED)
     bulk = Store(url)
     try:
         bulk.upgrade()
-        load_population(bulk, 300, SEED, workers=1)
+        load_population(bulk, 200, SEED, workers=1)
         streamed = _content(bulk)
         bulk.drop_all()
         bulk.upgrade()
@@ -322,12 +323,12 @@ def test_the_demo_builds_on_postgresql(tmp_path) -> None:
     from support import postgres_schema, require_postgres
 
     with postgres_schema(require_postgres()) as pg:
-        setup = prepare_demo(tmp_path, "127.0.0.1", 8799, 300, store_url=pg)
+        setup = prepare_demo(tmp_path, "127.0.0.1", 8799, 100, store_url=pg)
         try:
             assert setup.built_now and setup.settings.store_url == pg
             assert setup.store.dialect == "postgresql"
             with setup.store.read() as conn:
-                assert setup.store.records.count(conn, "crvs", "Person") == 300
+                assert setup.store.records.count(conn, "crvs", "Person") == 100
             assert not (tmp_path / "demo.db").exists()
         finally:
             setup.store.dispose()

@@ -1,6 +1,8 @@
 """Deterministic synthetic country: one fictional population seen by every DCI registry.
 
-`generate_country(people, seed, as_of)` draws the world (`world.py`: the people, their lives,
+The country is drawn in independent blocks of at most `BLOCK_PEOPLE` people
+(`generate_blocks`, one block in memory at a time; `generate_country` gathers them for small
+countries and tests). For each block it draws the world (`world.py`: the people, their lives,
 families, households and UINs) and runs the builder of each registry profile that names one
 (`RegistryProfile.builder`, "package.module:function"): a function `build(world) -> records`
 in that registry's own module of this package, which also records the registry's demo samples

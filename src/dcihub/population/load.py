@@ -39,6 +39,7 @@ BUILD_KEY = "population.build"
 LOCATIONS_KEY = "population.locations"
 SAMPLES_KEY = "population.samples"
 
+CHECKPOINT_BLOCKS = 5  # SQLite: the WAL is checkpointed into the file after so many blocks
 Progress = Callable[[int, int], None]  # (people loaded so far, people in all)
 
 
@@ -180,6 +181,8 @@ def load_population(
                 counts[name] = counts.get(name, 0) + write_staged(
                     conn, store.schema, store.profiles[name], staged
                 )
+        if store.dialect == "sqlite" and block.index % CHECKPOINT_BLOCKS == CHECKPOINT_BLOCKS - 1:
+            store.checkpoint(truncate=True)  # no reader yet: keeps the WAL small
         if block.index == 0:
             samples = block.samples
         districts |= block.districts

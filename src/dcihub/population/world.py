@@ -1,12 +1,13 @@
 """The world of the synthetic country: its people, their lives, families and households.
 
-`build_world(people, seed, as_of)` draws everything the registries have in common -- who was
-born when, who died, who married whom, parents, names, home districts, households and UINs --
-and nothing that belongs to one registry. The registry builders (one module per registry,
+`build_world(people, seed, as_of, block=, offset=)` draws everything the registries have in
+common -- who was born when, who died, who married whom, parents, names, home districts,
+households and UINs -- for one block of the country (a community of at most 10,000 people,
+see `generator.py`), and nothing that belongs to one registry. The registry builders (one module per registry,
 named by each registry profile's `builder`) turn it into records; `generator.py` runs them.
 
-Everything is drawn from `random.Random` instances seeded from `seed` (one stream per stage:
-`World.rng(stage)`, so changing one stage does not reshuffle the others) and dated relative to
+Everything is drawn from `random.Random` instances seeded from `seed` and the block (one
+stream per stage: `World.rng(stage)`, so changing one stage does not reshuffle the others) and dated relative to
 `as_of`; the clock and the global random module are never used, so the same arguments give
 byte-identical data. All work is O(1) per person apart from bucketing, so it scales linearly.
 
@@ -36,8 +37,9 @@ byte-identical data. All work is O(1) per person apart from bucketing, so it sca
   in with a married child; everybody else lives alone. A household lives in the head's home
   district. 55 % of the people who died in the last year are still listed with their
   household (`stale`) unless nobody alive is left in it.
-* UINs: ten digits (the last a Luhn check digit), a permutation of the person index, so no
-  two people share one and neighbours in the data are not neighbours in number.
+* UINs: ten digits (the last a Luhn check digit), a permutation of the country-wide person
+  index, so no two people share one and neighbours in the data are not neighbours in number.
+  Register numbers (BRN, DRN, MRN, HHID, ...) are numbered country-wide with `World.serial`.
 """
 
 from __future__ import annotations
