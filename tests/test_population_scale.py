@@ -466,3 +466,74 @@ def test_indexed_predicates_do_not_scan_the_records_table() -> None:
             assert '"Seq Scan"' not in plan, plan
         finally:
             store.dispose()
+
+
+@pytest.mark.parametrize(
+    ("command", "says"),
+    [
+        (["population", "--help"], "generate"),
+        (["population", "generate", "--help"], "--replace"),
+        (["store", "stats", "--help"], "pg_indexes_size"),
+        (["demo", "--help"], "--store-url"),
+    ],
+)
+def test_the_new_commands_have_help(command: list[str], says: str) -> None:
+    result = _cli(*command)
+    assert result.exit_code == 0, result.output
+    assert "Usage: dcihub" in result.output and says in result.output
+
+
+# ---- deliberate data-quality problems -------------------------------------------------------
+
+
+def test_data_quality_problems_at_the_rate_asked(blocked) -> None:
+    rate = 0.2
+    noisy = generate_country(PEOPLE, SEED, block_people=BLOCK, quality=rate)
+    assert noisy.crvs == blocked.crvs  # the reference register stays clean
+    again = generate_country(PEOPLE, SEED, block_people=BLOCK, quality=rate)
+    assert digest(noisy.records("social")) == digest(again.records("social"))
+    typos = missing = duplicates = touched = total = 0
+    for registry in blocked.registries:
+        if registry == "crvs":
+            continue
+        clean = {r["@id"]: r for r in blocked.records(registry)}
+        total += len(clean)
+        for record in noisy.records(registry):
+            if record["@id"].endswith("#dup"):
+                original = clean[record["@id"].removesuffix("#dup")]
+                assert _identifier_lists(record) == _identifier_lists(original)
+                duplicates += 1
+                touched += 1
+                continue
+            before = clean[record["@id"]]
+            if record == before:
+                continue
+            touched += 1
+            was, now = json.dumps(before), json.dumps(record)
+            if now.count('"birth_date"') < was.count('"birth_date"'):
+                missing += 1
+            else:
+                typos += 1
+    assert typos and missing and duplicates
+    assert 0.5 * rate < touched / total < 1.5 * rate, (touched, total)
+
+
+def test_a_country_with_problems_loads_and_is_a_build_of_its_own(tmp_path) -> None:
+    store = Store(f"sqlite:///{tmp_path}/q.db")
+    try:
+        clean, _ = generate_into(store, 300, 4, workers=1)
+        noisy, built = generate_into(store, 300, 4, replace=True, workers=1, quality=0.2)
+        assert built and noisy.counts["crvs"] == clean.counts["crvs"] == 300
+        assert sum(noisy.counts.values()) > sum(clean.counts.values())  # the duplicates
+        with store.read() as conn:
+            uins = conn.execute(
+                text(
+                    "SELECT id_value FROM dr_disabledperson_ids WHERE id_type = 'UIN' "
+                    "GROUP BY id_value HAVING count(*) > 1"
+                )
+            ).all()
+        assert uins  # a person registered twice: one UIN, two records
+        _again, built = generate_into(store, 300, 4, workers=1, quality=0.2)
+        assert not built
+    finally:
+        store.dispose()

@@ -1285,6 +1285,18 @@ def population_generate(
             "--replace", help="Drop what the store holds (every dcihub table) and build anew."
         ),
     ] = False,
+    quality_errors: Annotated[
+        float,
+        typer.Option(
+            "--quality-errors",
+            metavar="RATE",
+            min=0.0,
+            max=0.5,
+            help="Share of the records of every registry but the CRVS given a deliberate "
+            "data-quality problem: a typo in a name, a missing birth date or a duplicate "
+            "registration (default 0: a clean country).",
+        ),
+    ] = 0.0,
 ) -> None:
     """Generate the synthetic country block by block into a store, in bounded memory.
 
@@ -1305,7 +1317,14 @@ def population_generate(
     try:
         with population_progress() as progress:
             population, built = generate_into(
-                store, people, seed, day, replace=replace, progress=progress, workers=workers
+                store,
+                people,
+                seed,
+                day,
+                replace=replace,
+                progress=progress,
+                workers=workers,
+                quality=quality_errors,
             )
     except (PopulationError, StoreError) as exc:
         raise _fail(str(exc)) from None

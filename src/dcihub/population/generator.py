@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from dcihub.population.quality import blemish
 from dcihub.population.world import Record, Step, birthplaces, build_world, clone, requirements
 from dcihub.standard.profiles import PROFILES
 from dcihub.standard.profiles.base import RegistryProfile
@@ -118,6 +119,7 @@ def generate_blocks(
     *,
     first: int = 0,
     block_people: int = BLOCK_PEOPLE,
+    quality: float = 0.0,
 ) -> Iterator[Block]:
     """The country block by block (from block `first`), each drawn independently: a block is
     a community with its own families, marriages and households, from random streams seeded
@@ -126,10 +128,15 @@ def generate_blocks(
     block is in memory at a time: memory does not grow with `people`.
 
     The cyclic garbage collector is paused while a block is built: the records are acyclic
-    trees, and its full collections would make the build quadratic instead of linear."""
+    trees, and its full collections would make the build quadratic instead of linear.
+
+    With `quality` > 0, about that share of the records of every registry but the civil
+    register get a deliberate data-quality problem (`quality.py`)."""
     chosen = list(PROFILES.values() if profiles is None else profiles)
     builders = {p.name: resolve_step(p.builder) for p in chosen if p.builder}
     order = build_order(builders.values())
+    # a registry keying records by their content (not by @id) cannot hold a duplicate
+    twins = {p.name: all(e.key is None for e in p.entities) for p in chosen if p.builder}
     for index, (offset, size) in enumerate(plan_blocks(people, block_people)):
         if index < first:
             continue
@@ -144,6 +151,11 @@ def generate_blocks(
             for name, found in records.items():
                 if not isinstance(found, list):
                     raise TypeError(f"the builder of {name!r} returned no list of records")
+            if quality > 0:
+                records = {
+                    name: blemish(name, found, quality, world.rng(f"quality:{name}"), twins[name])
+                    for name, found in records.items()
+                }
             samples = (
                 {name: found for name, found in world.samples.items() if name in records}
                 if index == 0
@@ -163,6 +175,7 @@ def generate_country(
     as_of: date = date(2026, 1, 1),
     profiles: Iterable[RegistryProfile] | None = None,
     block_people: int = BLOCK_PEOPLE,
+    quality: float = 0.0,
 ) -> Country:
     """Build the whole synthetic country in memory (deterministic in `people`, `seed` and
     `as_of`) for the given registry profiles (default: every registered profile); profiles
@@ -173,7 +186,10 @@ def generate_country(
     records: dict[str, list[Record]] = {}
     samples: dict[str, Any] = {}
     districts: set[int] = set()
-    for block in generate_blocks(people, seed, as_of, profiles, block_people=block_people):
+    blocks = generate_blocks(
+        people, seed, as_of, profiles, block_people=block_people, quality=quality
+    )
+    for block in blocks:
         for name, found in block.records.items():
             records.setdefault(name, []).extend(found)
         samples = samples or block.samples

@@ -43,8 +43,11 @@ CHECKPOINT_BLOCKS = 5  # SQLite: the WAL is checkpointed into the file after so 
 Progress = Callable[[int, int], None]  # (people loaded so far, people in all)
 
 
-def build_signature(people: int, seed: int, as_of: date) -> str:
-    return json.dumps({"people": people, "seed": seed, "as_of": as_of.isoformat()}, sort_keys=True)
+def build_signature(people: int, seed: int, as_of: date, quality: float = 0.0) -> str:
+    found: dict[str, Any] = {"people": people, "seed": seed, "as_of": as_of.isoformat()}
+    if quality:
+        found["quality"] = quality
+    return json.dumps(found, sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -82,9 +85,11 @@ def load_country(
     return counts
 
 
-def _write_meta(store: Store, people: int, seed: int, as_of: date, samples: dict) -> None:
+def _write_meta(
+    store: Store, people: int, seed: int, as_of: date, samples: dict, quality: float = 0.0
+) -> None:
     store.set_meta(SAMPLES_KEY, json.dumps(samples, separators=(",", ":")))
-    store.set_meta(BUILD_KEY, build_signature(people, seed, as_of))
+    store.set_meta(BUILD_KEY, build_signature(people, seed, as_of, quality))
 
 
 # ---- streaming --------------------------------------------------------------------------
@@ -100,12 +105,20 @@ class _StagedBlock:
 
 
 def _stage_block(
-    people: int, seed: int, as_of: date, names: tuple[str, ...], index: int, block_people: int
+    people: int,
+    seed: int,
+    as_of: date,
+    names: tuple[str, ...],
+    index: int,
+    block_people: int,
+    quality: float = 0.0,
 ) -> _StagedBlock:
     """Generate and stage block `index` (runs in a worker process: names profiles by name)."""
     profiles = [PROFILES[n] for n in names]
     block = next(
-        generate_blocks(people, seed, as_of, profiles, first=index, block_people=block_people)
+        generate_blocks(
+            people, seed, as_of, profiles, first=index, block_people=block_people, quality=quality
+        )
     )
     by_name = {p.name: p for p in profiles}
     staged = {name: stage(by_name[name], records) for name, records in block.records.items()}
@@ -119,13 +132,17 @@ def _staged_blocks(
     profiles: list[RegistryProfile],
     workers: int,
     block_people: int,
+    quality: float = 0.0,
 ) -> Iterator[_StagedBlock]:
     count = len(plan_blocks(people, block_people))
     names = tuple(p.name for p in profiles)
     portable = all(PROFILES.get(p.name) is p for p in profiles)
     if workers <= 1 or count == 1 or not portable:
         by_name = {p.name: p for p in profiles}
-        for block in generate_blocks(people, seed, as_of, profiles, block_people=block_people):
+        blocks = generate_blocks(
+            people, seed, as_of, profiles, block_people=block_people, quality=quality
+        )
+        for block in blocks:
             staged = {n: stage(by_name[n], recs) for n, recs in block.records.items()}
             yield _StagedBlock(
                 block.index, block.people, staged, block.samples, block.birth_districts
@@ -138,7 +155,16 @@ def _staged_blocks(
         while submitted < count or pending:
             while submitted < count and len(pending) < workers + 1:
                 pending.append(
-                    pool.submit(_stage_block, people, seed, as_of, names, submitted, block_people)
+                    pool.submit(
+                        _stage_block,
+                        people,
+                        seed,
+                        as_of,
+                        names,
+                        submitted,
+                        block_people,
+                        quality,
+                    )
                 )
                 submitted += 1
             yield pending.pop(0).result()
@@ -160,6 +186,7 @@ def load_population(
     progress: Progress | None = None,
     workers: int | None = None,
     block_people: int = BLOCK_PEOPLE,
+    quality: float = 0.0,
 ) -> Population:
     """Stream a synthetic country into an empty store (see the module's docstring)."""
     if people < 1:
@@ -175,7 +202,7 @@ def load_population(
         progress(0, people)
     _check_empty(store, profiles)
     deferred = _drop_indexes(store, profiles)
-    for block in _staged_blocks(people, seed, as_of, profiles, workers, block_people):
+    for block in _staged_blocks(people, seed, as_of, profiles, workers, block_people, quality):
         with store.begin() as conn:
             for name, staged in block.staged.items():
                 counts[name] = counts.get(name, 0) + write_staged(
@@ -194,7 +221,7 @@ def load_population(
             index.create(conn)
     places = birthplaces(districts)
     store.set_meta(LOCATIONS_KEY, json.dumps({"places": places, "updated": time.time()}))
-    _write_meta(store, people, seed, as_of, samples)
+    _write_meta(store, people, seed, as_of, samples, quality)
     store.checkpoint(truncate=True)
     return Population(people, seed, as_of, samples, places, counts)
 
@@ -276,6 +303,7 @@ def generate_into(
     replace: bool = False,
     progress: Progress | None = None,
     workers: int | None = None,
+    quality: float = 0.0,
 ) -> tuple[Population, bool]:
     """Build the population into the store unless the same build is already there.
 
@@ -284,12 +312,12 @@ def generate_into(
     from its meta table. A store holding anything else is emptied first with `replace`
     (every dcihub table dropped and made anew), else refused (`PopulationError`)."""
     store.upgrade()
-    wanted = build_signature(people, seed, as_of)
+    wanted = build_signature(people, seed, as_of, quality)
     if store.get_meta(BUILD_KEY) == wanted and store.get_meta(SAMPLES_KEY) is None:
         # built by a dcihub that kept no samples in the store: the samples are the first
         # block's, so that block alone is drawn again (once) to find them
         profiles = [p for p in store.profiles.values() if p.builder]
-        first = next(generate_blocks(people, seed, as_of, profiles))
+        first = next(generate_blocks(people, seed, as_of, profiles, quality=quality))
         store.set_meta(SAMPLES_KEY, json.dumps(first.samples, separators=(",", ":")))
     found = stored_population(store)
     if found is not None and store.get_meta(BUILD_KEY) == wanted:
@@ -302,7 +330,7 @@ def generate_into(
             )
         store.drop_all()
         store.upgrade()
-    return load_population(store, people, seed, as_of, progress, workers), True
+    return load_population(store, people, seed, as_of, progress, workers, quality=quality), True
 
 
 def _has_records(store: Store) -> bool:
