@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .PHONY: demo test test-faults lint bench bench-security bench-client bench-subscriptions bench-soak \
-	bench-import codedirs docs clean
+	bench-import bench-scale codedirs docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,8 +51,12 @@ bench-subscriptions: $(STAMP)
 
 bench-soak: $(STAMP)
 	$(BIN)/python benchmarks/soak.py $(ARGS)
+
 bench-import: $(STAMP)
 	$(BIN)/python benchmarks/importer.py $(ARGS)
+
+bench-scale: $(STAMP)
+	$(BIN)/python benchmarks/scale.py $(ARGS)
 
 codedirs: $(STAMP)
 	$(BIN)/python tools/gen_codedirs.py

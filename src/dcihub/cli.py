@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from enum import Enum, StrEnum
 from pathlib import Path
@@ -77,12 +78,22 @@ def demo(
             "`dcihub record` so subscribers are notified; deterministic given --seed. 0: none.",
         ),
     ] = 0,
+    store_url: Annotated[
+        str | None,
+        typer.Option(
+            "--store-url",
+            metavar="URL",
+            help="Build and serve the demo on this store (e.g. "
+            "postgresql+psycopg://user@host/db) instead of DIR/demo.db.",
+        ),
+    ] = None,
 ) -> None:
     """Build a synthetic country (once) and serve all six registries over it.
 
     Serves the Social Registry, CRVS, Disability, Farmer and Integrated Beneficiary registries
     and the Employment Support System, the token endpoint, JWKS and console, and writes
-    DIR/demo.json (base URLs, demo partner credentials, sample identifiers). With
+    DIR/demo.json (base URLs, demo partner credentials, sample identifiers). Restarted on a
+    store that holds the same country (people, seed), it generates nothing. With
     --events-per-minute, life goes on in the country while it is served."""
     from .demo import prepare_demo, write_demo_json
     from .server.factory import build_app
@@ -90,25 +101,24 @@ def demo(
     started = time.perf_counter()
     console.print(f"[bold]dcihub demo[/bold]: {people:,} people (seed {seed}) in {data_dir}/")
 
-    def progress(registry: str, count: int) -> None:
-        console.print(f"  loaded {registry:<6} {count:>9,} records")
-
     from .store.migrate import StoreError
 
     try:
-        setup = prepare_demo(data_dir, host, port, people, seed, progress=progress)
+        with population_progress() as progress:
+            setup = prepare_demo(
+                data_dir, host, port, people, seed, progress=progress, store_url=store_url
+            )
     except StoreError as exc:
         raise _fail(f"{exc} (or give the demo a new --data-dir)") from None
+    except Exception as exc:  # noqa: BLE001 - database down, refused login, ...
+        shown = _shown(store_url) if store_url else str(data_dir)
+        raise _fail(f"cannot build the demo in {shown}: {_first_line(exc)}") from None
     for line in setup.upgraded:
         console.print(f"  store upgraded: {line}", highlight=False, markup=False)
     if not setup.built_now:
         console.print("  population already built; reusing it")
     fastapi_app, info = build_app(setup.settings, setup.store, demo_info=setup.info)
     path = write_demo_json(data_dir, info)
-    setup.country = None  # type: ignore[assignment]  # the generated records are in the store now
-    import gc
-
-    gc.collect()  # the generated country is garbage now; the app freezes the rest at start
     console.print(f"  ready in {time.perf_counter() - started:.1f}s; wrote {path}")
     _print_demo_help(info)
     stream = _life_stream(setup, seed, events_per_minute) if events_per_minute else None
@@ -1542,6 +1552,213 @@ def import_(
         raise typer.Exit(1)
 
 
+# ---------------------------------------------------------------------------------------------
+# The synthetic population (`dcihub population generate`) and `dcihub store stats`
+
+
+@contextmanager
+def population_progress() -> Iterator[Callable[[int, int], None]]:
+    """A progress bar (people loaded, rate, ETA) for a population build, on stderr; shown only
+    once a build starts (a reused store prints nothing)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    bar = Progress(
+        TextColumn("  building"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("people"),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+    task: list[TaskID] = []
+    started = [0.0]
+
+    def update(done: int, total: int) -> None:
+        if not task:
+            bar.start()
+            started[0] = time.perf_counter()
+            task.append(bar.add_task("people", total=total, rate=""))
+        elapsed = time.perf_counter() - started[0]
+        rate = f"{done / elapsed:,.0f}/s" if elapsed > 0 and done else ""
+        bar.update(task[0], completed=done, rate=rate)
+
+    try:
+        yield update
+    finally:
+        if task:
+            bar.stop()
+
+
+population_app = typer.Typer(
+    help="The synthetic country: generate a deterministic population into a store.",
+    no_args_is_help=True,
+)
+app.add_typer(population_app, name="population")
+
+
+@population_app.command("generate")
+def population_generate(
+    store_url: Annotated[
+        str,
+        typer.Option(
+            "--store",
+            "--store-url",
+            metavar="URL",
+            help="The store to fill (sqlite:///path.db, postgresql+psycopg://user@host/db); "
+            "created or upgraded in place.",
+        ),
+    ],
+    people: Annotated[int, typer.Option(help="Number of people.", min=1)] = 10_000,
+    seed: Annotated[int, typer.Option(help="Seed (same seed and size, same data).")] = 20260101,
+    as_of: Annotated[
+        str, typer.Option("--as-of", metavar="YYYY-MM-DD", help="The country's 'today'.")
+    ] = "2026-01-01",
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Processes generating blocks (default: one per core).", min=1),
+    ] = None,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace", help="Drop what the store holds (every dcihub table) and build anew."
+        ),
+    ] = False,
+    quality_errors: Annotated[
+        float,
+        typer.Option(
+            "--quality-errors",
+            metavar="RATE",
+            min=0.0,
+            max=0.5,
+            help="Share of the records of every registry but the CRVS given a deliberate "
+            "data-quality problem: a typo in a name, a missing birth date or a duplicate "
+            "registration (default 0: a clean country).",
+        ),
+    ] = 0.0,
+) -> None:
+    """Generate the synthetic country block by block into a store, in bounded memory.
+
+    The same people, seed and date always give the same records. A store that already holds
+    this very population is left as it is; a store holding other records is refused unless
+    --replace is given."""
+    from datetime import date
+
+    from .population.load import PopulationError, generate_into
+    from .store.migrate import StoreError
+
+    try:
+        day = date.fromisoformat(as_of)
+    except ValueError:
+        raise _fail(f"--as-of {as_of!r} is not a date (YYYY-MM-DD)") from None
+    store = _open_store(store_url)
+    started = time.perf_counter()
+    try:
+        with population_progress() as progress:
+            population, built = generate_into(
+                store,
+                people,
+                seed,
+                day,
+                replace=replace,
+                progress=progress,
+                workers=workers,
+                quality=quality_errors,
+            )
+    except (PopulationError, StoreError) as exc:
+        raise _fail(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - database down, refused login, disk full, ...
+        raise _fail(f"cannot fill the store {_shown(store.url)}: {_first_line(exc)}") from None
+    finally:
+        store.dispose()
+    out = _out()
+    shown = _shown(store_url)
+    if not built:
+        out.print(
+            f"{shown} already holds this population ({people:,} people, seed {seed}, as of "
+            f"{day.isoformat()}); nothing to do",
+            soft_wrap=True,
+            markup=False,
+        )
+        return
+    took = time.perf_counter() - started
+    out.print(
+        f"generated {people:,} people (seed {seed}, as of {day.isoformat()}) into {shown} "
+        f"in {took:.1f}s",
+        soft_wrap=True,
+        markup=False,
+    )
+    for registry, count in population.counts.items():
+        out.print(f"  {registry:<8} {count:>12,} records", markup=False)
+
+
+@store_app.command("stats")
+def store_stats_command(config: AdminConfig = None, store_url: StoreUrl = None) -> None:
+    """Print, per registry and table, the row count and the size of the table and of its
+    indexes (SQLite: the dbstat virtual table; PostgreSQL: pg_relation_size and
+    pg_indexes_size), then the totals."""
+    from rich.table import Table
+
+    from .store.stats import store_stats
+
+    store, _named = _store_of(config, store_url)
+    try:
+        found = store_stats(store)
+    except Exception as exc:  # noqa: BLE001 - database down, refused login, ...
+        raise _fail(f"cannot read the store {_shown(store.url)}: {_first_line(exc)}") from None
+    finally:
+        store.dispose()
+
+    def size(n: int | None) -> str:
+        if n is None:
+            return "-"
+        for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("kB", 1 << 10)):
+            if n >= scale:
+                return f"{n / scale:.1f} {unit}"
+        return f"{n} B"
+
+    table = Table("registry", "table", "rows", "table size", "index size", box=None)
+    totals = [0, 0, 0]
+    known = True
+    for item in found:
+        table.add_row(
+            item.registry or "-",
+            item.table,
+            f"{item.rows:,}",
+            size(item.table_bytes),
+            size(item.index_bytes),
+        )
+        totals[0] += item.rows
+        if item.table_bytes is None or item.index_bytes is None:
+            known = False
+        else:
+            totals[1] += item.table_bytes
+            totals[2] += item.index_bytes
+    table.add_row(
+        "total",
+        "",
+        f"{totals[0]:,}",
+        size(totals[1] if known else None),
+        size(totals[2] if known else None),
+    )
+    _out().print(f"store {_shown(store.url)}", soft_wrap=True, markup=False)
+    _out().print(table)
+    if not known:
+        _note("this database does not report sizes (SQLite built without dbstat)")
+
+
+# ---------------------------------------------------------------------------------------------
 # The programme-side commands (search, subscribe, listen, txn-status, login): client_cli.py
 from .client_cli import register as _register_client_commands  # noqa: E402
 
