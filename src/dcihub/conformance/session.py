@@ -137,7 +137,7 @@ def _shown(body: bytes) -> str:
         text += f"\n... ({len(body) - _SHOWN} more bytes)"
     try:  # pretty-print JSON bodies
         return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text
 
 
