@@ -132,14 +132,21 @@ class Ctx:
         status = exchange.status or 0
         if not self.expect(
             "ACK-001",
-            200 <= status < 300
-            and isinstance(message, dict)
-            and message.get("ack_status") == "ACK",
-            f"{path}: expected an HTTP 2xx ack with ack_status ACK, got HTTP {status}: "
-            f"{_brief(doc)}",
+            200 <= status < 300 and isinstance(message, dict),
+            f"{path}: expected an HTTP 2xx ack, got HTTP {status}: {_brief(doc)}",
             exchange,
         ):
             return None
+        assert isinstance(message, dict)
+        ack_status = message.get("ack_status")
+        self.expect(
+            "ACK-001",
+            ack_status == "ACK",
+            f"{path}: ack_status is {ack_status!r}; ACK belongs to an accepted request",
+            exchange,
+        )
+        if ack_status in ("ERR", "NACK"):
+            return None  # no callback will follow
         assert isinstance(message, dict)
         self.expect(
             "ACK-001",

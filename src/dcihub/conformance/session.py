@@ -39,7 +39,8 @@ from dcihub.standard.envelope import format_ts
 __all__ = ["Exchange", "Receiver", "Session", "Target", "TargetError"]
 
 JSON = "application/json"
-_SHOWN = 20_000  # characters of a body kept in a report
+_SHOWN = 20_000
+_PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "k")  # characters of a body kept in a report
 
 
 class TargetError(Exception):
@@ -69,6 +70,7 @@ class Target:
     spec_dir: Path | None = None
     unsigned_allowed: bool = False  # the tester's partner may send unsigned messages (demo)
     expired_token: str | None = None
+    huge_body_bytes: int = 16 * 1024 * 1024  # ROB-SIZE-001's body
 
     def client_settings(self) -> ClientSettings:
         data: dict[str, Any] = {
@@ -309,7 +311,18 @@ class Session:
             doc = _json_or_none(response.content)
             if response.status_code == 200 and isinstance(doc, dict) and "keys" in doc:
                 self.registry_jwks, self.jwks_url = doc, url
-                partner = Partner(sender_id="registry", jwks=doc)
+                public = {  # a leaked private member is judged by SEC-JWKS-001, not used
+                    "keys": [
+                        {k: v for k, v in jwk.items() if k not in _PRIVATE_MEMBERS}
+                        for jwk in doc["keys"]
+                        if isinstance(jwk, dict)
+                    ]
+                }
+                try:
+                    partner = Partner(sender_id="registry", jwks=public)
+                except Exception as exc:  # noqa: BLE001 - PartnerConfigError names it
+                    errors.append(f"{url}: {_one_line(exc)}")
+                    continue
                 self._resolver = JwksResolver(partner, httpx_fetch(self.http))
                 return
             errors.append(f"{url}: HTTP {response.status_code}")
