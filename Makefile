@@ -44,6 +44,7 @@ codedirs: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python tools/gen_registry_docs.py
 	$(BIN)/python tools/gen_api_examples.py
+	$(BIN)/python tools/gen_conformance_docs.py
 
 clean:
 	rm -rf $(VENV) dcihub-demo .pytest_cache .mypy_cache

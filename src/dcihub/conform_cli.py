@@ -401,6 +401,126 @@ def _finish(
     raise typer.Exit(report.exit_code)
 
 
+@conform_app.command("client")
+def conform_client(
+    registry: Annotated[
+        str,
+        typer.Option(
+            "--registry", "-r", help="social, crvs, dr, fr, ibr or ess", rich_help_panel=KIT
+        ),
+    ] = "crvs",
+    host: Annotated[
+        str, typer.Option(help="address to listen on", rich_help_panel=KIT)
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port (0: any free port)", rich_help_panel=KIT)] = 0,
+    client_keys: Annotated[
+        Path | None,
+        typer.Option(
+            help="the client's public JWK set, to verify its signatures (default: the kit "
+            "writes a key set for the client and prints its path)",
+            rich_help_panel=KIT,
+        ),
+    ] = None,
+    sender_id: Annotated[
+        str, typer.Option(help="the client's sender_id", rich_help_panel=KIT)
+    ] = "conformance.client",
+    callback_prefix: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="where the client's callbacks may go (repeatable; default loopback)",
+            rich_help_panel=KIT,
+        ),
+    ] = None,
+    requests: Annotated[
+        int | None,
+        typer.Option(help="judge after this many DCI requests", rich_help_panel=KIT),
+    ] = None,
+    seconds: Annotated[
+        float | None,
+        typer.Option(help="judge after this many seconds", rich_help_panel=KIT),
+    ] = None,
+    spec: Annotated[
+        Path | None,
+        typer.Option(
+            help="also validate request bodies against the official OpenAPI contract in DIR",
+            rich_help_panel=KIT,
+        ),
+    ] = None,
+    html: Annotated[
+        Path | None, typer.Option(help="write a self-contained HTML report", rich_help_panel=OUTPUT)
+    ] = None,
+    junit: Annotated[
+        Path | None, typer.Option(help="write JUnit XML", rich_help_panel=OUTPUT)
+    ] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="write the report as JSON", rich_help_panel=OUTPUT)
+    ] = None,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="list passed requirements too", rich_help_panel=OUTPUT
+        ),
+    ] = False,
+) -> None:
+    """Serve a strict simulated registry, record every request a programme's client makes,
+    then judge them (on Ctrl-C, after --requests N or --seconds S).
+
+    Exit status 0 when no core requirement failed, 1 when one did, 2 for a usage error."""
+    import time
+
+    with _one_line_errors():
+        from .conformance.client_kit import ClientKit
+
+        registry = _check_registry(registry)
+        keys = None
+        if client_keys is not None:
+            keys = _read_doc(client_keys, "client keys")
+            if not isinstance(keys, dict) or not isinstance(keys.get("keys"), list):
+                raise UsageError(f'{client_keys}: expected a JWK set {{"keys": [...]}}')
+        if spec is not None and not (spec / "spec").is_dir():
+            raise UsageError(f"--spec {spec}: no spec/ folder there")
+        kit = ClientKit(
+            registry,
+            host=host,
+            port=port,
+            client_keys=keys,
+            sender_id=sender_id,
+            callback_prefixes=callback_prefix,
+            spec_dir=spec,
+        )
+        info = kit.start()
+        out = Console(highlight=False)
+        out.print("simulated registry ready; point the client at:", soft_wrap=True)
+        for name in (
+            "base_url",
+            "token_url",
+            "jwks_url",
+            "client_id",
+            "client_secret",
+            "sender_id",
+            "receiver_id",
+            "keys_file",
+        ):
+            if info.get(name):
+                out.print(f"  {name}: {info[name]}", soft_wrap=True, markup=False)
+        known = ", ".join(f"{k['type']}={k['value']}" for k in info.get("known", []))
+        if known:
+            out.print(f"  known records: {known}", soft_wrap=True, markup=False)
+        out.print("waiting for the client's requests (Ctrl-C to judge them)", soft_wrap=True)
+        deadline = time.monotonic() + seconds if seconds else None
+        try:
+            while True:
+                if requests is not None and len(kit.dci_requests()) >= requests:
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                time.sleep(0.1)
+        except KeyboardInterrupt:
+            pass
+        report = kit.finish()
+        _finish(report, html, junit, json_path, verbose)
+
+
 @conform_app.command("requirements")
 def conform_requirements(
     coverage: Annotated[

@@ -177,6 +177,7 @@ def run_server(
     outcomes: list[CheckOutcome] = []
     skips: dict[str, str] = {}
     try:
+        session.token()  # the tester must be able to log in: else nothing can be judged
         session.load_registry_keys()
         receiver.start()
         core = ClientCore(session.settings.merged(sign=False, encrypt=False), session.keys)

@@ -349,6 +349,10 @@ class Session:
 
     def fetch_token(self, client_id: str | None, client_secret: str | None) -> str:
         exchange = self.token_exchange(client_id, client_secret, "token")
+        if exchange.error is not None:
+            raise TargetError(
+                f"cannot reach the token endpoint {self.target.token_url}: {exchange.error}"
+            )
         doc = exchange.json()
         if exchange.status != 200 or not isinstance(doc, dict) or "access_token" not in doc:
             raise TargetError(
