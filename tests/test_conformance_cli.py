@@ -52,7 +52,15 @@ def server_flags(server, registry: str, root: str | None = None) -> list[str]:
     ]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
+def server(backend, request):
+    """The session's node, on SQLite only: these are command-line behaviours."""
+    if backend != "sqlite":
+        pytest.skip("the command's behaviour does not depend on the store")
+    return request.getfixturevalue("server")
+
+
+@pytest.fixture
 def keyfile(server, tmp_path_factory):
     path = tmp_path_factory.mktemp("conform-keys") / "tester.jwk.json"
     path.write_text(json.dumps(server.partner.private_jwks))
@@ -231,7 +239,7 @@ def _client(info: dict, **overrides) -> RegistryClient:
 @pytest.fixture(scope="module")
 def client_kit_report():
     """dcihub.client doing everything a programme does, against the simulated CRVS."""
-    kit = ClientKit("crvs")
+    kit = ClientKit("crvs", people=120)
     info = kit.start()
     client = _client(info)
     receiver = CallbackReceiver()
@@ -267,7 +275,7 @@ def test_dcihub_client_passes_every_client_requirement(client_kit_report):
 def test_the_simulated_registry_catches_a_sloppy_client():
     """A client that sends unsigned, wrongly counted messages, walks pages from 0, reuses a
     message id and gives no callback address: each rule is reported."""
-    kit = ClientKit("crvs")
+    kit = ClientKit("crvs", people=120)
     info = kit.start()
     try:
         token = httpx.post(
@@ -353,6 +361,8 @@ def test_conform_client_command_serves_judges_and_reports(tmp_path):
             "fr",
             "--requests",
             "1",
+            "--people",
+            "120",
             "--json",
             str(tmp_path / "r.json"),
         ],

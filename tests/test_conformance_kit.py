@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from conform_support import DEFECTS, DefectProxy
+from dcihub.conformance.checks import CHECKS
+from dcihub.conformance.requirements import TIERS
 from dcihub.conformance.runner import Report, run_server
 from dcihub.conformance.session import Target
 from dcihub.standard.profiles import PROFILES
@@ -48,7 +50,10 @@ def failures(report: Report) -> dict[str, list[str]]:
 
 
 @pytest.mark.parametrize("registry", list(PROFILES))
-def test_every_requirement_passes_against_dcihub(server, country, spec_dir, registry):
+def test_every_requirement_passes_against_dcihub(backend, country, spec_dir, registry, request):
+    if backend != "sqlite" and registry != "crvs":
+        pytest.skip("on PostgreSQL one registry shows the kit passes (callbacks take a second)")
+    server = request.getfixturevalue("server")
     report = run_server(
         target_for(server, registry, known_ids(country, registry), spec_dir=Path(spec_dir))
     )
@@ -61,17 +66,29 @@ def test_every_requirement_passes_against_dcihub(server, country, spec_dir, regi
     assert all(o.checks for o in report.requirements)
 
 
+def tiers_for(defect: str) -> tuple[str, ...]:
+    """The core tier (whose envelope checks see every reply) and the tier(s) of the
+    requirements the defect breaks; the proxy without a defect runs every tier."""
+    tiers = {c.tier for c in CHECKS if set(c.verifies) & DEFECTS[defect]} | {"core"}
+    return tuple(t for t in TIERS if t in tiers)
+
+
 @pytest.fixture(scope="module")
-def defect_reports(server, country):
+def defect_reports(backend, country, request):
     """One kit run per planted defect (each against a proxy of its own in front of the
-    session's node), a few at a time."""
+    session's node), a few at a time. The kit judges HTTP answers: the store behind them
+    does not matter here, so this runs on SQLite only (the six-registry run covers both)."""
+    if backend != "sqlite":
+        pytest.skip("the planted defects are judged over HTTP; one store is enough")
+    server = request.getfixturevalue("server")
     known = known_ids(country, "crvs")
 
     def run(defect: str) -> Report:
         proxy = DefectProxy(server, server.partner, "crvs")
         proxy.defect = defect
         try:
-            return run_server(target_for(server, "crvs", known, base=proxy.base_url))
+            target = target_for(server, "crvs", known, base=proxy.base_url, replay_wait=0.2)
+            return run_server(target, tiers_for(defect))
         finally:
             proxy.stop()
 
@@ -91,7 +108,10 @@ def test_each_planted_defect_is_caught_under_its_requirement(defect_reports, def
     assert report.exit_code == (1 if core else 0)
 
 
-def test_the_proxy_without_a_defect_passes_everything(server, country):
+def test_the_proxy_without_a_defect_passes_everything(backend, country, request):
+    if backend != "sqlite":
+        pytest.skip("the planted defects are judged over HTTP; one store is enough")
+    server = request.getfixturevalue("server")
     proxy = DefectProxy(server, server.partner, "crvs")
     try:
         report = run_server(
@@ -100,3 +120,4 @@ def test_the_proxy_without_a_defect_passes_everything(server, country):
     finally:
         proxy.stop()
     assert failures(report) == {}
+    assert report.tiers == TIERS and not report.with_status("skip")

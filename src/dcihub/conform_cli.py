@@ -431,6 +431,12 @@ def conform_client(
             rich_help_panel=KIT,
         ),
     ] = None,
+    people: Annotated[
+        int,
+        typer.Option(
+            help="people in the simulated registry's synthetic population", rich_help_panel=KIT
+        ),
+    ] = 300,
     requests: Annotated[
         int | None,
         typer.Option(help="judge after this many DCI requests", rich_help_panel=KIT),
@@ -472,6 +478,8 @@ def conform_client(
         from .conformance.client_kit import ClientKit
 
         registry = _check_registry(registry)
+        if people < 10:
+            raise UsageError("--people must be at least 10")
         keys = None
         if client_keys is not None:
             keys = _read_doc(client_keys, "client keys")
@@ -486,6 +494,7 @@ def conform_client(
             client_keys=keys,
             sender_id=sender_id,
             callback_prefixes=callback_prefix,
+            people=people,
             spec_dir=spec,
         )
         info = kit.start()

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from joserfc import jwt
 
-from dcihub.client.envelopes import Opened, new_id
+from dcihub.client.envelopes import new_id
 from dcihub.client.query import Q, Query
 from dcihub.client.results import Record, read_subscribe_response
 from dcihub.security.keys import generate_key
@@ -998,7 +998,10 @@ def sec_replay(ctx: Ctx) -> None:
     ctx.reachable(again)
     if (again.status or 0) >= 500:
         ctx.judge_refusal(again, "SEC-REPLAY-001", what="a replayed async search")
-    found = ctx.receiver.wait(match, min(ctx.target.timeout, latency * 3 + 0.25), count=2)
+    wait = ctx.target.replay_wait
+    if wait is None:  # three times as long as the first callback took, at least a second
+        wait = min(ctx.target.timeout, max(latency * 3, 1.0))
+    found = ctx.receiver.wait(match, wait, count=2)
     ctx.expect(
         "SEC-REPLAY-001",
         len(found) == 1,
@@ -1278,7 +1281,3 @@ def rob_action(ctx: Ctx) -> None:
             codes=("rjct.action.invalid", "rjct.action.not_supported", "err.request.bad"),
             what="header.action 'subscribe' at sync/search",
         )
-
-
-def opened(header: dict[str, Any], message: dict[str, Any]) -> Opened:
-    return Opened(header, message, None)

@@ -275,7 +275,7 @@ class Ctx:
                 self.expect("SEC-ENC-001", False, f"{what}: cannot decrypt: {exc}", exchange)
                 return None
         if callback:
-            self.check_contract_request(exchange, _callback_path(path), {**doc, "message": message})
+            self.check_contract_request(exchange, path, {**doc, "message": message})
         else:
             self.check_contract_response(exchange, path, {**doc, "message": message})
         if not isinstance(message, dict):
@@ -429,10 +429,6 @@ class Ctx:
             f"the callback {path} violates the official contract: {'; '.join(errors[:3])}",
             exchange,
         )
-
-
-def _callback_path(path: str) -> str:
-    return path
 
 
 def _fresh_timestamp(value: Any) -> bool:

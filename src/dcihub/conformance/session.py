@@ -71,6 +71,7 @@ class Target:
     unsigned_allowed: bool = False  # the tester's partner may send unsigned messages (demo)
     expired_token: str | None = None
     huge_body_bytes: int = 16 * 1024 * 1024  # ROB-SIZE-001's body
+    replay_wait: float | None = None  # how long to watch for a replay's second callback
 
     def client_settings(self) -> ClientSettings:
         data: dict[str, Any] = {
