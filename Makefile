@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-security bench-client codedirs docs clean
+.PHONY: demo test lint bench bench-security bench-client bench-conform codedirs docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ bench-security: $(STAMP)
 
 bench-client: $(STAMP)
 	$(BIN)/python benchmarks/client.py $(ARGS)
+
+bench-conform: $(STAMP)
+	$(BIN)/python benchmarks/conform.py $(ARGS)
 
 codedirs: $(STAMP)
 	$(BIN)/python tools/gen_codedirs.py
