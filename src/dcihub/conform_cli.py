@@ -155,7 +155,9 @@ def _registries() -> list[str]:
     return list(PROFILES)
 
 
-def _check_registry(registry: str) -> str:
+def _check_registry(registry: str | None) -> str:
+    if registry is None:
+        raise UsageError(f"give --registry: one of {', '.join(_registries())}")
     if registry not in _registries():
         raise UsageError(f"--registry {registry!r}: choose one of {', '.join(_registries())}")
     return registry
@@ -171,11 +173,14 @@ def conform_server(
         ),
     ] = None,
     registry: Annotated[
-        str,
+        str | None,
         typer.Option(
-            "--registry", "-r", help="social, crvs, dr, fr, ibr or ess", rich_help_panel=KIT
+            "--registry",
+            "-r",
+            help="social, crvs, dr, fr, ibr or ess (required)",
+            rich_help_panel=KIT,
         ),
-    ] = "crvs",
+    ] = None,
     token_url: Annotated[
         str | None, typer.Option(help="OAuth2 token endpoint", rich_help_panel=CONNECTION)
     ] = None,
@@ -306,8 +311,8 @@ def conform_server(
     """Run the requirement-tagged checks against a DCI registry server.
 
     Exit status 0 when no core requirement failed, 1 when one did (security and robustness
-    failures are reported, and fail the run only with their tier's requirements in `--tier`
-    … they never change the exit status), 2 when the settings are wrong (nothing tested)."""
+    failures are reported but do not change it), 2 when the settings are wrong (nothing was
+    tested)."""
     with _one_line_errors():
         from .conformance.session import Target
 
@@ -404,11 +409,14 @@ def _finish(
 @conform_app.command("client")
 def conform_client(
     registry: Annotated[
-        str,
+        str | None,
         typer.Option(
-            "--registry", "-r", help="social, crvs, dr, fr, ibr or ess", rich_help_panel=KIT
+            "--registry",
+            "-r",
+            help="social, crvs, dr, fr, ibr or ess (required)",
+            rich_help_panel=KIT,
         ),
-    ] = "crvs",
+    ] = None,
     host: Annotated[
         str, typer.Option(help="address to listen on", rich_help_panel=KIT)
     ] = "127.0.0.1",
