@@ -5,9 +5,11 @@ requirement ids it breaks — and nothing else fails."""
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 
 from conform_support import DEFECTS, DefectProxy
@@ -45,6 +47,34 @@ def known_ids(country, registry: str) -> list[tuple[str, str]]:
     return [(s["type"], s["value"]) for s in country.samples()[registry]["identifiers"]]
 
 
+def expired_token(server: LiveServer) -> str:
+    """A token the node itself issued an hour ago (expired 55 minutes ago)."""
+    from dcihub.security.tokens import TokenIssuer
+    from dcihub.server.factory import build_security
+
+    partner = server.partner
+    real = httpx.post(
+        f"{server.base_url}/oauth2/client/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": partner.client_id,
+            "client_secret": partner.client_secret,
+        },
+    ).json()
+    security = build_security(server.settings)
+    issuer = security.issuer
+    old = TokenIssuer(
+        security.keys.signing_key,
+        issuer.issuer,
+        issuer.ttl_seconds,
+        audience=issuer.audience,
+        now=lambda: time.time() - 3600,
+    )
+    return str(
+        old.issue(partner.client_id, partner.sender_id, real["scope"].split())["access_token"]
+    )
+
+
 def failures(report: Report) -> dict[str, list[str]]:
     return {o.requirement.id: o.reasons for o in report.requirements if o.status == "fail"}
 
@@ -54,9 +84,14 @@ def test_every_requirement_passes_against_dcihub(backend, country, spec_dir, reg
     if backend != "sqlite" and registry != "crvs":
         pytest.skip("on PostgreSQL one registry shows the kit passes (callbacks take a second)")
     server = request.getfixturevalue("server")
-    report = run_server(
-        target_for(server, registry, known_ids(country, registry), spec_dir=Path(spec_dir))
+    target = target_for(
+        server,
+        registry,
+        known_ids(country, registry),
+        spec_dir=Path(spec_dir),
+        expired_token=expired_token(server),
     )
+    report = run_server(target)
     assert failures(report) == {}
     skipped = {o.requirement.id: o.reasons for o in report.requirements if o.status == "skip"}
     assert skipped == {}
@@ -64,6 +99,8 @@ def test_every_requirement_passes_against_dcihub(backend, country, spec_dir, reg
     assert {c.name for c in report.checks if c.status == "error"} == set()
     # every requirement of the registry was judged, each by at least one finding
     assert all(o.checks for o in report.requirements)
+    sent = [e.label for c in report.checks if c.name == "sec.tokens" for e in c.exchanges]
+    assert "sync/search with an expired token" in sent
 
 
 def tiers_for(defect: str) -> tuple[str, ...]:
