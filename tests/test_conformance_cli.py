@@ -250,9 +250,10 @@ def _client(info: dict, **overrides) -> RegistryClient:
 
 
 @pytest.fixture(scope="module")
-def client_kit_report():
-    """dcihub.client doing everything a programme does, against the simulated CRVS."""
-    kit = ClientKit("crvs", people=120)
+def client_kit_report(spec_dir):
+    """dcihub.client doing everything a programme does, against the simulated CRVS (its
+    requests also validated against the official contract)."""
+    kit = ClientKit("crvs", people=120, spec_dir=Path(spec_dir))
     info = kit.start()
     client = _client(info)
     receiver = CallbackReceiver()
@@ -344,7 +345,9 @@ def test_the_simulated_registry_catches_a_sloppy_client():
         httpx.post(url, json=signed, headers=headers)
         httpx.post(url, json=envelope(0, 2, "m-2"), headers=headers)  # unsigned, page 0, count 2
         httpx.post(url, json=envelope(2, 1, "m-1"), headers=headers)  # a message id again
-        httpx.post(f"{info['base_url']}/registry/search", json=envelope(1, 1, "m-3"), headers={})
+        untracked = envelope(1, 1, "m-3")  # no token, no sender_uri, no transaction_id
+        del untracked["message"]["transaction_id"]
+        httpx.post(f"{info['base_url']}/registry/search", json=untracked, headers={})
     finally:
         report = kit.finish(settle=0.5)
     failed = {o.requirement.id: o.reasons for o in report.requirements if o.status == "fail"}
@@ -359,6 +362,8 @@ def test_the_simulated_registry_catches_a_sloppy_client():
     assert any("total_count 2 for 1 item" in r for r in failed["CLIENT-ENV-001"])
     assert any("used before" in r for r in failed["CLIENT-ENV-001"])
     assert any("[1, 0, 2]" in r for r in failed["CLIENT-PAGE-001"])
+    assert [r for r in failed["CLIENT-BODY-001"] if "no transaction_id" in r]
+    assert len(failed["CLIENT-BODY-001"]) == 1  # the other bodies are well formed
     assert report.exit_code == 1
 
 
