@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .PHONY: demo test test-faults lint bench bench-security bench-client bench-subscriptions bench-soak \
-	bench-import bench-scale codedirs docs clean
+	bench-import bench-scale bench-conform codedirs docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,12 +58,16 @@ bench-import: $(STAMP)
 bench-scale: $(STAMP)
 	$(BIN)/python benchmarks/scale.py $(ARGS)
 
+bench-conform: $(STAMP)
+	$(BIN)/python benchmarks/conform.py $(ARGS)
+
 codedirs: $(STAMP)
 	$(BIN)/python tools/gen_codedirs.py
 
 docs: $(STAMP)
 	$(BIN)/python tools/gen_registry_docs.py
 	$(BIN)/python tools/gen_api_examples.py
+	$(BIN)/python tools/gen_conformance_docs.py
 
 clean:
 	rm -rf $(VENV) dcihub-demo .pytest_cache .mypy_cache

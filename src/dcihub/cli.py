@@ -1764,6 +1764,11 @@ from .client_cli import register as _register_client_commands  # noqa: E402
 
 _register_client_commands(app)
 
+# The conformance kit (conform server, conform client, conform requirements): conform_cli.py
+from .conform_cli import register as _register_conform_commands  # noqa: E402
+
+_register_conform_commands(app)
+
 
 def main() -> None:
     try:
