@@ -286,6 +286,7 @@ class DCIClient:
     sign: bool = True
     profile: str = "jws-detached"
     _token: str | None = None
+    _token_until: float | None = None  # when to fetch a fresh token (monotonic clock)
 
     def __post_init__(self) -> None:
         if self.partner is None:
@@ -297,6 +298,9 @@ class DCIClient:
 
     def token(self, refresh: bool = False) -> str:
         assert self.partner is not None
+        # a session-long client outlives a token (a long suite on a busy machine): renew it
+        if self._token_until is not None and time.monotonic() >= self._token_until:
+            refresh = True
         if self._token is None or refresh:
             response = self.http.post(
                 f"{self.server.base_url}/oauth2/client/token",
@@ -307,7 +311,12 @@ class DCIClient:
                 },
             )
             assert response.status_code == 200, response.text
-            self._token = response.json()["access_token"]
+            issued = response.json()
+            self._token = issued["access_token"]
+            expires_in = issued.get("expires_in")
+            self._token_until = (
+                time.monotonic() + max(float(expires_in) - 30, 1) if expires_in else None
+            )
         return self._token
 
     def auth_headers(self) -> dict[str, str]:
