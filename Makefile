@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-faults lint bench bench-security bench-client codedirs docs clean
+.PHONY: demo test test-faults lint bench bench-security bench-client bench-outbox codedirs docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,9 @@ bench-security: $(STAMP)
 
 bench-client: $(STAMP)
 	$(BIN)/python benchmarks/client.py $(ARGS)
+
+bench-outbox: $(STAMP)
+	$(BIN)/python benchmarks/outbox_scale.py $(ARGS)
 
 codedirs: $(STAMP)
 	$(BIN)/python tools/gen_codedirs.py
