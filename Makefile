@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .PHONY: demo test test-faults lint bench bench-security bench-client bench-subscriptions bench-soak \
-	bench-import bench-scale bench-conform codedirs docs clean
+	bench-import bench-scale bench-conform bench-outbox codedirs docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,9 @@ bench-scale: $(STAMP)
 
 bench-conform: $(STAMP)
 	$(BIN)/python benchmarks/conform.py $(ARGS)
+
+bench-outbox: $(STAMP)
+	$(BIN)/python benchmarks/outbox_scale.py $(ARGS)
 
 codedirs: $(STAMP)
 	$(BIN)/python tools/gen_codedirs.py

@@ -135,10 +135,18 @@ def race_the_same_message(nodes, apis, rounds: int) -> dict[str, int]:
                 .select_from(ops.transactions)
                 .where(ops.transactions.c.message_id == envelope["header"]["message_id"])
             ).scalar_one()
+            entries = [
+                orjson.loads(e)
+                for e in conn.execute(select(ops.audit_log.c.entry)).scalars()
+                if envelope["header"]["message_id"] in e
+            ]
         assert recorded == 1, f"the message was processed {recorded} times: {statuses}"
+        # both copies are in the audit trail: one processed, one answered as a replay
+        verdicts = sorted(e["outcome"] for e in entries)
         if statuses == [202, 202]:
             acks = {a.json()["message"]["correlation_id"] for a in answers}
             assert len(acks) == 1, "two acknowledgements for one message"
+            assert verdicts == ["ok", "replay"], verdicts
             outcomes["both the one ACK"] += 1
         else:
             assert statuses == [202, 409], [a.text for a in answers]
