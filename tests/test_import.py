@@ -110,13 +110,28 @@ def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
     return path
 
 
-@pytest.fixture
-def store(backend, tmp_path):
-    with store_url_for(backend, tmp_path) as url:
+@pytest.fixture(scope="module")
+def made_store(backend, tmp_path_factory):
+    """One store per backend for the module (creating a store's tables takes seconds)."""
+    with store_url_for(backend, tmp_path_factory.mktemp("store")) as url:
         made = Store(url)
         made.upgrade()
         yield made
         made.dispose()
+
+
+@pytest.fixture
+def store(made_store):
+    """The module's store, emptied: every record, subscription, outbox row and checkpoint of the
+    test before is gone."""
+    keep = {"dcihub_meta"}
+    with made_store.begin() as conn:
+        for table in reversed(made_store.schema.metadata.sorted_tables):
+            if table.name not in keep:
+                conn.execute(table.delete())
+        meta = made_store.schema.ops.meta
+        conn.execute(meta.delete().where(meta.c.key.like("import:%")))
+    return made_store
 
 
 def do_import(
