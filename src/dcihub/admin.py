@@ -93,6 +93,7 @@ CLEARABLE = {
     "fields": ("fields",),
     "consent-purposes": ("consent_purposes",),
     "callback-auth": ("token_url", "callback_client_id", "callback_client_secret"),
+    "rate-limits": ("requests_per_second", "requests_per_day"),
 }
 
 _ACTION = re.compile(r"^(\*|[a-z][a-z0-9_-]*)$")
@@ -121,6 +122,8 @@ class PartnerChanges:
     consent_purposes: list[str] | None = None
     allow_private_callbacks: bool | None = None
     signature_verified_by_gateway: bool | None = None
+    requests_per_second: float | None = None
+    requests_per_day: int | None = None
     token_url: str | None = None
     callback_client_id: str | None = None
     callback_client_secret: str | None = None
@@ -218,7 +221,45 @@ def update_partner(settings: Settings, sender_id: str, changes: PartnerChanges) 
     key_file = _write_private_keys(changes.generate_keys, private_jwks, updated, path)
     result = PartnerResult(partner, path, None, key_file, warnings)
     result.notes.extend(filter(None, [_ensure_http_sig_key(settings, partner)]))
+    if changes.fields is not None or "fields" in changes.clear:
+        result.notes.extend(held_subscriptions(settings, partner))
     return result
+
+
+def held_subscriptions(settings: Settings, partner: Partner) -> list[str]:
+    """Notes naming the partner's subscriptions whose filter its fields no longer allow: their
+    notifications will be held back (docs/subscriptions.md, "Narrowed query fields")."""
+    from .standard.fields import FieldAccess
+    from .store.subscriptions import held_back
+
+    try:
+        store = open_store(settings)
+    except AdminError:
+        return []  # no store yet: no subscriptions
+    notes = []
+    try:
+        with store.read() as conn:
+            subs = [s for s in store.subscriptions.rows(conn) if s.sender_id == partner.sender_id]
+        today = datetime.now(UTC).date()
+        limits = settings.limits.search_limits()
+        for sub in subs:
+            profile = store.profiles.get(sub.registry)
+            paths = partner.queryable_fields(sub.registry)
+            if profile is None or paths is None:
+                continue
+            access = FieldAccess(profile, tuple(paths), "query_fields (by default its fields)")
+            reason = held_back(profile, sub, access, today, limits)
+            if reason is not None:
+                notes.append(
+                    f"subscription {sub.code} ({sub.registry} {sub.event_type}) uses a field "
+                    f"the partner may no longer query; its notifications will be held back "
+                    f"until the field is allowed again: {reason}"
+                )
+    except SQLAlchemyError as exc:
+        notes.append(f"could not check the partner's subscriptions: {_first_line(exc)}")
+    finally:
+        store.dispose()
+    return notes
 
 
 def remove_partner(settings: Settings, sender_id: str) -> Path:
@@ -333,6 +374,14 @@ def _apply(
     ):
         if getattr(changes, name) is not None:
             values[name] = getattr(changes, name)
+    if changes.requests_per_second is not None:
+        if not changes.requests_per_second > 0:
+            raise AdminError("--requests-per-second must be a positive number")
+        values["requests_per_second"] = changes.requests_per_second
+    if changes.requests_per_day is not None:
+        if changes.requests_per_day < 1:
+            raise AdminError("--requests-per-day must be a positive whole number")
+        values["requests_per_day"] = changes.requests_per_day
     if changes.consent_purposes is not None:
         values["consent_purposes"] = [
             _check_token(c, "--consent-purpose") for c in changes.consent_purposes
@@ -601,6 +650,10 @@ def _signed_text(partner: Partner) -> str:
     return "required" if partner.signature_required else "optional"
 
 
+def _limit_text(value: float | int | None) -> str:
+    return "the node's default (limits)" if value is None else f"{value:g}"
+
+
 def partner_details(partner: Partner) -> list[tuple[str, str]]:
     """Every setting of a partner, for `partners show` (secrets as set / not set)."""
 
@@ -656,6 +709,8 @@ def partner_details(partner: Partner) -> list[tuple[str, str]]:
         ("encrypted replies", yes(partner.encrypt_replies)),
         ("fields", fields_text),
         ("consent purposes", ", ".join(partner.consent_purposes) or "-"),
+        ("requests per second", _limit_text(partner.requests_per_second)),
+        ("requests per day", _limit_text(partner.requests_per_day)),
         ("callback token_url", partner.token_url or "-"),
         ("callback client_id", partner.callback_client_id or "-"),
         ("callback client secret", secret_text),

@@ -33,6 +33,7 @@ from .node import RegistryNode, endpoints_for
 from .openapi import build_openapi
 from .operator import OperatorAccess
 from .pipeline import EndpointSpec, Guard, Pipeline, json_response, new_correlation_id
+from .ratelimit import RateLimiter
 from .worker import CallbackSender, Worker
 
 log = logging.getLogger("dcihub.app")
@@ -60,6 +61,25 @@ class Metrics:
         self.latency.labels(endpoint.registry, endpoint.path).observe(seconds)
 
 
+def _threadsafe(wake: Callable[[], None]) -> Callable[[], None]:
+    """`wake` (an anyio event's set, loop-bound) made callable from any thread."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+
+    def call() -> None:
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is loop:
+            wake()
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(wake)
+
+    return call
+
+
 def create_app(
     settings: Settings,
     store: Store | None = None,
@@ -82,6 +102,7 @@ def create_app(
         settings.limits.max_body_bytes,
         metrics.observe,
         read_timeout=settings.limits.read_timeout,
+        limiter=RateLimiter(settings.limits, store, node.committer),
     )
     worker = Worker(node, sender, client)
     if partner_for is not None:
@@ -106,8 +127,12 @@ def create_app(
             for task in background or []:
                 tasks.start_soon(task)
             if in_process:
+                # a change that queued notifications (API, `dcihub demo` events, any thread of
+                # this process) wakes the worker at once instead of waiting for its next poll
+                store.subscriptions.wakeup = _threadsafe(worker.wake)
                 tasks.start_soon(worker.run)
             yield
+            store.subscriptions.wakeup = None
             tasks.cancel_scope.cancel()
         await worker.aclose()
 
