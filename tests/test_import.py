@@ -110,13 +110,28 @@ def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
     return path
 
 
-@pytest.fixture
-def store(backend, tmp_path):
-    with store_url_for(backend, tmp_path) as url:
+@pytest.fixture(scope="module")
+def made_store(backend, tmp_path_factory):
+    """One store per backend for the module (creating a store's tables takes seconds)."""
+    with store_url_for(backend, tmp_path_factory.mktemp("store")) as url:
         made = Store(url)
         made.upgrade()
         yield made
         made.dispose()
+
+
+@pytest.fixture
+def store(made_store):
+    """The module's store, emptied: every record, subscription, outbox row and checkpoint of the
+    test before is gone."""
+    keep = {"dcihub_meta"}
+    with made_store.begin() as conn:
+        for table in reversed(made_store.schema.metadata.sorted_tables):
+            if table.name not in keep:
+                conn.execute(table.delete())
+        meta = made_store.schema.ops.meta
+        conn.execute(meta.delete().where(meta.c.key.like("import:%")))
+    return made_store
 
 
 def do_import(
@@ -656,3 +671,25 @@ def test_headerless_tab_file_with_key_template_defaults_and_split_values(store, 
     assert first["marriage_date"] == ["2010-05-05", "2015-06-06"]
     assert (first["sex"], second["sex"], "marriage_date" in second) == ("female", "unknown", False)
     assert second["identifier"] == [{"identifier_type": "UIN", "identifier_value": "7002"}]
+
+
+def test_a_json_lines_rejects_report_and_a_dry_run_from_the_command_line(tmp_path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    mapping = write(tmp_path / "crvs.toml", CRVS_MAP)
+    people = write(tmp_path / "people.csv", HEADER + "\n".join(PEOPLE) + "\n", "latin-1")
+    report = tmp_path / "out" / "rejects.jsonl"
+    args = ("import", "crvs", people, "-m", mapping, "--store-url", url, "--rejects", report)
+    dry = cli(*args, "--dry-run")
+    assert dry.exit_code == 1 and "checked (dry run, nothing written)" in dry.stdout
+    assert "created        3" in dry.stdout
+    assert not (tmp_path / "s.db").exists()  # a dry run creates no store
+    lines = [orjson.loads(line) for line in report.read_text("utf-8").splitlines()]
+    assert [(x["line"], x["field"], x["value"]) for x in lines] == [
+        (4, "sex", "X"),
+        (4, "birth_date", "31/02/1970"),
+        (5, "UIN", ""),
+    ]
+    assert set(lines[0]) == {"file", "line", "column", "field", "value", "reason"}
+    done = cli(*args)
+    assert done.exit_code == 1 and "created        3" in done.stdout
+    assert cli(*args, "--dry-run").stdout.count("unchanged      3") == 1
