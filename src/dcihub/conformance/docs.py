@@ -51,11 +51,12 @@ tester's key, and judges the raw answers (and the callbacks its receiver records
 requirements below. Every finding names its requirement; a requirement **fails** when any
 finding on it failed, **passes** when it was judged and nothing failed, and is **skipped** when
 no check could judge it here (the reason is given: no known record, a registry without that
-endpoint, no encryption key published…). Bodies are validated against dcihub's models of the
-standard; with `--spec DIR` (a folder holding `spec/<registry>_api_v1.0.0.yaml`, the official
-OpenAPI files) also against the official contract, loaded with the fixes the contracts need to
+endpoint, no encryption key published…). Headers are validated by dcihub's models of the
+standard and every member the rules name is checked by the kit itself; with `--spec DIR` (a
+folder holding `spec/<registry>_api_v1.0.0.yaml`, the official OpenAPI files) every whole body
+is also validated against the official contract, loaded with the fixes the contracts need to
 be usable (ambiguous `oneOf` unions read as `anyOf`, `reg_records` always an array, the IBR and
-ESS bare responses wrapped in the sync envelope).
+ESS bare responses wrapped in the sync envelope). Give `--spec` for a certification run.
 
 | option | meaning |
 |---|---|
