@@ -76,7 +76,11 @@ change the exit status); `2` when the settings are wrong and nothing was tested.
 are redacted in the reports.
 
 The kit creates one subscription (and ends it) on registries with subscriptions; everything
-else it sends only reads. A run against the demo takes about two seconds per registry.
+else it sends only reads. A run against the demo takes two to four seconds per registry, start-up
+included (`make bench-conform`).
+
+Not judged yet: notifications (`notify`) — the kit cannot make a registry's data change, so a
+registry's notify callbacks are not exercised by `conform server`.
 
 ## Testing a programme's client: `dcihub conform client`
 
@@ -86,7 +90,8 @@ every request a programme's client makes. Point the client at the URL it prints,
 credentials it prints (`--client-keys FILE` gives the client's public keys, to verify its
 signatures; without it the client is registered with keys the command writes for it). Stop it
 with Ctrl-C (or `--requests N`, `--seconds S`): it judges every request against the client
-requirements below and writes the same reports.
+requirements below and writes the same reports. `--people N` sizes its synthetic population
+(300); it prints records known to exist, and its store is removed when it ends.
 """
 
 
