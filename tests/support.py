@@ -286,7 +286,6 @@ class DCIClient:
     sign: bool = True
     profile: str = "jws-detached"
     _token: str | None = None
-    _token_renew_at: float = 0.0
 
     def __post_init__(self) -> None:
         if self.partner is None:
@@ -298,8 +297,7 @@ class DCIClient:
 
     def token(self, refresh: bool = False) -> str:
         assert self.partner is not None
-        # renewed shortly before it expires: a session's tests outlast one token
-        if self._token is None or refresh or time.monotonic() > self._token_renew_at:
+        if self._token is None or refresh:
             response = self.http.post(
                 f"{self.server.base_url}/oauth2/client/token",
                 data={
@@ -309,9 +307,7 @@ class DCIClient:
                 },
             )
             assert response.status_code == 200, response.text
-            answer = response.json()
-            self._token = answer["access_token"]
-            self._token_renew_at = time.monotonic() + float(answer.get("expires_in", 300)) - 30
+            self._token = response.json()["access_token"]
         return self._token
 
     def auth_headers(self) -> dict[str, str]:
