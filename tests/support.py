@@ -286,6 +286,7 @@ class DCIClient:
     sign: bool = True
     profile: str = "jws-detached"
     _token: str | None = None
+    _token_until: float = 0.0
 
     def __post_init__(self) -> None:
         if self.partner is None:
@@ -297,7 +298,11 @@ class DCIClient:
 
     def token(self, refresh: bool = False) -> str:
         assert self.partner is not None
-        if self._token is None or refresh:
+        import time
+
+        # a long test session outlives a token: take a new one before it runs out
+        if self._token is None or refresh or time.monotonic() >= self._token_until:
+            asked = time.monotonic()
             response = self.http.post(
                 f"{self.server.base_url}/oauth2/client/token",
                 data={
@@ -307,7 +312,9 @@ class DCIClient:
                 },
             )
             assert response.status_code == 200, response.text
-            self._token = response.json()["access_token"]
+            granted = response.json()
+            self._token = granted["access_token"]
+            self._token_until = asked + max(float(granted.get("expires_in", 300)) - 30, 0)
         return self._token
 
     def auth_headers(self) -> dict[str, str]:
