@@ -48,7 +48,7 @@ def server_flags(server, registry: str, root: str | None = None) -> list[str]:
         "--receiver-id",
         server.settings.registry_id(registry),
         "--timeout",
-        "3",
+        "6",
     ]
 
 

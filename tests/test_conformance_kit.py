@@ -37,7 +37,7 @@ def target_for(
         receiver_id=server.settings.registry_id(registry),
         jwks_url=f"{root}/.well-known/jwks.json",
         known=known,
-        timeout=3,
+        timeout=6,  # generous: the machine may be busy; only a missing callback waits it out
         huge_body_bytes=6 * 1024 * 1024,  # over the node's 5 MiB limit
         **kw,
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import shutil
 import tempfile
 import threading
 import time
@@ -170,6 +171,7 @@ class ClientKit:
         self.client_keys = client_keys
         self.sender_id = sender_id
         self.callback_prefixes = callback_prefixes or ["http://127.0.0.1:*/", "http://localhost:*/"]
+        self._own_dir = data_dir is None  # removed by finish()
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="dcihub-conform-client-"))
         self.people = people
         self.tiers = tiers
@@ -301,7 +303,10 @@ class ClientKit:
         records = list(self._recorder.records) if self._recorder is not None else []
         if self._store is not None:
             self._store.dispose()
-        return self._judge(records, undelivered)
+        report = self._judge(records, undelivered)
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+        return report
 
     def _undelivered(self, states: tuple[str, ...]) -> list[dict[str, Any]]:
         if self._store is None:

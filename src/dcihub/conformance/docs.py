@@ -51,11 +51,12 @@ tester's key, and judges the raw answers (and the callbacks its receiver records
 requirements below. Every finding names its requirement; a requirement **fails** when any
 finding on it failed, **passes** when it was judged and nothing failed, and is **skipped** when
 no check could judge it here (the reason is given: no known record, a registry without that
-endpoint, no encryption key published…). Bodies are validated against dcihub's models of the
-standard; with `--spec DIR` (a folder holding `spec/<registry>_api_v1.0.0.yaml`, the official
-OpenAPI files) also against the official contract, loaded with the fixes the contracts need to
+endpoint, no encryption key published…). Headers are validated by dcihub's models of the
+standard and every member the rules name is checked by the kit itself; with `--spec DIR` (a
+folder holding `spec/<registry>_api_v1.0.0.yaml`, the official OpenAPI files) every whole body
+is also validated against the official contract, loaded with the fixes the contracts need to
 be usable (ambiguous `oneOf` unions read as `anyOf`, `reg_records` always an array, the IBR and
-ESS bare responses wrapped in the sync envelope).
+ESS bare responses wrapped in the sync envelope). Give `--spec` for a certification run.
 
 | option | meaning |
 |---|---|
@@ -75,7 +76,11 @@ change the exit status); `2` when the settings are wrong and nothing was tested.
 are redacted in the reports.
 
 The kit creates one subscription (and ends it) on registries with subscriptions; everything
-else it sends only reads. A run against the demo takes about two seconds per registry.
+else it sends only reads. A run against the demo takes two to four seconds per registry, start-up
+included (`make bench-conform`).
+
+Not judged yet: notifications (`notify`) — the kit cannot make a registry's data change, so a
+registry's notify callbacks are not exercised by `conform server`.
 
 ## Testing a programme's client: `dcihub conform client`
 
@@ -85,7 +90,8 @@ every request a programme's client makes. Point the client at the URL it prints,
 credentials it prints (`--client-keys FILE` gives the client's public keys, to verify its
 signatures; without it the client is registered with keys the command writes for it). Stop it
 with Ctrl-C (or `--requests N`, `--seconds S`): it judges every request against the client
-requirements below and writes the same reports.
+requirements below and writes the same reports. `--people N` sizes its synthetic population
+(300); it prints records known to exist, and its store is removed when it ends.
 """
 
 

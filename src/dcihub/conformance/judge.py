@@ -491,10 +491,13 @@ def _brief(doc: Any) -> str:
 
 
 def record_keys(record: dict[str, Any]) -> frozenset[tuple[str, str]]:
-    """The identifiers a record holds, as (type, value) pairs — wherever the record keeps
-    them (`identifier_type` / `identifier_value` objects at any depth, and what the client's
-    `Record` reads); a record without any is known by its whole content."""
+    """The identifiers a record holds as its own, as (type, value) pairs: where the client's
+    `Record` reads them (the record's own identifier lists, not its relatives'); for a record
+    kept otherwise, every `identifier_type` / `identifier_value` object in it; a record with
+    none at all is known by its whole content."""
     found = {(i.type, i.value) for i in Record(record).identifiers}
+    if found:
+        return frozenset(found)
     stack: list[Any] = [record]
     while stack:
         node = stack.pop()
