@@ -286,6 +286,7 @@ class DCIClient:
     sign: bool = True
     profile: str = "jws-detached"
     _token: str | None = None
+    _token_renew_at: float = 0.0
 
     def __post_init__(self) -> None:
         if self.partner is None:
@@ -296,8 +297,10 @@ class DCIClient:
         return self.partner.sender_id if self.partner else TEST_SENDER
 
     def token(self, refresh: bool = False) -> str:
+        """The partner's access token, fetched again shortly before it expires (a session-wide
+        client outlives a token on a slow machine)."""
         assert self.partner is not None
-        if self._token is None or refresh:
+        if self._token is None or refresh or time.monotonic() >= self._token_renew_at:
             response = self.http.post(
                 f"{self.server.base_url}/oauth2/client/token",
                 data={
@@ -307,7 +310,10 @@ class DCIClient:
                 },
             )
             assert response.status_code == 200, response.text
-            self._token = response.json()["access_token"]
+            answer = response.json()
+            self._token = answer["access_token"]
+            lifetime = float(answer.get("expires_in", 300))
+            self._token_renew_at = time.monotonic() + lifetime - min(60.0, lifetime / 2)
         return self._token
 
     def auth_headers(self) -> dict[str, str]:
