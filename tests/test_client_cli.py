@@ -334,6 +334,51 @@ def test_subscribe_to_dcihub(node, keys_file):
     assert "Traceback" not in result.output
 
 
+def test_unsubscribe_from_dcihub(node, keys_file):
+    subscribed = ok(
+        "subscribe", "crvs", "--event", "birth", "--where", "age < 1", "--json",
+        *flags(node, keys_file),
+    )  # fmt: skip
+    (code,) = as_json(subscribed)["codes"]
+    ended = ok("unsubscribe", "crvs", code, "--json", *flags(node, keys_file))
+    answer = as_json(ended)
+    assert answer["callback"] == "on-unsubscribe" and answer["status"] == "succ"
+    assert answer["subscription_status"] == {code: "unsubscribe"}
+    again = run("unsubscribe", "crvs", code, *flags(node, keys_file))
+    assert again.exit_code == 1
+    assert "rjct.event.already_unsubscribed" in error_line(again)
+    unknown = run("unsubscribe", "crvs", "sub-nope", *flags(node, keys_file))
+    assert unknown.exit_code == 1
+    assert "rjct.subscription_code.invalid" in error_line(unknown)
+    # text output; two codes at once
+    two = [
+        as_json(
+            ok(
+                "subscribe",
+                "crvs",
+                "--event",
+                event,
+                "--where",
+                "age < 1",
+                "--json",
+                *flags(node, keys_file),
+            )  # fmt: skip
+        )["codes"][0]
+        for event in ("marriage", "divorce")
+    ]
+    both = ok("unsubscribe", "crvs", *two, *flags(node, keys_file))
+    assert "on-unsubscribe succ" in both.stdout
+    assert all(f"{c}: unsubscribe" in both.stdout for c in two)
+    # the callback to a receiver elsewhere (a `dcihub listen`): the ACK is printed
+    elsewhere = ok(
+        "unsubscribe", "crvs", "sub-x", "--callback-url", f"http://127.0.0.1:{free_port()}",
+        *flags(node, keys_file),
+    )  # fmt: skip
+    assert "ACK: transaction" in elsewhere.stdout and "on-unsubscribe" in elsewhere.stdout
+    missing = run("unsubscribe", "crvs", *flags(node, keys_file))
+    assert missing.exit_code == 2
+
+
 # ---------------------------------------------------------------------------------------------
 # subscribe against a registry that serves it
 

@@ -616,9 +616,31 @@ def test_record_and_deliveries_commands(tmp_path) -> None:
     assert again.exit_code == 2 and "deceased already" in again.stderr
     unknown = runner.invoke(app, ["record", "wedding", "crvs", "-c", str(config)])
     assert unknown.exit_code == 2
-    assert "birth, death, marriage, divorce, adoption" in unknown.stderr
+    assert "birth, fetal-death, death, marriage, divorce, adoption" in unknown.stderr
     missing = runner.invoke(app, ["record", "birth", "crvs", "-c", str(config)])
     assert missing.exit_code == 2 and "--mother" in missing.stderr
+    listed = runner.invoke(app, ["record", "list", "-c", str(config)])
+    assert listed.exit_code == 0, listed.output
+    names = {tuple(line.split()[:2]) for line in listed.stdout.splitlines()}
+    assert ("fr", "register") in names and ("ess", "enrolment-status") in names
+    assert ("crvs", "death") in names
+    one = runner.invoke(app, ["record", "list", "dr", "-c", str(config)])
+    assert {line.split()[0] for line in one.stdout.splitlines()} == {"dr"}
+    no_registry = runner.invoke(app, ["record", "death", "-c", str(config)])
+    assert no_registry.exit_code == 2 and "give the registry" in no_registry.stderr
+    registered = runner.invoke(
+        app,
+        ["record", "register", "fr", "--name", "Ama Owusu", "--sex", "female"]
+        + ["--birth-date", "1980-05-06", "-c", str(config)],
+    )
+    assert registered.exit_code == 0, registered.output
+    assert "created fr:farmer:" in registered.stdout
+    bad_day = runner.invoke(
+        app,
+        ["record", "register", "ess", "--name", "A", "--sex", "male"]
+        + ["--birth-date", "1980-13-01", "-c", str(config)],
+    )
+    assert bad_day.exit_code == 2 and "--birth-date '1980-13-01'" in bad_day.stderr
 
     with store.begin() as conn:
         dead = store.outbox.enqueue(

@@ -221,7 +221,45 @@ def update_partner(settings: Settings, sender_id: str, changes: PartnerChanges) 
     key_file = _write_private_keys(changes.generate_keys, private_jwks, updated, path)
     result = PartnerResult(partner, path, None, key_file, warnings)
     result.notes.extend(filter(None, [_ensure_http_sig_key(settings, partner)]))
+    if changes.fields is not None or "fields" in changes.clear:
+        result.notes.extend(held_subscriptions(settings, partner))
     return result
+
+
+def held_subscriptions(settings: Settings, partner: Partner) -> list[str]:
+    """Notes naming the partner's subscriptions whose filter its fields no longer allow: their
+    notifications will be held back (docs/subscriptions.md, "Narrowed query fields")."""
+    from .standard.fields import FieldAccess
+    from .store.subscriptions import held_back
+
+    try:
+        store = open_store(settings)
+    except AdminError:
+        return []  # no store yet: no subscriptions
+    notes = []
+    try:
+        with store.read() as conn:
+            subs = [s for s in store.subscriptions.rows(conn) if s.sender_id == partner.sender_id]
+        today = datetime.now(UTC).date()
+        limits = settings.limits.search_limits()
+        for sub in subs:
+            profile = store.profiles.get(sub.registry)
+            paths = partner.queryable_fields(sub.registry)
+            if profile is None or paths is None:
+                continue
+            access = FieldAccess(profile, tuple(paths), "query_fields (by default its fields)")
+            reason = held_back(profile, sub, access, today, limits)
+            if reason is not None:
+                notes.append(
+                    f"subscription {sub.code} ({sub.registry} {sub.event_type}) uses a field "
+                    f"the partner may no longer query; its notifications will be held back "
+                    f"until the field is allowed again: {reason}"
+                )
+    except SQLAlchemyError as exc:
+        notes.append(f"could not check the partner's subscriptions: {_first_line(exc)}")
+    finally:
+        store.dispose()
+    return notes
 
 
 def remove_partner(settings: Settings, sender_id: str) -> Path:

@@ -1008,6 +1008,59 @@ def subscribe(
             running.stop()
 
 
+@_with_connection
+def unsubscribe(
+    registry: Annotated[str, typer.Argument(help="Registry or profile.")],
+    codes: Annotated[
+        list[str], typer.Argument(metavar="CODE...", help="Subscription codes to end.")
+    ],
+    callback_host: CallbackHostOpt = "127.0.0.1",
+    callback_port: CallbackPortOpt = 0,
+    callback_url: CallbackUrlOpt = None,
+    callback_timeout: WaitOpt = 60.0,
+    as_json: JsonOpt = False,
+    show_envelope: ShowOpt = False,
+    *,
+    conn: Connection,
+) -> None:
+    """End subscriptions (unsubscribe, then on-unsubscribe with each code's new status).
+
+    Without --callback-url a receiver runs here for the on-unsubscribe; with --callback-url
+    the callback goes to that receiver (a `dcihub listen`) and the command prints the ACK. The
+    registry ends all the codes or none: a code that is unknown, another partner's or ended
+    already fails the whole request (exit status 1, the registry's reason)."""
+    from .client import RegistryClient
+    from .client.errors import RejectedError
+
+    listed = [c.strip() for c in codes if c.strip()]
+    if not listed:
+        raise UsageError("give the subscription codes to end (dcihub subscribe printed them)")
+    settings = resolve_settings(registry, conn)
+    if callback_url:
+        settings = settings.merged(callback_url=callback_url)
+    http = _http_client(settings.timeout, show_envelope)
+    printer = _Printer(as_json)
+    receiver = None
+    running = None
+    if not callback_url:
+        receiver = _receiver(show_envelope, **printer.handlers())
+        running = receiver.serve(callback_host, callback_port)
+    try:
+        with RegistryClient(settings, receiver=receiver, http=http) as client:
+            pending = client.unsubscribe(listed)
+            if callback_url:
+                _print_ack(pending, "on-unsubscribe", callback_url, as_json)
+                return
+            result = pending.result(callback_timeout)
+            if not result.ok:
+                raise RejectedError(result.reason_code, result.reason_message)
+            printer.unsubscribed(result)
+    finally:
+        http.close()
+        if running is not None:
+            running.stop()
+
+
 class _Printer:
     """Prints callbacks as they arrive (a line, then a table of records; or JSON lines)."""
 
@@ -1383,6 +1436,7 @@ def register(app: typer.Typer) -> None:
     panel = "Client (programme side)"
     app.command("search", rich_help_panel=panel)(search)
     app.command("subscribe", rich_help_panel=panel)(subscribe)
+    app.command("unsubscribe", rich_help_panel=panel)(unsubscribe)
     app.command("listen", rich_help_panel=panel)(listen)
     app.command("txn-status", rich_help_panel=panel)(txn_status)
     app.command("login", rich_help_panel=panel)(login)

@@ -724,6 +724,12 @@ def _only_unknown(items: list[tuple[str | None, str | None]]) -> bool:
 def read_notification(
     header: dict[str, Any], message: dict[str, Any], where: str = "message"
 ) -> Notification:
+    meta = header.get("meta") if isinstance(header.get("meta"), dict) else {}
+    assert isinstance(meta, dict)
+    # An event type outside the registry's contract enum is left out of `data` and named in
+    # `header.meta.reg_event_types` (dcihub: one event type per notification).
+    named = meta.get("reg_event_types")
+    fallback = named[0] if isinstance(named, list) and len(named) == 1 else None
     events = []
     for index, raw in enumerate(as_list(message.get("notify_event"), f"{where}.notify_event")):
         here = f"{where}.notify_event[{index}]"
@@ -735,15 +741,13 @@ def read_notification(
                 reference_id=as_str(raw.get("reference_id")) or str(index),
                 timestamp=as_str(raw.get("timestamp")),
                 reg_type=as_str(data.get("reg_type")),
-                reg_event_type=as_str(data.get("reg_event_type")),
+                reg_event_type=as_str(data.get("reg_event_type")) or as_str(fallback),
                 reg_record_type=as_str(data.get("reg_record_type")) or record_type,
                 records=records,
                 locale=as_str(raw.get("locale")),
             )
         )
-    meta = header.get("meta") if isinstance(header.get("meta"), dict) else {}
     codes: list[str] = []
-    assert isinstance(meta, dict)
     for key in ("subscription_codes", "subscription_code"):
         value = meta.get(key)
         if isinstance(value, str):

@@ -61,6 +61,25 @@ class Metrics:
         self.latency.labels(endpoint.registry, endpoint.path).observe(seconds)
 
 
+def _threadsafe(wake: Callable[[], None]) -> Callable[[], None]:
+    """`wake` (an anyio event's set, loop-bound) made callable from any thread."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+
+    def call() -> None:
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is loop:
+            wake()
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(wake)
+
+    return call
+
+
 def create_app(
     settings: Settings,
     store: Store | None = None,
@@ -108,8 +127,12 @@ def create_app(
             for task in background or []:
                 tasks.start_soon(task)
             if in_process:
+                # a change that queued notifications (API, `dcihub demo` events, any thread of
+                # this process) wakes the worker at once instead of waiting for its next poll
+                store.subscriptions.wakeup = _threadsafe(worker.wake)
                 tasks.start_soon(worker.run)
             yield
+            store.subscriptions.wakeup = None
             tasks.cancel_scope.cancel()
         await worker.aclose()
 

@@ -101,7 +101,10 @@ class RegistryNode:
         self.limits = settings.limits.search_limits()
         self.search = SearchService(store, self.limits, settings.limits.max_batch_items)
         self.access = store.access
-        self.committer = GroupCommitter(store)
+        self.committer = GroupCommitter(
+            store,
+            replay_window=settings.security.replay_window if settings.security.enabled else None,
+        )
         self.wakeup: Callable[[], None] = lambda: None
         self.shape: Shape | None = None
         # partner, registry -> (fields it may receive, fields it may query); None: all
@@ -397,7 +400,7 @@ class RegistryNode:
         items = [o.item_row(now) for o in outcomes]
 
         def write(conn: Any) -> None:
-            current = self.store.txns.get(conn, txn.pk)
+            current = self.store.txns.get(conn, txn.pk, lock=True)  # processed exactly once
             if current is None or current.status != RequestStatus.RECEIVED:
                 return
             self.store.txns.finish(conn, txn.pk, RequestStatus.SUCCESS, completed(outcomes), items)
@@ -492,6 +495,11 @@ class RegistryNode:
             )
         attribute_type = item.attribute_type
         value = _txn_attribute_value(attribute_type, item.attribute_value)
+        # A registry whose contract has no txn_type `unsubscribe` (SR, IBR, ESS) answers about
+        # unsubscriptions in its `subscribe` form: each subscription with its status now.
+        answer_type = txn_type
+        if txn_type == "unsubscribe" and "unsubscribe" not in inbound.profile.txn_types:
+            answer_type = "subscribe"
         found: list[Any] = []
         status: dict[str, Any] | None = None
         if attribute_type == TxnAttributeType.SUBSCRIPTION_CODE_LIST and txn_type in (
@@ -499,7 +507,7 @@ class RegistryNode:
             "unsubscribe",
         ):
             status = self.subscriptions.codes_status(
-                reader, inbound, txn_type, request.transaction_id, value
+                reader, inbound, answer_type, request.transaction_id, value
             )
             found = [status] if status is not None else []
         elif attribute_type != TxnAttributeType.SUBSCRIPTION_CODE_LIST:
@@ -512,22 +520,30 @@ class RegistryNode:
                 found = [f for f in found if f[1]]
             if found:
                 txn, items = found[0]
-                status = self._txn_status_body(reader, inbound, txn, items)
+                if answer_type != txn_type:
+                    status = self.subscriptions.unsubscribe_as_subscribe(reader, txn, items)
+                else:
+                    status = self._txn_status_body(reader, inbound, txn, items)
         if not found or status is None:
             # Unknown here, or another partner's: the same answer either way, in the shape of
             # the transaction asked about, saying that nothing matches.
             status = _unknown_txn_status(
-                txn_type,
+                answer_type,
                 request.transaction_id,
                 inbound.correlation_id,
                 item.reference_id,
                 f"no {txn_type} transaction of sender '{inbound.sender_id}' with "
                 f"{attribute_type} {_show(value)} is known to the {inbound.profile.title}",
             )
+        if "unsubscribe" not in inbound.profile.txn_types and "subscribe_response" in status:
+            # These contracts' txn_status is a search response or a receipt only: the
+            # subscribe items are mirrored as search_response items (status and message), the
+            # subscriptions themselves beside them in subscribe_response.
+            status["search_response"] = [_as_search_item(i) for i in status["subscribe_response"]]
         return {
             "transaction_id": request.transaction_id,
             "correlation_id": inbound.correlation_id,
-            "txnstatus_response": {"txn_type": txn_type, "txn_status": status},
+            "txnstatus_response": {"txn_type": answer_type, "txn_status": status},
         }
 
     def _txn_status_body(
@@ -583,6 +599,27 @@ class RegistryNode:
                 profile, outcomes, shape=self.shaper(inbound.partner, txn.registry)
             ),
         }
+
+
+def _as_search_item(item: dict[str, Any]) -> dict[str, Any]:
+    """A subscribe_response item as a search_response item: its reference, time, status and
+    a message naming its reason and subscriptions (the reason code is subscribe's, not one of
+    search's, so it is in the message)."""
+    parts = [str(item["status_reason_code"])] if item.get("status_reason_code") else []
+    if item.get("status_reason_message"):
+        parts.append(str(item["status_reason_message"]))
+    for sub in item.get("subscriptions") or []:
+        parts.append(f"subscription {sub.get('code')}: {sub.get('status')}")
+    out = {
+        "reference_id": item.get("reference_id") or "",
+        "timestamp": item.get("timestamp") or format_ts(),
+        "status": item.get("status") or RequestStatus.SUCCESS.value,
+    }
+    if parts:
+        out["status_reason_message"] = "; ".join(parts)[:999]
+    if item.get("locale"):
+        out["locale"] = item["locale"]
+    return out
 
 
 def _unknown_txn_status(

@@ -42,7 +42,7 @@ from ..standard.subscriptions import (
     subscription_info,
 )
 from ..store.access import Reader
-from ..store.subscriptions import NewSubscription, Subscription, new_code
+from ..store.subscriptions import NewSubscription, Subscription, held_back, new_code
 from ..store.transactions import ItemRow
 from .pipeline import Inbound, Reply
 from .search import check_batch
@@ -394,6 +394,72 @@ class SubscriptionService:
             if c in subs and subs[c].sender_id == txn.sender_id
         ]
         return body
+
+    def filters_refused(
+        self, reader: Reader, partner: Any, registry: str, codes: list[str]
+    ) -> str | None:
+        """Why a notification of these subscriptions may not go to `partner` any more: a
+        filter on a field it may no longer query (its `query_fields` were narrowed since it
+        subscribed). None: every filter is still allowed."""
+        queries = self.node.field_access(partner, registry, query=True)
+        if queries is None or not codes:
+            return None
+        profile = self.node.profiles[registry]
+        today = self.node.today()
+        for code, sub in self.store.subscriptions.by_codes(reader.conn, codes).items():
+            reason = held_back(profile, sub, queries, today, self.node.limits)
+            if reason is not None:
+                return (
+                    f"subscription {code} is held back: its filter is no longer allowed for "
+                    f"partner '{sub.sender_id}' ({reason}); widen the partner's "
+                    "query_fields and retry the delivery, or the partner unsubscribes"
+                )
+        return None
+
+    def unsubscribe_as_subscribe(
+        self, reader: Reader, txn: Any, items: list[ItemRow]
+    ) -> dict[str, Any]:
+        """An unsubscribe transaction in the `SubscribeResponse` shape (for contracts without
+        txn_type `unsubscribe`): each of its subscriptions with its status now; a rejected
+        unsubscribe as one rejected item with its reason."""
+        item = items[0] if items else None
+        codes = (item.result or {}).get("codes", []) if item else []
+        subs = self.store.subscriptions.by_codes(reader.conn, codes)
+        own = [subs[c] for c in codes if c in subs and subs[c].sender_id == txn.sender_id]
+        stamp = (item.timestamp if item else None) or format_ts()
+        note = (
+            f"the {self.node.profiles[txn.registry].title} answers txn_type unsubscribe as "
+            f"subscribe (its contract has no unsubscribe txn_type): unsubscribe transaction "
+            f"'{txn.transaction_id}', each subscription with its status now"
+        )
+        if item is not None and item.status == RequestStatus.REJECTED:
+            response = [
+                {
+                    "reference_id": item.reference_id or txn.transaction_id,
+                    "timestamp": stamp,
+                    "status": RequestStatus.REJECTED.value,
+                    "status_reason_code": item.reason_code or "rjct.subscription_code.invalid",
+                    "status_reason_message": f"{item.reason_message or ''} ({note})"[:999],
+                    "locale": item.locale or "eng",
+                }
+            ]
+        else:
+            response = [
+                {
+                    "reference_id": s.reference_id,
+                    "timestamp": stamp,
+                    "status": RequestStatus.SUCCESS.value,
+                    "status_reason_message": note[:999],
+                    "subscriptions": [s.current_info()],
+                    "locale": s.locale or "eng",
+                }
+                for s in own
+            ]
+        return {
+            "transaction_id": txn.transaction_id,
+            "correlation_id": txn.correlation_id,
+            "subscribe_response": response,
+        }
 
     def codes_status(
         self,

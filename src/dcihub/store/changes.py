@@ -29,19 +29,30 @@ class Recorded:
 
 
 class StoreChangeContext(ChangeContext):
-    def __init__(self, store: Store, conn: Connection, registry: str) -> None:
+    def __init__(
+        self, store: Store, conn: Connection, registry: str, rng: random.Random | None = None
+    ) -> None:
         self.store = store
         self.conn = conn
         self.registry = registry
         self.profile: RegistryProfile = store.profiles[registry]
-        self.random = random.SystemRandom()
+        self.random = rng or random.SystemRandom()
 
     def find(self, id_type: str, value: str) -> dict[str, Any] | None:
+        return self._find(self.registry, id_type, value)
+
+    def lookup(self, registry: str, id_type: str, value: str) -> dict[str, Any] | None:
+        if registry not in self.store.profiles:
+            return None
+        return self._find(registry, id_type, value)
+
+    def _find(self, registry: str, id_type: str, value: str) -> dict[str, Any] | None:
         records = self.store.records
-        for entity in self.profile.entities:
+        profile = self.store.profiles[registry]
+        for entity in profile.entities:
             if not entity.has_identifier(id_type):
                 continue
-            tables = records.tables(self.registry, entity.name)
+            tables = records.tables(registry, entity.name)
             row = self.conn.execute(
                 select(tables.main.c.pk, tables.main.c.parent_pk, tables.main.c.record)
                 .join(tables.ids, tables.ids.c.pk == tables.main.c.pk)
@@ -51,8 +62,8 @@ class StoreChangeContext(ChangeContext):
             if row is None:
                 continue
             while entity.parent is not None and row is not None:
-                entity = self.profile.entity(entity.parent)
-                main = records.tables(self.registry, entity.name).main
+                entity = profile.entity(entity.parent)
+                main = records.tables(registry, entity.name).main
                 row = self.conn.execute(
                     select(main.c.pk, main.c.parent_pk, main.c.record).where(
                         main.c.pk == row.parent_pk
@@ -82,8 +93,15 @@ class StoreChangeContext(ChangeContext):
         raise ChangeError(f"could not draw a new {id_type}")  # pragma: no cover
 
 
-def record_change(store: Store, registry: str, name: str, options: dict[str, str]) -> Recorded:
-    """Record the change `name` of `registry` with `options`; ChangeError says what is wrong."""
+def record_change(
+    store: Store,
+    registry: str,
+    name: str,
+    options: dict[str, str],
+    rng: random.Random | None = None,
+) -> Recorded:
+    """Record the change `name` of `registry` with `options`; ChangeError says what is wrong.
+    New identifiers are drawn from `rng` (default: the system's random source)."""
     profile = store.profiles.get(registry)
     if profile is None:
         raise ChangeError(f"unknown registry {registry!r}; known: {', '.join(store.profiles)}")
@@ -95,7 +113,7 @@ def record_change(store: Store, registry: str, name: str, options: dict[str, str
     with store.begin() as conn:
         before = conn.execute(select(func.coalesce(func.max(outbox.c.pk), 0))).scalar_one()
         try:
-            records = change.apply(StoreChangeContext(store, conn, registry), options)
+            records = change.apply(StoreChangeContext(store, conn, registry, rng), options)
         except ValueError as exc:
             raise ChangeError(f"{name} {registry}: {exc}") from None
         keys = [store.records.upsert(conn, registry, record) for record in records]

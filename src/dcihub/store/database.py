@@ -17,7 +17,7 @@ from ..standard.profiles import PROFILES
 from ..standard.profiles.base import RegistryProfile
 from .access import Reader, StoreAccess
 from .audit import AuditLog
-from .outbox import Outbox
+from .outbox import QUEUED_FLAG, Outbox
 from .records import RecordStore
 from .replay import ReplayStore
 from .schema import build_schema
@@ -77,6 +77,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         url = str(parsed.set(drivername="postgresql+psycopg"))
+    if "connect_timeout" not in parsed.query:  # a database that is away: fail fast, never hang
+        connect_args = dict(kwargs.pop("connect_args", {}))
+        connect_args.setdefault("connect_timeout", 5)
+        kwargs["connect_args"] = connect_args
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, **kwargs)
 
 
@@ -144,8 +148,24 @@ class Store:
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
+        with self._woken(self.engine) as conn:
             yield conn
+
+    @contextmanager
+    def _woken(self, engine: Engine) -> Iterator[Connection]:
+        """A transaction; once it committed outbox rows it queued (callbacks, notifications),
+        the delivery worker of this process is woken (`Subscriptions.wakeup`) rather than
+        finding them at its next poll."""
+        with engine.begin() as conn:
+            try:
+                yield conn
+            except BaseException:
+                conn.info.pop(QUEUED_FLAG, None)  # rolled back: nothing to deliver
+                raise
+            queued = bool(conn.info.pop(QUEUED_FLAG, False))
+        wakeup = self.subscriptions.wakeup
+        if queued and wakeup is not None:
+            wakeup()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -168,7 +188,7 @@ class Store:
 
     @contextmanager
     def loop_begin(self) -> Iterator[Connection]:
-        with self.loop_engine.begin() as conn:
+        with self._woken(self.loop_engine) as conn:
             yield conn
 
     def loop_dbapi(self) -> Any:

@@ -156,6 +156,7 @@ def operational_tables(metadata: MetaData) -> OperationalTables:
         Column("updated_at", Float, nullable=False),
         UniqueConstraint("correlation_id", name="uq_transactions_correlation"),
         Index("ix_transactions_sender_txn", "registry", "sender_id", "transaction_id"),
+        Index("ix_transactions_updated", "updated_at"),  # retention
     )
     txn_items = Table(
         "txn_items",
@@ -187,10 +188,13 @@ def operational_tables(metadata: MetaData) -> OperationalTables:
         Column("attempts", Integer, nullable=False, default=0),
         Column("next_attempt_at", Float, nullable=False),
         Column("locked_until", Float, nullable=True),
+        Column("claimed_by", String(64), nullable=True),  # the worker holding an inflight row
         Column("last_error", Text, nullable=True),
         Column("created_at", Float, nullable=False),
         Column("updated_at", Float, nullable=False),
         Index("ix_outbox_due", "status", "next_attempt_at"),
+        # retention (done and dead rows by age) and the per-status counts of /status
+        Index("ix_outbox_status_updated", "status", "updated_at"),
     )
     seen_messages = Table(
         "seen_messages",

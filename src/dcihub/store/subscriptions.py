@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -128,7 +129,8 @@ class Subscriptions:
         self.records = records
         self.outbox = outbox
         self.today = today or (lambda: datetime.now(UTC).date())
-        self.wakeup: Any = None  # called after notifications were queued (same process)
+        # called (from any thread) once a transaction that queued outbox rows committed
+        self.wakeup: Callable[[], None] | None = None
 
     # ----------------------------------------------------------------------------- writing
 
@@ -264,8 +266,6 @@ class Subscriptions:
         now = time.time()
         for event in events:
             queued += self._raise(conn, change, event, now)
-        if queued and self.wakeup is not None:
-            self.wakeup()
         return queued
 
     def _raise(self, conn: Connection, change: Change, event: Event, now: float) -> int:
@@ -378,7 +378,7 @@ class Subscriptions:
         if sub.filter is None:
             return True
         profile = change.profile
-        terms = _terms_of(profile, sub)
+        terms = terms_of(profile, sub)
         try:
             plan = bind_filter(profile, terms, self.today(), FILTER_LIMITS, "filter")
         except Exception:  # a filter the profile no longer accepts matches nothing
@@ -496,7 +496,27 @@ def _key(entity: Any, record: dict[str, Any]) -> str | None:
         return None
 
 
-def _terms_of(profile: RegistryProfile, sub: Subscription) -> SubscribeTerms:
+def held_back(
+    profile: RegistryProfile, sub: Subscription, queries: Any, today: Any, limits: Limits
+) -> str | None:
+    """Why the subscription's filter is no longer allowed by `queries` (the partner's
+    `FieldAccess` for querying; None: every field), or None when it still is."""
+    from ..standard.errors import ItemRejected
+    from ..standard.fields import check_plan
+
+    if queries is None or sub.filter is None:
+        return None
+    try:
+        plan = bind_filter(profile, terms_of(profile, sub), today, limits, "filter")
+        if plan is not None:
+            check_plan(plan, queries, "subscribe_criteria", query="filter")
+    except ItemRejected as exc:
+        return exc.message
+    return None
+
+
+def terms_of(profile: RegistryProfile, sub: Subscription) -> SubscribeTerms:
+    """The terms a stored subscription was made with (to bind its filter again)."""
     event = profile.event_type(sub.event_type)
     assert event is not None
     return SubscribeTerms(

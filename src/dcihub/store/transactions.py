@@ -177,8 +177,14 @@ class TxnStore:
                 )
             )
 
-    def get(self, conn: Connection, txn_pk: int) -> TxnRow | None:
-        row = conn.execute(select(self.t).where(self.t.c.pk == txn_pk)).mappings().first()
+    def get(self, conn: Connection, txn_pk: int, lock: bool = False) -> TxnRow | None:
+        """The transaction; with `lock`, its row is locked until the caller's transaction ends
+        (PostgreSQL: two workers finishing the same transaction are serialised, and the second
+        sees it finished; SQLite has one writer anyway)."""
+        query = select(self.t).where(self.t.c.pk == txn_pk)
+        if lock:
+            query = query.with_for_update()
+        row = conn.execute(query).mappings().first()
         return _txn(row) if row else None
 
     def find(

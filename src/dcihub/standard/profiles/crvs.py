@@ -19,7 +19,7 @@ from .base import (
     identifier_option,
     values_at,
 )
-from .changes import added_values, became_set
+from .changes import added_values, became_set, day_option
 from .common import UIN_NAMES, address_attributes, person_attributes, registration_attributes
 
 PERSON = Entity(
@@ -159,7 +159,7 @@ def record_birth(ctx: ChangeContext, options: dict[str, str]) -> list[dict[str, 
     """A child born to --mother (and --father): a new person with a new UIN and BRN."""
     mother = found(ctx, options, "mother", TITLE)
     father = found(ctx, options, "father", TITLE) if options.get("father") else None
-    day = options.get("date") or ctx.today().isoformat()
+    day = day_option(ctx, options)
     uin = ctx.new_id("UIN")
     surname = (father or mother).get("name", {}).get("surname", "")
     place = options.get("place") or first_value(mother, "address.locality") or "unknown"
@@ -182,6 +182,14 @@ def record_birth(ctx: ChangeContext, options: dict[str, str]) -> list[dict[str, 
     }
     if father is not None:
         child["parent2_identifier"] = _uin(father)
+    return [child]
+
+
+def record_fetal_death(ctx: ChangeContext, options: dict[str, str]) -> list[dict[str, Any]]:
+    """A child of --mother (and --father) born dead (on --date): born and died the same day."""
+    (child,) = record_birth(ctx, options)
+    child["death_date"] = child["birth_date"]
+    child["death_place"] = child["birth_place"]
     return [child]
 
 
@@ -234,6 +242,7 @@ def record_adoption(ctx: ChangeContext, options: dict[str, str]) -> list[dict[st
 
 RECORD_CHANGES = (
     RecordChange("birth", "a child born to --mother [--father]", record_birth),
+    RecordChange("fetal-death", "a child of --mother [--father] born dead", record_fetal_death),
     RecordChange("death", "the death of --id [--date] [--place]", record_death),
     RecordChange("marriage", "the marriage of --id and --spouse [--date]", record_marriage),
     RecordChange("divorce", "the divorce of --id and --spouse [--date]", record_divorce),

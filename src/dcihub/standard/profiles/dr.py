@@ -24,7 +24,7 @@ from .base import (
     found,
     option,
 )
-from .changes import changed
+from .changes import changed, registered_at, registrant
 from .common import UIN_NAMES, member_attributes, registration_attributes
 
 APPROVED = "0"
@@ -218,12 +218,49 @@ _BY_UIN = {
 }
 
 
+def record_register(ctx: ChangeContext, options: dict[str, str]) -> list[dict[str, Any]]:
+    """A person with disability is registered: --id (UIN; from the civil register when the
+    node holds it, else --name, --sex, --birth-date), a new PWDN, --status (default 1
+    Pending: awaiting assessment) [--date registration day]."""
+    uin, person, marital = registrant(ctx, options)
+    if ctx.get(f"dr:pwd:{uin}") is not None:
+        raise ValueError(f"UIN {uin} is in the Disability Registry already")
+    code = codedirs.get("disability_status").normalise(options.get("status") or "1")
+    if code is None:
+        raise ValueError("--status: one of 0 Approved, 1 Pending, 2 Expired")
+    registered = registered_at(ctx, options)
+    member: dict[str, Any] = {
+        "@type": "Member",
+        "member_identifier": [
+            {"identifier_type": "UIN", "identifier_value": uin},
+            {"identifier_type": "PWDN", "identifier_value": ctx.new_id("PWDN")},
+        ],
+        "demographic_info": person,
+        "marital_status": marital,
+        "is_disabled": code != "2",
+        "registration_date": registered,
+        "last_updated": ctx.now(),
+    }
+    return [
+        {
+            "@type": "DisabledPerson",
+            "@id": f"dr:pwd:{uin}",
+            "personal_details": member,
+            "disability_status": code,
+            "registration_date": registered,
+            "last_updated": ctx.now(),
+        }
+    ]
+
+
 def record_status(ctx: ChangeContext, options: dict[str, str]) -> list[dict[str, Any]]:
     """The disability status of --id becomes --status (0 Approved, 1 Pending, 2 Expired)."""
     person = found(ctx, options, "id", "Disability Registry")
     code = codedirs.get("disability_status").normalise(option(options, "status"))
     if code is None:
         raise ValueError("--status: one of 0 Approved, 1 Pending, 2 Expired")
+    if person.get("disability_status") == code:
+        raise ValueError(f"the disability status of {person['@id']} is {code} already")
     return [{**person, "disability_status": code, "last_updated": ctx.now()}]
 
 
@@ -257,6 +294,11 @@ PROFILE = RegistryProfile(
     ),
     events=events,
     record_changes=(
+        RecordChange(
+            "register",
+            "a person with disability is registered: --id (UIN) [--status]",
+            record_register,
+        ),
         RecordChange(
             "disability-status", "the disability status of --id becomes --status", record_status
         ),

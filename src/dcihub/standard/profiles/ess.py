@@ -32,9 +32,10 @@ from .base import (
     RegistryProfile,
     first_value,
     found,
+    identifier_option,
     option,
 )
-from .changes import changed, embedded
+from .changes import changed, day_option, embedded, registered_at, registrant
 from .common import (
     UIN_NAMES,
     address_attributes,
@@ -286,6 +287,97 @@ def record_employment(ctx: ChangeContext, options: dict[str, str]) -> list[dict[
     return [changed]
 
 
+def record_register(ctx: ChangeContext, options: dict[str, str]) -> list[dict[str, Any]]:
+    """A job seeker or worker is registered: --id (UIN; from the civil register when the node
+    holds it, else --name, --sex, --birth-date), a new ESSRN, --status (employment_status,
+    default 2 unemployed) [--date registration day]."""
+    uin, person, marital = registrant(ctx, options)
+    if ctx.get(f"ess:member:{uin}") is not None:
+        raise ValueError(f"UIN {uin} is registered with the employment services already")
+    code = codedirs.get("employment_status").normalise(options.get("status") or "2")
+    if code is None:
+        raise ValueError("--status: a code of the employment_status list (1 employed, 2 ...)")
+    registered = registered_at(ctx, options)
+    return [
+        {
+            "@type": "Member",
+            "@id": f"ess:member:{uin}",
+            "member_identifier": [
+                {"identifier_type": "UIN", "identifier_value": uin},
+                {"identifier_type": "ESSRN", "identifier_value": ctx.new_id("ESSRN")},
+            ],
+            "demographic_info": person,
+            "marital_status": marital,
+            "employment_status": code,
+            "registration_date": registered,
+            "last_updated": ctx.now(),
+        }
+    ]
+
+
+def _enrolment_status(options: dict[str, str], default: str | None = None) -> str:
+    text = options.get("status") or default
+    code = codedirs.get("ess_enrolment_status").normalise(text) if text else None
+    if code is None:
+        raise ValueError(
+            "--status: one of 1 Active, 2 Deceased, 3 Exited, 4 Suspended, 5 Inactive, "
+            "6 Reinstated, 7 Awaiting Renewal"
+        )
+    return code
+
+
+def record_enrol(ctx: ChangeContext, options: dict[str, str]) -> list[dict[str, Any]]:
+    """The member --id is enrolled in --programme (with --status, default 1 Active) [--date]."""
+    member = found(ctx, options, "id", "Employment Support System")
+    programme = option(options, "programme")
+    uin = identifier_option(options, "id")[1]
+    enrolments = list(member.get("programme_enrolments") or [])
+    key = f"ess:{programme}:{member['@id'].rsplit(':', 1)[-1]}"
+    if any(isinstance(e, dict) and e.get("@id") == key for e in enrolments):
+        raise ValueError(f"UIN {uin} is enrolled in {programme} already (change its --status)")
+    day = day_option(ctx, options)
+    info = member.get("demographic_info") or {}
+    enrolment = {
+        "@type": "Beneficiary",
+        "@id": key,
+        "assistance_unit": "1",
+        "member": {
+            "@type": "Member",
+            "member_identifier": member.get("member_identifier") or [],
+            "demographic_info": {k: v for k, v in info.items() if k != "address"},
+        },
+        "programme_identifier": [{"programme_identifier": programme}],
+        "enrollment_date": day,
+        "enrollment_status": _enrolment_status(options, "1"),
+        "status_change_date": [day],
+    }
+    return [{**member, "programme_enrolments": [*enrolments, enrolment], "last_updated": ctx.now()}]
+
+
+def record_enrolment_status(ctx: ChangeContext, options: dict[str, str]) -> list[dict[str, Any]]:
+    """The enrolment of --id in --programme takes --status (1 Active ... 7 Awaiting Renewal)."""
+    member = found(ctx, options, "id", "Employment Support System")
+    programme = option(options, "programme")
+    code = _enrolment_status(options)
+    day = day_option(ctx, options)
+    enrolments, hit = [], False
+    for enrolment in member.get("programme_enrolments") or []:
+        ids = [p.get("programme_identifier") for p in enrolment.get("programme_identifier") or []]
+        if isinstance(enrolment, dict) and programme in ids and not hit:
+            hit = True
+            if enrolment.get("enrollment_status") == code:
+                raise ValueError(f"the enrolment in {programme} has status {code} already")
+            enrolment = {
+                **enrolment,
+                "enrollment_status": code,
+                "status_change_date": [*(enrolment.get("status_change_date") or []), day],
+            }
+        enrolments.append(enrolment)
+    if not hit:
+        raise ValueError(f"{member['@id']} is not enrolled in {programme}")
+    return [{**member, "programme_enrolments": enrolments, "last_updated": ctx.now()}]
+
+
 def events(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[Event]:
     """Registration and employment status changes of a member; enrolments and their status
     changes."""
@@ -327,7 +419,18 @@ PROFILE = RegistryProfile(
     events=events,
     record_changes=(
         RecordChange(
+            "register",
+            "a job seeker or worker is registered: --id (UIN) [--status]",
+            record_register,
+        ),
+        RecordChange(
             "employment", "the employment status of --id becomes --status", record_employment
+        ),
+        RecordChange("enrolment", "--id (UIN) enrolled in --programme [--status]", record_enrol),
+        RecordChange(
+            "enrolment-status",
+            "the enrolment of --id in --programme takes --status",
+            record_enrolment_status,
         ),
     ),
     contract="ess_api_v1.0.0.yaml",

@@ -3,7 +3,18 @@
 
 from __future__ import annotations
 
-from .base import Attribute, Entity, Event, EventType, RegistryProfile
+from typing import Any
+
+from .base import (
+    Attribute,
+    ChangeContext,
+    Entity,
+    Event,
+    EventType,
+    RecordChange,
+    RegistryProfile,
+)
+from .changes import registered_at, registrant
 from .common import UIN_NAMES, address_attributes, member_attributes, registration_attributes
 
 FARMER = Entity(
@@ -74,6 +85,45 @@ FARMER = Entity(
     description="a farmer (Farmer_Person)",
 )
 
+
+def record_register(ctx: ChangeContext, options: dict[str, str]) -> list[dict[str, Any]]:
+    """A farmer is registered: --id (UIN; taken from the civil register when the node holds
+    it, else --name, --sex, --birth-date), with a new FRN, [--household HHID] [--place farm
+    region] [--date registration day]."""
+    uin, person, marital = registrant(ctx, options)
+    if ctx.get(f"fr:farmer:{uin}") is not None:
+        raise ValueError(f"UIN {uin} is registered as a farmer already")
+    registered = registered_at(ctx, options)
+    member: dict[str, Any] = {
+        "@type": "Member",
+        "member_identifier": [
+            {"identifier_type": "UIN", "identifier_value": uin},
+            {"identifier_type": "FRN", "identifier_value": ctx.new_id("FRN")},
+        ],
+        "demographic_info": person,
+        "marital_status": marital,
+        "employment_status": "6",
+        "occupation": "6",
+        "registration_date": registered,
+        "last_updated": ctx.now(),
+    }
+    record: dict[str, Any] = {
+        "@type": "Farmer",
+        "@id": f"fr:farmer:{uin}",
+        "farmer_personal_details": member,
+    }
+    if options.get("household"):
+        record["family_details"] = {
+            "group_identifier": [
+                {"identifier_type": "HHID", "identifier_value": options["household"]}
+            ]
+        }
+    if options.get("place"):
+        record["farm_details"] = [{"location": {"contained_in_place": {"name": options["place"]}}}]
+    record["registration_date"], record["last_updated"] = registered, ctx.now()
+    return [record]
+
+
 PROFILE = RegistryProfile(
     name="fr",
     contract="fr_api_v1.0.0.yaml",
@@ -85,6 +135,11 @@ PROFILE = RegistryProfile(
     event_types=(EventType("REGISTER", "Farmer", "a farmer is registered"),),
     events=lambda before, after: (
         [Event("REGISTER", "Farmer", after)] if before is None and after is not None else []
+    ),
+    record_changes=(
+        RecordChange(
+            "register", "a farmer is registered: --id (UIN) [--place farm region]", record_register
+        ),
     ),
     builder="dcihub.population.fr:build",
 )

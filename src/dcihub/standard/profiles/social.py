@@ -16,7 +16,7 @@ from .base import (
     identifier_option,
     option,
 )
-from .changes import embedded
+from .changes import embedded, registered_at, registrant
 from .common import UIN_NAMES, address_attributes, member_attributes, registration_attributes
 
 GROUP = Entity(
@@ -133,6 +133,43 @@ def record_join(ctx: ChangeContext, options: dict[str, str]) -> list[dict[str, A
     return [household]
 
 
+def record_register(ctx: ChangeContext, options: dict[str, str]) -> list[dict[str, Any]]:
+    """A household is registered with its head --id (UIN; from the civil register when the
+    node holds it, else --name, --sex, --birth-date), a new HHID, [--place locality]
+    [--date registration day]."""
+    uin, person, marital = registrant(ctx, options)
+    household = ctx.find("UIN", uin)
+    if household is not None:
+        raise ValueError(f"UIN {uin} is a member of household {household['@id']} already")
+    hhid = ctx.new_id("HHID")
+    registered = registered_at(ctx, options)
+    head: dict[str, Any] = {
+        "@type": "Member",
+        "@id": f"social:member:{uin}",
+        "member_identifier": [{"identifier_type": "UIN", "identifier_value": uin}],
+        "demographic_info": person,
+        "marital_status": marital,
+        "registration_date": registered,
+        "last_updated": ctx.now(),
+    }
+    group: dict[str, Any] = {
+        "@type": "Group",
+        "@id": f"social:group:{hhid}",
+        "group_identifier": [{"identifier_type": "HHID", "identifier_value": hhid}],
+        "group_type": "2",
+        "group_size": 1,
+        "group_head_info": dict(head),
+        "member_list": [head],
+        "registration_date": registered,
+        "last_updated": ctx.now(),
+    }
+    if person.get("address"):
+        group["address"] = person["address"]
+    if options.get("place"):
+        group["geographical_location"] = {"name": options["place"]}
+    return [group]
+
+
 def record_leave(ctx: ChangeContext, options: dict[str, str]) -> list[dict[str, Any]]:
     """--id (a UIN) leaves --household."""
     household = dict(_household(ctx, options))
@@ -161,6 +198,9 @@ PROFILE = RegistryProfile(
     event_types=EVENT_TYPES,
     events=events,
     record_changes=(
+        RecordChange(
+            "register", "a household is registered with its head --id (UIN)", record_register
+        ),
         RecordChange("member-join", "--id (UIN) joins --household HHID", record_join),
         RecordChange("member-leave", "--id (UIN) leaves --household HHID", record_leave),
     ),

@@ -1,7 +1,7 @@
 """partner_usage: the requests each partner was admitted per UTC day (per-day rate limits).
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-06
 
 One row per (sender_id, day): every API process on the store counts a partner's requests of
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
