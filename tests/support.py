@@ -286,7 +286,7 @@ class DCIClient:
     sign: bool = True
     profile: str = "jws-detached"
     _token: str | None = None
-    _token_renew_at: float = 0.0
+    _token_until: float = 0.0
 
     def __post_init__(self) -> None:
         if self.partner is None:
@@ -297,10 +297,12 @@ class DCIClient:
         return self.partner.sender_id if self.partner else TEST_SENDER
 
     def token(self, refresh: bool = False) -> str:
-        """The partner's access token, fetched again shortly before it expires (a session-wide
-        client outlives a token on a slow machine)."""
         assert self.partner is not None
-        if self._token is None or refresh or time.monotonic() >= self._token_renew_at:
+        import time
+
+        # a long test session outlives a token: take a new one before it runs out
+        if self._token is None or refresh or time.monotonic() >= self._token_until:
+            asked = time.monotonic()
             response = self.http.post(
                 f"{self.server.base_url}/oauth2/client/token",
                 data={
@@ -310,10 +312,9 @@ class DCIClient:
                 },
             )
             assert response.status_code == 200, response.text
-            answer = response.json()
-            self._token = answer["access_token"]
-            lifetime = float(answer.get("expires_in", 300))
-            self._token_renew_at = time.monotonic() + lifetime - min(60.0, lifetime / 2)
+            granted = response.json()
+            self._token = granted["access_token"]
+            self._token_until = asked + max(float(granted.get("expires_in", 300)) - 30, 0)
         return self._token
 
     def auth_headers(self) -> dict[str, str]:
