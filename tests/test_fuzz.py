@@ -14,7 +14,8 @@ many mutations; PostgreSQL runs a third of each (at least one):
 * **hypothesis mutations** of a valid envelope of each endpoint (the worked example of
   dcihub's OpenAPI document): one to three members replaced by a value of another type, null,
   a huge number, deep nesting, unicode, NUL bytes, a long string, or removed, or added to; in
-  clear, after signing (the signature itself, or what it covers), before encryption (wrong
+  clear, after signing with one of the three signature profiles (the signature itself, or what
+  it covers; a second partner signs with the Ed25519 HTTP signature), before encryption (wrong
   only once decrypted), in the EncryptedMessage; a member repeated in the JSON text; the body
   cut short, a byte changed, random bytes.
 
@@ -38,7 +39,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from support import DCIClient, LiveServer, live_server, now_ts, store_url_for
+from support import DCIClient, LiveServer, live_server, now_ts, provision, store_url_for
 from support import test_settings as node_settings
 
 schemathesis = pytest.importorskip("schemathesis")
@@ -80,7 +81,16 @@ def fuzz_node(request, tmp_path_factory):
         store.upgrade()
         load_country(store, generate_country(people=FUZZ_PEOPLE, seed=11))
         settings_ = node_settings(url, data_dir=tmp_path_factory.mktemp("fuzz-node"))
+        # a second partner signing with the HTTP-signature profile (Ed25519)
+        ed_partner = provision(
+            settings_,
+            "spmis.fuzz.ed",
+            "fuzz-ed",
+            signing_alg="EdDSA",
+            signature_profile="http-sig-ed25519",
+        )
         running = live_server(settings_, store)
+        running.ed_partner = ed_partner  # type: ignore[attr-defined]
         running.backend = request.param  # type: ignore[attr-defined]
         try:
             yield running
@@ -94,10 +104,17 @@ def fuzz_node(request, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def fuzzer(fuzz_node):
-    client = DCIClient(fuzz_node, fuzz_node.partner)
-    client.http = httpx.Client(timeout=REQUEST_TIMEOUT)
-    yield Fuzzer(fuzz_node, client)
-    client.http.close()
+    http = httpx.Client(timeout=REQUEST_TIMEOUT)
+    client = DCIClient(fuzz_node, fuzz_node.partner, http=http)
+    signers = {
+        "jws-detached": client,
+        "jws-compact": DCIClient(fuzz_node, fuzz_node.partner, http=http, profile="jws-compact"),
+        "http-sig-ed25519": DCIClient(
+            fuzz_node, fuzz_node.ed_partner, http=http, profile="http-sig-ed25519"
+        ),
+    }
+    yield Fuzzer(fuzz_node, client, signers)
+    http.close()
 
 
 def examples_for(backend: str, share: float = 1.0) -> int:
@@ -112,17 +129,18 @@ def examples_for(backend: str, share: float = 1.0) -> int:
 
 
 class Fuzzer:
-    def __init__(self, node: LiveServer, client: DCIClient) -> None:
+    def __init__(self, node: LiveServer, client: DCIClient, signers: dict[str, DCIClient]) -> None:
         self.node = node
-        self.client = client
+        self.client = client  # the partner of the cases (signs with jws-detached)
+        self.signers = signers  # signature profile -> a client signing with it
 
-    def steer(self, body: Any, action: str) -> Any:
+    def steer(self, body: Any, action: str, client: DCIClient | None = None) -> Any:
         """The body with a header that passes the header checks (when it has a header)."""
         if not isinstance(body, dict) or not isinstance(body.get("header"), dict):
             return body
         header = dict(body["header"])
         header.update(
-            sender_id=self.client.sender_id,
+            sender_id=(client or self.client).sender_id,
             message_id=f"fz-{uuid.uuid4().hex}",
             message_ts=now_ts(),
             action=action,
@@ -132,9 +150,11 @@ class Fuzzer:
         steered["header"] = header
         return steered
 
-    def send(self, registry: str, path: str, raw: bytes) -> httpx.Response:
+    def send(
+        self, registry: str, path: str, raw: bytes, client: DCIClient | None = None
+    ) -> httpx.Response:
         try:
-            response = self.client.post_raw(registry, path, raw)
+            response = (client or self.client).post_raw(registry, path, raw)
         except httpx.TimeoutException:
             pytest.fail(
                 f"{registry}/{path}: no answer within {REQUEST_TIMEOUT:g} s to {raw[:400]!r}"
@@ -398,6 +418,11 @@ def test_valid_envelopes_are_answered(fuzz_node, fuzzer):
         steered = fuzzer.steer(envelope, envelope["header"]["action"])
         response = fuzzer.send(registry, path, encode(steered))
         assert response.status_code in (200, 202), (registry, path, response.text)
+    for profile, signer in sorted(fuzzer.signers.items()):  # each signature profile passes
+        envelope = envelopes[("crvs", "sync/search")]
+        signed = signer.signed(fuzzer.steer(envelope, envelope["header"]["action"], signer))
+        response = fuzzer.send("crvs", "sync/search", encode(signed), signer)
+        assert response.status_code == 200, (profile, response.text)
 
 
 def node_encryption_key(node: LiveServer) -> dict[str, Any]:
@@ -458,8 +483,11 @@ def test_fuzz_mutated_envelopes(fuzz_node, fuzzer, registry):
             fuzzer.send(registry_, path, raw)
             return
         if layer == "signed":  # signed first: the mutation spoils the signature or is it
-            signed = fuzzer.client.signed(steered)
-            fuzzer.send(registry_, path, encode(mutated(data, signed, "signed envelope")))
+            profile = data.draw(st.sampled_from(sorted(fuzzer.signers)), label="profile")
+            signer = fuzzer.signers[profile]
+            signed = signer.signed(fuzzer.steer(envelope, envelope["header"]["action"], signer))
+            body = encode(mutated(data, signed, "signed envelope"))
+            fuzzer.send(registry_, path, body, signer)
             return
         if layer == "twice":
             target = data.draw(st.sampled_from(paths_in(steered)), label="member")
