@@ -286,6 +286,7 @@ class DCIClient:
     sign: bool = True
     profile: str = "jws-detached"
     _token: str | None = None
+    _token_at: float = 0.0
 
     def __post_init__(self) -> None:
         if self.partner is None:
@@ -297,7 +298,9 @@ class DCIClient:
 
     def token(self, refresh: bool = False) -> str:
         assert self.partner is not None
-        if self._token is None or refresh:
+        # renewed well before the node's token_ttl (300 s by default) runs out: a
+        # session-scoped client outlives many tokens when the suite runs long
+        if self._token is None or refresh or time.monotonic() - self._token_at > 120:
             response = self.http.post(
                 f"{self.server.base_url}/oauth2/client/token",
                 data={
@@ -308,6 +311,7 @@ class DCIClient:
             )
             assert response.status_code == 200, response.text
             self._token = response.json()["access_token"]
+            self._token_at = time.monotonic()
         return self._token
 
     def auth_headers(self) -> dict[str, str]:
