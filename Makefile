@@ -5,7 +5,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-security bench-client bench-subscriptions codedirs docs clean
+.PHONY: demo test test-faults lint bench bench-security bench-client bench-subscriptions bench-soak \
+	bench-import bench-scale bench-conform codedirs docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +25,13 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(ARGS)
 
+# The fault rounds at length (docs/reliability.md): ROUNDS=50 SEED=7 make test-faults
+ROUNDS ?= 20
+SEED   ?= 20261206
+test-faults: $(STAMP)
+	DCIHUB_FAULT_ROUNDS=$(ROUNDS) DCIHUB_FAULT_SEED=$(SEED) $(BIN)/python -m pytest -s \
+		tests/test_faults.py tests/test_many_processes.py $(ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests tools benchmarks
 	$(BIN)/ruff format --check src tests tools benchmarks
@@ -41,12 +49,25 @@ bench-client: $(STAMP)
 bench-subscriptions: $(STAMP)
 	$(BIN)/python benchmarks/subscriptions.py $(ARGS)
 
+bench-soak: $(STAMP)
+	$(BIN)/python benchmarks/soak.py $(ARGS)
+
+bench-import: $(STAMP)
+	$(BIN)/python benchmarks/importer.py $(ARGS)
+
+bench-scale: $(STAMP)
+	$(BIN)/python benchmarks/scale.py $(ARGS)
+
+bench-conform: $(STAMP)
+	$(BIN)/python benchmarks/conform.py $(ARGS)
+
 codedirs: $(STAMP)
 	$(BIN)/python tools/gen_codedirs.py
 
 docs: $(STAMP)
 	$(BIN)/python tools/gen_registry_docs.py
 	$(BIN)/python tools/gen_api_examples.py
+	$(BIN)/python tools/gen_conformance_docs.py
 
 clean:
 	rm -rf $(VENV) dcihub-demo .pytest_cache .mypy_cache

@@ -190,9 +190,9 @@ def operational_tables(metadata: MetaData) -> OperationalTables:
         Column("key", String(100), primary_key=True),
         Column("value", Text, nullable=False),
     )
-    # no subscription tables before migrations
+    # no subscription or partner usage tables before migrations
     return OperationalTables(
-        transactions, txn_items, outbox, seen_messages, audit_log, meta, None, None, None
+        transactions, txn_items, outbox, seen_messages, audit_log, meta, None, None, None, None
     )
 
 

@@ -533,6 +533,48 @@ CASES = [
         CRITERIA,
         ("query.value", "NUL"),
     ),
+    # what a rejected item keeps for txn/status is what made it rejected (regressions found by
+    # tests/test_fuzz.py: on PostgreSQL these were answered 503, the transaction's writes failing)
+    Case(
+        "nul-in-reference-id",
+        with_item(item_field(reference_id="r\x00x")),
+        200,
+        RJCT,
+        "rjct.reference_id.invalid",
+        ("reference_id", "control characters"),
+    ),
+    Case(
+        "reference-id-longer-than-its-column",
+        with_item(item_field(reference_id="r" * 300)),
+        200,
+        RJCT,
+        "rjct.reference_id.invalid",
+        ("reference_id", "300"),
+    ),
+    Case(
+        "timestamp-longer-than-its-column",
+        with_item(item_field(timestamp="2026-01-01T00:00:00Z" + "9" * 300)),
+        200,
+        RJCT,
+        "rjct.timestamp.invalid",
+        ("timestamp",),
+    ),
+    Case(
+        "nul-in-query-type-quoted-in-the-reason",
+        with_item(criteria(query_type="\x00")),
+        200,
+        RJCT,
+        CRITERIA,
+        ("query_type",),
+    ),
+    Case(
+        "nul-in-query-id-type-quoted-in-the-reason",
+        with_item(criteria(query={"type": "UIN\x00", "value": "1"})),
+        200,
+        RJCT,
+        CRITERIA,
+        ("UIN",),
+    ),
     Case(
         "nul-in-transaction-id",
         with_message(transaction_id="t\x00x"),

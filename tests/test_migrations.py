@@ -189,12 +189,15 @@ def test_a_store_made_before_migrations_is_upgraded_by_the_cli_and_keeps_every_r
     )
     assert "applied revision 0002" in done.stdout and "applied revision 0003" in done.stdout
     assert "applied revision 0004: subscriptions" in done.stdout
+    assert "applied revision 0005: outbox.claimed_by" in done.stdout
+    assert "applied revision 0006: partner_usage" in done.stdout
     assert "created" not in done.stdout  # nothing was missing: no table, column or index made
     assert done.stderr == ""
 
     after = dump(url)
     for table, rows in before.items():
-        if table == "seen_messages":  # revision 0003 added request_digest, empty in old rows
+        if table in ("seen_messages", "outbox"):
+            # revision 0003 added seen_messages.request_digest, 0005 outbox.claimed_by: empty
             assert [r[:-1] for r in after[table]] == rows, table
             assert all(r[-1] is None for r in after[table])
         elif table != "dcihub_meta":
@@ -460,11 +463,13 @@ def test_store_status_says_behind_then_up_to_date(url: str, tmp_path: Path) -> N
     )
     assert lines[2] == f"head      {head_revision()}"
     assert lines[3] == (
-        "state     behind: made before migrations (schema version 2); 3 revisions to apply"
+        "state     behind: made before migrations (schema version 2); 5 revisions to apply"
     )
     assert lines[5].startswith("  revision 0002: schema.version 3")
     assert lines[6].startswith("  revision 0003: seen_messages.request_digest")
     assert lines[7].startswith("  revision 0004: subscriptions")
+    assert lines[8].startswith("  revision 0005: outbox.claimed_by")
+    assert lines[9].startswith("  revision 0006: partner_usage")
     assert f"`dcihub store upgrade --config {config}` applies them" in result.stderr
 
     assert cli("store", "upgrade", "--config", config).exit_code == 0

@@ -53,18 +53,27 @@ def prepare_population(options: DcihubOptions, data_dir: Path) -> Population:
     store_url = options.store_url or f"sqlite:///{(data_dir / 'bench.db').resolve()}"
     store = Store(store_url)
     try:
-        country, built_now = ensure_population(store, options.people, options.seed)
+        _population, built_now = ensure_population(store, options.people, options.seed)
+        uins = registry_uins(store, options.registry)
     finally:
         store.dispose()
-    uins = [
-        ident["identifier_value"]
-        for record in country.records(options.registry)
-        for ident in record.get("identifier", [])
-        if ident.get("identifier_type") == "UIN"
-    ]
     if not uins:
         raise BenchmarkError(f"the {options.registry} registry of the population has no UINs")
     return Population(store_url, uins, built_now)
+
+
+def registry_uins(store: Any, registry: str, limit: int = 100_000) -> list[str]:
+    """UINs of up to `limit` records of the registry's default entity, in record order (read
+    from the store: the population is not regenerated)."""
+    from sqlalchemy import select
+
+    profile = store.profiles[registry]
+    ids = store.schema.tables(registry, profile.default_entity).ids
+    with store.read() as conn:
+        rows = conn.execute(
+            select(ids.c.id_value).where(ids.c.id_type == "UIN").order_by(ids.c.pk).limit(limit)
+        )
+        return [value for (value,) in rows]
 
 
 def write_config(options: DcihubOptions, store_url: str, port: int, path: Path) -> Path:

@@ -93,6 +93,7 @@ CLEARABLE = {
     "fields": ("fields",),
     "consent-purposes": ("consent_purposes",),
     "callback-auth": ("token_url", "callback_client_id", "callback_client_secret"),
+    "rate-limits": ("requests_per_second", "requests_per_day"),
 }
 
 _ACTION = re.compile(r"^(\*|[a-z][a-z0-9_-]*)$")
@@ -121,6 +122,8 @@ class PartnerChanges:
     consent_purposes: list[str] | None = None
     allow_private_callbacks: bool | None = None
     signature_verified_by_gateway: bool | None = None
+    requests_per_second: float | None = None
+    requests_per_day: int | None = None
     token_url: str | None = None
     callback_client_id: str | None = None
     callback_client_secret: str | None = None
@@ -371,6 +374,14 @@ def _apply(
     ):
         if getattr(changes, name) is not None:
             values[name] = getattr(changes, name)
+    if changes.requests_per_second is not None:
+        if not changes.requests_per_second > 0:
+            raise AdminError("--requests-per-second must be a positive number")
+        values["requests_per_second"] = changes.requests_per_second
+    if changes.requests_per_day is not None:
+        if changes.requests_per_day < 1:
+            raise AdminError("--requests-per-day must be a positive whole number")
+        values["requests_per_day"] = changes.requests_per_day
     if changes.consent_purposes is not None:
         values["consent_purposes"] = [
             _check_token(c, "--consent-purpose") for c in changes.consent_purposes
@@ -639,6 +650,10 @@ def _signed_text(partner: Partner) -> str:
     return "required" if partner.signature_required else "optional"
 
 
+def _limit_text(value: float | int | None) -> str:
+    return "the node's default (limits)" if value is None else f"{value:g}"
+
+
 def partner_details(partner: Partner) -> list[tuple[str, str]]:
     """Every setting of a partner, for `partners show` (secrets as set / not set)."""
 
@@ -694,6 +709,8 @@ def partner_details(partner: Partner) -> list[tuple[str, str]]:
         ("encrypted replies", yes(partner.encrypt_replies)),
         ("fields", fields_text),
         ("consent purposes", ", ".join(partner.consent_purposes) or "-"),
+        ("requests per second", _limit_text(partner.requests_per_second)),
+        ("requests per day", _limit_text(partner.requests_per_day)),
         ("callback token_url", partner.token_url or "-"),
         ("callback client_id", partner.callback_client_id or "-"),
         ("callback client secret", secret_text),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from enum import Enum, StrEnum
 from pathlib import Path
@@ -77,12 +78,22 @@ def demo(
             "`dcihub record` so subscribers are notified; deterministic given --seed. 0: none.",
         ),
     ] = 0,
+    store_url: Annotated[
+        str | None,
+        typer.Option(
+            "--store-url",
+            metavar="URL",
+            help="Build and serve the demo on this store (e.g. "
+            "postgresql+psycopg://user@host/db) instead of DIR/demo.db.",
+        ),
+    ] = None,
 ) -> None:
     """Build a synthetic country (once) and serve all six registries over it.
 
     Serves the Social Registry, CRVS, Disability, Farmer and Integrated Beneficiary registries
     and the Employment Support System, the token endpoint, JWKS and console, and writes
-    DIR/demo.json (base URLs, demo partner credentials, sample identifiers). With
+    DIR/demo.json (base URLs, demo partner credentials, sample identifiers). Restarted on a
+    store that holds the same country (people, seed), it generates nothing. With
     --events-per-minute, life goes on in the country while it is served."""
     from .demo import prepare_demo, write_demo_json
     from .server.factory import build_app
@@ -90,25 +101,24 @@ def demo(
     started = time.perf_counter()
     console.print(f"[bold]dcihub demo[/bold]: {people:,} people (seed {seed}) in {data_dir}/")
 
-    def progress(registry: str, count: int) -> None:
-        console.print(f"  loaded {registry:<6} {count:>9,} records")
-
     from .store.migrate import StoreError
 
     try:
-        setup = prepare_demo(data_dir, host, port, people, seed, progress=progress)
+        with population_progress() as progress:
+            setup = prepare_demo(
+                data_dir, host, port, people, seed, progress=progress, store_url=store_url
+            )
     except StoreError as exc:
         raise _fail(f"{exc} (or give the demo a new --data-dir)") from None
+    except Exception as exc:  # noqa: BLE001 - database down, refused login, ...
+        shown = _shown(store_url) if store_url else str(data_dir)
+        raise _fail(f"cannot build the demo in {shown}: {_first_line(exc)}") from None
     for line in setup.upgraded:
         console.print(f"  store upgraded: {line}", highlight=False, markup=False)
     if not setup.built_now:
         console.print("  population already built; reusing it")
     fastapi_app, info = build_app(setup.settings, setup.store, demo_info=setup.info)
     path = write_demo_json(data_dir, info)
-    setup.country = None  # type: ignore[assignment]  # the generated records are in the store now
-    import gc
-
-    gc.collect()  # the generated country is garbage now; the app freezes the rest at start
     console.print(f"  ready in {time.perf_counter() - started:.1f}s; wrote {path}")
     _print_demo_help(info)
     stream = _life_stream(setup, seed, events_per_minute) if events_per_minute else None
@@ -417,6 +427,7 @@ class Clearable(StrEnum):
     jwks_url = "jwks-url"
     fields = "fields"
     consent_purposes = "consent-purposes"
+    rate_limits = "rate-limits"
     callback_auth = "callback-auth"
 
 
@@ -527,6 +538,24 @@ OptPrivate = Annotated[
     typer.Option(
         "--allow-private-callbacks/--no-allow-private-callbacks",
         help="Allow callbacks to loopback and private addresses (default on add: refused).",
+    ),
+]
+OptRate = Annotated[
+    float | None,
+    typer.Option(
+        "--requests-per-second",
+        metavar="N",
+        help="DCI requests per second the partner may send to each API process (default: the "
+        "node's limits.partner_requests_per_second); past it: 429 with Retry-After.",
+    ),
+]
+OptDaily = Annotated[
+    int | None,
+    typer.Option(
+        "--requests-per-day",
+        metavar="N",
+        help="DCI requests the partner may send per UTC day, over all API processes (default: "
+        "the node's limits.partner_requests_per_day); past it: 429 with Retry-After.",
     ),
 ]
 OptGateway = Annotated[
@@ -710,6 +739,8 @@ def partners_add(
     consent_purpose: OptConsent = None,
     allow_private_callbacks: OptPrivate = None,
     signature_verified_by_gateway: OptGateway = None,
+    requests_per_second: OptRate = None,
+    requests_per_day: OptDaily = None,
     token_url: OptTokenUrl = None,
     callback_client_id: OptCbClient = None,
     callback_client_secret: OptCbSecret = None,
@@ -738,6 +769,8 @@ def partners_add(
         consent_purposes=consent_purpose,
         allow_private_callbacks=allow_private_callbacks,
         signature_verified_by_gateway=signature_verified_by_gateway,
+        requests_per_second=requests_per_second,
+        requests_per_day=requests_per_day,
         token_url=token_url,
         callback_client_id=callback_client_id,
         callback_client_secret=callback_client_secret,
@@ -770,6 +803,8 @@ def partners_update(
     consent_purpose: OptConsent = None,
     allow_private_callbacks: OptPrivate = None,
     signature_verified_by_gateway: OptGateway = None,
+    requests_per_second: OptRate = None,
+    requests_per_day: OptDaily = None,
     token_url: OptTokenUrl = None,
     callback_client_id: OptCbClient = None,
     callback_client_secret: OptCbSecret = None,
@@ -779,8 +814,8 @@ def partners_update(
             "--clear",
             metavar="SETTING",
             help="Reset a setting to its default (repeatable): name, scopes, callback-prefixes, "
-            "jwks, jwks-url, fields, consent-purposes, or callback-auth (token_url and the "
-            "callback client id and secret).",
+            "jwks, jwks-url, fields, consent-purposes, rate-limits (back to the node's limits), "
+            "or callback-auth (token_url and the callback client id and secret).",
         ),
     ] = None,
     config: AdminConfig = None,
@@ -808,6 +843,8 @@ up within seconds."""
         consent_purposes=consent_purpose,
         allow_private_callbacks=allow_private_callbacks,
         signature_verified_by_gateway=signature_verified_by_gateway,
+        requests_per_second=requests_per_second,
+        requests_per_day=requests_per_day,
         token_url=token_url,
         callback_client_id=callback_client_id,
         callback_client_secret=callback_client_secret,
@@ -1284,10 +1321,453 @@ def deliveries(
         _note(f"{reset} deliver{'y' if reset == 1 else 'ies'} will be tried again now")
 
 
+# ---------------------------------------------------------------------------------------------
+# Retention: purging what is kept no longer (docs/reliability.md)
+
+
+@store_app.command("purge")
+def store_purge(
+    config: AdminConfig = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be purged; delete nothing.")
+    ] = False,
+) -> None:
+    """Purge now what the configuration's `retention` keeps no longer: delivered and given-up
+    outbox rows and finished transactions older than their retention (the worker does this
+    every `retention.interval` seconds by itself). Rows still to do are never purged."""
+    from .store.retention import Purged, purge
+
+    path = find_config(config)
+    settings = _settings(path)
+    store = _open_store(settings.store_url)
+    total = Purged()
+    try:
+        while True:
+            with store.engine.connect() as conn:
+                transaction = conn.begin()
+                done = purge(store, conn, settings.retention)
+                if dry_run:
+                    transaction.rollback()
+                else:
+                    transaction.commit()
+            total.delivered += done.delivered
+            total.dead += done.dead
+            total.transactions += done.transactions
+            if dry_run or not done.full:
+                break
+    except Exception as exc:  # noqa: BLE001 - database down, refused login, ...
+        raise _fail(f"cannot purge the store {_shown(store.url)}: {_first_line(exc)}") from None
+    finally:
+        store.dispose()
+    verb = "would purge" if dry_run else "purged"
+    more = " (at least; one batch counted)" if dry_run and done.full else ""
+    _out().print(f"{verb} {total.summary()}{more}", soft_wrap=True, markup=False)
+
+
+# Importing a country's own data (docs/import.md)
+
+
+@app.command("import")
+def import_(
+    registry: Annotated[str, typer.Argument(help="The registry to import into, e.g. crvs.")],
+    source: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="SOURCE",
+            help="A CSV or JSON Lines file, or the SQLAlchemy URL of a database to query "
+            "(default: the mapping's source.url).",
+        ),
+    ] = None,
+    mapping: Annotated[
+        Path,
+        typer.Option(
+            "--mapping", "-m", metavar="FILE", dir_okay=False, help="The mapping file (TOML)."
+        ),
+    ] = Path("mapping.toml"),
+    query: Annotated[
+        str | None,
+        typer.Option(metavar="SQL", help="The query of a SQL source (instead of source.query)."),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Records committed per transaction (resumable batches).")
+    ] = 1000,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="Continue an interrupted import after its last committed batch."
+        ),
+    ] = False,
+    all_or_nothing: Annotated[
+        bool,
+        typer.Option(
+            "--all-or-nothing", help="Commit nothing if any row is rejected (one transaction)."
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Map and validate every row, write nothing to the store."),
+    ] = False,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            dir_okay=False,
+            help="Where rejected rows are reported (.csv or .jsonl; default NAME.rejects.csv "
+            "beside a file source NAME.csv, import.rejects.csv for a database).",
+        ),
+    ] = None,
+    config: AdminConfig = None,
+    store_url: StoreUrl = None,
+) -> None:
+    """Import records from a CSV file, a JSON Lines file or a SQL query, mapped into the
+    registry's records by a mapping file. Rows that fail validation go to the rejects file with
+    file, line, field and reason; the others are committed in batches. Re-running the same
+    import updates records instead of duplicating them; every created or changed record raises
+    its change event. Exit status: 0 every row imported, 1 some rows rejected (with
+    --all-or-nothing: nothing committed), 2 nothing imported (bad mapping, source or store),
+    130 interrupted (--resume continues)."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from .population.importer import (
+        ImportError_,
+        MappingError,
+        Options,
+        SourceError,
+        Summary,
+        load_mapping,
+        open_source,
+        run_import,
+    )
+    from .standard.profiles import PROFILES
+    from .store.migrate import StoreBehind, StoreError
+
+    profile = PROFILES.get(registry)
+    if profile is None:
+        raise _fail(f"unknown registry {registry!r}; known: {', '.join(PROFILES)}")
+    if store_url is None:
+        path = find_config(config)
+        settings = _settings(path)
+        if registry not in settings.registries:
+            raise _fail(
+                f"the node of {path} does not serve a registry {registry!r}; it serves: "
+                + ", ".join(settings.registries)
+            )
+        store_url = settings.store_url
+    try:
+        plan = load_mapping(mapping, registry, profile)
+        where = open_source(plan, source, query)
+    except (MappingError, SourceError) as exc:
+        raise _fail(str(exc)) from None
+    if rejects is None:
+        rejects = (
+            Path(source).with_suffix(".rejects.csv")
+            if source is not None and "://" not in source
+            else Path("import.rejects.csv")
+        )
+    store = _open_store(store_url)
+    target: Store | None = store
+    try:
+        if dry_run:
+            if store.status().state == "empty":
+                target = None  # nothing to compare with: every record would be created
+        else:
+            store.prepare(auto_upgrade=False)
+    except StoreBehind as exc:
+        store.dispose()
+        raise _fail(f"{exc}: run `dcihub store upgrade` on it first") from None
+    except StoreError as exc:
+        store.dispose()
+        raise _fail(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - database down, refused login, ...
+        store.dispose()
+        raise _fail(f"cannot use the store {_shown(store_url)}: {_first_line(exc)}") from None
+    options = Options(batch_size, resume, all_or_nothing, dry_run, rejects)
+    columns = [SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn()]
+    if where.size is not None:
+        columns += [DownloadColumn(), TimeRemainingColumn()]
+    columns += [
+        TextColumn("{task.fields[rows]:>10,} rows  {task.fields[rate]}"),
+        TimeElapsedColumn(),
+    ]
+    started = time.perf_counter()
+    summary = Summary()
+    try:
+        with Progress(*columns, console=console, transient=True) as bar:
+            task = bar.add_task(f"import {registry}", total=where.size, rows=0, rate="")
+
+            def progress(now: Summary, position: int | None) -> None:
+                elapsed = max(time.perf_counter() - started, 1e-6)
+                bar.update(
+                    task,
+                    completed=position or 0,
+                    rows=now.rows_read,
+                    rate=f"{now.rows_read / elapsed:,.0f}/s",
+                )
+
+            summary = run_import(target, plan, where, options, progress)
+    except KeyboardInterrupt:
+        _note("interrupted: the batches committed so far stay; --resume continues after them")
+        raise typer.Exit(130) from None
+    except MappingError as exc:  # a column the mapping reads is not in the source
+        raise _fail(str(exc)) from None
+    except (SourceError, ImportError_) as exc:
+        raise _fail(f"{exc} (batches committed before this stay; --resume continues)") from None
+    except Exception as exc:  # noqa: BLE001 - the database went away, a constraint ...
+        raise _fail(f"the import stopped: {_first_line(exc)}") from None
+    finally:
+        store.dispose()
+    elapsed = time.perf_counter() - started
+    out = _out()
+    verb = "checked (dry run, nothing written)" if dry_run else "imported"
+    out.print(
+        f"{verb} {where.name} into {registry} ({plan.top.name} records) in {elapsed:.1f}s",
+        soft_wrap=True,
+        markup=False,
+    )
+    if summary.resumed_at:
+        out.print(f"  resumed after  {summary.rows_skipped:,} rows", markup=False)
+    out.print(f"  rows read      {summary.rows_read:,}", markup=False)
+    out.print(f"  created        {summary.created:,}", markup=False)
+    out.print(f"  updated        {summary.updated:,}", markup=False)
+    out.print(f"  unchanged      {summary.unchanged:,}", markup=False)
+    out.print(
+        f"  rejected       {summary.rows_rejected:,} rows ({summary.records_rejected:,} records)"
+        f"; report: {rejects}",
+        soft_wrap=True,
+        markup=False,
+    )
+    if not summary.committed:
+        out.print("  nothing committed: --all-or-nothing and rows were rejected", markup=False)
+    if resume and not summary.resumed_at:
+        _note("no interrupted import of this source and mapping to resume: read from the start")
+    if summary.records_rejected:
+        raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The synthetic population (`dcihub population generate`) and `dcihub store stats`
+
+
+@contextmanager
+def population_progress() -> Iterator[Callable[[int, int], None]]:
+    """A progress bar (people loaded, rate, ETA) for a population build, on stderr; shown only
+    once a build starts (a reused store prints nothing)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    bar = Progress(
+        TextColumn("  building"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("people"),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+    task: list[TaskID] = []
+    started = [0.0]
+
+    def update(done: int, total: int) -> None:
+        if not task:
+            bar.start()
+            started[0] = time.perf_counter()
+            task.append(bar.add_task("people", total=total, rate=""))
+        elapsed = time.perf_counter() - started[0]
+        rate = f"{done / elapsed:,.0f}/s" if elapsed > 0 and done else ""
+        bar.update(task[0], completed=done, rate=rate)
+
+    try:
+        yield update
+    finally:
+        if task:
+            bar.stop()
+
+
+population_app = typer.Typer(
+    help="The synthetic country: generate a deterministic population into a store.",
+    no_args_is_help=True,
+)
+app.add_typer(population_app, name="population")
+
+
+@population_app.command("generate")
+def population_generate(
+    store_url: Annotated[
+        str,
+        typer.Option(
+            "--store",
+            "--store-url",
+            metavar="URL",
+            help="The store to fill (sqlite:///path.db, postgresql+psycopg://user@host/db); "
+            "created or upgraded in place.",
+        ),
+    ],
+    people: Annotated[int, typer.Option(help="Number of people.", min=1)] = 10_000,
+    seed: Annotated[int, typer.Option(help="Seed (same seed and size, same data).")] = 20260101,
+    as_of: Annotated[
+        str, typer.Option("--as-of", metavar="YYYY-MM-DD", help="The country's 'today'.")
+    ] = "2026-01-01",
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Processes generating blocks (default: one per core).", min=1),
+    ] = None,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace", help="Drop what the store holds (every dcihub table) and build anew."
+        ),
+    ] = False,
+    quality_errors: Annotated[
+        float,
+        typer.Option(
+            "--quality-errors",
+            metavar="RATE",
+            min=0.0,
+            max=0.5,
+            help="Share of the records of every registry but the CRVS given a deliberate "
+            "data-quality problem: a typo in a name, a missing birth date or a duplicate "
+            "registration (default 0: a clean country).",
+        ),
+    ] = 0.0,
+) -> None:
+    """Generate the synthetic country block by block into a store, in bounded memory.
+
+    The same people, seed and date always give the same records. A store that already holds
+    this very population is left as it is; a store holding other records is refused unless
+    --replace is given."""
+    from datetime import date
+
+    from .population.load import PopulationError, generate_into
+    from .store.migrate import StoreError
+
+    try:
+        day = date.fromisoformat(as_of)
+    except ValueError:
+        raise _fail(f"--as-of {as_of!r} is not a date (YYYY-MM-DD)") from None
+    store = _open_store(store_url)
+    started = time.perf_counter()
+    try:
+        with population_progress() as progress:
+            population, built = generate_into(
+                store,
+                people,
+                seed,
+                day,
+                replace=replace,
+                progress=progress,
+                workers=workers,
+                quality=quality_errors,
+            )
+    except (PopulationError, StoreError) as exc:
+        raise _fail(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - database down, refused login, disk full, ...
+        raise _fail(f"cannot fill the store {_shown(store.url)}: {_first_line(exc)}") from None
+    finally:
+        store.dispose()
+    out = _out()
+    shown = _shown(store_url)
+    if not built:
+        out.print(
+            f"{shown} already holds this population ({people:,} people, seed {seed}, as of "
+            f"{day.isoformat()}); nothing to do",
+            soft_wrap=True,
+            markup=False,
+        )
+        return
+    took = time.perf_counter() - started
+    out.print(
+        f"generated {people:,} people (seed {seed}, as of {day.isoformat()}) into {shown} "
+        f"in {took:.1f}s",
+        soft_wrap=True,
+        markup=False,
+    )
+    for registry, count in population.counts.items():
+        out.print(f"  {registry:<8} {count:>12,} records", markup=False)
+
+
+@store_app.command("stats")
+def store_stats_command(config: AdminConfig = None, store_url: StoreUrl = None) -> None:
+    """Print, per registry and table, the row count and the size of the table and of its
+    indexes (SQLite: the dbstat virtual table; PostgreSQL: pg_relation_size and
+    pg_indexes_size), then the totals."""
+    from rich.table import Table
+
+    from .store.stats import store_stats
+
+    store, _named = _store_of(config, store_url)
+    try:
+        found = store_stats(store)
+    except Exception as exc:  # noqa: BLE001 - database down, refused login, ...
+        raise _fail(f"cannot read the store {_shown(store.url)}: {_first_line(exc)}") from None
+    finally:
+        store.dispose()
+
+    def size(n: int | None) -> str:
+        if n is None:
+            return "-"
+        for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("kB", 1 << 10)):
+            if n >= scale:
+                return f"{n / scale:.1f} {unit}"
+        return f"{n} B"
+
+    table = Table("registry", "table", "rows", "table size", "index size", box=None)
+    totals = [0, 0, 0]
+    known = True
+    for item in found:
+        table.add_row(
+            item.registry or "-",
+            item.table,
+            f"{item.rows:,}",
+            size(item.table_bytes),
+            size(item.index_bytes),
+        )
+        totals[0] += item.rows
+        if item.table_bytes is None or item.index_bytes is None:
+            known = False
+        else:
+            totals[1] += item.table_bytes
+            totals[2] += item.index_bytes
+    table.add_row(
+        "total",
+        "",
+        f"{totals[0]:,}",
+        size(totals[1] if known else None),
+        size(totals[2] if known else None),
+    )
+    _out().print(f"store {_shown(store.url)}", soft_wrap=True, markup=False)
+    _out().print(table)
+    if not known:
+        _note("this database does not report sizes (SQLite built without dbstat)")
+
+
+# ---------------------------------------------------------------------------------------------
 # The programme-side commands (search, subscribe, listen, txn-status, login): client_cli.py
 from .client_cli import register as _register_client_commands  # noqa: E402
 
 _register_client_commands(app)
+
+# The conformance kit (conform server, conform client, conform requirements): conform_cli.py
+from .conform_cli import register as _register_conform_commands  # noqa: E402
+
+_register_conform_commands(app)
 
 
 def main() -> None:

@@ -55,6 +55,21 @@ class LimitSettings(BaseModel):
         "past it -> rjct.search.too_many_records_found (null: no bound)",
     )
 
+    partner_requests_per_second: float | None = Field(
+        None,
+        gt=0,
+        description="DCI requests per second a partner may send, in each API process (a "
+        "partner's requests_per_second overrides it); past it: 429 "
+        "err.request.too_many_requests with Retry-After (null: no limit)",
+    )
+    partner_requests_per_day: int | None = Field(
+        None,
+        ge=1,
+        description="DCI requests a partner may send per UTC day, counted in the store over "
+        "every API process (a partner's requests_per_day overrides it); past it: 429 "
+        "err.request.too_many_requests with Retry-After (null: no limit)",
+    )
+
     def search_limits(self) -> Limits:
         return Limits(
             self.default_page_size, self.max_page_size, self.max_total_records, self.max_query_terms
@@ -79,7 +94,36 @@ class DeliverySettings(BaseModel):
     )
     in_process_worker: bool = True
     poll_interval: float = Field(1.0, gt=0)
-    lease_seconds: float = Field(120.0, gt=0)
+    lease_seconds: float = Field(
+        10.0,
+        ge=1,
+        description="lease of a claimed row, renewed every third of it while its worker lives: "
+        "the rows of a worker that died are claimed again after at most this long",
+    )
+
+
+class RetentionSettings(BaseModel):
+    """What the worker purges, and when (docs/reliability.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="false: nothing is ever purged")
+    interval: float = Field(3600.0, ge=1, description="seconds between two purges of a worker")
+    delivered_days: float = Field(
+        7.0, ge=0, description="days a delivered callback's outbox row (no payload) is kept"
+    )
+    dead_days: float = Field(
+        30.0,
+        ge=0,
+        description="days a given-up callback (with its payload, for `dcihub deliveries --retry`) "
+        "is kept",
+    )
+    transactions_days: float = Field(
+        30.0,
+        ge=1,
+        description="days txn/status answers for a finished transaction after its last change",
+    )
+    batch: int = Field(5000, ge=1, description="rows deleted per statement (short transactions)")
 
 
 class SecuritySettings(BaseModel):
@@ -188,6 +232,7 @@ class Settings(BaseModel):
     )
     limits: LimitSettings = Field(default_factory=LimitSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     operations: OperationsSettings = Field(default_factory=OperationsSettings)
 

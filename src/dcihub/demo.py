@@ -1,5 +1,7 @@
-"""`dcihub demo`: build a synthetic country once into an embedded SQLite store and serve all six
-registries over it, writing `DIR/demo.json` for clients (DESIGN.md, public surface)."""
+"""`dcihub demo`: build a synthetic country once into a store (an embedded SQLite file in the
+data directory, or the PostgreSQL database given with `--store-url`) and serve all six
+registries over it, writing `DIR/demo.json` for clients. A restart on a store that already
+holds the same country generates nothing: its samples and locations are in the store."""
 
 from __future__ import annotations
 
@@ -9,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Settings
-from .population.generator import Country
-from .population.load import ensure_population
+from .population.load import Population, ensure_population
 from .store import Store
 
 DEMO_NODE_ID = "dcihub.demo"
@@ -21,19 +22,19 @@ DEFAULT_SEED = 20260101
 class DemoSetup:
     settings: Settings
     store: Store
-    country: Country
+    country: Population
     built_now: bool
     data_dir: Path
     info: dict[str, Any]
     upgraded: list[str]  # what upgrading an existing demo store did (empty: nothing)
 
 
-def demo_settings(data_dir: Path, host: str, port: int) -> Settings:
+def demo_settings(data_dir: Path, host: str, port: int, store_url: str | None = None) -> Settings:
     # On loopback the operator pages are open (only this machine reaches them); a demo
     # listening on other addresses asks for the operator token like any node.
     access = "open" if _is_loopback(host) else "token"
     return Settings(
-        store_url=f"sqlite:///{(data_dir / 'demo.db').resolve()}",
+        store_url=store_url or f"sqlite:///{(data_dir / 'demo.db').resolve()}",
         store_auto_upgrade=True,  # the demo owns its store: upgraded in place, never rebuilt
         node_id=DEMO_NODE_ID,
         base_url=f"http://{host}:{port}",
@@ -60,9 +61,10 @@ def prepare_demo(
     people: int,
     seed: int = DEFAULT_SEED,
     progress: Any = None,
+    store_url: str | None = None,
 ) -> DemoSetup:
     data_dir.mkdir(parents=True, exist_ok=True)
-    settings = demo_settings(data_dir, host, port)
+    settings = demo_settings(data_dir, host, port, store_url)
     store = Store(settings.store_url)
     report = store.upgrade()  # the demo owns its store: upgraded in place, never rebuilt
     upgraded = report.done if report.before.state != "empty" else []
@@ -142,7 +144,7 @@ def ensure_demo_partner(settings: Settings, data_dir: Path) -> dict[str, Any]:
     return {**credentials, "partner_jwk": str(jwk_path.resolve())}
 
 
-def demo_info(settings: Settings, country: Country) -> dict[str, Any]:
+def demo_info(settings: Settings, country: Population) -> dict[str, Any]:
     base = settings.base_url.rstrip("/")
     return {
         "base_url": base,

@@ -48,10 +48,10 @@ def build(w: World) -> list[Record]:
     for i in range(w.n):
         year = w.births[i][:4]
         brn_seq[year] = brn_seq.get(year, 0) + 1
-        ids = [ident("UIN", w.uin[i]), ident("BRN", f"BRN-{year}-{brn_seq[year]:06d}")]
+        ids = [ident("UIN", w.uin[i]), ident("BRN", f"BRN-{year}-{w.serial(brn_seq[year]):06d}")]
         rec: Record = {
             "@type": "CRVSPerson",
-            "@id": f"crvs:person:{i + 1:07d}",
+            "@id": f"crvs:person:{w.serial(i + 1):07d}",
             "identifier": ids,
             "name": w.name(i),
             "sex": SEX_CODES[w.sex[i]],
@@ -63,7 +63,7 @@ def build(w: World) -> list[Record]:
             death = w.death[i]
             dyear = iso(death)[:4]
             drn_seq[dyear] = drn_seq.get(dyear, 0) + 1
-            ids.append(ident("DRN", f"DRN-{dyear}-{drn_seq[dyear]:06d}"))
+            ids.append(ident("DRN", f"DRN-{dyear}-{w.serial(drn_seq[dyear]):06d}"))
             rec["death_date"] = iso(death)
             rec["death_place"] = place(w.home[i])
             events.append(min(death + rng.randrange(0, 14), w.today - 1))

@@ -96,7 +96,7 @@ def _pwd(w: World, known: Disabilities, i: int, age: int, rng: random.Random) ->
         for d in details
     ]
     known.info[i] = (status, info)
-    known.pwdn[i] = f"PWD-{len(known.pwdn) + 1:07d}"
+    known.pwdn[i] = f"PWD-{w.serial(len(known.pwdn) + 1):07d}"
     reg = between(rng, max(w.birth[i] + 30, w.digital_since), w.today)
     known.registered[i] = reg
     member = w.member_core(i, [ident("PWDN", known.pwdn[i])])

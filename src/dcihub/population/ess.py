@@ -204,7 +204,7 @@ class _Builder:
         employed = self._situation(sr, age, dead)
         if employed is None:
             return None
-        self.jobs.essrn[i] = f"ESS-{len(self.jobs.essrn) + 1:07d}"
+        self.jobs.essrn[i] = f"ESS-{self.w.serial(len(self.jobs.essrn) + 1):07d}"
         self.jobs.employed[i] = employed
         if employed:
             status = sr if sr in EMPLOYED_CODES else "4"

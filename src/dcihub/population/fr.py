@@ -65,7 +65,7 @@ def build(w: World) -> list[Record]:
 
 def _farmer(w: World, known: Farmers, i: int, seen: Surveyed, rng: random.Random) -> Record:
     hh = seen.household
-    known.frn[i] = f"FRN-{len(known.frn) + 1:07d}"
+    known.frn[i] = f"FRN-{w.serial(len(known.frn) + 1):07d}"
     reg = between(rng, max(add_years(w.birth[i], 18), w.digital_since), w.today)
     known.registered[i] = reg
     farms = [_farm(hh.district, reg, rng) for _ in range(1 if rng.random() < 0.85 else 2)]

@@ -111,7 +111,7 @@ def survey(w: World) -> None:
         if rng.random() < chance:
             seen.registered = rng.randrange(w.digital_since + 700, w.today - 30)
             registered += 1
-            seen.hhid = f"HH-{registered:07d}"
+            seen.hhid = f"HH-{w.serial(registered):07d}"
     w.publish(Households(found))
 
 

@@ -1,12 +1,13 @@
 """The world of the synthetic country: its people, their lives, families and households.
 
-`build_world(people, seed, as_of)` draws everything the registries have in common -- who was
-born when, who died, who married whom, parents, names, home districts, households and UINs --
-and nothing that belongs to one registry. The registry builders (one module per registry,
+`build_world(people, seed, as_of, block=, offset=)` draws everything the registries have in
+common -- who was born when, who died, who married whom, parents, names, home districts,
+households and UINs -- for one block of the country (a community of at most 10,000 people,
+see `generator.py`), and nothing that belongs to one registry. The registry builders (one module per registry,
 named by each registry profile's `builder`) turn it into records; `generator.py` runs them.
 
-Everything is drawn from `random.Random` instances seeded from `seed` (one stream per stage:
-`World.rng(stage)`, so changing one stage does not reshuffle the others) and dated relative to
+Everything is drawn from `random.Random` instances seeded from `seed` and the block (one
+stream per stage: `World.rng(stage)`, so changing one stage does not reshuffle the others) and dated relative to
 `as_of`; the clock and the global random module are never used, so the same arguments give
 byte-identical data. All work is O(1) per person apart from bucketing, so it scales linearly.
 
@@ -36,8 +37,9 @@ byte-identical data. All work is O(1) per person apart from bucketing, so it sca
   in with a married child; everybody else lives alone. A household lives in the head's home
   district. 55 % of the people who died in the last year are still listed with their
   household (`stale`) unless nobody alive is left in it.
-* UINs: ten digits (the last a Luhn check digit), a permutation of the person index, so no
-  two people share one and neighbours in the data are not neighbours in number.
+* UINs: ten digits (the last a Luhn check digit), a permutation of the country-wide person
+  index, so no two people share one and neighbours in the data are not neighbours in number.
+  Register numbers (BRN, DRN, MRN, HHID, ...) are numbered country-wide with `World.serial`.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from __future__ import annotations
 import math
 import random
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import date
 from functools import cache
 from itertools import accumulate
@@ -245,9 +247,13 @@ class World:
     class with `fact`).
     """
 
-    def __init__(self, people: int, seed: int, as_of: date) -> None:
+    def __init__(
+        self, people: int, seed: int, as_of: date, *, block: int = 0, offset: int = 0
+    ) -> None:
         self.n = people
         self.seed = seed
+        self.block = block  # which block of the country this world is (0: the first)
+        self.offset = offset  # the country-wide index of this block's first person
         self.today = as_of.toordinal()
         self.digital_since = add_years(self.today, -DIGITAL_YEARS)
         n = people
@@ -277,7 +283,17 @@ class World:
         self._facts: dict[type, object] = {}
 
     def rng(self, stage: str) -> random.Random:
+        """The random stream of one stage of this block (block 0 keeps the stream names of a
+        one-block country, so a small country is the first block of a larger one)."""
+        if self.block:
+            return random.Random(f"{self.seed}:{stage}:{self.block}")
         return random.Random(f"{self.seed}:{stage}")
+
+    def serial(self, n: int) -> int:
+        """The country-wide serial number of the `n`-th thing (from 1) this block numbers in
+        one series (a register number, an HHID): blocks never number more things of a series
+        than they have people, so `offset + n` is unique across blocks."""
+        return self.offset + n
 
     def alive(self, i: int) -> bool:
         return self.death[i] >= self.today
@@ -395,10 +411,10 @@ def _marry(w: World) -> None:
         w.marital[i] = _marital_status(w, i)
 
 
-def _mrn(day: int, counters: dict[int, int]) -> str:
+def _mrn(w: World, day: int, counters: dict[int, int]) -> str:
     year = date.fromordinal(day).year
     counters[year] = counters.get(year, 0) + 1
-    return f"MRN-{year}-{counters[year]:06d}"
+    return f"MRN-{year}-{w.serial(counters[year]):06d}"
 
 
 def _wed(
@@ -413,7 +429,7 @@ def _wed(
     end = min(w.death[man], w.death[woman], w.today)
     if day >= end:
         return
-    mrn = _mrn(day, counters)
+    mrn = _mrn(w, day, counters)
     head = woman if rng.random() < 0.1 else man
     for a, b in ((man, woman), (woman, man)):
         w.spouse[a], w.marriage[a], w.mrn[a], w.head_of_couple[a] = b, day, mrn, head
@@ -429,7 +445,7 @@ def _wed_outside(
     """An elderly person whose spouse died before the records went digital."""
     if proposal < w.digital_since and w.age(i) >= 60 and rng.random() < 0.6:
         w.marriage[i] = proposal
-        w.mrn[i] = _mrn(proposal, counters)
+        w.mrn[i] = _mrn(w, proposal, counters)
 
 
 def _marital_status(w: World, i: int) -> str:
@@ -659,11 +675,12 @@ _UIN_STEP = 854_435_761  # coprime with 9 * 10**8: i -> (a*i + b) mod m is a per
 _UIN_SPAN = 900_000_000
 
 
-def build_world(people: int, seed: int, as_of: date) -> World:
-    """Draw the people of the country (deterministic in `people`, `seed` and `as_of`)."""
+def build_world(people: int, seed: int, as_of: date, *, block: int = 0, offset: int = 0) -> World:
+    """Draw the people of one block of the country (deterministic in `people`, `seed`,
+    `as_of`, `block` and `offset`; a one-block country is `block=0, offset=0`)."""
     if people < 1:
         raise ValueError("people must be positive")
-    w = World(people, seed, as_of)
+    w = World(people, seed, as_of, block=block, offset=offset)
     _draw_lives(w)
     _marry(w)
     _link_parents(w)
@@ -673,16 +690,17 @@ def build_world(people: int, seed: int, as_of: date) -> World:
     w.household_of = {hh.head: hh for hh in w.households}
     b = random.Random(f"{seed}:uin").randrange(_UIN_SPAN)
     for i in range(people):
-        base = str(100_000_000 + (_UIN_STEP * i + b) % _UIN_SPAN)
+        base = str(100_000_000 + (_UIN_STEP * (offset + i) + b) % _UIN_SPAN)
         w.uin[i] = base + luhn_digit(base)
     w.births = [iso(day) for day in w.birth]
     return w
 
 
-def birthplaces(w: World) -> list[dict[str, str | None]]:
-    """Regions and their districts where people of the country were born (sorted by name)."""
+def birthplaces(districts: Iterable[int]) -> list[dict[str, str | None]]:
+    """Regions and their districts (by index in `DISTRICTS`) where people of the country were
+    born, sorted by name."""
     regions: dict[str, set[str]] = {}
-    for district in set(w.birthplace):
+    for district in set(districts):
         name, region = DISTRICTS[district]
         regions.setdefault(N.REGIONS[region][0], set()).add(name)
     places: list[dict[str, str | None]] = []

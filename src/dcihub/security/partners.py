@@ -17,6 +17,8 @@ partners:
     fields: {crvs: [identifier, name.given_name, birth_date]}   # absent registry = all
     query_fields: {crvs: [identifier, birth_date]}   # filter/sort on; absent registry = fields
     max_reply_records: 2000                  # absent: the node's limits.max_reply_records
+    requests_per_second: 20                  # absent: limits.partner_requests_per_second
+    requests_per_day: 500000                 # absent: limits.partner_requests_per_day
     encrypt_replies: true
     token_url: https://spmis.example.org/oauth2/client/token
     callback_client_id: registry
@@ -88,6 +90,9 @@ class Partner:
     max_reply_bytes: int | None = None  # None: the node's limits.max_reply_bytes
     # its envelope signatures are checked by a gateway in front of us, not here (explicit only)
     signature_verified_by_gateway: bool = False
+    # rate limits of its DCI requests; None: the node's limits.partner_requests_per_*
+    requests_per_second: float | None = None
+    requests_per_day: int | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -132,6 +137,16 @@ class Partner:
                 isinstance(value, bool) or not isinstance(value, int) or value < 1
             ):
                 raise PartnerConfigError(f"{where}: {name} must be a positive whole number")
+        rate = self.requests_per_second
+        if rate is not None and (
+            isinstance(rate, bool) or not isinstance(rate, int | float) or not rate > 0
+        ):
+            raise PartnerConfigError(f"{where}: requests_per_second must be a positive number")
+        daily = self.requests_per_day
+        if daily is not None and (
+            isinstance(daily, bool) or not isinstance(daily, int) or daily < 1
+        ):
+            raise PartnerConfigError(f"{where}: requests_per_day must be a positive whole number")
         if not isinstance(self.signature_verified_by_gateway, bool):
             raise PartnerConfigError(
                 f"{where}: signature_verified_by_gateway must be true or false (a YAML "

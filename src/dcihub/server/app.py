@@ -33,6 +33,7 @@ from .node import RegistryNode, endpoints_for
 from .openapi import build_openapi
 from .operator import OperatorAccess
 from .pipeline import EndpointSpec, Guard, Pipeline, json_response, new_correlation_id
+from .ratelimit import RateLimiter
 from .worker import CallbackSender, Worker
 
 log = logging.getLogger("dcihub.app")
@@ -101,6 +102,7 @@ def create_app(
         settings.limits.max_body_bytes,
         metrics.observe,
         read_timeout=settings.limits.read_timeout,
+        limiter=RateLimiter(settings.limits, store, node.committer),
     )
     worker = Worker(node, sender, client)
     if partner_for is not None:

@@ -23,8 +23,9 @@ from typing import Any
 from sqlalchemy import Connection
 
 from ..store import Store
-from ..store.access import Begin
+from ..store.access import Begin, unavailable
 from ..store.audit import AuditEntry
+from ..store.replay import DuplicateMessage
 from ..store.transactions import NewTxn
 
 log = logging.getLogger("dcihub.committer")
@@ -55,8 +56,11 @@ class _Entry:
 
 
 class GroupCommitter:
-    def __init__(self, store: Store, max_batch: int = 256) -> None:
+    def __init__(
+        self, store: Store, max_batch: int = 256, replay_window: float | None = None
+    ) -> None:
         self.store = store
+        self.replay_window = replay_window  # message ids older than this may be reused
         self.max_batch = max_batch
         self._pending: list[_Entry] = []
         self._wake: asyncio.Event | None = None
@@ -123,9 +127,13 @@ class GroupCommitter:
             with begin() as conn:
                 self._apply(conn, [e.writes for e in batch])
             return [None] * len(batch)
+        except DuplicateMessage as exc:
+            if len(batch) == 1:
+                log.info("%s", exc)
+                return [exc]
         except Exception as exc:
             if len(batch) == 1:
-                log.exception("write failed")
+                _log_failure(exc)
                 return [exc]
         # One request's writes spoiled the group: commit them one by one so the others land.
         out: list[Exception | None] = []
@@ -134,12 +142,20 @@ class GroupCommitter:
                 with begin() as conn:
                     self._apply(conn, [entry.writes])
                 out.append(None)
+            except DuplicateMessage as exc:  # another process committed this message first
+                log.info("%s", exc)
+                out.append(exc)
             except Exception as exc:  # reported to that request only
-                log.exception("write failed")
+                _log_failure(exc)
                 out.append(exc)
         return out
 
     def _apply(self, conn: Connection, groups: list[RequestWrites]) -> None:
+        # The message ids first: a message another process committed meanwhile fails here,
+        # before any of its work is written (and the whole group is rolled back).
+        seen = [row for g in groups for row in g.seen]
+        if seen:
+            self.store.replay.remember_many(conn, seen, self.replay_window)
         txns = [t for g in groups for t in g.txns]
         if txns:
             pks = self.store.txns.create_many(conn, [txn for txn, _ in txns])
@@ -148,9 +164,13 @@ class GroupCommitter:
                     after(conn, pk)
         for group in groups:
             group.results = [write(conn) for write in group.writes]
-        seen = [row for g in groups for row in g.seen]
-        if seen:
-            self.store.replay.remember_many(conn, seen)
         audit = [entry for g in groups for entry in g.audit]
         if audit:
             self.store.audit.append_many(conn, audit)
+
+
+def _log_failure(exc: Exception) -> None:
+    if unavailable(exc):  # the database is away: one line, not a traceback per request
+        log.warning("write failed, store unavailable: %s", type(exc).__name__)
+    else:
+        log.exception("write failed")

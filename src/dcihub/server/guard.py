@@ -284,6 +284,17 @@ class SecurityGuard(Guard):
         self.inflight[key] = id(inbound)
         return None
 
+    async def original_reply(self, inbound: Inbound) -> tuple[int, bytes] | None:
+        key = (inbound.sender_id, inbound.header.message_id)
+        window = self.security.options.replay_window
+        found = await self.store.access.read(self._find, key, window, light=True)
+        if found is None:
+            return None
+        status, body, digest = found
+        if digest != inbound.request_digest or not body:
+            return None
+        return status, body
+
     def _find(
         self, reader: Reader, key: tuple[str, str], window: float
     ) -> tuple[int, bytes, str | None] | None:

@@ -101,7 +101,10 @@ class RegistryNode:
         self.limits = settings.limits.search_limits()
         self.search = SearchService(store, self.limits, settings.limits.max_batch_items)
         self.access = store.access
-        self.committer = GroupCommitter(store)
+        self.committer = GroupCommitter(
+            store,
+            replay_window=settings.security.replay_window if settings.security.enabled else None,
+        )
         self.wakeup: Callable[[], None] = lambda: None
         self.shape: Shape | None = None
         # partner, registry -> (fields it may receive, fields it may query); None: all
@@ -397,7 +400,7 @@ class RegistryNode:
         items = [o.item_row(now) for o in outcomes]
 
         def write(conn: Any) -> None:
-            current = self.store.txns.get(conn, txn.pk)
+            current = self.store.txns.get(conn, txn.pk, lock=True)  # processed exactly once
             if current is None or current.status != RequestStatus.RECEIVED:
                 return
             self.store.txns.finish(conn, txn.pk, RequestStatus.SUCCESS, completed(outcomes), items)

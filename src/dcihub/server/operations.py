@@ -17,6 +17,7 @@ from starlette.responses import HTMLResponse, Response
 
 from .. import __version__
 from ..store.access import Reader
+from ..store.outbox import DONE, DONE_COUNT_CAP
 from .node import RegistryNode, endpoints_for
 
 LOCATIONS_KEY = "population.locations"
@@ -127,7 +128,13 @@ def render_console(
             f"<small>id {esc(settings.registry_id(name))}</small></td>"
             f"<td>{records}</td><td><small>{paths}</small></td></tr>"
         )
-    queue = ", ".join(f"{esc(k)}: {v:,}" for k, v in sorted(outbox.items())) or "empty"
+    queue = (
+        ", ".join(
+            f"{esc(k)}: {v:,}{'+' if k == DONE and v >= DONE_COUNT_CAP else ''}"
+            for k, v in sorted(outbox.items())
+        )
+        or "empty"
+    )
     security = (
         "tokens, signatures, replay protection and audit trail on"
         if settings.security.enabled

@@ -41,7 +41,9 @@ from ..standard.envelope import (
 )
 from ..standard.errors import DCIError, MessageRejected
 from ..standard.profiles.base import RegistryProfile
+from ..store.access import unavailable
 from ..store.audit import AuditEntry
+from ..store.replay import DuplicateMessage
 from .committer import GroupCommitter, RequestWrites
 
 log = logging.getLogger("dcihub.pipeline")
@@ -148,6 +150,11 @@ class Guard:
         return None
 
     async def replayed(self, inbound: Inbound) -> tuple[int, bytes] | None:
+        return None
+
+    async def original_reply(self, inbound: Inbound) -> tuple[int, bytes] | None:
+        """After losing the race for its message id to another process: the reply that
+        process gave, if it answered this very request and its copy is kept."""
         return None
 
     def outbound(self, inbound: Inbound, reply: Reply) -> dict[str, Any]:
@@ -352,7 +359,9 @@ class Pipeline:
         max_body_bytes: int,
         on_done: Callable[[EndpointSpec, int, float], None] | None = None,
         read_timeout: float = 30.0,
+        limiter: Any = None,
     ) -> None:
+        self.limiter = limiter  # a ratelimit.RateLimiter: `await admit(partner)`
         self.guard = guard
         self.committer = committer
         self.max_body_bytes = max_body_bytes
@@ -372,6 +381,8 @@ class Pipeline:
         remember = False
         try:
             caller = await guard.authenticate(request, endpoint)
+            if caller is not None and self.limiter is not None:
+                await self.limiter.admit(caller.partner)
             check_content_type(request)
             try:
                 with anyio.fail_after(self.read_timeout):
@@ -429,14 +440,23 @@ class Pipeline:
                         body_out = guard.outbound(inbound, reply)
                     except Exception:  # the rejection still goes out, unsigned
                         log.exception("could not sign a rejection envelope")
-        except Exception:  # a defect, not the caller's fault: log it, answer without details
-            log.exception("unexpected error on %s", endpoint.url_path)
-            error = DCIError(
-                ErrorCode.SERVICE_UNAVAILABLE,
-                "the registry could not process the message; it has been logged",
-                500,
-            )
-            reply = Reply(500, http_error_body(error.code, error.message))
+        except Exception as exc:
+            if unavailable(exc):  # the store is away (restarting, disk full): nothing was done
+                log.warning("store unavailable on %s: %s", endpoint.url_path, type(exc).__name__)
+                error = DCIError(
+                    ErrorCode.SERVICE_UNAVAILABLE,
+                    "the registry's store is unavailable; nothing was done, send it again later",
+                    503,
+                )
+                reply = error_reply(error, correlation_id)
+            else:  # a defect, not the caller's fault: log it, answer without details
+                log.exception("unexpected error on %s", endpoint.url_path)
+                error = DCIError(
+                    ErrorCode.SERVICE_UNAVAILABLE,
+                    "the registry could not process the message; it has been logged",
+                    500,
+                )
+                reply = Reply(500, http_error_body(error.code, error.message))
             body_out = reply.body
             remember = False
         if replay is not None:
@@ -467,8 +487,16 @@ class Pipeline:
             writes.audit.append(entry)
         try:
             await self.committer.commit(writes)
-        except Exception:  # the store refused the writes: nothing of this request persisted
-            log.exception("could not commit the writes of %s", endpoint.url_path)
+        except DuplicateMessage:  # another process committed this message id first
+            assert inbound is not None
+            status, raw, outcome = await self._lost_race(inbound, correlation_id)
+            if entry is not None:
+                await self._audit_alone(entry, endpoint, status, outcome)
+        except Exception as exc:  # the store refused the writes: nothing of this request persisted
+            if unavailable(exc):
+                log.warning("store unavailable, writes of %s not committed", endpoint.url_path)
+            else:
+                log.exception("could not commit the writes of %s", endpoint.url_path)
             status = 503
             raw = orjson.dumps(
                 err_ack(
@@ -484,23 +512,60 @@ class Pipeline:
             guard.release(inbound)
         if self.on_done is not None:
             self.on_done(endpoint, status, time.perf_counter() - started)
-        return Response(raw, status_code=status, media_type=JSON)
+        retry_after = getattr(error, "retry_after", None)
+        headers = {"Retry-After": str(retry_after)} if retry_after and status == 429 else None
+        return Response(raw, status_code=status, media_type=JSON, headers=headers)
 
-    async def _audit_alone(self, entry: AuditEntry, endpoint: EndpointSpec) -> None:
+    async def _lost_race(self, inbound: Inbound, correlation_id: str) -> tuple[int, bytes, str]:
+        """The answer to a message whose id another process committed while this one worked
+        on it (nothing of this request's work was kept): that process's reply if it answered
+        this very request, else 409 as for any reuse of a message id."""
+        original = None
+        try:
+            original = await self.guard.original_reply(inbound)
+        except Exception:
+            log.warning("could not read the reply of a raced message", exc_info=True)
+        if original is not None:
+            return original[0], original[1], "replay"
+        error = DCIError(
+            ErrorCode.REQUEST_BAD,
+            f"message_id '{inbound.header.message_id}' was answered already "
+            "(rjct.message_id.duplicate) by another process of this node; send a new message "
+            "with a new message_id",
+            409,
+        )
+        return (
+            409,
+            orjson.dumps(error_reply(error, correlation_id).body),
+            "rjct.message_id.duplicate",
+        )
+
+    async def _audit_alone(
+        self,
+        entry: AuditEntry,
+        endpoint: EndpointSpec,
+        status: int = 503,
+        outcome: str | None = None,
+    ) -> None:
         """The request's writes failed: record its audit row alone, as answered (503, nothing
-        returned), so that no request leaves the trail without a trace (fail closed: if even
-        this fails, the caller has the 503 and nothing was done)."""
+        returned; or the answer of a message raced by another process), so that no request
+        leaves the trail without a trace (fail closed: if even this fails, the caller has the
+        answer and nothing was done)."""
         alone = replace(
             entry,
-            status=503,
-            outcome=f"{ErrorCode.SERVICE_UNAVAILABLE}: its writes failed (verdict before: "
+            status=status,
+            outcome=outcome
+            or f"{ErrorCode.SERVICE_UNAVAILABLE}: its writes failed (verdict before: "
             f"{entry.outcome})",
             records=[],
         )
         try:
             await self.committer.commit(RequestWrites(audit=[alone]))
-        except Exception:
-            log.exception("could not record the audit row of %s alone", endpoint.url_path)
+        except Exception as exc:
+            if unavailable(exc):
+                log.warning("store unavailable, audit row of %s not recorded", endpoint.url_path)
+            else:
+                log.exception("could not record the audit row of %s alone", endpoint.url_path)
 
     @staticmethod
     def _parse_header(raw: dict[str, Any], endpoint: EndpointSpec) -> MsgHeader | MsgCallbackHeader:

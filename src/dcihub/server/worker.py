@@ -19,7 +19,9 @@ of workers may share one PostgreSQL (rows are claimed with SKIP LOCKED and a lea
 from __future__ import annotations
 
 import logging
+import os
 import random
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -33,6 +35,7 @@ from anyio.abc import TaskGroup
 
 from ..config import DeliverySettings
 from ..security.partners import Partner
+from ..store.access import unavailable
 from ..store.audit import AuditEntry
 from ..store.outbox import OutboxRow, work_key
 from ..store.subscriptions import NOTIFY_KEY
@@ -101,32 +104,77 @@ class Worker:
         self.background: list[Any] = []
         self._working = 0  # rows being worked on by this worker
         self._busy: dict[str, int] = {}  # work key (callback target, partner) -> rows
+        # who holds a claimed row (`outbox.claimed_by`): unique per worker, and readable
+        self.id = f"{socket.gethostname()[:40]}:{os.getpid()}:{random.getrandbits(32):08x}"
+        self.renewed_at: float | None = None  # the last heartbeat that reached the store
 
     def wake(self) -> None:
         self._wake.set()
 
     async def run(self) -> None:
         """Run until cancelled (with the background tasks of a standalone worker)."""
-        if self.settings.lease_seconds <= self.settings.timeout:
-            log.warning(
-                "delivery.lease_seconds (%s) should be longer than delivery.timeout (%s): a "
-                "row whose delivery takes longer than its lease is claimed again",
-                self.settings.lease_seconds,
-                self.settings.timeout,
-            )
         async with anyio.create_task_group() as tasks:
             for task in self.background:
                 tasks.start_soon(task)
+            tasks.start_soon(self._heartbeat)
+            tasks.start_soon(self._retention)
             await self._loop()
             tasks.cancel_scope.cancel()
+
+    async def heartbeat(self) -> int:
+        """Renew the lease of every row this worker holds; returns how many it holds."""
+        lease = self.settings.lease_seconds
+        held = await self._write(lambda conn: self.store.outbox.renew(conn, self.id, lease))
+        self.renewed_at = time.time()
+        return int(held)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await anyio.sleep(self.settings.lease_seconds / 3)
+            if not self._working:
+                continue
+            try:
+                await self.heartbeat()
+            except Exception as exc:  # the store is away: the rows may be claimed again
+                log.warning(
+                    "could not renew the leases of worker %s: %s",
+                    self.id,
+                    type(exc).__name__,
+                    exc_info=not unavailable(exc),
+                )
+
+    async def _retention(self) -> None:
+        retention = self.node.settings.retention
+        if not retention.enabled:
+            return
+        from ..store.retention import purge
+
+        await anyio.sleep(random.uniform(0, min(retention.interval, 60.0)))
+        while True:
+            more = False
+            try:
+                done = await self._write(lambda conn: purge(self.store, conn, retention))
+                more = done.full
+                if done.total:
+                    log.info("retention purge: %s", done.summary())
+            except Exception as exc:
+                log.warning(
+                    "retention purge failed (%s); tried again later",
+                    type(exc).__name__,
+                    exc_info=not unavailable(exc),
+                )
+            await anyio.sleep(0.05 if more else retention.interval)
 
     async def _loop(self) -> None:
         async with anyio.create_task_group() as tasks:
             while True:
                 try:
                     started = await self._dispatch(tasks)
-                except Exception:  # keep the worker alive; the rows will be claimed again
-                    log.exception("worker cycle failed")
+                except Exception as exc:  # keep the worker alive; the rows will be claimed again
+                    if unavailable(exc):  # the store is away: one line, try again later
+                        log.warning("worker cycle: store unavailable (%s)", type(exc).__name__)
+                    else:
+                        log.exception("worker cycle failed")
                     started = 0
                 if started:
                     continue
@@ -146,7 +194,9 @@ class Worker:
             dict(self._busy),
         )
         rows = await self._write(
-            lambda conn: self.store.outbox.claim_on(conn, free, lease, per_key=per_key, busy=busy)
+            lambda conn: self.store.outbox.claim_on(
+                conn, free, lease, per_key=per_key, busy=busy, owner=self.id
+            )
         )
         for row in rows:
             key = work_key(row.kind, row.target_url, row.sender_id)
@@ -163,8 +213,11 @@ class Worker:
                 await self._batch(row)
             else:
                 await self._deliver(row)
-        except Exception:  # its lease runs out and it is claimed again
-            log.exception("outbox row %s failed", row.pk)
+        except Exception as exc:  # its lease runs out and it is claimed again
+            if unavailable(exc):
+                log.warning("outbox row %s: store unavailable (%s)", row.pk, type(exc).__name__)
+            else:
+                log.exception("outbox row %s failed", row.pk)
         finally:
             self._working -= 1
             left = self._busy.get(key, 1) - 1
@@ -196,9 +249,10 @@ class Worker:
         sub_pk = row.txn_pk
 
         def run(conn: Any) -> None:
+            if not self.store.outbox.complete(conn, row.pk, self.id):
+                return  # another worker holds the row now: it runs the batch
             if sub_pk is not None:
                 self.store.subscriptions.run_batch(conn, sub_pk)
-            self.store.outbox.complete(conn, row.pk)
 
         try:
             await self._write(run)
@@ -215,7 +269,10 @@ class Worker:
             if write is not None:
                 await self._write(write)
         except Exception as exc:
-            log.exception("async work %s failed", row.pk)
+            if unavailable(exc):
+                log.warning("async work %s: store unavailable (%s)", row.pk, type(exc).__name__)
+            else:
+                log.exception("async work %s failed", row.pk)
             await self._failed(row, f"processing failed: {exc}", permanent=False)
             return
         await self._complete(row)
@@ -323,7 +380,7 @@ class Worker:
 
     async def _complete(self, row: OutboxRow, facts: AuditEntry | None = None) -> None:
         def done(conn: Any) -> None:
-            self.store.outbox.complete(conn, row.pk)
+            self.store.outbox.complete(conn, row.pk, self.id)
             self._audit(conn, facts, "delivered")
 
         await self._write(done)
@@ -336,9 +393,9 @@ class Worker:
 
         def record(conn: Any) -> None:
             if give_up:
-                self.store.outbox.give_up(conn, row.pk, error)
+                self.store.outbox.give_up(conn, row.pk, error, self.id)
             else:
-                self.store.outbox.retry(conn, row.pk, error, delay)
+                self.store.outbox.retry(conn, row.pk, error, delay, self.id)
             # the receiver's text in `error` is cut to the trail's bound (store/audit.py)
             self._audit(conn, facts, f"{'gave up' if give_up else 'will retry'}: {error}")
 

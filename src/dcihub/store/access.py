@@ -17,6 +17,7 @@ anyio's default threads, so that they never queue behind heavy ones.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 from anyio import CapacityLimiter
 from sqlalchemy import Connection
+from sqlalchemy import exc as sa_exc
 
 if TYPE_CHECKING:
     from .database import Store
@@ -32,6 +34,27 @@ T = TypeVar("T")
 Begin = Callable[[], AbstractContextManager[Connection]]
 
 HEAVY_THREADS = 16
+# what SQLite says when its file cannot be used for now (full, locked, I/O error, read-only)
+SQLITE_UNAVAILABLE = ("full", "locked", "busy", "i/o", "unable to open", "readonly", "read-only")
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether an error means the store cannot be used right now — the database is down or
+    restarting, the connection was lost, the pool is exhausted, the disk is full, the file is
+    locked — rather than a defect: the request is answered `err.service.unavailable` (503)."""
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, sa_exc.OperationalError) and isinstance(exc.orig, sqlite3.Error):
+        # SQLite reports a missing table as an OperationalError too: that is a defect
+        text = str(exc.orig).lower()
+        return any(mark in text for mark in SQLITE_UNAVAILABLE)
+    return isinstance(
+        exc,
+        sa_exc.OperationalError
+        | sa_exc.InterfaceError
+        | sa_exc.DisconnectionError
+        | sa_exc.TimeoutError,
+    )
 
 
 class Reader:

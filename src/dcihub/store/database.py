@@ -23,6 +23,7 @@ from .replay import ReplayStore
 from .schema import build_schema
 from .subscriptions import Subscriptions
 from .transactions import TxnStore
+from .usage import PartnerUsage
 
 if TYPE_CHECKING:
     from .migrate import StoreStatus, UpgradeReport
@@ -76,6 +77,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         url = str(parsed.set(drivername="postgresql+psycopg"))
+    if "connect_timeout" not in parsed.query:  # a database that is away: fail fast, never hang
+        connect_args = dict(kwargs.pop("connect_args", {}))
+        connect_args.setdefault("connect_timeout", 5)
+        kwargs["connect_args"] = connect_args
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, **kwargs)
 
 
@@ -102,6 +107,7 @@ class Store:
         self.outbox = Outbox(self.schema.ops)
         self.audit = AuditLog(self.schema.ops)
         self.replay = ReplayStore(self.schema.ops)
+        self.usage = PartnerUsage(self.schema.ops)
         self.subscriptions = Subscriptions(self.schema.ops, self.records, self.outbox)
         self.records.subscriptions = self.subscriptions
         self._loop_dbapi: Any = None

@@ -1,8 +1,13 @@
 """The durable outbox: work to do and callbacks to deliver, written in the same database
 transaction as the state change that causes them.
 
-Rows are claimed with a lease (`inflight` until `locked_until`): a worker that dies mid-job
-leaves its rows to be claimed again when the lease runs out. On PostgreSQL the claim uses
+Rows are claimed with a short lease (`inflight` until `locked_until`, by `claimed_by`, the
+claiming worker's id). A live worker renews the leases of all the rows it holds, in one
+statement, every third of a lease (`renew`): that is its heartbeat. A worker that dies leaves
+its rows to be claimed again by any other worker as soon as their lease runs out — seconds, not
+the length of the longest job. The outcome of a row (`complete`, `retry`, `give_up`) is written
+only by the worker that holds it, so a worker that lost its lease (a long pause, a network
+partition) cannot overwrite what the row's new holder did. On PostgreSQL the claim uses
 `FOR UPDATE SKIP LOCKED`, so many workers on many hosts share one queue; on SQLite the claim is
 one atomic UPDATE.
 
@@ -36,6 +41,7 @@ from .schema import OperationalTables
 
 PENDING, INFLIGHT, DONE, DEAD = "pending", "inflight", "done", "dead"
 FAILED = "failed"  # not a stored status: a pending row that has been tried (last_error set)
+DONE_COUNT_CAP = 10_000  # `counts` counts delivered rows up to this many
 
 
 # Connection.info flag: this transaction queued outbox rows (callbacks, notifications); the
@@ -127,10 +133,11 @@ class Outbox:
         limit: int = 20,
         lease: float = 60.0,
         kinds: tuple[str, ...] = ("process", "deliver", "batch"),
+        owner: str | None = None,
     ) -> list[OutboxRow]:
         """Claim due rows in a transaction of their own."""
         with engine.begin() as conn:
-            return self.claim_on(conn, limit, lease, kinds)
+            return self.claim_on(conn, limit, lease, kinds, owner=owner)
 
     def claim_on(
         self,
@@ -140,6 +147,7 @@ class Outbox:
         kinds: tuple[str, ...] = ("process", "deliver", "batch"),
         per_key: int | None = None,
         busy: Mapping[str, int] | None = None,
+        owner: str | None = None,
     ) -> list[OutboxRow]:
         """Claim due rows inside the caller's transaction (e.g. a group commit).
 
@@ -178,7 +186,11 @@ class Outbox:
             update(t)
             .where(where)
             .values(
-                status=INFLIGHT, locked_until=now + lease, updated_at=now, attempts=t.c.attempts + 1
+                status=INFLIGHT,
+                locked_until=now + lease,
+                claimed_by=owner,
+                updated_at=now,
+                attempts=t.c.attempts + 1,
             )
             .returning(
                 t.c.pk,
@@ -235,10 +247,30 @@ class Outbox:
             ),
         )
 
-    def complete(self, conn: Connection, pk: int) -> None:
-        conn.execute(
+    def renew(self, conn: Connection, owner: str, lease: float) -> int:
+        """The heartbeat of a worker: extend the lease of every row `owner` holds (one
+        statement, over the few `inflight` rows); returns how many it holds."""
+        t = self.t
+        now = time.time()
+        result = conn.execute(
+            update(t)
+            .where(t.c.status == INFLIGHT, t.c.claimed_by == owner)
+            .values(locked_until=now + lease)
+        )
+        return result.rowcount or 0
+
+    def _held(self, pk: int, owner: str | None) -> ColumnElement[bool]:
+        """The row, if `owner` (when given) still holds it."""
+        t = self.t
+        if owner is None:
+            return t.c.pk == pk
+        return and_(t.c.pk == pk, t.c.status == INFLIGHT, t.c.claimed_by == owner)
+
+    def complete(self, conn: Connection, pk: int, owner: str | None = None) -> bool:
+        """Done (False: `owner` no longer holds the row; nothing is written)."""
+        result = conn.execute(
             update(self.t)
-            .where(self.t.c.pk == pk)
+            .where(self._held(pk, owner))
             .values(
                 status=DONE,
                 locked_until=None,
@@ -247,12 +279,15 @@ class Outbox:
                 payload=None,
             )
         )  # delivered: do not keep personal data in the queue
+        return bool(result.rowcount)
 
-    def retry(self, conn: Connection, pk: int, error: str, delay: float) -> None:
+    def retry(
+        self, conn: Connection, pk: int, error: str, delay: float, owner: str | None = None
+    ) -> bool:
         now = time.time()
-        conn.execute(
+        result = conn.execute(
             update(self.t)
-            .where(self.t.c.pk == pk)
+            .where(self._held(pk, owner))
             .values(
                 status=PENDING,
                 locked_until=None,
@@ -261,13 +296,15 @@ class Outbox:
                 updated_at=now,
             )
         )
+        return bool(result.rowcount)
 
-    def give_up(self, conn: Connection, pk: int, error: str) -> None:
-        conn.execute(
+    def give_up(self, conn: Connection, pk: int, error: str, owner: str | None = None) -> bool:
+        result = conn.execute(
             update(self.t)
-            .where(self.t.c.pk == pk)
+            .where(self._held(pk, owner))
             .values(status=DEAD, locked_until=None, last_error=error[:2000], updated_at=time.time())
         )
+        return bool(result.rowcount)
 
     def next_due(self, conn: Connection) -> float | None:
         t = self.t
@@ -276,9 +313,27 @@ class Outbox:
         ).scalar_one_or_none()
 
     def counts(self, conn: Connection) -> dict[str, int]:
+        """Rows per status, cheap at any queue size: the rows still to do and the dead ones
+        exactly (a range of the status index each), the delivered ones up to
+        `DONE_COUNT_CAP` (`DONE_COUNT_CAP` means "at least that many"; retention keeps them
+        few)."""
         t = self.t
-        rows = conn.execute(select(t.c.status, func.count()).group_by(t.c.status)).all()
-        return {status: n for status, n in rows}
+        out: dict[str, int] = {}
+        for status in (PENDING, INFLIGHT, DEAD):
+            n = conn.execute(select(func.count()).where(t.c.status == status)).scalar_one()
+            if n:
+                out[status] = n
+        capped = (  # in the order of ix_outbox_status_updated: read off the index, never a scan
+            select(t.c.updated_at)
+            .where(t.c.status == DONE)
+            .order_by(t.c.status, t.c.updated_at)
+            .limit(DONE_COUNT_CAP)
+            .subquery()
+        )
+        done = conn.execute(select(func.count()).select_from(capped)).scalar_one()
+        if done:
+            out[DONE] = done
+        return out
 
     def rows(self, conn: Connection, status: str | None = None) -> list[dict[str, Any]]:
         query = select(self.t).order_by(self.t.c.pk)

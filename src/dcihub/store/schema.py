@@ -15,7 +15,8 @@ Operational tables: `transactions` and `txn_items` (for txn/status, surviving re
 `outbox` (durable queue of work and callbacks, claimed with SKIP LOCKED on PostgreSQL),
 `seen_messages` (replay protection), `audit_log` (hash-chained trail), and the subscriptions:
 `subscriptions`, `subscription_keys` (the index events are matched by) and `notify_queue`
-(events waiting for a periodic subscription's next run).
+(events waiting for a periodic subscription's next run); `partner_usage` (requests admitted per
+partner and UTC day, for per-day rate limits).
 """
 
 from __future__ import annotations
@@ -130,6 +131,7 @@ class OperationalTables:
     subscriptions: Table
     subscription_keys: Table
     notify_queue: Table
+    partner_usage: Table
 
 
 def operational_tables(metadata: MetaData) -> OperationalTables:
@@ -154,6 +156,7 @@ def operational_tables(metadata: MetaData) -> OperationalTables:
         Column("updated_at", Float, nullable=False),
         UniqueConstraint("correlation_id", name="uq_transactions_correlation"),
         Index("ix_transactions_sender_txn", "registry", "sender_id", "transaction_id"),
+        Index("ix_transactions_updated", "updated_at"),  # retention
     )
     txn_items = Table(
         "txn_items",
@@ -185,10 +188,13 @@ def operational_tables(metadata: MetaData) -> OperationalTables:
         Column("attempts", Integer, nullable=False, default=0),
         Column("next_attempt_at", Float, nullable=False),
         Column("locked_until", Float, nullable=True),
+        Column("claimed_by", String(64), nullable=True),  # the worker holding an inflight row
         Column("last_error", Text, nullable=True),
         Column("created_at", Float, nullable=False),
         Column("updated_at", Float, nullable=False),
         Index("ix_outbox_due", "status", "next_attempt_at"),
+        # retention (done and dead rows by age) and the per-status counts of /status
+        Index("ix_outbox_status_updated", "status", "updated_at"),
     )
     seen_messages = Table(
         "seen_messages",
@@ -276,6 +282,16 @@ def operational_tables(metadata: MetaData) -> OperationalTables:
         Column("created_at", Float, nullable=False),
         Index("ix_notify_queue_sub", "sub_pk", "pk"),
     )
+    partner_usage = Table(
+        "partner_usage",
+        metadata,
+        # requests a partner was admitted on one UTC day (its per-day rate limit, shared by
+        # every API process on the store)
+        Column("sender_id", String(100), nullable=False),
+        Column("day", String(10), nullable=False),  # YYYY-MM-DD, UTC
+        Column("requests", Integer, nullable=False),
+        PrimaryKeyConstraint("sender_id", "day", name="pk_partner_usage"),
+    )
     return OperationalTables(
         transactions,
         txn_items,
@@ -286,6 +302,7 @@ def operational_tables(metadata: MetaData) -> OperationalTables:
         subscriptions,
         subscription_keys,
         notify_queue,
+        partner_usage,
     )
 
 

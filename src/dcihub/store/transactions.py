@@ -18,6 +18,17 @@ from sqlalchemy import Connection, select, update
 from .raw import RawInsert
 from .schema import OperationalTables
 
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(32), 127] if chr(c) not in "\t\n"}
+
+
+def storable(text: str | None, length: int | None = None) -> str | None:
+    """`text` with control characters written as escapes (`\\x00`), cut to `length`."""
+    if text is None:
+        return None
+    if not text.isprintable():
+        text = text.translate(_CONTROL)
+    return text[:length] if length is not None else text
+
 
 @dataclass
 class ItemRow:
@@ -31,15 +42,19 @@ class ItemRow:
     result: dict[str, Any] | None = None
 
     def params(self, txn_pk: int) -> dict[str, Any]:
+        # A rejected item keeps what the caller sent, which may be what made it rejected: a
+        # reference_id, timestamp or locale too long for its column, or text with control
+        # characters (PostgreSQL cannot store NUL), quoted in the reason too. They are kept in
+        # a form every store holds, so that the rejection itself is recorded.
         return {
             "txn_pk": txn_pk,
             "seq": self.seq,
-            "reference_id": self.reference_id,
-            "timestamp": self.timestamp,
-            "locale": self.locale,
+            "reference_id": storable(self.reference_id, 100),
+            "timestamp": storable(self.timestamp, 40),
+            "locale": storable(self.locale, 8),
             "status": self.status,
             "reason_code": self.reason_code,
-            "reason_message": self.reason_message,
+            "reason_message": storable(self.reason_message),
             "result": orjson.dumps(self.result).decode() if self.result is not None else None,
         }
 
@@ -162,8 +177,14 @@ class TxnStore:
                 )
             )
 
-    def get(self, conn: Connection, txn_pk: int) -> TxnRow | None:
-        row = conn.execute(select(self.t).where(self.t.c.pk == txn_pk)).mappings().first()
+    def get(self, conn: Connection, txn_pk: int, lock: bool = False) -> TxnRow | None:
+        """The transaction; with `lock`, its row is locked until the caller's transaction ends
+        (PostgreSQL: two workers finishing the same transaction are serialised, and the second
+        sees it finished; SQLite has one writer anyway)."""
+        query = select(self.t).where(self.t.c.pk == txn_pk)
+        if lock:
+            query = query.with_for_update()
+        row = conn.execute(query).mappings().first()
         return _txn(row) if row else None
 
     def find(

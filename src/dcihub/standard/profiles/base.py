@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import cache
 from typing import Any, Literal, Protocol
 
 from ..calls import SpecialEndpoint
@@ -349,22 +350,34 @@ def normalise_type_name(name: str) -> str:
 
 def values_at(record: Any, path: str) -> Iterator[Any]:
     """Every value found at a dotted path, walking through lists."""
-    yield from _walk(record, path.split("."), 0)
+    found: list[Any] = []
+    _collect(record, _parts(path), 0, found)
+    return iter(found)
 
 
-def _walk(node: Any, parts: list[str], index: int) -> Iterator[Any]:
-    if isinstance(node, list):
-        for element in node:
-            yield from _walk(element, parts, index)
-        return
-    if index == len(parts):
-        if node is not None and node != "":
-            yield node
-        return
-    if isinstance(node, dict):
-        child = node.get(parts[index])
-        if child is not None:
-            yield from _walk(child, parts, index + 1)
+@cache
+def _parts(path: str) -> tuple[str, ...]:
+    return tuple(path.split("."))
+
+
+def _collect(node: Any, parts: tuple[str, ...], index: int, out: list[Any]) -> None:
+    # iterative along dicts, recursive only into lists (records are read by the million)
+    end = len(parts)
+    while True:
+        if isinstance(node, list):
+            for element in node:
+                _collect(element, parts, index, out)
+            return
+        if index == end:
+            if node is not None and node != "":
+                out.append(node)
+            return
+        if not isinstance(node, dict):
+            return
+        node = node.get(parts[index])
+        if node is None:
+            return
+        index += 1
 
 
 def first_value(record: Any, path: str) -> Any:
