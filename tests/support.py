@@ -298,8 +298,6 @@ class DCIClient:
 
     def token(self, refresh: bool = False) -> str:
         assert self.partner is not None
-        import time
-
         # a long test session outlives a token: take a new one before it runs out
         if self._token is None or refresh or time.monotonic() >= self._token_until:
             asked = time.monotonic()

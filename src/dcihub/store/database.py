@@ -29,6 +29,15 @@ if TYPE_CHECKING:
     from .migrate import StoreStatus, UpgradeReport
 
 
+def _clear_flag(conn: Connection) -> bool:
+    """Take the "queued outbox rows" mark off a connection; a connection the database has
+    just dropped cannot even be asked (the error being handled is the one that matters)."""
+    try:
+        return bool(conn.info.pop(QUEUED_FLAG, False))
+    except Exception:  # noqa: BLE001 - an invalidated connection: nothing to wake for
+        return False
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     # Statements that fail are logged and raised without their parameters: they hold personal
     # data (identifiers, names) that must never reach a log.
@@ -160,9 +169,9 @@ class Store:
             try:
                 yield conn
             except BaseException:
-                conn.info.pop(QUEUED_FLAG, None)  # rolled back: nothing to deliver
+                _clear_flag(conn)  # rolled back: nothing to deliver
                 raise
-            queued = bool(conn.info.pop(QUEUED_FLAG, False))
+            queued = _clear_flag(conn)
         wakeup = self.subscriptions.wakeup
         if queued and wakeup is not None:
             wakeup()
