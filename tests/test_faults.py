@@ -255,3 +255,26 @@ def test_which_store_errors_mean_unavailable(tmp_path):
             conn.execute(text("SELECT * FROM no_such_table"))
     assert not unavailable(missing.value)
     engine.dispose()
+
+
+def test_raw_driver_and_pending_rollback_errors_mean_unavailable(tmp_path):
+    """The hot path runs prepared statements on the driver's own connection: its errors for a
+    lost database are outages too, as is a connection left pending a rollback by one; a
+    missing table seen by the raw sqlite3 driver stays a defect."""
+    import sqlite3
+
+    import psycopg
+    from sqlalchemy import exc as sa_exc
+
+    from dcihub.store.access import unavailable
+
+    with pytest.raises(psycopg.OperationalError) as refused:
+        psycopg.connect(f"postgresql://nobody@127.0.0.1:{support.free_port()}/none")
+    assert unavailable(refused.value)
+    assert unavailable(sa_exc.PendingRollbackError("rolled back after a lost connection"))
+    raw = sqlite3.connect(tmp_path / "raw.db")
+    with pytest.raises(sqlite3.OperationalError) as missing:
+        raw.execute("SELECT * FROM no_such_table")
+    raw.close()
+    assert not unavailable(missing.value)
+    assert unavailable(sqlite3.OperationalError("database or disk is full"))

@@ -44,10 +44,16 @@ def unavailable(exc: BaseException) -> bool:
     locked — rather than a defect: the request is answered `err.service.unavailable` (503)."""
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return True
+    if isinstance(exc, sa_exc.PendingRollbackError):
+        return True  # a connection left unusable by an error of the database's (lost link)
     if isinstance(exc, sa_exc.OperationalError) and isinstance(exc.orig, sqlite3.Error):
+        exc = exc.orig
+    if isinstance(exc, sqlite3.OperationalError):
         # SQLite reports a missing table as an OperationalError too: that is a defect
-        text = str(exc.orig).lower()
+        text = str(exc).lower()
         return any(mark in text for mark in SQLITE_UNAVAILABLE)
+    if _raw_postgres_outage(exc):  # the hot path's prepared statements use the driver itself
+        return True
     return isinstance(
         exc,
         sa_exc.OperationalError
@@ -55,6 +61,14 @@ def unavailable(exc: BaseException) -> bool:
         | sa_exc.DisconnectionError
         | sa_exc.TimeoutError,
     )
+
+
+def _raw_postgres_outage(exc: BaseException) -> bool:
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        return False
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
 
 
 class Reader:
