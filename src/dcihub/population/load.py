@@ -26,12 +26,14 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Index
+from sqlalchemy import Engine, Index, event
+from sqlalchemy.pool import StaticPool
 
 from ..standard.profiles import PROFILES
 from ..standard.profiles.base import RegistryProfile
 from ..store import Store
 from ..store.bulk import Staged, stage, write_staged
+from ..store.database import make_engine
 from .generator import BLOCK_PEOPLE, Country, generate_blocks, plan_blocks
 from .world import birthplaces
 
@@ -194,36 +196,92 @@ def load_population(
     profiles = [p for p in store.profiles.values() if p.builder]
     if workers is None:
         workers = default_workers()
-    counts: dict[str, int] = {}
     samples: dict[str, Any] = {}
     districts: set[int] = set()
-    done = 0
     if progress is not None:
         progress(0, people)
     _check_empty(store, profiles)
-    deferred = _drop_indexes(store, profiles)
-    for block in _staged_blocks(people, seed, as_of, profiles, workers, block_people, quality):
-        with store.begin() as conn:
-            for name, staged in block.staged.items():
-                counts[name] = counts.get(name, 0) + write_staged(
-                    conn, store.schema, store.profiles[name], staged
-                )
-        if store.dialect == "sqlite" and block.index % CHECKPOINT_BLOCKS == CHECKPOINT_BLOCKS - 1:
-            store.checkpoint(truncate=True)  # no reader yet: keeps the WAL small
-        if block.index == 0:
-            samples = block.samples
-        districts |= block.districts
-        done += block.people
-        if progress is not None:
-            progress(done, people)
-    with store.begin() as conn:
-        for index in deferred:
-            index.create(conn)
+    engine = _loading_engine(store)
+    try:
+        deferred = _drop_indexes(engine, store, profiles)
+        counts = _load_blocks(
+            engine,
+            store,
+            block_people,
+            workers,
+            quality,
+            people,
+            seed,
+            as_of,
+            profiles,
+            progress,
+            samples,
+            districts,
+        )
+        with engine.begin() as conn:
+            for index in deferred:
+                index.create(conn)
+    finally:
+        if engine is not store.engine:
+            engine.dispose()
     places = birthplaces(districts)
     store.set_meta(LOCATIONS_KEY, json.dumps({"places": places, "updated": time.time()}))
     _write_meta(store, people, seed, as_of, samples, quality)
     store.checkpoint(truncate=True)
     return Population(people, seed, as_of, samples, places, counts)
+
+
+def _loading_engine(store: Store) -> Engine:
+    """Where the load writes. On SQLite, a connection of its own without memory-mapped I/O
+    and with sorts spilling to temporary files (`mmap_size=0`, `temp_store=FILE`): the pages
+    of a multi-gigabyte file mapped while indexes are built, and the sorts of those indexes
+    held in memory, would make the loader's memory grow with the store."""
+    if store.dialect != "sqlite":
+        return store.engine
+    engine = make_engine(store.url, poolclass=StaticPool)
+
+    @event.listens_for(engine, "connect")
+    def _bulk_pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA mmap_size=0")
+        cursor.execute("PRAGMA temp_store=FILE")
+        cursor.close()
+
+    return engine
+
+
+def _load_blocks(
+    engine: Engine,
+    store: Store,
+    block_people: int,
+    workers: int,
+    quality: float,
+    people: int,
+    seed: int,
+    as_of: date,
+    profiles: list[RegistryProfile],
+    progress: Progress | None,
+    samples: dict[str, Any],
+    districts: set[int],
+) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    done = 0
+    for block in _staged_blocks(people, seed, as_of, profiles, workers, block_people, quality):
+        with engine.begin() as conn:
+            for name, staged in block.staged.items():
+                counts[name] = counts.get(name, 0) + write_staged(
+                    conn, store.schema, store.profiles[name], staged
+                )
+        if store.dialect == "sqlite" and block.index % CHECKPOINT_BLOCKS == CHECKPOINT_BLOCKS - 1:
+            with engine.connect() as conn:  # no reader yet: keeps the WAL small
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        if block.index == 0:
+            samples.update(block.samples)
+        districts |= block.districts
+        done += block.people
+        if progress is not None:
+            progress(done, people)
+    return counts
 
 
 class PopulationError(Exception):
@@ -248,12 +306,12 @@ def _check_empty(store: Store, profiles: list[RegistryProfile]) -> None:
                 )
 
 
-def _drop_indexes(store: Store, profiles: list[RegistryProfile]) -> list[Index]:
+def _drop_indexes(engine: Engine, store: Store, profiles: list[RegistryProfile]) -> list[Index]:
     """Drop the secondary indexes of the (empty) record tables, to be built once the rows are
     in: sorting a million keys once is much faster than inserting them one by one into
     B-trees that outgrow the cache. Primary keys and the unique record keys stay."""
     dropped: list[Index] = []
-    with store.begin() as conn:
+    with engine.begin() as conn:
         for profile in profiles:
             for entity in profile.entities:
                 for table in store.schema.tables(profile.name, entity.name).all:
