@@ -5,8 +5,8 @@ the benchmarks and the tests).
 block is generated and *staged* (turned into table rows, `store.bulk.stage`) -- in worker
 processes when there are several cores -- and written by this process in one transaction per
 block (`store.bulk.write_staged`: executemany on SQLite, COPY on PostgreSQL), in block order,
-so the store's content does not depend on the number of workers. At most one block more than
-there are workers is in flight: memory does not grow with the number of people.
+so the store's content does not depend on the number of workers. At most one block per worker
+is in flight: memory does not grow with the number of people.
 
 What the demo needs to restart without generating anything is kept in the store's meta table:
 the build signature (people, seed, date; written last, so an interrupted build is noticed and
@@ -123,7 +123,10 @@ def _stage_block(
         )
     )
     by_name = {p.name: p for p in profiles}
-    staged = {name: stage(by_name[name], records) for name, records in block.records.items()}
+    staged = {}
+    for name in list(block.records):
+        staged[name] = stage(by_name[name], block.records[name])
+        block.records[name] = []  # each registry's records freed once staged
     return _StagedBlock(index, block.people, staged, block.samples, block.birth_districts)
 
 
@@ -155,7 +158,7 @@ def _staged_blocks(
         pending: list[Future[_StagedBlock]] = []
         submitted = 0
         while submitted < count or pending:
-            while submitted < count and len(pending) < workers + 1:
+            while submitted < count and len(pending) < workers:
                 pending.append(
                     pool.submit(
                         _stage_block,
