@@ -217,8 +217,17 @@ def test_the_streamed_store_holds_the_country(url, blocked) -> None:
         assert stored.samples() == blocked.samples()
         assert stored.places == blocked.places and stored.places
         assert json.loads(store.get_meta(BUILD_KEY) or "{}")["people"] == PEOPLE
-        # indexes were dropped for the load and built again afterwards
+        # indexes were dropped for the load and built again afterwards, then analysed
         assert store.status().changes == []
+        with store.read() as conn:
+            if store.dialect == "sqlite":
+                stats = "SELECT count(*) FROM sqlite_stat1 WHERE tbl = 'crvs_person'"
+            else:
+                stats = (
+                    "SELECT count(*) FROM pg_stats WHERE tablename = 'crvs_person' "
+                    "AND schemaname = current_schema()"
+                )
+            assert conn.execute(text(stats)).scalar_one() > 0
     finally:
         store.dispose()
 

@@ -224,6 +224,9 @@ def load_population(
         with engine.begin() as conn:
             for index in deferred:
                 index.create(conn)
+            # the planner's statistics, so that it picks the selective index of a predicate
+            # (without them SQLite prefers any equality, e.g. sex, over a narrow date range)
+            conn.exec_driver_sql("ANALYZE")
     finally:
         if engine is not store.engine:
             engine.dispose()
