@@ -41,6 +41,7 @@ BUILD_KEY = "population.build"
 LOCATIONS_KEY = "population.locations"
 SAMPLES_KEY = "population.samples"
 
+DEFER_INDEXES_FROM = 50_000  # people: a smaller load keeps its indexes while it writes
 CHECKPOINT_BLOCKS = 5  # SQLite: the WAL is checkpointed into the file after so many blocks
 Progress = Callable[[int, int], None]  # (people loaded so far, people in all)
 
@@ -192,8 +193,12 @@ def load_population(
     workers: int | None = None,
     block_people: int = BLOCK_PEOPLE,
     quality: float = 0.0,
+    defer_indexes: bool | None = None,
 ) -> Population:
-    """Stream a synthetic country into an empty store (see the module's docstring)."""
+    """Stream a synthetic country into an empty store (see the module's docstring). The
+    secondary indexes are dropped and built after the load when `defer_indexes` (default:
+    from `DEFER_INDEXES_FROM` people on, below which maintaining them costs less than the
+    hundred-odd statements that drop and build them)."""
     if people < 1:
         raise ValueError("people must be positive")
     profiles = [p for p in store.profiles.values() if p.builder]
@@ -206,7 +211,9 @@ def load_population(
     _check_empty(store, profiles)
     engine = _loading_engine(store)
     try:
-        deferred = _drop_indexes(engine, store, profiles)
+        if defer_indexes is None:
+            defer_indexes = people >= DEFER_INDEXES_FROM
+        deferred = _drop_indexes(engine, store, profiles) if defer_indexes else []
         counts = _load_blocks(
             engine,
             store,
