@@ -5,8 +5,8 @@ the benchmarks and the tests).
 block is generated and *staged* (turned into table rows, `store.bulk.stage`) -- in worker
 processes when there are several cores -- and written by this process in one transaction per
 block (`store.bulk.write_staged`: executemany on SQLite, COPY on PostgreSQL), in block order,
-so the store's content does not depend on the number of workers. At most one block more than
-there are workers is in flight: memory does not grow with the number of people.
+so the store's content does not depend on the number of workers. At most one block per worker
+is in flight: memory does not grow with the number of people.
 
 What the demo needs to restart without generating anything is kept in the store's meta table:
 the build signature (people, seed, date; written last, so an interrupted build is noticed and
@@ -26,12 +26,14 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Index
+from sqlalchemy import Engine, Index, event
+from sqlalchemy.pool import StaticPool
 
 from ..standard.profiles import PROFILES
 from ..standard.profiles.base import RegistryProfile
 from ..store import Store
 from ..store.bulk import Staged, stage, write_staged
+from ..store.database import make_engine
 from .generator import BLOCK_PEOPLE, Country, generate_blocks, plan_blocks
 from .world import birthplaces
 
@@ -39,6 +41,7 @@ BUILD_KEY = "population.build"
 LOCATIONS_KEY = "population.locations"
 SAMPLES_KEY = "population.samples"
 
+DEFER_INDEXES_FROM = 50_000  # people: a smaller load keeps its indexes while it writes
 CHECKPOINT_BLOCKS = 5  # SQLite: the WAL is checkpointed into the file after so many blocks
 Progress = Callable[[int, int], None]  # (people loaded so far, people in all)
 
@@ -121,7 +124,10 @@ def _stage_block(
         )
     )
     by_name = {p.name: p for p in profiles}
-    staged = {name: stage(by_name[name], records) for name, records in block.records.items()}
+    staged = {}
+    for name in list(block.records):
+        staged[name] = stage(by_name[name], block.records[name])
+        block.records[name] = []  # each registry's records freed once staged
     return _StagedBlock(index, block.people, staged, block.samples, block.birth_districts)
 
 
@@ -153,7 +159,7 @@ def _staged_blocks(
         pending: list[Future[_StagedBlock]] = []
         submitted = 0
         while submitted < count or pending:
-            while submitted < count and len(pending) < workers + 1:
+            while submitted < count and len(pending) < workers:
                 pending.append(
                     pool.submit(
                         _stage_block,
@@ -187,43 +193,108 @@ def load_population(
     workers: int | None = None,
     block_people: int = BLOCK_PEOPLE,
     quality: float = 0.0,
+    defer_indexes: bool | None = None,
 ) -> Population:
-    """Stream a synthetic country into an empty store (see the module's docstring)."""
+    """Stream a synthetic country into an empty store (see the module's docstring). The
+    secondary indexes are dropped and built after the load when `defer_indexes` (default:
+    from `DEFER_INDEXES_FROM` people on, below which maintaining them costs less than the
+    hundred-odd statements that drop and build them)."""
     if people < 1:
         raise ValueError("people must be positive")
     profiles = [p for p in store.profiles.values() if p.builder]
     if workers is None:
         workers = default_workers()
-    counts: dict[str, int] = {}
     samples: dict[str, Any] = {}
     districts: set[int] = set()
-    done = 0
     if progress is not None:
         progress(0, people)
     _check_empty(store, profiles)
-    deferred = _drop_indexes(store, profiles)
-    for block in _staged_blocks(people, seed, as_of, profiles, workers, block_people, quality):
-        with store.begin() as conn:
-            for name, staged in block.staged.items():
-                counts[name] = counts.get(name, 0) + write_staged(
-                    conn, store.schema, store.profiles[name], staged
-                )
-        if store.dialect == "sqlite" and block.index % CHECKPOINT_BLOCKS == CHECKPOINT_BLOCKS - 1:
-            store.checkpoint(truncate=True)  # no reader yet: keeps the WAL small
-        if block.index == 0:
-            samples = block.samples
-        districts |= block.districts
-        done += block.people
-        if progress is not None:
-            progress(done, people)
-    with store.begin() as conn:
-        for index in deferred:
-            index.create(conn)
+    engine = _loading_engine(store)
+    try:
+        if defer_indexes is None:
+            defer_indexes = people >= DEFER_INDEXES_FROM
+        deferred = _drop_indexes(engine, store, profiles) if defer_indexes else []
+        counts = _load_blocks(
+            engine,
+            store,
+            block_people,
+            workers,
+            quality,
+            people,
+            seed,
+            as_of,
+            profiles,
+            progress,
+            samples,
+            districts,
+        )
+        with engine.begin() as conn:
+            for index in deferred:
+                index.create(conn)
+            # the planner's statistics, so that it picks the selective index of a predicate
+            # (without them SQLite prefers any equality, e.g. sex, over a narrow date range)
+            conn.exec_driver_sql("ANALYZE")
+    finally:
+        if engine is not store.engine:
+            engine.dispose()
     places = birthplaces(districts)
     store.set_meta(LOCATIONS_KEY, json.dumps({"places": places, "updated": time.time()}))
     _write_meta(store, people, seed, as_of, samples, quality)
     store.checkpoint(truncate=True)
     return Population(people, seed, as_of, samples, places, counts)
+
+
+def _loading_engine(store: Store) -> Engine:
+    """Where the load writes. On SQLite, a connection of its own without memory-mapped I/O
+    and with sorts spilling to temporary files (`mmap_size=0`, `temp_store=FILE`): the pages
+    of a multi-gigabyte file mapped while indexes are built, and the sorts of those indexes
+    held in memory, would make the loader's memory grow with the store."""
+    if store.dialect != "sqlite":
+        return store.engine
+    engine = make_engine(store.url, poolclass=StaticPool)
+
+    @event.listens_for(engine, "connect")
+    def _bulk_pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA mmap_size=0")
+        cursor.execute("PRAGMA temp_store=FILE")
+        cursor.close()
+
+    return engine
+
+
+def _load_blocks(
+    engine: Engine,
+    store: Store,
+    block_people: int,
+    workers: int,
+    quality: float,
+    people: int,
+    seed: int,
+    as_of: date,
+    profiles: list[RegistryProfile],
+    progress: Progress | None,
+    samples: dict[str, Any],
+    districts: set[int],
+) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    done = 0
+    for block in _staged_blocks(people, seed, as_of, profiles, workers, block_people, quality):
+        with engine.begin() as conn:
+            for name, staged in block.staged.items():
+                counts[name] = counts.get(name, 0) + write_staged(
+                    conn, store.schema, store.profiles[name], staged
+                )
+        if store.dialect == "sqlite" and block.index % CHECKPOINT_BLOCKS == CHECKPOINT_BLOCKS - 1:
+            with engine.connect() as conn:  # no reader yet: keeps the WAL small
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        if block.index == 0:
+            samples.update(block.samples)
+        districts |= block.districts
+        done += block.people
+        if progress is not None:
+            progress(done, people)
+    return counts
 
 
 class PopulationError(Exception):
@@ -248,12 +319,12 @@ def _check_empty(store: Store, profiles: list[RegistryProfile]) -> None:
                 )
 
 
-def _drop_indexes(store: Store, profiles: list[RegistryProfile]) -> list[Index]:
+def _drop_indexes(engine: Engine, store: Store, profiles: list[RegistryProfile]) -> list[Index]:
     """Drop the secondary indexes of the (empty) record tables, to be built once the rows are
     in: sorting a million keys once is much faster than inserting them one by one into
     B-trees that outgrow the cache. Primary keys and the unique record keys stay."""
     dropped: list[Index] = []
-    with store.begin() as conn:
+    with engine.begin() as conn:
         for profile in profiles:
             for entity in profile.entities:
                 for table in store.schema.tables(profile.name, entity.name).all:
