@@ -697,7 +697,7 @@ WaitOpt = Annotated[
 @_with_connection
 def search(
     registry: Annotated[
-        str, typer.Argument(help="Registry (crvs, social, dr, fr, ibr) or profile.")
+        str, typer.Argument(help="Registry (crvs, social, dr, fr, ibr, ess) or profile.")
     ],
     ids: IdOpt = None,
     where: WhereOpt = None,
