@@ -17,14 +17,79 @@ def test_locations_follow_the_contract_and_the_population(server, country, spec_
     assert response.status_code == 200
     body = response.json()
     load_core_contract(spec_dir, "locations").validate_response("/.well-known/locations.json", body)
-    names = {place["name"] for place in body["locations"]}
-    regions = {p["birth_place"]["contained_in_place"]["name"] for p in country.crvs}
-    districts = {p["birth_place"]["name"] for p in country.crvs}
-    assert regions | districts == names
-    ids = {p["identifier"][0]["identifier"] for p in body["locations"]}
+    by_id = {}
     for place in body["locations"]:
+        (identifier,) = place["identifier"]
+        assert identifier["name"] == "dcihub-location"
+        assert identifier["identifier"] not in by_id, place  # ids are unique
+        by_id[identifier["identifier"]] = place
+    levels = {"dcihub:COUNTRY": None, "dcihub:REGION": "dcihub:COUNTRY"}
+    levels["dcihub:DISTRICT"] = "dcihub:REGION"
+    (root,) = [p for p in by_id.values() if p["contained_in_place"] is None]
+    assert root["additional_type"] == "dcihub:COUNTRY"
+    for place in by_id.values():
         parent = place["contained_in_place"]
-        assert parent is None or parent in ids, place
+        if parent is not None:  # every parent exists, one level up
+            assert by_id[parent]["additional_type"] == levels[place["additional_type"]], place
+    districts = [
+        (by_id[p["contained_in_place"]], p["name"])
+        for p in by_id.values()
+        if p["additional_type"] == "dcihub:DISTRICT"
+    ]
+    by_region_code = {(region["identifier"][0]["identifier"], name) for region, name in districts}
+    by_region_name = {(region["name"], name) for region, name in districts}
+    people = country.crvs[:: max(1, len(country.crvs) // 300)]
+    for person in people:  # every address and place in the records is a district of the tree
+        for address in person.get("address", []):
+            assert root["identifier"][0]["identifier"] == address["country_code"]
+            assert (address["region_code"], address["locality"]) in by_region_code, address
+        for key in ("birth_place", "death_place"):
+            if key in person:
+                found = (person[key]["contained_in_place"]["name"], person[key]["name"])
+                assert found in by_region_name, person[key]
+    for group in country.records("social")[:300]:
+        where = group["geographical_location"]
+        assert (where["contained_in_place"]["name"], where["name"]) in by_region_name
+    for farmer in country.records("fr")[:300]:
+        for farm in farmer["farm_details"]:
+            where = farm["location"]
+            assert (where["contained_in_place"]["name"], where["name"]) in by_region_name
+    # the places the registries know, no more
+    known = {
+        (p["birth_place"]["contained_in_place"]["name"], p["birth_place"]["name"])
+        for p in country.crvs
+    }
+    assert known <= by_region_name
+
+
+def test_locations_of_a_store_written_before_codes_keep_their_tree():
+    from dcihub.server.operations import location_hierarchy
+
+    legacy = [
+        {"name": "Aldmere", "parent": None, "type": "region"},
+        {"name": "Port Aldis", "parent": "Aldmere", "type": "district"},
+    ]
+    region, district = location_hierarchy(legacy, 0.0)["locations"]
+    assert region["contained_in_place"] is None
+    assert district["contained_in_place"] == region["identifier"][0]["identifier"] == "aldmere"
+    assert district["identifier"][0]["identifier"] == "aldmere/port-aldis"
+    assert location_hierarchy([], None)["locations"] == []  # a store of imported data only
+
+
+def test_district_codes_are_stable_and_distinct():
+    from dcihub.population.world import DISTRICTS, district_code, locations
+
+    codes = [district_code(d) for d in range(len(DISTRICTS))]
+    assert codes[0] == "XX-AL-01" and codes[-1] == "XX-ES-04"
+    assert len(set(codes)) == len(codes)
+    tree = locations([5, 0, 5])
+    assert [p["code"] for p in tree] == ["XX", "XX-AL", "XX-AL-01", "XX-BR", "XX-BR-02"]
+    assert tree[-1] == {
+        "code": "XX-BR-02",
+        "name": "Marisen",
+        "type": "district",
+        "parent": "XX-BR",
+    }
 
 
 def test_jwks_and_token_follow_their_contracts(server, client, spec_dir):

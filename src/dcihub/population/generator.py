@@ -25,7 +25,7 @@ from datetime import date
 from typing import Any
 
 from dcihub.population.quality import blemish
-from dcihub.population.world import Record, Step, birthplaces, build_world, clone, requirements
+from dcihub.population.world import Record, Step, build_world, clone, locations, requirements
 from dcihub.standard.profiles import PROFILES
 from dcihub.standard.profiles.base import RegistryProfile
 
@@ -86,7 +86,7 @@ BLOCK_PEOPLE = 10_000  # the largest block (the demo's default country is one bl
 class Block:
     """One block of the country: its index, first person (country-wide), size, the records
     of each registry, the registries' demo samples (the first block's only: the samples of a
-    country are its first block's) and the districts its people were born in."""
+    country are its first block's) and the districts its people were born in or live in."""
 
     index: int
     offset: int
@@ -161,7 +161,7 @@ def generate_blocks(
                 if index == 0
                 else {}
             )
-            districts = frozenset(world.birthplace)
+            districts = frozenset(world.birthplace) | frozenset(world.home)
             del world, results
         finally:
             if collecting:
@@ -194,7 +194,7 @@ def generate_country(
             records.setdefault(name, []).extend(found)
         samples = samples or block.samples
         districts |= block.birth_districts
-    return Country(seed, people, as_of, records, samples, birthplaces(districts))
+    return Country(seed, people, as_of, records, samples, locations(districts))
 
 
 def resolve_step(ref: str) -> Step:

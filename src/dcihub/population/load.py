@@ -35,7 +35,7 @@ from ..store import Store
 from ..store.bulk import Staged, stage, write_staged
 from ..store.database import make_engine
 from .generator import BLOCK_PEOPLE, Country, generate_blocks, plan_blocks
-from .world import birthplaces
+from .world import locations as location_places
 
 BUILD_KEY = "population.build"
 LOCATIONS_KEY = "population.locations"
@@ -237,7 +237,7 @@ def load_population(
     finally:
         if engine is not store.engine:
             engine.dispose()
-    places = birthplaces(districts)
+    places = location_places(districts)
     store.set_meta(LOCATIONS_KEY, json.dumps({"places": places, "updated": time.time()}))
     _write_meta(store, people, seed, as_of, samples, quality)
     store.checkpoint(truncate=True)

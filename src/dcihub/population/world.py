@@ -696,18 +696,30 @@ def build_world(people: int, seed: int, as_of: date, *, block: int = 0, offset: 
     return w
 
 
-def birthplaces(districts: Iterable[int]) -> list[dict[str, str | None]]:
-    """Regions and their districts (by index in `DISTRICTS`) where people of the country were
-    born, sorted by name."""
-    regions: dict[str, set[str]] = {}
-    for district in set(districts):
-        name, region = DISTRICTS[district]
-        regions.setdefault(N.REGIONS[region][0], set()).add(name)
-    places: list[dict[str, str | None]] = []
-    for region_name in sorted(regions):
-        places.append({"name": region_name, "parent": None, "type": "region"})
+def district_code(district: int) -> str:
+    """The stable code of a district (by index in `DISTRICTS`): its region's ISO 3166-2 style
+    code and its number in the region, e.g. `XX-AL-01` for the region's first district."""
+    name, region = DISTRICTS[district]
+    return f"{N.REGIONS[region][1]}-{N.REGIONS[region][4].index(name) + 1:02d}"
+
+
+def locations(districts: Iterable[int]) -> list[dict[str, str | None]]:
+    """The location hierarchy (country > region > district) of the `districts` (by index in
+    `DISTRICTS`) where people of the country were born or live: one row per place, `{code,
+    name, type, parent}` (`parent` the parent's code, None for the country), the country
+    first, then each region followed by its districts, in code order. Addresses in the
+    records carry the region's code (`region_code`) and the district's name (`locality`);
+    places carry the district's name contained in the region's name."""
+    used = sorted(set(districts))
+    places: list[dict[str, str | None]] = [
+        {"code": N.COUNTRY_CODE, "name": N.COUNTRY_NAME, "type": "country", "parent": None}
+    ]
+    for r in sorted({DISTRICTS[d][1] for d in used}):
+        name, code = N.REGIONS[r][0], N.REGIONS[r][1]
+        places.append({"code": code, "name": name, "type": "region", "parent": N.COUNTRY_CODE})
         places.extend(
-            {"name": d, "parent": region_name, "type": "district"}
-            for d in sorted(regions[region_name])
+            {"code": district_code(d), "name": DISTRICTS[d][0], "type": "district", "parent": code}
+            for d in used
+            if DISTRICTS[d][1] == r
         )
     return places

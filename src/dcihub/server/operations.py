@@ -27,29 +27,37 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def location_hierarchy(places: list[dict[str, Any]], updated: float | None) -> dict[str, Any]:
-    """`LocationHierarchy` of the locations contract from `[{name, parent, type}]` rows."""
-    ids = {}
+def _place_ids(places: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
+    """(id, parent id) of each place row. Rows written by the population loader carry their
+    own `code` and their parent's code; rows of older stores (`{name, parent, type}`, the
+    parent by name, regions at the top) get ids made of their names."""
+    if all(place.get("code") for place in places):
+        return [(str(place["code"]), place.get("parent")) for place in places]
+    ids = []
     for place in places:
         parent = place.get("parent")
         key = f"{slug(parent)}/{slug(place['name'])}" if parent else slug(place["name"])
-        ids[(place["name"], parent)] = key
+        ids.append((key, slug(parent) if parent else None))
+    return ids
+
+
+def location_hierarchy(places: list[dict[str, Any]], updated: float | None) -> dict[str, Any]:
+    """`LocationHierarchy` of the locations contract from the place rows the population loader
+    stores (`[{code, name, type, parent}]`, see `dcihub.population.world.locations`): one
+    `Place` per row, identified by its code (`dcihub-location`), its level in
+    `additional_type` (`dcihub:COUNTRY`, `dcihub:REGION`, `dcihub:DISTRICT`) and its parent's
+    code in `contained_in_place` (null for the root)."""
     locations = []
-    for place in places:
-        parent = place.get("parent")
+    for place, (key, parent) in zip(places, _place_ids(places), strict=True):
         locations.append(
             {
                 "@type": "Place",
                 "identifier": [
-                    {
-                        "@type": "PropertyValue",
-                        "name": "dcihub-location",
-                        "identifier": ids[(place["name"], parent)],
-                    }
+                    {"@type": "PropertyValue", "name": "dcihub-location", "identifier": key}
                 ],
                 "name": place["name"],
                 "additional_type": f"dcihub:{place.get('type', 'PLACE').upper()}",
-                "contained_in_place": slug(parent) if parent else None,
+                "contained_in_place": parent,
             }
         )
     stamp = datetime.fromtimestamp(updated or time.time(), UTC)
