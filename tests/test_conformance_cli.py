@@ -407,3 +407,20 @@ def test_conform_client_command_serves_judges_and_reports(tmp_path):
     statuses = {r["id"]: r["status"] for r in report["requirements"]}
     assert statuses["CLIENT-SIG-001"] == "pass" and statuses["CLIENT-ENV-001"] == "pass"
     assert statuses["CLIENT-ASYNC-001"] == "skip"  # no asynchronous request was made
+
+
+def test_a_server_that_does_not_answer_is_not_called_conformant(tmp_path):
+    """Nothing listens at the URL: every core requirement is left unjudged, and the kit says
+    NOT CONFORMANT with exit status 1 (never CONFORMANT on nothing), in every report."""
+    url = f"http://127.0.0.1:{free_port()}/crvs"
+    out = tmp_path / "report.json"
+    result = invoke(
+        "conform", "server", url, "--registry", "crvs", "--sender-id", "tester.example",
+        "--bearer", "not-a-token", "--timeout", "2", "--json", out,
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert "NOT CONFORMANT (no core requirement could be judged)" in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    report = json.loads(out.read_text())
+    assert report["conformant"] is False and report["exit_code"] == 1
+    assert report["counts"]["pass"] == 0

@@ -5,7 +5,8 @@
     dcihub conform requirements [--coverage]
 
 Registered on the main app by `register(app)` (cli.py). Exit status: 0 when no core
-requirement failed, 1 when one did, 2 for a usage or configuration error (nothing tested).
+requirement failed and at least one held, 1 when one failed or none could be judged (the target
+did not answer), 2 for a usage or configuration error (nothing tested).
 """
 
 from __future__ import annotations
@@ -310,9 +311,9 @@ def conform_server(
 ) -> None:
     """Run the requirement-tagged checks against a DCI registry server.
 
-    Exit status 0 when no core requirement failed, 1 when one did (security and robustness
-    failures are reported but do not change it), 2 when the settings are wrong (nothing was
-    tested)."""
+    Exit status 0 when no core requirement failed and at least one held, 1 when one failed or
+    none could be judged (the server did not answer; security and robustness failures are
+    reported but do not change it), 2 when the settings are wrong (nothing was tested)."""
     with _one_line_errors():
         from .conformance.session import Target
 
@@ -479,7 +480,8 @@ def conform_client(
     """Serve a strict simulated registry, record every request a programme's client makes,
     then judge them (on Ctrl-C, after --requests N or --seconds S).
 
-    Exit status 0 when no core requirement failed, 1 when one did, 2 for a usage error."""
+    Exit status 0 when no core requirement failed and at least one held, 1 when one failed or
+    none could be judged (the client made no request), 2 for a usage error."""
     import time
 
     with _one_line_errors():

@@ -70,9 +70,10 @@ ESS bare responses wrapped in the sync envelope). Give `--spec` for a certificat
 | `-v` | list passed requirements in the terminal too |
 
 The terminal shows progress, then every failed and skipped requirement with its reason, the
-totals and the elapsed time. **Exit status**: `0` when no core requirement failed; `1` when a
-core requirement failed (security and robustness failures are reported in full but do not
-change the exit status); `2` when the settings are wrong and nothing was tested. Access tokens
+totals and the elapsed time. **Exit status**: `0` when no core requirement failed and at least
+one held; `1` when a core requirement failed, or when none could be judged (the registry did
+not answer: "NOT CONFORMANT (no core requirement could be judged)"; security and robustness
+failures are reported in full but do not change the exit status); `2` when the settings are wrong and nothing was tested. Access tokens
 are redacted in the reports.
 
 The kit creates one subscription (and ends it) on registries with subscriptions; everything

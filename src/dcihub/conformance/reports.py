@@ -45,6 +45,8 @@ def print_summary(report: Report, console: Console, verbose: bool = False) -> No
     verdict = (
         "[bold red]NOT CONFORMANT[/] (a core requirement failed)"
         if report.core_failed
+        else "[bold red]NOT CONFORMANT[/] (no core requirement could be judged)"
+        if report.core_unjudged
         else "[bold green]CONFORMANT[/] on the core tier"
         if "core" in report.tiers
         else "[bold]no core requirement judged[/]"
@@ -120,7 +122,8 @@ font-size:.8rem;white-space:pre-wrap} .muted{color:#666;font-size:.85rem}
  · {{ "%.1f"|format(r.seconds) }} s{% if r.spec %} · official contract from {{ r.spec }}{% endif %}
  · dcihub {{ version }}</p>
 <p class="verdict">{% if r.core_failed %}<span class="fail">NOT CONFORMANT</span>: a core
-requirement failed{% else %}<span class="pass">No core requirement failed</span>{% endif %} —
+requirement failed{% elif r.core_unjudged %}<span class="fail">NOT CONFORMANT</span>: no core
+requirement could be judged{% else %}<span class="pass">No core requirement failed</span>{% endif %} —
 {{ counts.pass }} passed, {{ counts.fail }} failed, {{ counts.skip }} skipped.</p>
 <table><thead><tr><th>requirement</th><th>tier</th><th>result</th><th>rule and evidence</th></tr>
 </thead><tbody>

@@ -107,10 +107,22 @@ class Report:
         return any(o.status == "fail" and o.requirement.tier == "core" for o in self.requirements)
 
     @property
+    def core_unjudged(self) -> bool:
+        """The core tier was asked for, yet not one of its requirements could be shown to hold
+        (the target did not answer, say): no ground for calling it conformant."""
+        core = [o for o in self.requirements if o.requirement.tier == "core"]
+        return bool(core) and not any(o.status == "pass" for o in core)
+
+    @property
+    def conformant(self) -> bool:
+        return not self.core_failed and not self.core_unjudged
+
+    @property
     def exit_code(self) -> int:
-        """0: no core requirement failed (security / robustness failures are reported but
-        do not fail the run); 1: a core requirement failed."""
-        return 1 if self.core_failed else 0
+        """0: no core requirement failed and at least one held (security / robustness failures
+        are reported but do not fail the run); 1: a core requirement failed, or none could be
+        judged."""
+        return 0 if self.conformant else 1
 
     def counts(self) -> dict[str, int]:
         return {s: len(self.with_status(s)) for s in ("pass", "fail", "skip")}
@@ -125,6 +137,7 @@ class Report:
             "seconds": round(self.seconds, 3),
             "spec": self.spec,
             "counts": self.counts(),
+            "conformant": self.conformant,
             "exit_code": self.exit_code,
             "requirements": [o.as_dict() for o in self.requirements],
             "checks": [c.as_dict() for c in self.checks],
