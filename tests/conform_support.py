@@ -34,6 +34,12 @@ from support import LiveServer, TestPartner, free_port, start_server
 JSON = "application/json"
 
 # defect -> the requirements the kit must report failing (exactly these)
+# defects of the notify callback, judged only with a --trigger (tests/test_conformance_notify.py)
+NOTIFY_DEFECTS: dict[str, set[str]] = {
+    "notify_wrong_action": {"NOTIFY-002"},
+    "notify_without_code": {"NOTIFY-003"},
+}
+
 DEFECTS: dict[str, set[str]] = {
     "reply_version": {"ENV-VERSION-001"},
     "reply_message_id_echo": {"ENV-MSGID-001"},
@@ -363,6 +369,14 @@ class DefectProxy:
                 item.pop("subscriptions", None)
                 item.pop("subscription_code", None)
             changed = True
+        if path == "notify" and isinstance(header, dict) and isinstance(message, dict):
+            if defect == "notify_wrong_action":
+                header["action"] = "on-notify"
+                changed = True
+            elif defect == "notify_without_code":
+                if isinstance(header.get("meta"), dict):
+                    header["meta"].pop("subscription_codes", None)
+                changed = True
         if changed:
             body = self._sealed(header, message)
         answer = await self._http.post(
@@ -507,4 +521,4 @@ _REPLY_MUTATIONS: dict[str, Mutation] = {
     "txn_status_empty": _txn_status_empty,
 }
 
-__all__ = ["DEFECTS", "DefectProxy", "copy"]
+__all__ = ["DEFECTS", "NOTIFY_DEFECTS", "DefectProxy", "copy"]

@@ -293,6 +293,25 @@ def conform_server(
             help="an access token of the registry's that has expired", rich_help_panel=KIT
         ),
     ] = None,
+    trigger: Annotated[
+        str | None,
+        typer.Option(
+            help="a shell command that makes one change in the registry the kit's subscription "
+            "follows (run after subscribe, with DCI_REGISTRY, DCI_EVENT_TYPE, "
+            "DCI_SUBSCRIPTION_CODE(S), DCI_TRANSACTION_ID, DCI_ID_TYPE, DCI_ID_VALUE set): "
+            "judges the notify it causes (NOTIFY-*)",
+            rich_help_panel=KIT,
+        ),
+    ] = None,
+    trigger_event: Annotated[
+        str | None,
+        typer.Option(
+            help="the event type the --trigger raises (default: CRVS Death, DR "
+            "DisabilityStatusChange, Social HouseHoldMemberLeft, IBR/ESS their status changes, "
+            "FR REGISTER)",
+            rich_help_panel=KIT,
+        ),
+    ] = None,
     html: Annotated[
         Path | None, typer.Option(help="write a self-contained HTML report", rich_help_panel=OUTPUT)
     ] = None,
@@ -364,6 +383,8 @@ def conform_server(
             timeout=timeout,
             spec_dir=spec,
             expired_token=expired_token,
+            trigger=trigger or None,
+            trigger_event=trigger_event,
             **data,
         )
         report = _run(target, tier or [])

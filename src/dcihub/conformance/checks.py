@@ -12,7 +12,9 @@ import base64
 import copy
 import datetime
 import json
+import os
 import secrets
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ from dcihub.client.envelopes import new_id
 from dcihub.client.query import Q, Query
 from dcihub.client.results import Record, read_subscribe_response
 from dcihub.security.keys import generate_key
-from dcihub.security.signatures import sign
+from dcihub.security.signatures import sign, verify
 from dcihub.standard.envelope import format_ts
 from dcihub.standard.profiles import RegistryProfile
 
@@ -699,18 +701,187 @@ def txn_async(ctx: Ctx) -> None:
     _judge_txn_message(ctx, "TXN-ASYNC-001", message, asked, ctx.exchanges[-1])
 
 
+NOTIFY = ("NOTIFY-001", "NOTIFY-002", "NOTIFY-003", "NOTIFY-004")
+# the event a trigger is expected to raise, by default: one a change of an existing record
+# raises (a followed identifier can die, change status; it cannot be registered again)
+NOTIFY_EVENTS = {
+    "crvs": "Death",
+    "dr": "DisabilityStatusChange",
+    "ibr": "enrollement_status_change",
+    "ess": "employment_status_change",
+    "social": "HouseHoldMemberLeft",
+}
+
+
+def notify_event(ctx: Ctx) -> str | None:
+    name = ctx.target.trigger_event or NOTIFY_EVENTS.get(ctx.profile.name)
+    if name is None:
+        return ctx.profile.reg_event_types[0]
+    event = ctx.profile.event_type(name)
+    return event.name if event is not None else None
+
+
+def trigger_env(
+    ctx: Ctx, event: str, codes: list[str], transaction_id: str, followed: tuple[str, str] | None
+) -> dict[str, str]:
+    env = {
+        "DCI_REGISTRY": ctx.profile.name,
+        "DCI_BASE_URL": ctx.target.base_url,
+        "DCI_EVENT_TYPE": event,
+        "DCI_SUBSCRIPTION_CODE": codes[0],
+        "DCI_SUBSCRIPTION_CODES": " ".join(codes),
+        "DCI_TRANSACTION_ID": transaction_id,
+    }
+    if followed:
+        env["DCI_ID_TYPE"], env["DCI_ID_VALUE"] = followed
+    return env
+
+
+def judge_notify(
+    ctx: Ctx,
+    trigger: str,
+    event: str,
+    codes: list[str],
+    plan: Any,
+    followed: tuple[str, str] | None,
+) -> None:
+    """Run the trigger, wait for the `notify` at the receiver and judge it (NOTIFY-*)."""
+    transaction_id = plan.message["transaction_id"]
+    env = {**os.environ, **trigger_env(ctx, event, codes, transaction_id, followed)}
+    before = len(ctx.receiver.callbacks)
+    try:
+        done = subprocess.run(  # noqa: S602 - the operator's own command, by design
+            trigger,
+            shell=True,
+            env=env,
+            capture_output=True,
+            timeout=max(ctx.target.timeout * 6, 60),
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        ctx.expect("NOTIFY-001", False, f"the --trigger command did not end: {trigger}")
+        return
+    if not ctx.expect(
+        "NOTIFY-001",
+        done.returncode == 0,
+        f"the --trigger command failed (exit {done.returncode}): "
+        f"{(done.stderr or done.stdout).decode('utf-8', 'replace').strip()[:300]}",
+    ):
+        return
+    seen = ctx.receiver.callbacks[:before]
+    found = ctx.receiver.wait(lambda c: c.path == "notify" and c not in seen, ctx.target.timeout)
+    if not ctx.expect(
+        "NOTIFY-001",
+        bool(found),
+        f"no notify callback within {ctx.target.timeout:g} s of the --trigger command "
+        f"(subscription {codes[0]}, event {event}; it printed: "
+        f"{done.stdout.decode('utf-8', 'replace').strip()[-200:]!r})",
+    ):
+        return
+    exchange = ctx.callback_exchange(found[0])
+    ctx.expect("NOTIFY-001", True, "", exchange)
+    doc = exchange.request_json()
+    header = doc.get("header") if isinstance(doc, dict) else None
+    if not ctx.expect(
+        "NOTIFY-002",
+        isinstance(header, dict),
+        f"the notify callback is not an envelope: {str(doc)[:200]}",
+        exchange,
+    ):
+        return
+    assert isinstance(doc, dict) and isinstance(header, dict)
+    message = doc.get("message")
+    registry_id = ctx.target.receiver_id  # when given, the notify must come from it
+    problems = []
+    if header.get("action") != "notify":
+        problems.append(f"header.action is {header.get('action')!r}, not 'notify'")
+    if not (isinstance(header.get("message_id"), str) and header["message_id"].strip()):
+        problems.append(f"header.message_id is {header.get('message_id')!r}")
+    if registry_id and header.get("sender_id") != registry_id:
+        problems.append(f"header.sender_id is {header.get('sender_id')!r}, not {registry_id!r}")
+    signature = doc.get("signature")
+    if not signature:
+        problems.append("it is not signed")
+    elif ctx.session.resolver is None:
+        problems.append(f"the registry's JWKS could not be read ({ctx.session.jwks_error})")
+    else:
+        try:
+            verify(str(signature), header, message, ctx.session.resolver.resolve)
+        except Exception as exc:  # noqa: BLE001 - SecurityError / a malformed signature
+            problems.append(f"the signature does not verify: {exc}")
+    ctx.expect("NOTIFY-002", not problems, "the notify callback: " + "; ".join(problems), exchange)
+    if header.get("is_msg_encrypted") is True and isinstance(message, dict):
+        try:
+            message = ctx.session.decrypt(message)
+        except Exception as exc:  # noqa: BLE001 - EncryptionError / no key
+            ctx.expect("NOTIFY-004", False, f"the notify callback: cannot decrypt: {exc}", exchange)
+            return
+    meta = header.get("meta")
+    named = meta.get("subscription_codes") if isinstance(meta, dict) else None
+    meta_txn = meta.get("transaction_id") if isinstance(meta, dict) else None
+    got_txn = message.get("transaction_id") if isinstance(message, dict) else None
+    ctx.expect(
+        "NOTIFY-003",
+        isinstance(named, list) and any(code in named for code in codes),
+        f"header.meta.subscription_codes is {named!r}: it does not name the subscription {codes}",
+        exchange,
+    )
+    ctx.expect(
+        "NOTIFY-003",
+        transaction_id in (got_txn, meta_txn),
+        f"the notify carries transaction {got_txn!r} (meta {meta_txn!r}), not the subscribe "
+        f"transaction {transaction_id!r}",
+        exchange,
+    )
+    items = message.get("notify_event") if isinstance(message, dict) else None
+    ctx.expect(
+        "NOTIFY-004",
+        isinstance(items, list)
+        and bool(items)
+        and all(isinstance(i, dict) and isinstance(i.get("data"), dict) for i in items),
+        f"message.notify_event is not a list of items with data: {str(items)[:300]}",
+        exchange,
+    )
+    if ctx.contract is not None:
+        try:
+            errors = ctx.contract.errors_request("/registry/notify", {**doc, "message": message})
+        except Exception as exc:  # noqa: BLE001 - the contract has no such path
+            errors = [f"the contract cannot validate it: {exc}"]
+        ctx.expect(
+            "NOTIFY-004",
+            not errors,
+            f"the notify callback violates the official contract: {'; '.join(errors[:3])}",
+            exchange,
+        )
+
+
 @check(
     "subscribe",
     "subscribe and unsubscribe are acknowledged and confirmed by their callbacks",
     "core",
-    ("SUB-001", "SUB-002", "ACK-001", *ENVELOPE),
+    ("SUB-001", "SUB-002", "ACK-001", *ENVELOPE, *NOTIFY),
     needs="subscriptions",
 )
 def subscribe(ctx: Ctx) -> None:
-    events = ctx.profile.reg_event_types
+    events = list(ctx.profile.reg_event_types)
     if not events:
         raise Skip(f"the {ctx.profile.title} profile names no event type to subscribe to")
-    query = Q.id(*ctx.state["known_id"]) if "known_id" in ctx.state else broad_query(ctx)[0]
+    followed = ctx.state.get("known_id") or (known(ctx)[0] if known(ctx) else None)
+    trigger = ctx.target.trigger
+    if trigger:
+        event = notify_event(ctx)
+        if event is None:
+            raise Skip(
+                f"--trigger-event {ctx.target.trigger_event!r} is not an event type of the "
+                f"{ctx.profile.title} ({', '.join(events)})"
+            )
+        events.insert(0, event)
+    else:
+        for rid in NOTIFY:
+            ctx.skip_requirement(
+                rid, "give --trigger COMMAND: a command that makes one change in the registry"
+            )
+    query = Q.id(*followed) if followed else broad_query(ctx)[0]
     # an end of its own: a run never collides with a subscription an earlier run left
     end = datetime.datetime.now(datetime.UTC) + datetime.timedelta(
         days=30, seconds=secrets.randbelow(86_400 * 30)
@@ -720,6 +891,8 @@ def subscribe(ctx: Ctx) -> None:
         event_type=events[0],
         sender_uri=ctx.receiver.callback_url("on-subscribe"),
         end_time=end,
+        # with a trigger, notified at once (not in the next scheduled batch)
+        **({"frequency": "immediate"} if trigger else {}),
     )
     exchange, ack, found = async_request(ctx, plan, "on-subscribe", f"subscribe {events[0]}")
     if ack is None:
@@ -741,6 +914,8 @@ def subscribe(ctx: Ctx) -> None:
         ctx.exchanges[-1],
     ):
         return
+    if trigger:
+        judge_notify(ctx, trigger, events[0], codes, plan, followed)
     unplan = ctx.core.unsubscribe_plan(
         codes, sender_uri=ctx.receiver.callback_url("on-unsubscribe")
     )

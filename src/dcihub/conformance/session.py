@@ -72,6 +72,8 @@ class Target:
     expired_token: str | None = None
     huge_body_bytes: int = 16 * 1024 * 1024  # ROB-SIZE-001's body
     replay_wait: float | None = None  # how long to watch for a replay's second callback
+    trigger: str | None = None  # a shell command making one change the subscription follows
+    trigger_event: str | None = None  # the event type to follow (default: per registry)
 
     def client_settings(self) -> ClientSettings:
         data: dict[str, Any] = {
