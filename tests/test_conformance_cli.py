@@ -427,3 +427,37 @@ def test_a_server_that_does_not_answer_is_not_called_conformant(tmp_path):
     report = json.loads(out.read_text())
     assert report["conformant"] is False and report["exit_code"] == 1
     assert report["counts"]["pass"] == 0
+
+
+def test_conform_server_runs_the_trigger(server, country, keyfile, tmp_path):
+    """--trigger reaches the kit: a command that fails is reported under NOTIFY-001 with its
+    output (a core requirement: exit 1); --trigger-event names the event subscribed to."""
+    partner = server.partner
+    demo = tmp_path / "demo.json"
+    demo.write_text(
+        json.dumps(
+            {
+                "registries": {"crvs": f"{server.base_url}/crvs"},
+                "registry_ids": {"crvs": server.settings.registry_id("crvs")},
+                "token_url": f"{server.base_url}/oauth2/client/token",
+                "jwks_url": f"{server.base_url}/.well-known/jwks.json",
+                "client_id": partner.client_id,
+                "client_secret": partner.client_secret,
+                "sender_id": partner.sender_id,
+                "partner_jwk": str(keyfile),
+                "samples": country.samples(),
+            }
+        )
+    )
+    seen = tmp_path / "event.txt"
+    result = invoke(
+        "conform", "server", "--registry", "crvs", "--demo", demo, "--tier", "core",
+        "--trigger", f'echo "$DCI_EVENT_TYPE" > {seen}; echo refused >&2; exit 3',
+        "--trigger-event", "marriage", "--json", tmp_path / "r.json",
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    statuses = {r["id"]: r["status"] for r in report["requirements"]}
+    assert statuses["NOTIFY-001"] == "fail" and statuses["SUB-001"] == "pass"
+    assert seen.read_text().strip() == "Marriage"
+    assert "exit 3" in result.output or "exit 3" in json.dumps(report)
