@@ -1,6 +1,6 @@
 """The kit judges `notify` callbacks when given a --trigger: against dcihub's own node (a
 store of its own: the trigger records real deaths), the trigger runs `dcihub record` and the
-NOTIFY requirements pass; a notify with a wrong action, or without its subscription code,
+NOTIFY requirements pass (and with `dcihub record disability-status` on the DR); a notify with a wrong action, or without its subscription code,
 planted by the DefectProxy, fails exactly its requirement; without --trigger they are skipped,
 saying so."""
 
@@ -126,3 +126,37 @@ def test_a_planted_notify_defect_is_caught_under_its_requirement(node, defect):
     finally:
         proxy.stop()
     assert set(failures(report)) == NOTIFY_DEFECTS[defect], failures(report)
+
+
+def test_the_notify_of_a_disability_status_change_passes(node, country_dr):
+    server, config, _ = node
+    trigger = (
+        f'{shlex.quote(DCIHUB)} record disability-status dr --id "$DCI_ID_TYPE=$DCI_ID_VALUE" '
+        f"--status 2 --config {shlex.quote(str(config))}"
+    )
+    target = target_for(server, "dr", [("UIN", country_dr)], trigger=trigger)
+    report = run_server(target, ("core",), checks=SUBSCRIBE)
+    assert failures(report) == {}
+    assert {rid for rid in NOTIFY if outcome(report, rid).status == "pass"} == NOTIFY
+
+
+@pytest.fixture(scope="module")
+def country_dr(node) -> str:
+    """A UIN the node's disability registry holds."""
+    from dcihub.population.generator import generate_country
+
+    record = next(iter(generate_country(people=200, seed=41).records("dr")))
+    found: list[str] = []
+
+    def walk(doc: Any) -> None:
+        if isinstance(doc, dict):
+            if doc.get("identifier_type") == "UIN":
+                found.append(doc["identifier_value"])
+            for v in doc.values():
+                walk(v)
+        elif isinstance(doc, list):
+            for v in doc:
+                walk(v)
+
+    walk(record)
+    return found[0]
