@@ -1,8 +1,8 @@
 """The kit judges `notify` callbacks when given a --trigger: against dcihub's own node (a
-store of its own: the trigger records real deaths), the trigger runs `dcihub record` and the
-NOTIFY requirements pass (and with `dcihub record disability-status` on the DR); a notify with a wrong action, or without its subscription code,
-planted by the DefectProxy, fails exactly its requirement; without --trigger they are skipped,
-saying so."""
+store of its own: the trigger records real changes), the trigger runs `dcihub record` (a CRVS
+death, a DR disability status change) and the NOTIFY requirements pass; a notify with a wrong
+action, or without its subscription code, planted by the DefectProxy, fails exactly its
+requirement; a failing trigger fails NOTIFY-001; without --trigger they are skipped, saying so."""
 
 from __future__ import annotations
 
